@@ -1,0 +1,119 @@
+"""`python -m digitnet`: Lightning's CLI over DigitClassifier and MNISTDataModule.
+
+    python -m digitnet fit --model.optimizer=Adam
+    python -m digitnet fit --model.optimizer=SGD --model.optimizer.lr=0.05 --model.optimizer.momentum=0.9
+    python -m digitnet test --ckpt_path lightning_logs/Adam/version_0/checkpoints/last.ckpt
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from digitnet.data import MNISTDataModule
+from digitnet.errors import DigitnetError
+from digitnet.model import DigitClassifier
+
+
+OPTIMIZERS = sorted(
+    name
+    for name, obj in vars(torch.optim).items()
+    if isinstance(obj, type) and issubclass(obj, torch.optim.Optimizer) and obj is not torch.optim.Optimizer
+)
+
+
+class DigitnetParser(LightningArgumentParser):
+    """Lightning's parser, whose error for an unknown optimizer lists the valid names."""
+
+    def error(self, message: str, ex: Exception | None = None):
+        if 'key "model.optimizer"' in message:
+            message = (
+                f"unknown --model.optimizer; use one of {', '.join(OPTIMIZERS)}"
+                f" (torch.optim), or a full import path such as my_package.MyOptimizer.\n{message}"
+            )
+        super().error(message, ex)
+
+
+class _DropAdverts(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in record.getMessage()
+
+
+class DigitnetCLI(LightningCLI):
+    """LightningCLI with the report's defaults (5 epochs), a checkpoint callback keeping the best and
+    the last model, one TensorBoard folder per optimizer, and a test of the best model after `fit`."""
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults(
+            {
+                "trainer.max_epochs": 5,
+                "checkpoint.monitor": "val/acc",
+                "checkpoint.mode": "max",
+                "checkpoint.save_last": True,
+                "checkpoint.filename": "best-epoch{epoch}-val_acc{val/acc:.4f}",
+                "checkpoint.auto_insert_metric_name": False,
+            }
+        )
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        # Log each run under lightning_logs/<optimizer>/version_N unless the user chose a logger.
+        if config.trainer.logger in (None, True):
+            optimizer = config.model.optimizer
+            class_path = optimizer if isinstance(optimizer, str) else optimizer.class_path
+            root = config.trainer.default_root_dir or "."
+            config.trainer.logger = {
+                "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+                "init_args": {"save_dir": os.path.join(root, "lightning_logs"), "name": class_path.rsplit(".", 1)[-1]},
+            }
+
+    def _check_data(self) -> None:
+        # Find (or download) and read the data before the Trainer creates any log folder, so that a
+        # missing or corrupt file stops the run with nothing half-written left behind.
+        if int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0:
+            self.datamodule.prepare_data()
+            self.datamodule.setup("fit" if self.subcommand == "fit" else "test")
+
+    before_fit = before_validate = before_test = _check_data
+
+    def after_fit(self) -> None:
+        if self.trainer.fast_dev_run:
+            return
+        best = self.trainer.checkpoint_callback.best_model_path or None
+        results = self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best)
+        if results and self.trainer.is_global_zero:
+            print(f"Best checkpoint: {best}")
+            print(f"Test loss: {results[0]['test/loss']:.4f}  Test accuracy: {results[0]['test/acc']:.4f}")
+            if isinstance(self.trainer.logger, TensorBoardLogger):
+                print(f"TensorBoard logs: {self.trainer.logger.log_dir}  (tensorboard --logdir lightning_logs)")
+
+
+def build_cli(args: ArgsType = None, run: bool = True) -> DigitnetCLI:
+    """The CLI over DigitClassifier and MNISTDataModule; `run=False` only builds the model and data."""
+    return DigitnetCLI(
+        DigitClassifier,
+        MNISTDataModule,
+        seed_everything_default=0,
+        parser_class=DigitnetParser,
+        auto_configure_optimizers=False,
+        save_config_kwargs={"overwrite": True},
+        args=args,
+        run=run,
+    )
+
+
+def main(args: ArgsType = None) -> None:
+    """Run the CLI; bad input ends with a short message and exit status 2, not a traceback."""
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropAdverts())
+    try:
+        build_cli(args)
+    except DigitnetError as err:
+        print(f"digitnet: error: {err}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,155 @@
+"""The report's dense network as a plain nn.Module, and the LightningModule that trains it."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from digitnet.errors import DigitnetError
+
+
+class MLP(nn.Sequential):
+    """Flatten -> [Linear -> ReLU -> Dropout] per hidden layer -> Linear to class logits.
+
+    With the defaults this is the Keras report's model: 784-512-512-10, ReLU, dropout 0.2.
+    Weights start Glorot-uniform and biases at zero, Keras's defaults for Dense layers.
+    """
+
+    def __init__(
+        self,
+        hidden_sizes: tuple[int, ...] = (512, 512),
+        dropout: float = 0.2,
+        in_features: int = 28 * 28,
+        num_classes: int = 10,
+    ) -> None:
+        layers: list[nn.Module] = [nn.Flatten()]  # (B, 1, 28, 28) -> (B, 784)
+        for size in hidden_sizes:
+            layers += [nn.Linear(in_features, size), nn.ReLU(), nn.Dropout(dropout)]
+            in_features = size
+        layers.append(nn.Linear(in_features, num_classes))  # (B, hidden) -> (B, 10) logits
+        super().__init__(*layers)
+        for layer in self:
+            if isinstance(layer, nn.Linear):
+                nn.init.xavier_uniform_(layer.weight)
+                nn.init.zeros_(layer.bias)
+
+
+class DigitClassifier(L.LightningModule):
+    """Trains `MLP` with cross-entropy on its logits; accuracy per split.
+
+    Args:
+        hidden_sizes: Width of each hidden layer.
+        dropout: Dropout probability after each hidden layer.
+        optimizer: Any torch.optim optimizer and its arguments, e.g. from the command line
+            `--model.optimizer=SGD --model.optimizer.lr=0.05 --model.optimizer.momentum=0.9`.
+        lr_scheduler: Optional torch.optim.lr_scheduler class and arguments, stepped once per epoch.
+    """
+
+    def __init__(
+        self,
+        hidden_sizes: tuple[int, ...] = (512, 512),
+        dropout: float = 0.2,
+        optimizer: OptimizerCallable = torch.optim.Adam,
+        lr_scheduler: LRSchedulerCallable | None = None,
+    ) -> None:
+        super().__init__()
+        if not 0 <= dropout < 1:
+            raise DigitnetError(f"dropout must be in [0, 1), got {dropout}")
+        self.save_hyperparameters()
+        if "_instantiator" not in self.hparams:
+            self._save_plain_hyperparameters()
+        self.net = MLP(tuple(hidden_sizes), dropout)
+        self.optimizer, self.lr_scheduler = optimizer, lr_scheduler
+        # Build the optimizer once on a throwaway parameter so that bad arguments (lr <= 0, ...)
+        # fail now, with torch's own message, rather than after the data is loaded.
+        try:
+            lr = optimizer([nn.Parameter(torch.zeros(1))]).defaults.get("lr")
+        except (ValueError, TypeError) as err:
+            raise DigitnetError(f"bad optimizer settings: {err}") from None
+        if isinstance(lr, (int, float)) and lr <= 0:
+            raise DigitnetError(f"the learning rate must be positive, got --model.optimizer.lr={lr}")
+        self.val_acc = MulticlassAccuracy(num_classes=10, average="micro")
+        self.test_acc = MulticlassAccuracy(num_classes=10, average="micro")
+
+    def _save_plain_hyperparameters(self) -> None:
+        """Built in Python rather than by the CLI: store the optimizer and scheduler as the CLI does,
+        as class_path + init_args, so the checkpoint holds no Python objects and reloads with
+        `load_from_checkpoint(path)` (weights_only) through the same instantiator as a CLI checkpoint."""
+        optimizer, scheduler = _callable_config(self.hparams.optimizer), _callable_config(self.hparams.lr_scheduler)
+        if optimizer is None or (self.hparams.lr_scheduler is not None and scheduler is None):
+            return  # a lambda or other callable: checkpoints then need load_from_checkpoint(..., weights_only=False)
+        self.save_hyperparameters(
+            {
+                "hidden_sizes": tuple(self.hparams.hidden_sizes),
+                "dropout": self.hparams.dropout,
+                "optimizer": optimizer,
+                "lr_scheduler": scheduler,
+                "_instantiator": "lightning.pytorch.cli.instantiate_module",
+            }
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)  # (B, 1, 28, 28) normalized -> (B, 10) logits
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = F.cross_entropy(logits, y)
+        # Training accuracy as a running count of correct answers: one comparison per step, where a
+        # torchmetrics update costs a noticeable share of a step this small.
+        self._train_correct += (logits.argmax(1) == y).sum()
+        self._train_seen += len(y)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        return loss
+
+    def on_train_epoch_start(self) -> None:
+        self._train_correct = torch.zeros((), dtype=torch.long, device=self.device)
+        self._train_seen = 0
+
+    def on_train_epoch_end(self) -> None:
+        self.log("train/acc", self._train_correct / max(self._train_seen, 1), sync_dist=True)
+
+    def _evaluate(self, batch: tuple[torch.Tensor, torch.Tensor], split: str, metric: MulticlassAccuracy) -> None:
+        x, y = batch
+        logits = self(x)
+        self.log(f"{split}/loss", F.cross_entropy(logits, y), prog_bar=True, sync_dist=True)
+        metric(logits, y)
+        self.log(f"{split}/acc", metric, prog_bar=True)
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "val", self.val_acc)
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "test", self.test_acc)
+
+    def on_test_epoch_end(self) -> None:
+        # TensorBoard's HParams tab compares runs by hp_metric: make it the test accuracy.
+        self.log("hp_metric", self.test_acc.compute())
+
+    def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return self(x).softmax(dim=1)  # (B, 10) class probabilities
+
+    def configure_optimizers(self):
+        optimizer = self.optimizer(self.parameters())
+        if self.lr_scheduler is None:
+            return optimizer
+        scheduler = self.lr_scheduler(optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val/loss"}}
+
+
+def _callable_config(fn: Any) -> dict | None:
+    """`torch.optim.SGD` or `functools.partial(torch.optim.SGD, lr=0.1)` as {class_path, init_args}."""
+    kwargs = {}
+    if isinstance(fn, functools.partial) and not fn.args:
+        fn, kwargs = fn.func, dict(fn.keywords)
+    if not isinstance(fn, type):
+        return None
+    return {"class_path": f"{fn.__module__}.{fn.__qualname__}", "init_args": kwargs}

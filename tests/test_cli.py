@@ -1,0 +1,71 @@
+import subprocess
+import sys
+
+import pytest
+import torch
+import yaml
+
+from digitnet import DigitClassifier
+from digitnet.cli import main
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "digitnet", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_fit_fast_dev_run(mnist_dir):
+    main(["fit", f"--data.data_dir={mnist_dir}", "--data.val_size=20", "--trainer.fast_dev_run=true"])
+
+
+def test_fit_logs_per_optimizer_tests_best_and_reloads(mnist_dir, tmp_path, capsys):
+    args = ["fit", f"--data.data_dir={mnist_dir}", "--data.val_size=20", "--data.batch_size=32",
+            "--trainer.max_epochs=2", "--trainer.enable_progress_bar=false",
+            "--model.optimizer=SGD", "--model.optimizer.lr=0.05", "--model.optimizer.momentum=0.9"]
+    main(args)
+    out = capsys.readouterr().out
+    assert "Test accuracy:" in out
+    run = tmp_path / "lightning_logs" / "SGD" / "version_0"
+    assert list(run.glob("events.out.tfevents.*"))
+    last = run / "checkpoints" / "last.ckpt"
+    best = list((run / "checkpoints").glob("best-*.ckpt"))
+    assert last.exists() and len(best) == 1
+    assert yaml.safe_load((run / "config.yaml").read_text())["model"]["optimizer"]["class_path"] == "torch.optim.SGD"
+
+    # The checkpoint reloads with no other argument, with identical logits, and its optimizer config.
+    model = DigitClassifier.load_from_checkpoint(last)
+    state = torch.load(last, weights_only=True)["state_dict"]
+    fresh = DigitClassifier()
+    fresh.load_state_dict(state)
+    model.eval(), fresh.eval()
+    x = torch.randn(4, 1, 28, 28)
+    assert torch.equal(model(x), fresh(x))
+    assert type(model.configure_optimizers()).__name__ == "SGD"
+
+    # `test` from the checkpoint works without restating the model's settings.
+    main(["test", f"--data.data_dir={mnist_dir}", f"--ckpt_path={last}", "--trainer.enable_progress_bar=false"])
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--model.optimizer=Nadam"], "use one of ASGD, Adadelta"),
+        (["--model.optimizer=SGD", "--model.optimizer.lr=-0.1"], "Invalid learning rate"),
+        (["--model.optimizer.lr=0"], "learning rate must be positive"),
+        (["--data.batch_size=0"], "batch_size must be at least 1"),
+        (["--data.val_size=120"], "val_size=120 leaves no training images"),
+    ],
+)
+def test_bad_input_exits_nonzero_without_traceback(mnist_dir, tmp_path, args, message):
+    result = run_cli("fit", f"--data.data_dir={mnist_dir}", *args)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert not (tmp_path / "lightning_logs").exists()  # nothing half-written
+
+
+def test_missing_data_exits_with_a_paragraph(tmp_path):
+    result = run_cli("fit", f"--data.data_dir={tmp_path / 'nowhere'}", "--data.mirrors=[http://127.0.0.1:9/]")
+    assert result.returncode == 2
+    assert "MNIST was not found in" in result.stderr and "DIGITNET_DATA_DIR" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "lightning_logs").exists()

@@ -1,0 +1,190 @@
+import functools
+import gzip
+import hashlib
+import http.server
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import idx_bytes, synthetic_digits, write_mnist
+from digitnet import data
+from digitnet.data import MNISTDataModule, read_idx
+from digitnet.errors import DigitnetError
+
+
+def test_reader_round_trips_raw_and_gzip(tmp_path):
+    images, labels = synthetic_digits(7, seed=3)
+    (tmp_path / "a-idx3-ubyte").write_bytes(idx_bytes(images))
+    (tmp_path / "b-idx1-ubyte.gz").write_bytes(gzip.compress(idx_bytes(labels)))
+    assert torch.equal(read_idx(tmp_path / "a-idx3-ubyte"), images)
+    assert torch.equal(read_idx(tmp_path / "b-idx1-ubyte.gz"), labels.to(torch.uint8))
+
+
+@pytest.mark.parametrize(
+    "mangle, message",
+    [
+        (lambda raw: b"\x00\x00\x09\x99" + raw[4:], "not an IDX file"),
+        (lambda raw: raw[:-5], "truncated"),
+        (lambda raw: raw[:10], "truncated"),
+        (lambda raw: raw + b"\x00", "trailing bytes"),
+        (lambda raw: b"", "no header"),
+    ],
+)
+def test_corrupt_images_file_names_file_and_problem(tmp_path, mangle, message):
+    path = tmp_path / "train-images-idx3-ubyte"
+    path.write_bytes(mangle(idx_bytes(synthetic_digits(4, seed=0)[0])))
+    with pytest.raises(DigitnetError, match=message) as err:
+        read_idx(path)
+    assert str(path) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_truncated_gzip_is_reported(tmp_path):
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    path.write_bytes(gzip.compress(idx_bytes(synthetic_digits(4, seed=0)[0]))[:-20])
+    with pytest.raises(DigitnetError, match="cannot read"):
+        read_idx(path)
+
+
+def test_labels_in_images_slot_and_count_mismatch(mnist_dir):
+    (mnist_dir / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(idx_bytes(torch.zeros(39))))
+    with pytest.raises(DigitnetError, match="40 images but .* 39 labels"):
+        data.load_split(mnist_dir, data.TEST_FILES)
+    (mnist_dir / "t10k-images-idx3-ubyte.gz").write_bytes(gzip.compress(idx_bytes(torch.zeros(39))))
+    with pytest.raises(DigitnetError, match="holds labels .* expected images"):
+        data.load_split(mnist_dir, data.TEST_FILES)
+
+
+def test_label_out_of_range(mnist_dir):
+    (mnist_dir / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(idx_bytes(torch.full((40,), 11))))
+    with pytest.raises(DigitnetError, match="label 11 is not a digit"):
+        data.load_split(mnist_dir, data.TEST_FILES)
+
+
+def test_checksum_mismatch_on_a_full_size_file(tmp_path):
+    # 10,000 labels under the canonical name claim to be the original file: the SHA-256 must match.
+    path = tmp_path / "t10k-labels-idx1-ubyte"
+    path.write_bytes(idx_bytes(torch.zeros(10_000)))
+    with pytest.raises(DigitnetError, match="SHA-256 differs"):
+        read_idx(path)
+
+
+def test_torchvision_layout_and_raw_files(tmp_path):
+    write_mnist(tmp_path / "MNIST" / "raw", gz=False)
+    dm = MNISTDataModule(data_dir=str(tmp_path), val_size=20)
+    dm.prepare_data()
+    dm.setup("fit")
+    assert len(dm.train_set) == 100 and len(dm.val_set) == 20
+
+
+def test_split_sizes_and_seeding(mnist_dir):
+    def split(seed):
+        dm = MNISTDataModule(data_dir=str(mnist_dir), val_size=30, seed=seed)
+        dm.setup("fit")
+        return dm
+
+    a, b, c = split(0), split(0), split(1)
+    assert len(a.train_set) + len(a.val_set) == 120 and len(a.val_set) == 30
+    assert torch.equal(a.val_set.images, b.val_set.images)
+    assert not torch.equal(a.val_set.images, c.val_set.images)
+    # the split is a partition: no validation image is also a training image
+    train, val = a.train_set.images.flatten(1), a.val_set.images.flatten(1)
+    assert not (train[:, None, :] == val[None, :, :]).all(-1).any()
+
+
+def test_batches_dtypes_shapes_and_full_test_set(mnist_dir):
+    dm = MNISTDataModule(data_dir=str(mnist_dir), batch_size=16, val_size=20)
+    dm.setup("fit")
+    dm.setup("test")
+    x, y = next(iter(dm.train_dataloader()))
+    assert x.dtype == torch.float32 and x.shape == (16, 1, 28, 28)
+    assert y.dtype == torch.int64 and y.shape == (16,)
+    assert sum(len(y) for _, y in dm.test_dataloader()) == 40  # no drop_last
+    assert sum(len(y) for _, y in dm.val_dataloader()) == 20
+    seen = torch.cat([x for x, _ in dm.train_dataloader()])
+    assert len(seen) == 100  # every training image once per epoch
+
+
+def test_normalization(mnist_dir):
+    plain = MNISTDataModule(data_dir=str(mnist_dir), normalize=False)
+    plain.setup("test")
+    x = plain.test_set.images
+    assert x.min() >= 0 and x.max() == 1.0
+    raw = read_idx(mnist_dir / "t10k-images-idx3-ubyte.gz")
+    assert torch.allclose(x[:, 0], raw.float() / 255)
+    norm = MNISTDataModule(data_dir=str(mnist_dir))
+    norm.setup("test")
+    assert torch.allclose(norm.test_set.images, (x - 0.1307) / 0.3081, atol=1e-6)
+
+
+def test_bad_settings_raise():
+    with pytest.raises(DigitnetError, match="batch_size"):
+        MNISTDataModule(batch_size=0)
+    with pytest.raises(DigitnetError, match="val_size"):
+        MNISTDataModule(val_size=0)
+
+
+def test_val_size_must_leave_training_images(mnist_dir):
+    dm = MNISTDataModule(data_dir=str(mnist_dir), val_size=120)
+    with pytest.raises(DigitnetError, match="smaller than the 120 images"):
+        dm.setup("fit")
+
+
+def test_data_dir_defaults_to_environment(monkeypatch, mnist_dir):
+    monkeypatch.setenv("DIGITNET_DATA_DIR", str(mnist_dir))
+    assert MNISTDataModule().data_dir == str(mnist_dir)
+    monkeypatch.delenv("DIGITNET_DATA_DIR")
+    assert MNISTDataModule().data_dir == "data"
+
+
+def test_missing_data_message(tmp_path):
+    dm = MNISTDataModule(data_dir=str(tmp_path / "empty"), mirrors=["http://127.0.0.1:9/"])
+    with pytest.raises(DigitnetError) as err:
+        dm.prepare_data()
+    message = str(err.value)
+    for expected in ["empty", *data.FILES, "http://127.0.0.1:9/train-images-idx3-ubyte.gz", "--data.data_dir", "DIGITNET_DATA_DIR"]:
+        assert expected in message
+    assert not (tmp_path / "empty").exists()  # nothing written
+
+
+@pytest.fixture
+def mirrors(tmp_path, monkeypatch):
+    """Two local HTTP mirrors: the first serves corrupt bytes for every file, the second good ones."""
+    good = write_mnist(tmp_path / "good")
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for name in data.FILES:
+        raw = gzip.decompress((good / f"{name}.gz").read_bytes())
+        monkeypatch.setitem(data.SHA256, name, hashlib.sha256(raw).hexdigest())
+        (bad / f"{name}.gz").write_bytes(gzip.compress(raw[:-1] + b"\x01"))
+    servers = []
+    for folder in (bad, good):
+        handler = functools.partial(QuietHandler, directory=str(folder))
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+    yield [f"http://127.0.0.1:{s.server_address[1]}/" for s in servers]
+    for server in servers:
+        server.shutdown()
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+def test_download_skips_corrupt_mirror(tmp_path, mirrors):
+    target = tmp_path / "downloaded"
+    dm = MNISTDataModule(data_dir=str(target), mirrors=mirrors, val_size=20)
+    dm.prepare_data()
+    assert sorted(p.name for p in target.iterdir()) == sorted(f"{n}.gz" for n in data.FILES)  # no .part left
+    dm.setup("fit")
+    assert len(dm.train_set) == 100
+
+
+def test_download_fails_when_every_mirror_is_bad(tmp_path, mirrors):
+    target = tmp_path / "downloaded"
+    with pytest.raises(DigitnetError, match="bad SHA-256"):
+        data.download(target, mirrors[:1])
+    assert not target.exists() or not any(target.iterdir())

@@ -1,0 +1,84 @@
+import pytest
+import torch
+from torch import nn
+
+from digitnet import DigitClassifier, MLP
+from digitnet.cli import build_cli
+from digitnet.errors import DigitnetError
+
+OPTIMIZER_ARGS = {
+    "SGD": ["--model.optimizer=SGD", "--model.optimizer.lr=0.05", "--model.optimizer.momentum=0.9"],
+    "Adam": ["--model.optimizer=Adam"],
+    "NAdam": ["--model.optimizer=NAdam"],
+    "Adadelta": ["--model.optimizer=Adadelta", "--model.optimizer.lr=1.0"],
+}
+
+
+def test_mlp_mirrors_the_keras_model():
+    net = MLP()
+    linears = [m for m in net if isinstance(m, nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(784, 512), (512, 512), (512, 10)]
+    assert [m.p for m in net if isinstance(m, nn.Dropout)] == [0.2, 0.2]
+    assert sum(p.numel() for p in net.parameters()) == 669_706  # Keras's model.summary() total
+    assert net(torch.rand(3, 1, 28, 28)).shape == (3, 10)
+
+
+@pytest.mark.parametrize("name", OPTIMIZER_ARGS)
+def test_each_optimizer_from_the_cli_lowers_the_loss(name, mnist_dir):
+    cli = build_cli(OPTIMIZER_ARGS[name] + [f"--data.data_dir={mnist_dir}"], run=False)
+    model = cli.model
+    optimizer = model.configure_optimizers()
+    assert type(optimizer).__name__ == name
+    torch.manual_seed(0)
+    x, y = torch.randn(64, 1, 28, 28), torch.arange(64) % 10
+    model.eval()  # no dropout: the loss before and after is comparable
+    first = nn.functional.cross_entropy(model(x), y).item()
+    model.train()
+    for _ in range(20):
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        optimizer.step()
+    model.eval()
+    assert nn.functional.cross_entropy(model(x), y).item() < 0.5 * first
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"optimizer": lambda p: torch.optim.SGD(p, lr=-0.1)}, "Invalid learning rate"),
+        ({"optimizer": lambda p: torch.optim.Adam(p, lr=0.0)}, "learning rate must be positive"),
+        ({"dropout": 1.0}, "dropout"),
+    ],
+)
+def test_bad_model_settings(kwargs, message):
+    with pytest.raises(DigitnetError, match=message):
+        DigitClassifier(**kwargs)
+
+
+def test_plain_python_use_and_checkpoint_reload(tmp_path):
+    import lightning as L
+
+    model = DigitClassifier(hidden_sizes=(32, 16), dropout=0.1)
+    trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, max_epochs=0)
+    trainer.strategy.connect(model)
+    path = tmp_path / "m.ckpt"
+    trainer.save_checkpoint(path)
+    reloaded = DigitClassifier.load_from_checkpoint(path)
+    x = torch.randn(5, 1, 28, 28)
+    model.eval(), reloaded.eval()
+    assert torch.equal(model(x), reloaded(x))
+    assert reloaded.hparams.hidden_sizes == (32, 16)
+
+
+def test_python_built_model_with_partial_optimizer_reloads(tmp_path):
+    import functools
+
+    import lightning as L
+
+    model = DigitClassifier(optimizer=functools.partial(torch.optim.SGD, lr=0.1, momentum=0.5))
+    trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, max_epochs=0)
+    trainer.strategy.connect(model)
+    trainer.save_checkpoint(tmp_path / "m.ckpt")
+    optimizer = DigitClassifier.load_from_checkpoint(tmp_path / "m.ckpt").configure_optimizers()
+    assert type(optimizer) is torch.optim.SGD
+    assert optimizer.defaults["lr"] == 0.1 and optimizer.defaults["momentum"] == 0.5
