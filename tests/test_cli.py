@@ -39,7 +39,7 @@ def test_fit_logs_per_optimizer_tests_best_and_reloads(mnist_dir, tmp_path, caps
     model.eval(), fresh.eval()
     x = torch.randn(4, 1, 28, 28)
     assert torch.equal(model(x), fresh(x))
-    assert type(model.configure_optimizers()).__name__ == "SGD"
+    assert type(model.optimizer(model.parameters())).__name__ == "SGD"
 
     # `test` from the checkpoint works without restating the model's settings.
     main(["test", f"--data.data_dir={mnist_dir}", f"--ckpt_path={last}", "--trainer.enable_progress_bar=false"])

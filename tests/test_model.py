@@ -27,7 +27,7 @@ def test_mlp_mirrors_the_keras_model():
 def test_each_optimizer_from_the_cli_lowers_the_loss(name, mnist_dir):
     cli = build_cli(OPTIMIZER_ARGS[name] + [f"--data.data_dir={mnist_dir}"], run=False)
     model = cli.model
-    optimizer = model.configure_optimizers()
+    optimizer = model.optimizer(model.parameters())
     assert type(optimizer).__name__ == name
     torch.manual_seed(0)
     x, y = torch.randn(64, 1, 28, 28), torch.arange(64) % 10
@@ -79,6 +79,26 @@ def test_python_built_model_with_partial_optimizer_reloads(tmp_path):
     trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, max_epochs=0)
     trainer.strategy.connect(model)
     trainer.save_checkpoint(tmp_path / "m.ckpt")
-    optimizer = DigitClassifier.load_from_checkpoint(tmp_path / "m.ckpt").configure_optimizers()
+    reloaded = DigitClassifier.load_from_checkpoint(tmp_path / "m.ckpt")
+    optimizer = reloaded.optimizer(reloaded.parameters())
     assert type(optimizer) is torch.optim.SGD
     assert optimizer.defaults["lr"] == 0.1 and optimizer.defaults["momentum"] == 0.5
+
+
+def test_cosine_decay_reaches_zero_at_the_last_step(mnist_dir):
+    import lightning as L
+
+    from digitnet import MNISTDataModule
+
+    model = DigitClassifier(hidden_sizes=(16,))
+    lrs = []
+
+    class Record(L.Callback):
+        def on_train_batch_start(self, trainer, *args):
+            lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+    trainer = L.Trainer(max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        callbacks=[Record()], limit_val_batches=0)
+    trainer.fit(model, MNISTDataModule(data_dir=str(mnist_dir), batch_size=20, val_size=20))
+    assert len(lrs) == 10 and lrs[0] == pytest.approx(1e-3)
+    assert all(a > b for a, b in zip(lrs, lrs[1:])) and lrs[-1] < 0.03e-3
