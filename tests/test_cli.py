@@ -1,5 +1,7 @@
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -9,8 +11,13 @@ from digitnet import DigitClassifier
 from digitnet.cli import main
 
 
+ROOT = Path(__file__).parents[1]
+
+
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "digitnet", *args], capture_output=True, text=True, timeout=120)
+    """`python -m digitnet ARGS` in a subprocess, importing this checkout's digitnet."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "digitnet", *args], capture_output=True, text=True, timeout=120, env=env)
 
 
 def test_fit_fast_dev_run(mnist_dir):
