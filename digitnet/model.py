@@ -11,9 +11,26 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
+from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from digitnet.errors import DigitnetError
+
+
+class Dropout(nn.Dropout):
+    """nn.Dropout, with a faster mask on the CPU.
+
+    On the CPU, F.dropout draws its mask with bernoulli_, a slow per-element path: for this model's
+    (128, 512) activations it costs more than the 512x512 matmul beside it, about 0.65 ms forward and
+    backward against 0.22 ms for a mask made as uniform noise >= p. Same distribution: each unit is
+    kept with probability 1 - p and scaled by 1 / (1 - p). Elsewhere (CUDA's fused kernel) F.dropout.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0 or x.device.type != "cpu":
+            return super().forward(x)
+        mask = torch.rand_like(x).ge_(self.p).mul_(1 / (1 - self.p))  # (B, H): 0 or 1/(1-p)
+        return x * mask
 
 
 class MLP(nn.Sequential):
@@ -32,7 +49,7 @@ class MLP(nn.Sequential):
     ) -> None:
         layers: list[nn.Module] = [nn.Flatten()]  # (B, 1, 28, 28) -> (B, 784)
         for size in hidden_sizes:
-            layers += [nn.Linear(in_features, size), nn.ReLU(), nn.Dropout(dropout)]
+            layers += [nn.Linear(in_features, size), nn.ReLU(), Dropout(dropout)]
             in_features = size
         layers.append(nn.Linear(in_features, num_classes))  # (B, hidden) -> (B, 10) logits
         super().__init__(*layers)
@@ -81,8 +98,10 @@ class DigitClassifier(L.LightningModule):
             raise DigitnetError(f"bad optimizer settings: {err}") from None
         if isinstance(lr, (int, float)) and lr <= 0:
             raise DigitnetError(f"the learning rate must be positive, got --model.optimizer.lr={lr}")
-        self.val_acc = MulticlassAccuracy(num_classes=10, average="micro")
-        self.test_acc = MulticlassAccuracy(num_classes=10, average="micro")
+        # One metric object per split, updated per batch and logged once per epoch; their compute()
+        # gathers the counts from every process under DDP.
+        self.acc = nn.ModuleDict({split: MulticlassAccuracy(num_classes=10, average="micro") for split in ("val", "test")})
+        self.loss = nn.ModuleDict({split: MeanMetric() for split in ("val", "test")})
 
     def _save_plain_hyperparameters(self) -> None:
         """Built in Python rather than by the CLI: store the optimizer and scheduler as the CLI does,
@@ -109,11 +128,14 @@ class DigitClassifier(L.LightningModule):
         x, y = batch
         logits = self(x)
         loss = F.cross_entropy(logits, y)
-        # Training accuracy as a running count of correct answers: one comparison per step, where a
-        # torchmetrics update costs a noticeable share of a step this small.
-        self._train_correct += (logits.argmax(1) == y).sum()
+        # A step of this model takes ~4 ms on 2 CPU cores, and each self.log() call costs Lightning
+        # ~0.3 ms, a torchmetrics update ~0.1 ms. So: training accuracy is a running count of correct
+        # answers, and the loss is logged only on the steps the logger writes (every log_every_n_steps),
+        # which is what Lightning's own LearningRateMonitor checks too.
+        self._train_correct.add_((logits.argmax(1) == y).sum())
         self._train_seen += len(y)
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        if self.trainer._logger_connector.should_update_logs:
+            self.log("train/loss", loss, prog_bar=True)
         return loss
 
     def on_train_epoch_start(self) -> None:
@@ -123,41 +145,61 @@ class DigitClassifier(L.LightningModule):
     def on_train_epoch_end(self) -> None:
         self.log("train/acc", self._train_correct / max(self._train_seen, 1), sync_dist=True)
 
-    def _evaluate(self, batch: tuple[torch.Tensor, torch.Tensor], split: str, metric: MulticlassAccuracy) -> None:
+    def _evaluate(self, batch: tuple[torch.Tensor, torch.Tensor], split: str) -> None:
         x, y = batch
         logits = self(x)
-        self.log(f"{split}/loss", F.cross_entropy(logits, y), prog_bar=True, sync_dist=True)
-        metric(logits, y)
-        self.log(f"{split}/acc", metric, prog_bar=True)
+        self.loss[split].update(F.cross_entropy(logits, y), weight=len(y))
+        self.acc[split].update(logits, y)
+
+    def _log_epoch(self, split: str) -> torch.Tensor:
+        accuracy, loss = self.acc[split].compute(), self.loss[split].compute()
+        self.acc[split].reset(), self.loss[split].reset()
+        self.log_dict({f"{split}/loss": loss, f"{split}/acc": accuracy}, prog_bar=True)
+        return accuracy
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, "val", self.val_acc)
+        self._evaluate(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch("val")
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, "test", self.test_acc)
+        self._evaluate(batch, "test")
 
     def on_test_epoch_end(self) -> None:
         # TensorBoard's HParams tab compares runs by hp_metric: make it the test accuracy.
-        self.log("hp_metric", self.test_acc.compute())
+        self.log("hp_metric", self._log_epoch("test"))
 
     def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
         return self(x).softmax(dim=1)  # (B, 10) class probabilities
 
-    def configure_optimizers(self):
+    def build_optimizer(self) -> torch.optim.Optimizer:
+        """The configured optimizer over this model's parameters, in its fused implementation when
+        it has one and the configuration leaves `fused` unset: for Adam on the CPU that is about
+        0.4 ms of a 4 ms step, with the same arithmetic."""
         optimizer = self.optimizer(self.parameters())
+        if "fused" in optimizer.defaults and optimizer.defaults["fused"] is None:
+            try:
+                optimizer = self.optimizer(self.parameters(), fused=True)
+            except (RuntimeError, ValueError):
+                pass  # no fused kernel for this device or dtype: keep the default implementation
+        return optimizer
+
+    def configure_optimizers(self):
+        optimizer = self.build_optimizer()
         if self.lr_scheduler is not None:
             scheduler = self.lr_scheduler(optimizer)
             return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val/loss"}}
         if not self.hparams.cosine_decay:
             return optimizer
         total = max(int(self.trainer.estimated_stepping_batches), 1)
-        decay = functools.partial(_half_cosine, total=total)
+        decay = functools.partial(half_cosine, total=total)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, decay)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
-def _half_cosine(step: int, total: int) -> float:
+def half_cosine(step: int, total: int) -> float:
     """Learning-rate factor at `step` of `total`: 1 at the start, 0 at the end."""
     return 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
 

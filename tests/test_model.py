@@ -102,3 +102,27 @@ def test_cosine_decay_reaches_zero_at_the_last_step(mnist_dir):
     trainer.fit(model, MNISTDataModule(data_dir=str(mnist_dir), batch_size=20, val_size=20))
     assert len(lrs) == 10 and lrs[0] == pytest.approx(1e-3)
     assert all(a > b for a, b in zip(lrs, lrs[1:])) and lrs[-1] < 0.03e-3
+
+
+def test_dropout_keeps_units_with_probability_one_minus_p_and_rescales():
+    from digitnet.model import Dropout
+
+    layer = Dropout(0.2)
+    x = torch.ones(1000, 512, requires_grad=True)
+    y = layer(x)
+    kept = (y != 0).float().mean().item()
+    assert abs(kept - 0.8) < 0.005
+    assert torch.allclose(y[y != 0], torch.tensor(1.25))
+    y.sum().backward()
+    assert torch.equal(x.grad, y.detach())  # gradient flows through kept units only, scaled alike
+    layer.eval()
+    assert torch.equal(layer(x), x)
+
+
+def test_build_optimizer_uses_fused_kernel_unless_configured():
+    import functools
+
+    assert DigitClassifier().build_optimizer().defaults["fused"] is True
+    explicit = DigitClassifier(optimizer=functools.partial(torch.optim.Adam, fused=False))
+    assert explicit.build_optimizer().defaults["fused"] is False
+    assert type(DigitClassifier(optimizer=torch.optim.Adadelta).build_optimizer()) is torch.optim.Adadelta

@@ -1,0 +1,181 @@
+"""How much does Lightning cost? digitnet's `fit` against a bare PyTorch loop, in one process.
+
+    python scripts/benchmark.py --data_dir ../shared/mnist --epochs 5 --json bench.json
+
+Contenders, run in turn (one epoch of each, then again), on the same in-memory tensors and batch size:
+- digitnet: `fit` through the Trainer built by the CLI, with its default callbacks (progress bar,
+  TensorBoard logging, checkpointing) and its validation pass;
+- bare: a plain loop with the same model and optimizer (digitnet's MLP, Adam as digitnet builds it,
+  with the same cosine decay): shuffle, index a batch, forward, loss, backward, step; then a
+  validation pass. The ratio digitnet / bare is the framework's cost;
+- floor: forward, backward and optimizer step alone, on one fixed batch, as many steps as an epoch;
+- naive: the bare loop as most people write it, with stock nn.Dropout and torch.optim.Adam defaults
+  (for information: what digitnet's faster dropout mask and fused Adam are worth).
+Each contender's first epoch is warm-up and dropped; the table gives medians. Then inference
+throughput at batch 1000 through the LightningModule and through the plain nn.Module.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import tempfile
+import time
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+
+from torch import nn
+
+from digitnet.cli import build_cli
+from digitnet.model import DigitClassifier, half_cosine
+
+
+def bare_epoch(net, optimizer, scheduler, train, val, batch_size: int) -> float:
+    start = time.perf_counter()
+    images, labels = train.images, train.labels
+    net.train()
+    for index in torch.randperm(len(labels), device=labels.device).split(batch_size):
+        loss = F.cross_entropy(net(images[index]), labels[index])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+    net.eval()
+    with torch.inference_mode():
+        correct = sum((net(x).argmax(1) == y).sum() for x, y in zip(val.images.split(batch_size), val.labels.split(batch_size)))
+    float(correct)  # wait for the device
+    return time.perf_counter() - start
+
+
+def floor_epoch(net, optimizer, x, y, steps: int) -> float:
+    start = time.perf_counter()
+    for _ in range(steps):
+        loss = F.cross_entropy(net(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    float(loss)
+    return time.perf_counter() - start
+
+
+class Interleave(L.Callback):
+    """Times each digitnet epoch (training, validation, checkpointing) and, between two of them,
+    runs one epoch of each other contender, so that all see the same machine state."""
+
+    def __init__(self, others: dict) -> None:
+        self.others, self.times = others, {"digitnet": [], **{name: [] for name in others}}
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        for name, run in self.others.items():
+            self.times[name].append(run())
+        self.start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self.times["digitnet"].append(time.perf_counter() - self.start)
+
+
+def images_per_second(fn, x: torch.Tensor, repeats: int = 30) -> float:
+    with torch.inference_mode():
+        fn(x)  # warm-up
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            float(fn(x).sum())
+            times.append(time.perf_counter() - start)
+    return len(x) / statistics.median(times)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data_dir", default=None, help="folder with the MNIST files (default: DIGITNET_DATA_DIR or ./data)")
+    parser.add_argument("--epochs", type=int, default=5, help="timed epochs per contender, after one warm-up epoch")
+    parser.add_argument("--json", default=None, help="write the figures to this JSON file")
+    parser.add_argument("--accelerator", default="auto", help="cpu, gpu or auto")
+    args = parser.parse_args(argv)
+    if args.epochs < 3:
+        parser.error("--epochs must be at least 3: the figures are medians")
+
+    out = tempfile.mkdtemp(prefix="digitnet-bench-")
+    cli_args = [f"--trainer.max_epochs={args.epochs + 1}", f"--trainer.default_root_dir={out}",
+                f"--trainer.accelerator={args.accelerator}", "--trainer.num_sanity_val_steps=0"]
+    if args.data_dir:
+        cli_args.append(f"--data.data_dir={args.data_dir}")
+    cli = build_cli(cli_args, run=False)
+    dm, trainer = cli.datamodule, cli.trainer
+    device = trainer.strategy.root_device
+    dm.trainer = trainer  # so that setup() puts the tensors on the trainer's device
+    dm.prepare_data()
+    dm.setup("fit")
+    batch_size = dm.hparams.batch_size
+    steps = math.ceil(len(dm.train_set) / batch_size)
+
+    total = (args.epochs + 1) * steps
+
+    def fresh(seed: int, naive: bool = False):
+        torch.manual_seed(seed)
+        if naive:  # the Keras model written with stock layers and optimizer
+            net = nn.Sequential(nn.Flatten(), nn.Linear(784, 512), nn.ReLU(), nn.Dropout(0.2),
+                                nn.Linear(512, 512), nn.ReLU(), nn.Dropout(0.2), nn.Linear(512, 10)).to(device)
+            optimizer = torch.optim.Adam(net.parameters())
+        else:
+            model = DigitClassifier().to(device)
+            net, optimizer = model.net, model.build_optimizer()
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: half_cosine(step, total))
+        return net, optimizer, scheduler
+
+    bare = fresh(1)
+    naive = fresh(1, naive=True)
+    floor_net, floor_opt, _ = fresh(2)
+    x, y = dm.train_set.images[:batch_size], dm.train_set.labels[:batch_size]
+    timer = Interleave({
+        "bare": lambda: bare_epoch(*bare, dm.train_set, dm.val_set, batch_size),
+        "floor": lambda: floor_epoch(floor_net, floor_opt, x, y, steps),
+        "naive": lambda: bare_epoch(*naive, dm.train_set, dm.val_set, batch_size),
+    })
+    trainer.callbacks.append(timer)
+    trainer.fit(cli.model, datamodule=dm)
+
+    sec = {name: statistics.median(times[1:]) for name, times in timer.times.items()}  # drop warm-up
+    model = cli.model.to(device).eval()
+    batch = dm.val_set.images[:1000]
+    results = {
+        "bare_sec_per_epoch": sec["bare"],
+        "digitnet_sec_per_epoch": sec["digitnet"],
+        "floor_sec_per_epoch": sec["floor"],
+        "ratio_digitnet_to_bare": sec["digitnet"] / sec["bare"],
+        "ratio_digitnet_to_floor": sec["digitnet"] / sec["floor"],
+        "naive_sec_per_epoch": sec["naive"],
+        "ratio_digitnet_to_naive": sec["digitnet"] / sec["naive"],
+        "infer_images_per_sec": images_per_second(model, batch),
+        "infer_plain_images_per_sec": images_per_second(model.net, batch),
+        "epoch_times": timer.times,
+        "steps_per_epoch": steps,
+        "batch_size": batch_size,
+        "torch_version": torch.__version__,
+        "lightning_version": L.__version__,
+        "threads": torch.get_num_threads(),
+        "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
+    }
+    results["infer_ratio_module_to_plain"] = results["infer_images_per_sec"] / results["infer_plain_images_per_sec"]
+    print(f"\ndevice: {results['device']}, torch {torch.__version__}, {results['threads']} threads, "
+          f"batch {batch_size}, {steps} steps/epoch, median of {args.epochs} epochs after 1 warm-up")
+    print(f"{'contender':<10} {'sec/epoch':>9} {'x bare':>7} {'x floor':>8}")
+    for name in ("floor", "bare", "digitnet", "naive"):
+        print(f"{name:<10} {sec[name]:>9.3f} {sec[name] / sec['bare']:>7.3f} {sec[name] / sec['floor']:>8.3f}")
+    print(f"inference, batch 1000: LightningModule {results['infer_images_per_sec']:,.0f} images/s, "
+          f"plain nn.Module {results['infer_plain_images_per_sec']:,.0f} images/s "
+          f"(ratio {results['infer_ratio_module_to_plain']:.3f})")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+        print(f"wrote {args.json}")
+    return results
+
+
+if __name__ == "__main__":
+    sys.exit(main() and 0)
