@@ -5,8 +5,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
+import yaml
 
-from digitnet.cli import main
+from digitnet.cli import build_cli, main
 
 ROOT = Path(__file__).parents[1]
 OPTIMIZER_CONFIGS = sorted((ROOT / "configs" / "optimizers").glob("*.yaml"))
@@ -54,17 +56,28 @@ def test_one_optimizer_one_seed_one_epoch(script, mnist_dir, tmp_path, capsys):
     assert "SGD seed 0: test acc" in lines[0] and lines[-1].startswith("1 runs in")
 
 
-def test_a_run_is_the_cli_s_fit_with_that_config_and_seed(script, mnist_dir, tmp_path, capsys):
-    # The script trains through the CLI: the same config and seed give the same tested model as
+def test_a_run_is_the_cli_s_fit_with_that_config_and_seed(script, mnist_dir, tmp_path):
+    # The script trains through the CLI: the same config and seed end in the same weights as
     # `python -m digitnet fit --config ... --seed_everything ...`.
-    script.main([f"--data_dir={mnist_dir}", f"--out={tmp_path / 'cmp'}", "--optimizers=Adam", "--seeds=2",
-                 "--epochs=2", "--data.val_size=20", "--data.batch_size=32"])
-    row = pd.read_csv(tmp_path / "cmp" / "results.csv").iloc[1]
-    capsys.readouterr()
-    main(["fit", f"--config={ROOT / row.config}", "--seed_everything=1", "--trainer.max_epochs=2",
-          f"--data.data_dir={mnist_dir}", "--data.val_size=20", "--data.batch_size=32", "--trainer.enable_progress_bar=false"])
-    line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("Test loss:"))
-    assert float(line.split()[2]) == pytest.approx(row.test_loss, abs=1e-4)
+    common = ["--data.val_size=20", "--data.batch_size=32"]
+    script.main([f"--data_dir={mnist_dir}", f"--out={tmp_path / 'cmp'}", "--optimizers=Adam", "--seeds=2", "--epochs=2", *common])
+    main(["fit", f"--config={ROOT / 'configs/optimizers/adam.yaml'}", "--seed_everything=1", "--trainer.max_epochs=2",
+          f"--data.data_dir={mnist_dir}", *common, "--trainer.enable_progress_bar=false"])
+    ours = torch.load(tmp_path / "cmp/Adam/seed_1/checkpoints/last.ckpt", weights_only=True)["state_dict"]
+    cli = torch.load(tmp_path / "lightning_logs/Adam/version_0/checkpoints/last.ckpt", weights_only=True)["state_dict"]
+    assert ours.keys() == cli.keys() and all(torch.equal(ours[k], cli[k]) for k in ours)
+
+
+@pytest.mark.parametrize("config", OPTIMIZER_CONFIGS + PRESETS, ids=lambda p: p.name)
+def test_unset_optimizer_arguments_keep_torch_s_defaults(config, mnist_dir):
+    # The CLI carries the default optimizer's (Adam's) lr and eps over to another optimizer class
+    # unless the config sets them; each config must end up with its own optimizer's defaults.
+    optimizer = yaml.safe_load(config.read_text())["model"]["optimizer"]
+    cls = getattr(torch.optim, optimizer["class_path"].rsplit(".", 1)[-1])
+    expected = {**cls([torch.zeros(1, requires_grad=True)]).defaults, **optimizer["init_args"]}
+    model = build_cli([f"--config={config}", f"--data.data_dir={mnist_dir}"], run=False).model
+    actual = model.optimizer([torch.zeros(1, requires_grad=True)]).defaults
+    assert {k: actual[k] for k in expected} == expected
 
 
 def test_curves_come_from_the_event_files(script, mnist_dir, tmp_path):
