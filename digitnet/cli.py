@@ -33,7 +33,12 @@ class DigitnetParser(LightningArgumentParser):
     """Lightning's parser, whose error for an unknown optimizer lists the valid names."""
 
     def error(self, message: str, ex: Exception | None = None):
-        if 'key "model.optimizer"' in message:
+        if 'key "model.optimizer"' in message and "NestedArg" in message:
+            message = (
+                "name the optimizer before its arguments, e.g. --model.optimizer=Adam --model.optimizer.lr=0.01"
+                f" (the default, Adam, is not spelled out).\n{message}"
+            )
+        elif 'key "model.optimizer"' in message:
             message = (
                 f"unknown --model.optimizer; use one of {', '.join(OPTIMIZERS)}"
                 f" (torch.optim), or a full import path such as my_package.MyOptimizer.\n{message}"
@@ -67,7 +72,7 @@ class DigitnetCLI(LightningCLI):
         config = self.config[self.subcommand] if self.subcommand else self.config
         # Log each run under lightning_logs/<optimizer>/version_N unless the user chose a logger.
         if config.trainer.logger in (None, True):
-            optimizer = config.model.optimizer
+            optimizer = config.model.optimizer or "torch.optim.Adam"  # None: the model's default
             class_path = optimizer if isinstance(optimizer, str) else optimizer.class_path
             root = config.trainer.default_root_dir or "."
             config.trainer.logger = {

@@ -67,6 +67,8 @@ class DigitClassifier(L.LightningModule):
         dropout: Dropout probability after each hidden layer.
         optimizer: Any torch.optim optimizer and its arguments, e.g. from the command line
             `--model.optimizer=SGD --model.optimizer.lr=0.05 --model.optimizer.momentum=0.9`.
+            None means Adam with torch's defaults. (Not `= torch.optim.Adam`: the CLI would then carry
+            Adam's lr and eps over to any other optimizer named on the command line, jsonargparse#460.)
         lr_scheduler: Optional torch.optim.lr_scheduler class and arguments, stepped once per epoch
             (ReduceLROnPlateau watches val/loss).
         cosine_decay: Without an lr_scheduler, decay the learning rate to zero along a half cosine over
@@ -78,7 +80,7 @@ class DigitClassifier(L.LightningModule):
         self,
         hidden_sizes: tuple[int, ...] = (512, 512),
         dropout: float = 0.2,
-        optimizer: OptimizerCallable = torch.optim.Adam,
+        optimizer: OptimizerCallable | None = None,
         lr_scheduler: LRSchedulerCallable | None = None,
         cosine_decay: bool = True,
     ) -> None:
@@ -89,6 +91,7 @@ class DigitClassifier(L.LightningModule):
         if "_instantiator" not in self.hparams:
             self._save_plain_hyperparameters()
         self.net = MLP(tuple(hidden_sizes), dropout)
+        optimizer = optimizer or torch.optim.Adam
         self.optimizer, self.lr_scheduler = optimizer, lr_scheduler
         # Build the optimizer once on a throwaway parameter so that bad arguments (lr <= 0, ...)
         # fail now, with torch's own message, rather than after the data is loaded.
@@ -107,8 +110,10 @@ class DigitClassifier(L.LightningModule):
         """Built in Python rather than by the CLI: store the optimizer and scheduler as the CLI does,
         as class_path + init_args, so the checkpoint holds no Python objects and reloads with
         `load_from_checkpoint(path)` (weights_only) through the same instantiator as a CLI checkpoint."""
-        optimizer, scheduler = _callable_config(self.hparams.optimizer), _callable_config(self.hparams.lr_scheduler)
-        if optimizer is None or (self.hparams.lr_scheduler is not None and scheduler is None):
+        optimizer, scheduler = (_callable_config(self.hparams[key]) for key in ("optimizer", "lr_scheduler"))
+        if (self.hparams.optimizer is not None and optimizer is None) or (
+            self.hparams.lr_scheduler is not None and scheduler is None
+        ):
             return  # a lambda or other callable: checkpoints then need load_from_checkpoint(..., weights_only=False)
         self.save_hyperparameters(
             {

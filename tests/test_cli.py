@@ -57,7 +57,8 @@ def test_fit_logs_per_optimizer_tests_best_and_reloads(mnist_dir, tmp_path, caps
     [
         (["--model.optimizer=Nadam"], "use one of ASGD, Adadelta"),
         (["--model.optimizer=SGD", "--model.optimizer.lr=-0.1"], "Invalid learning rate"),
-        (["--model.optimizer.lr=0"], "learning rate must be positive"),
+        (["--model.optimizer=Adam", "--model.optimizer.lr=0"], "learning rate must be positive"),
+        (["--model.optimizer.lr=0.01"], "name the optimizer before its arguments"),
         (["--data.batch_size=0"], "batch_size must be at least 1"),
         (["--data.val_size=120"], "val_size=120 leaves no training images"),
     ],
@@ -76,3 +77,15 @@ def test_missing_data_exits_with_a_paragraph(tmp_path):
     assert "MNIST was not found in" in result.stderr and "DIGITNET_DATA_DIR" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "lightning_logs").exists()
+
+
+@pytest.mark.parametrize("name", ["Adadelta", "SGD", "RMSprop"])
+def test_an_optimizer_named_on_the_command_line_gets_its_own_defaults(name, mnist_dir):
+    from digitnet.cli import build_cli
+
+    model = build_cli([f"--model.optimizer={name}", f"--data.data_dir={mnist_dir}"], run=False).model
+    expected = getattr(torch.optim, name)([torch.nn.Parameter(torch.zeros(1))]).defaults
+    built = model.build_optimizer().defaults
+    assert {k: built[k] for k in ("lr", "eps", "weight_decay") if k in expected} == {
+        k: expected[k] for k in ("lr", "eps", "weight_decay") if k in expected
+    }
