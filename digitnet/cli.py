@@ -21,6 +21,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 from digitnet.data import MNISTDataModule
 from digitnet.errors import DigitnetError
+from digitnet.figures import TestFigures
 from digitnet.model import DigitClassifier
 from digitnet.predict import PredictionWriter, latest_checkpoint
 
@@ -55,6 +56,7 @@ class DigitnetCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(TestFigures, "test_figures")
         parser.set_defaults(
             {
                 "trainer.max_epochs": 5,
