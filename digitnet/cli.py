@@ -4,6 +4,7 @@
     python -m digitnet fit --model.optimizer=SGD --model.optimizer.lr=0.05 --model.optimizer.momentum=0.9
     python -m digitnet test --ckpt_path lightning_logs/Adam/version_0/checkpoints/last.ckpt
     python -m digitnet predict --data.predict_path 'photos/*.jpg' --output digits.csv
+    python -m digitnet export --ckpt_path CKPT --output model.onnx
 """
 
 from __future__ import annotations
@@ -145,6 +146,7 @@ def build_cli(args: ArgsType = None, run: bool = True) -> DigitnetCLI:
         parser_class=DigitnetParser,
         auto_configure_optimizers=False,
         save_config_kwargs={"overwrite": True},
+        parser_kwargs={"epilog": "One more subcommand: export, the trained network as ONNX (python -m digitnet export --help)."},
         args=args,
         run=run,
     )
@@ -153,8 +155,14 @@ def build_cli(args: ArgsType = None, run: bool = True) -> DigitnetCLI:
 def main(args: ArgsType = None) -> None:
     """Run the CLI; bad input ends with a short message and exit status 2, not a traceback."""
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropAdverts())
+    argv = sys.argv[1:] if args is None else args
     try:
-        build_cli(args)
+        if isinstance(argv, (list, tuple)) and argv[:1] == ["export"]:  # not a Trainer method: its own parser
+            from digitnet.export import main as export
+
+            export(list(argv[1:]))
+        else:
+            build_cli(args)
     except DigitnetError as err:
         print(f"digitnet: error: {err}", file=sys.stderr)
         sys.exit(2)
