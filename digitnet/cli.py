@@ -72,8 +72,12 @@ class DigitnetCLI(LightningCLI):
     def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs) -> LightningArgumentParser:
         parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
         if subcommand == "predict":  # an argument of `predict` alone, not passed on to Trainer.predict
-            parser.add_argument("--output", type=Optional[str], default=None,
-                                help="CSV file to write: file, digit, probability, top-3 digits and probabilities, error")  # fmt: skip
+            parser.add_argument(
+                "--output",
+                type=Optional[str],
+                default=None,
+                help="CSV file to write: file, digit, probability, top-3 digits and probabilities, error",
+            )
         return parser
 
     def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
@@ -81,9 +85,10 @@ class DigitnetCLI(LightningCLI):
         if self.config.get("subcommand") == "predict":
             config = self.config.predict
             if not config.ckpt_path:
-                config.ckpt_path = str(latest_checkpoint(Path(config.trainer.default_root_dir or ".") / "lightning_logs"))
+                root = Path(config.trainer.default_root_dir or ".")
+                config.ckpt_path = str(latest_checkpoint(root / "lightning_logs"))
                 print(f"Using {config.ckpt_path} (the best checkpoint of the latest run; --ckpt_path chooses another)")
-            elif not Path(config.ckpt_path).is_file():
+            elif config.ckpt_path not in ("best", "last", "hpc", "registry") and not Path(config.ckpt_path).is_file():
                 raise DigitnetError(f"--ckpt_path {config.ckpt_path}: no such checkpoint")
             if config.output and not Path(config.output).resolve().parent.is_dir():
                 raise DigitnetError(f"--output {config.output}: its folder does not exist")
@@ -146,7 +151,7 @@ def build_cli(args: ArgsType = None, run: bool = True) -> DigitnetCLI:
         parser_class=DigitnetParser,
         auto_configure_optimizers=False,
         save_config_kwargs={"overwrite": True},
-        parser_kwargs={"epilog": "One more subcommand: export, the trained network as ONNX (python -m digitnet export --help)."},
+        parser_kwargs={"epilog": "Also: export, the trained network as ONNX (python -m digitnet export --help)."},
         args=args,
         run=run,
     )

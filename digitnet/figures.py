@@ -93,7 +93,8 @@ def mistakes_figure(images: torch.Tensor, labels: torch.Tensor, predictions: tor
     axes = figure.subplots(rows, columns, squeeze=False).ravel()
     for ax in axes:
         ax.set_axis_off()
-    for ax, image, label, prediction, p in zip(axes, images, labels.tolist(), predictions.tolist(), confidence.tolist()):
+    titles = zip(labels.tolist(), predictions.tolist(), confidence.tolist())
+    for ax, image, (label, prediction, p) in zip(axes, images, titles):
         ax.imshow(image, cmap="gray")  # any normalization: imshow scales each image to its own range
         ax.set_title(f"{label} -> {prediction} ({p:.0%})", fontsize=9)
     if len(images) == 0:

@@ -94,7 +94,8 @@ def test_predict_bad_arguments_exit_2(trained, args, message, capsys):
 
 
 def test_latest_run_gives_the_default_checkpoint(tmp_path):
-    old, new = tmp_path / "lightning_logs/SGD/version_0/checkpoints", tmp_path / "lightning_logs/Adam/version_3/checkpoints"
+    old = tmp_path / "lightning_logs/SGD/version_0/checkpoints"
+    new = tmp_path / "lightning_logs/Adam/version_3/checkpoints"
     for folder, names in ((old, ["best-a.ckpt", "last.ckpt"]), (new, ["best-b.ckpt", "last.ckpt"])):
         folder.mkdir(parents=True)
         for name in names:
