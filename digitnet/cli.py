@@ -3,6 +3,8 @@
     python -m digitnet fit --model.optimizer=Adam
     python -m digitnet fit --model.optimizer=SGD --model.optimizer.lr=0.05 --model.optimizer.momentum=0.9
     python -m digitnet test --ckpt_path lightning_logs/Adam/version_0/checkpoints/last.ckpt
+    python -m digitnet predict --data.predict_path 'photos/*.jpg' --output digits.csv
+    python -m digitnet export --ckpt_path CKPT --output model.onnx
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from pathlib import Path
+from typing import Optional
 
 import torch
 from lightning.pytorch import Trainer
@@ -19,7 +23,9 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 from digitnet.data import MNISTDataModule
 from digitnet.errors import DigitnetError
+from digitnet.figures import TestFigures
 from digitnet.model import DigitClassifier
+from digitnet.predict import PredictionWriter, latest_checkpoint
 
 
 OPTIMIZERS = sorted(
@@ -57,6 +63,7 @@ class DigitnetCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(TestFigures, "test_figures")
         parser.set_defaults(
             {
                 "trainer.max_epochs": 5,
@@ -68,8 +75,36 @@ class DigitnetCLI(LightningCLI):
             }
         )
 
+    def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs) -> LightningArgumentParser:
+        parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+        if subcommand == "predict":  # an argument of `predict` alone, not passed on to Trainer.predict
+            parser.add_argument(
+                "--output",
+                type=Optional[str],
+                default=None,
+                help="CSV file to write: file, digit, probability, top-3 digits and probabilities, error",
+            )
+        return parser
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
+        super().parse_arguments(parser, args)
+        if self.config.get("subcommand") == "predict":
+            config = self.config.predict
+            if not config.ckpt_path:
+                root = Path(config.trainer.default_root_dir or ".")
+                config.ckpt_path = str(latest_checkpoint(root / "lightning_logs"))
+                print(f"Using {config.ckpt_path} (the best checkpoint of the latest run; --ckpt_path chooses another)")
+            elif config.ckpt_path not in ("best", "last", "hpc", "registry") and not Path(config.ckpt_path).is_file():
+                raise DigitnetError(f"--ckpt_path {config.ckpt_path}: no such checkpoint")
+            if config.output and not Path(config.output).resolve().parent.is_dir():
+                raise DigitnetError(f"--output {config.output}: its folder does not exist")
+
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
+        if self.subcommand == "predict" and config.trainer.logger in (None, True):
+            # Predicting writes a CSV, not a run: no log folder or config.yaml to mistake for a training run.
+            config.trainer.logger = False
+            self.save_config_callback = None
         # Log each run under lightning_logs/<optimizer>/version_N unless the user chose a logger.
         if config.trainer.logger in (None, True):
             optimizer = config.model.optimizer or "torch.optim.Adam"  # None: the model's default
@@ -99,6 +134,18 @@ class DigitnetCLI(LightningCLI):
 
     before_fit = before_validate = before_test = _check_data
 
+    def before_predict(self) -> None:
+        if self.datamodule.hparams.predict_path is None:
+            self._check_data()
+        else:
+            self.datamodule.setup("predict")  # a path that names no file stops here
+        self.prediction_writer = PredictionWriter(self.config.predict.output)
+        self.trainer.callbacks.append(self.prediction_writer)
+
+    def after_predict(self) -> None:
+        if self.trainer.is_global_zero and self.prediction_writer.predicted == 0:
+            raise DigitnetError("no image could be read: the error of each file is above")
+
     def after_fit(self) -> None:
         if self.trainer.fast_dev_run:
             return
@@ -120,6 +167,7 @@ def build_cli(args: ArgsType = None, run: bool = True) -> DigitnetCLI:
         parser_class=DigitnetParser,
         auto_configure_optimizers=False,
         save_config_kwargs={"overwrite": True},
+        parser_kwargs={"epilog": "Also: export, the trained network as ONNX (python -m digitnet export --help)."},
         args=args,
         run=run,
     )
@@ -128,8 +176,14 @@ def build_cli(args: ArgsType = None, run: bool = True) -> DigitnetCLI:
 def main(args: ArgsType = None) -> None:
     """Run the CLI; bad input ends with a short message and exit status 2, not a traceback."""
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropAdverts())
+    argv = sys.argv[1:] if args is None else args
     try:
-        build_cli(args)
+        if isinstance(argv, (list, tuple)) and argv[:1] == ["export"]:  # not a Trainer method: its own parser
+            from digitnet.export import main as export
+
+            export(list(argv[1:]))
+        else:
+            build_cli(args)
     except DigitnetError as err:
         print(f"digitnet: error: {err}", file=sys.stderr)
         sys.exit(2)

@@ -197,6 +197,8 @@ class MNISTDataModule(L.LightningDataModule):
             False gives the report's plain pixels / 255.
         download: Download missing files from `mirrors` into `data_dir`.
         mirrors: Base URLs tried in order; default: the mirrors torchvision uses.
+        predict_path: Images to `predict` instead of MNIST's test set: an image file, a folder or a quoted
+            glob such as 'scans/*.png'. Each is preprocessed as MNIST was made (digitnet.images).
     """
 
     def __init__(
@@ -208,6 +210,7 @@ class MNISTDataModule(L.LightningDataModule):
         normalize: bool = True,
         download: bool = True,
         mirrors: list[str] | None = None,
+        predict_path: str | None = None,
     ) -> None:
         super().__init__()
         if batch_size < 1:
@@ -217,8 +220,11 @@ class MNISTDataModule(L.LightningDataModule):
         self.save_hyperparameters()
         self.data_dir = data_dir or default_data_dir()
         self.train_set = self.val_set = self.test_set = None
+        self.predict_set = None  # image files, when predict_path is set
 
     def prepare_data(self) -> None:
+        if self.hparams.predict_path is not None and self.trainer is not None and self.trainer.predicting:
+            return  # predicting image files: MNIST itself is not needed
         if all(find_file(self.data_dir, name) for name in FILES):
             return
         if not self.hparams.download:
@@ -231,6 +237,13 @@ class MNISTDataModule(L.LightningDataModule):
         return x.sub_(MEAN).div_(STD) if self.hparams.normalize else x
 
     def setup(self, stage: str | None = None) -> None:
+        if stage == "predict" and self.hparams.predict_path is not None:
+            if self.predict_set is None:
+                from digitnet.images import ImageFiles, list_files  # Pillow only when predicting images
+
+                files = list_files(self.hparams.predict_path)
+                self.predict_set = ImageFiles(files, standardize=self.hparams.normalize)
+            return
         if stage in ("fit", "validate", None) and self.train_set is None:
             images, labels = load_split(self.data_dir, TRAIN_FILES)
             if self.hparams.val_size >= len(labels):
@@ -266,4 +279,9 @@ class MNISTDataModule(L.LightningDataModule):
         return self._loader(self.test_set, shuffle=False)
 
     def predict_dataloader(self) -> DataLoader:
+        if self.hparams.predict_path is not None:
+            from digitnet.images import collate_images
+
+            # Items are (input or None, file, error): decoded one by one, batched by collate_images.
+            return DataLoader(self.predict_set, batch_size=self.hparams.batch_size, collate_fn=collate_images)
         return self._loader(self.test_set, shuffle=False)

@@ -1,0 +1,98 @@
+"""`python -m digitnet export`: the trained network as an ONNX model, checked against PyTorch.
+
+    python -m digitnet export --ckpt_path CKPT --output model.onnx
+
+The ONNX model takes `image`, normalized (N, 1, 28, 28) float32 pixels as in training, and returns
+`logits`, (N, 10). It needs the `export` extra: pip install -e '.[export]'.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from digitnet.data import MEAN, STD, TEST_FILES, default_data_dir, load_split
+from digitnet.errors import DigitnetError
+from digitnet.images import normalize
+from digitnet.predict import DigitRecognizer, latest_checkpoint
+
+
+def export_onnx(
+    ckpt_path: str | None = None,
+    output: str = "model.onnx",
+    data_dir: str | None = None,
+    check_images: int = 256,
+    tolerance: float = 1e-4,
+) -> float:
+    """Export a checkpoint's network to ONNX, then check that onnxruntime gives PyTorch's logits.
+
+    Args:
+        ckpt_path: The DigitClassifier checkpoint; default: the best of the latest run under lightning_logs/.
+        output: The ONNX file to write (weights included).
+        data_dir: Where MNIST's test images are, to check on; default: $DIGITNET_DATA_DIR, else ./data.
+            Without them the check runs on random inputs.
+        check_images: How many test images to compare the logits on.
+        tolerance: Largest absolute difference of logits accepted.
+
+    Returns:
+        The largest absolute difference between onnxruntime's and PyTorch's logits.
+    """
+    try:
+        import onnx
+        import onnxruntime
+        import onnxscript  # noqa: F401  (torch.onnx's exporter needs it)
+    except ImportError as err:
+        raise DigitnetError(f"export needs {err.name}: pip install -e '.[export]'") from None
+    if ckpt_path is None:
+        ckpt_path = str(latest_checkpoint())
+        print(f"Exporting {ckpt_path} (the best checkpoint of the latest run; --ckpt_path chooses another)")
+    recognizer = DigitRecognizer.from_checkpoint(ckpt_path)
+    net = recognizer.net.cpu()
+    batch = torch.export.Dim("batch")
+    torch.onnx.export(
+        net, (torch.zeros(2, 1, 28, 28),), output, input_names=["image"], output_names=["logits"],
+        dynamic_shapes=({0: batch},), external_data=False, verbose=False,
+    )  # fmt: skip
+    model = onnx.load(output)
+    scaling = f"(pixels / 255 - {MEAN}) / {STD}" if recognizer.standardize else "pixels / 255"
+    model.doc_string = f"digitnet MLP from {Path(ckpt_path).name}: image (N, 1, 28, 28) float32 = {scaling}, " \
+                       "MNIST-style (white digit on black, centred) -> logits (N, 10)"  # fmt: skip
+    onnx.helper.set_model_props(model, {"input_scaling": scaling, "source_checkpoint": str(ckpt_path)})
+    onnx.save(model, output)
+
+    x, source = _check_batch(data_dir, check_images, recognizer.standardize)
+    session = onnxruntime.InferenceSession(output, providers=["CPUExecutionProvider"])
+    (logits,) = session.run(["logits"], {"image": x.numpy()})
+    with torch.no_grad():
+        expected = net(x).numpy()
+    diff = float(np.abs(logits - expected).max())
+    print(f"Wrote {output} ({os.path.getsize(output) / 1e6:.1f} MB): input 'image' (N, 1, 28, 28) float32 "
+          f"= {scaling}, output 'logits' (N, 10)")  # fmt: skip
+    print(f"onnxruntime vs PyTorch on {len(x)} {source}: max |logit difference| = {diff:.2e} (tolerance {tolerance:g})")
+    if not diff <= tolerance:
+        raise DigitnetError(f"the ONNX model's logits differ from PyTorch's by {diff:.2e}, more than {tolerance:g}")
+    return diff
+
+
+def _check_batch(data_dir: str | None, n: int, standardize: bool) -> tuple[torch.Tensor, str]:
+    """Up to n normalized MNIST test images, or n random inputs when the test images are not found."""
+    data_dir = data_dir or default_data_dir()
+    try:
+        images, _ = load_split(data_dir, TEST_FILES)
+        return normalize(images[:n].numpy(), standardize), "MNIST test images"
+    except DigitnetError:
+        x = torch.rand(n, 28, 28, generator=torch.Generator().manual_seed(0)) * 255
+        return normalize(x, standardize), f"random inputs (no MNIST test images in {data_dir})"
+
+
+def main(args: list[str] | None = None) -> None:
+    """`python -m digitnet export ARGS`; bad input raises DigitnetError."""
+    from jsonargparse import ArgumentParser
+
+    parser = ArgumentParser(prog="python -m digitnet export", description=export_onnx.__doc__.split("\n")[0])
+    parser.add_function_arguments(export_onnx, as_group=False)
+    config = parser.parse_args(args)
+    export_onnx(**config.as_dict())

@@ -1,0 +1,102 @@
+"""What the model gets wrong, as pictures: after `test`, TensorBoard's Images tab shows the confusion
+matrix and the test images the model got wrong with the highest confidence."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.loggers import TensorBoardLogger
+from matplotlib.figure import Figure
+from torchmetrics.classification import MulticlassConfusionMatrix
+
+
+class TestFigures(Callback):
+    """Logs `test/confusion_matrix` and `test/mistakes` to every TensorBoard logger after each test.
+
+    It runs at test time only (one extra forward pass over the test batches, no cost to training), so
+    `fit`, which ends by testing its best checkpoint, logs them too.
+
+    Args:
+        mistakes: How many of the most confident mistakes to show; 0 shows none.
+        confusion_matrix: Whether to log the confusion matrix.
+    """
+
+    def __init__(self, mistakes: int = 32, confusion_matrix: bool = True) -> None:
+        self.mistakes, self.confusion_matrix = mistakes, confusion_matrix
+
+    def on_test_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        device, k = pl_module.device, self.mistakes
+        self.matrix = MulticlassConfusionMatrix(num_classes=10).to(device)
+        # The k most confident mistakes so far (confidence -1: an empty slot).
+        self.confidence = torch.full((k,), -1.0, device=device)
+        self.images = torch.zeros(k, 28, 28, device=device)
+        self.labels = torch.zeros(k, dtype=torch.long, device=device)
+        self.predictions = torch.zeros(k, dtype=torch.long, device=device)
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
+            return  # not an (images, labels) batch
+        x, y = batch
+        confidence, prediction = pl_module(x).softmax(dim=1).max(dim=1)  # (B,), (B,)
+        self.matrix.update(prediction, y)
+        wrong = prediction != y
+        confidence = torch.cat([self.confidence, confidence[wrong]])
+        keep = confidence.topk(self.mistakes).indices
+        self.confidence = confidence[keep]
+        self.images = torch.cat([self.images, x[wrong].reshape(-1, 28, 28)])[keep]
+        self.labels = torch.cat([self.labels, y[wrong]])[keep]
+        self.predictions = torch.cat([self.predictions, prediction[wrong]])[keep]
+
+    def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        loggers = [logger for logger in trainer.loggers if isinstance(logger, TensorBoardLogger)]
+        if not loggers:
+            return
+        matrix = self.matrix.compute()  # summed over processes under DDP
+        # Every process holds its own k most confident mistakes: gather them, keep the overall k.
+        gathered = [pl_module.all_gather(t).reshape(-1, *t.shape[1:]) for t in
+                    (self.confidence, self.images, self.labels, self.predictions)]  # fmt: skip
+        if not trainer.is_global_zero:
+            return
+        confidence, images, labels, predictions = gathered
+        order = confidence.argsort(descending=True)[: self.mistakes]
+        order = order[confidence[order] >= 0]
+        figures = {}
+        if self.confusion_matrix:
+            figures["test/confusion_matrix"] = confusion_figure(matrix.cpu())
+        if self.mistakes > 0:
+            figures["test/mistakes"] = mistakes_figure(
+                images[order].cpu(), labels[order].cpu(), predictions[order].cpu(), confidence[order].cpu()
+            )
+        for logger in loggers:
+            for tag, figure in figures.items():
+                logger.experiment.add_figure(tag, figure, global_step=trainer.global_step, close=False)
+
+
+def confusion_figure(matrix: torch.Tensor) -> Figure:
+    """The (10, 10) confusion matrix (rows: true digit, columns: predicted) drawn by torchmetrics."""
+    figure = Figure(figsize=(7, 6.5), layout="constrained")
+    ax = figure.add_subplot()
+    MulticlassConfusionMatrix(num_classes=10).plot(val=matrix, ax=ax, cmap="Blues")
+    accuracy = matrix.diagonal().sum() / matrix.sum().clamp(min=1)
+    ax.set_title(f"Test confusion matrix: {int(matrix.sum())} images, accuracy {accuracy:.2%}")
+    return figure
+
+
+def mistakes_figure(images: torch.Tensor, labels: torch.Tensor, predictions: torch.Tensor,
+                    confidence: torch.Tensor, columns: int = 8) -> Figure:  # fmt: skip
+    """A grid of (N, 28, 28) images titled "true -> predicted (probability)", most confident first."""
+    rows = max(1, math.ceil(len(images) / columns))
+    figure = Figure(figsize=(1.4 * columns, 1.6 * rows + 0.5), layout="constrained")
+    figure.suptitle("Most confident mistakes: true -> predicted (probability)")
+    axes = figure.subplots(rows, columns, squeeze=False).ravel()
+    for ax in axes:
+        ax.set_axis_off()
+    titles = zip(labels.tolist(), predictions.tolist(), confidence.tolist())
+    for ax, image, (label, prediction, p) in zip(axes, images, titles):
+        ax.imshow(image, cmap="gray")  # any normalization: imshow scales each image to its own range
+        ax.set_title(f"{label} -> {prediction} ({p:.0%})", fontsize=9)
+    if len(images) == 0:
+        axes[0].text(0.5, 0.5, "no mistakes", ha="center", va="center")
+    return figure

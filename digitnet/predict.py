@@ -1,0 +1,171 @@
+"""Reading digits with a trained model: the Python API (`DigitRecognizer`) and the CSV writer behind
+`python -m digitnet predict --data.predict_path PATH --output OUT.csv`."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import BasePredictionWriter
+from PIL import Image
+from torch import nn
+
+from digitnet.errors import DigitnetError
+from digitnet.images import ImageError, mnist_pixels, normalize
+from digitnet.model import DigitClassifier
+
+COLUMNS = ["file", "digit", "probability", "top1", "top1_probability", "top2", "top2_probability",
+           "top3", "top3_probability", "error"]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The most likely digit, its probability, and the three most likely digits with theirs."""
+
+    digit: int
+    probability: float
+    top3: tuple[tuple[int, float], ...]
+
+
+def top3(probabilities: torch.Tensor) -> list[Prediction]:
+    """(N, 10) class probabilities -> N predictions."""
+    values, digits = probabilities.float().topk(3, dim=1)
+    return [
+        Prediction(d[0], p[0], tuple(zip(d, p)))
+        for d, p in zip(digits.tolist(), values.tolist())
+    ]
+
+
+class DigitRecognizer:
+    """A trained classifier and MNIST's preprocessing: digits from image files, PIL images or arrays.
+
+    Args:
+        net: Any module mapping normalized (N, 1, 28, 28) images to (N, 10) logits, such as `MLP`.
+        standardize: Whether the net was trained on standardized pixels (the default, `--data.normalize=true`)
+            or on plain pixels / 255.
+    """
+
+    def __init__(self, net: nn.Module, standardize: bool = True) -> None:
+        self.net = net.eval()
+        self.standardize = standardize
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, map_location: str | torch.device = "cpu") -> DigitRecognizer:
+        """The network of a `DigitClassifier` checkpoint, with the data settings it was trained with."""
+        if not Path(path).is_file():
+            raise DigitnetError(f"{path}: no such checkpoint")
+        model = DigitClassifier.load_from_checkpoint(path, map_location=map_location)
+        data = torch.load(path, map_location="cpu", weights_only=True).get("datamodule_hyper_parameters", {})
+        return cls(model.net, standardize=data.get("normalize", True))
+
+    def inputs(self, images: list) -> torch.Tensor:
+        """The (N, 1, 28, 28) float32 model input for a list of images (see `predict`)."""
+        pixels = [
+            np.asarray(image) if _is_mnist_array(image) else mnist_pixels(image)
+            for image in images
+        ]
+        return normalize(np.stack(pixels), self.standardize)
+
+    @torch.no_grad()
+    def predict_many(self, images: list) -> list[Prediction]:
+        """Predictions for a list of images (see `predict`); raises ImageError on the first unusable one."""
+        parameter = next(self.net.parameters(), None)
+        x = self.inputs(images)
+        if parameter is not None:
+            x = x.to(parameter.device)
+        return top3(self.net(x).softmax(dim=1))
+
+    def predict(self, image: str | Path | Image.Image | np.ndarray | torch.Tensor) -> Prediction:
+        """The digit in one image.
+
+        `image` is a file path or a PIL image (a photo, scan or drawing, preprocessed as MNIST was made:
+        see `digitnet.images.mnist_pixels`), or a 28x28 array of MNIST pixels (0-255, white digit on
+        black, centred as in MNIST), used as it is. Any other 2-D array is taken as a greyscale picture
+        and preprocessed.
+        """
+        return self.predict_many([image])[0]
+
+
+def _is_mnist_array(image) -> bool:
+    return isinstance(image, (np.ndarray, torch.Tensor)) and tuple(image.shape) == (28, 28)
+
+
+def latest_checkpoint(root: str | Path = "lightning_logs") -> Path:
+    """The checkpoint `predict` and `export` use by default: of the run under `root` whose checkpoints
+    were written last, its best (`best-*.ckpt`), else its `last.ckpt`."""
+    runs: dict[Path, float] = {}
+    for ckpt in Path(root).glob("**/checkpoints/*.ckpt"):
+        runs[ckpt.parent] = max(runs.get(ckpt.parent, 0.0), ckpt.stat().st_mtime)
+    if not runs:
+        raise DigitnetError(
+            f"no --ckpt_path given and no checkpoint under {Path(root).resolve()}; "
+            "train a model first (python -m digitnet fit) or pass --ckpt_path PATH"
+        )
+    folder = max(runs, key=runs.get)
+    best = sorted(folder.glob("best-*.ckpt"), key=lambda p: p.stat().st_mtime)
+    return best[-1] if best else max(folder.glob("*.ckpt"), key=lambda p: (p.name == "last.ckpt", p.stat().st_mtime))
+
+
+class PredictionWriter(BasePredictionWriter):
+    """Prints a line per image (file, digit, probability, or the error) and writes them all to a CSV
+    file with the columns `COLUMNS`: `error` is empty for the images read, and says why for the others.
+
+    Batches come from `digitnet.images.collate_images` (the images read, every file name and error);
+    plain (images, labels) batches of MNIST's test set are named by their index.
+
+    Args:
+        output: The CSV file to write; None prints only.
+    """
+
+    def __init__(self, output: str | Path | None = None) -> None:
+        super().__init__(write_interval="batch")
+        self.output = output
+        self.rows: list[dict] = []
+
+    @property
+    def predicted(self) -> int:
+        return sum(1 for row in self.rows if not row["error"])
+
+    def on_predict_start(self, trainer, pl_module) -> None:
+        self.rows = []
+
+    def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx):
+        if isinstance(batch, (tuple, list)) and len(batch) == 3 and isinstance(batch[1], list):
+            files, errors = batch[1], batch[2]
+        else:
+            files = [f"MNIST test image {i}" for i in batch_indices]
+            errors = [""] * len(files)
+        predictions = iter(top3(prediction))  # one per file without an error, in order
+        for file, error in zip(files, errors):
+            row = dict.fromkeys(COLUMNS, "")
+            row.update(file=file, error=error)
+            if not error:
+                p = next(predictions)
+                row.update(digit=p.digit, probability=f"{p.probability:.4f}")
+                for k, (digit, probability) in enumerate(p.top3, start=1):
+                    row.update({f"top{k}": digit, f"top{k}_probability": f"{probability:.4f}"})
+            self.rows.append(row)
+
+    def on_predict_end(self, trainer, pl_module) -> None:
+        if not trainer.is_global_zero:
+            return
+        width = max((len(row["file"]) for row in self.rows), default=0)
+        for row in self.rows:
+            result = f"error: {row['error']}" if row["error"] else f"{row['digit']}  {row['probability']}"
+            print(f"{row['file']:<{width}}  {result}")
+        if self.output is not None:
+            with open(self.output, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=COLUMNS)
+                writer.writeheader()
+                writer.writerows(self.rows)
+        failed = len(self.rows) - self.predicted
+        summary = f"Predicted {self.predicted} of {len(self.rows)} images"
+        if failed:
+            summary += f"; {failed} could not be read (see the error {'column' if self.output else 'lines'})"
+        print(summary + (f". Wrote {self.output}" if self.output is not None else ""))
+
+
+__all__ = ["COLUMNS", "DigitRecognizer", "ImageError", "Prediction", "PredictionWriter", "latest_checkpoint"]

@@ -1,0 +1,172 @@
+"""predict on image files (CLI and Python API), the README's snippet, ONNX export, and the test figures."""
+
+import csv
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import write_mnist
+from digitnet import DigitRecognizer, mnist_pixels
+from digitnet.cli import main
+from digitnet.predict import COLUMNS, latest_checkpoint
+from photos import KINDS, drawn_digits, save_photo
+from test_cli import run_cli
+from test_images import write_bad_files
+
+README = Path(__file__).parents[1] / "README.md"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> tuple[Path, Path]:
+    """(checkpoint, data folder): one short fit on the synthetic MNIST, shared by this module's tests."""
+    root = tmp_path_factory.mktemp("run")
+    data = write_mnist(root / "mnist")
+    main(["fit", f"--data.data_dir={data}", "--data.val_size=20", "--data.batch_size=32", "--trainer.max_epochs=1",
+          "--trainer.enable_progress_bar=false", f"--trainer.default_root_dir={root}"])  # fmt: skip
+    return latest_checkpoint(root / "lightning_logs"), data
+
+
+def photo_folder(folder: Path) -> list[Path]:
+    """One photo of each kind (grey PNG, RGB PNG, RGBA PNG, JPEG)."""
+    folder.mkdir(exist_ok=True)
+    digits = list(drawn_digits().values())
+    rng = np.random.default_rng(0)
+    return [save_photo(mnist_pixels(digits[i]), folder / f"photo_{kind}", rng, kind) for i, kind in enumerate(KINDS)]
+
+
+def read_csv(path: Path) -> dict[str, dict]:
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == COLUMNS
+    return {Path(row["file"]).name: row for row in rows}
+
+
+def test_predict_reads_the_good_files_and_gives_each_bad_one_its_reason(trained, tmp_path):
+    ckpt, _ = trained
+    photos = photo_folder(tmp_path / "in")
+    reasons = write_bad_files(tmp_path / "in")
+    result = run_cli("predict", f"--ckpt_path={ckpt}", f"--data.predict_path={tmp_path / 'in'}", "--output=out.csv")
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    rows = read_csv(tmp_path / "out.csv")
+    assert sorted(rows) == sorted([p.name for p in photos] + list(reasons))
+    for photo in photos:
+        row = rows[photo.name]
+        assert row["error"] == "" and row["digit"] == row["top1"] and row["probability"] == row["top1_probability"]
+        probabilities = [float(row[f"top{k}_probability"]) for k in (1, 2, 3)]
+        assert probabilities == sorted(probabilities, reverse=True) and sum(probabilities) <= 1.0001
+        assert re.search(rf"{re.escape(photo.name)}\s+{row['digit']}\s+{row['probability']}", result.stdout)
+    for name, reason in reasons.items():
+        assert reason in rows[name]["error"] and rows[name]["digit"] == ""
+        assert re.search(rf"{re.escape(name)}\s+error: {re.escape(rows[name]['error'])}", result.stdout)
+    assert "Predicted 4 of 10 images; 6 could not be read" in result.stdout
+    assert not (tmp_path / "lightning_logs").exists() and not (tmp_path / "config.yaml").exists()  # no run written
+
+
+def test_predict_fails_only_when_no_image_is_readable(trained, tmp_path):
+    ckpt, _ = trained
+    write_bad_files(tmp_path / "bad")
+    result = run_cli("predict", f"--ckpt_path={ckpt}", f"--data.predict_path={tmp_path / 'bad'}/*.png")
+    assert result.returncode == 2
+    assert "error: empty file" in result.stdout and "no image could be read" in result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--data.predict_path=nowhere/*.png"], "nowhere/*.png: no files found"),
+        (["--data.predict_path=missing.jpg"], "missing.jpg: no such file or folder"),
+        (["--data.predict_path=.", "--ckpt_path=missing.ckpt"], "missing.ckpt: no such checkpoint"),
+        (["--data.predict_path=.", "--output=no/such/dir/out.csv"], "its folder does not exist"),
+    ],
+)
+def test_predict_bad_arguments_exit_2(trained, args, message, capsys):
+    with pytest.raises(SystemExit) as exit:
+        main(["predict", f"--ckpt_path={trained[0]}", *args])
+    assert exit.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_latest_run_gives_the_default_checkpoint(tmp_path):
+    old = tmp_path / "lightning_logs/SGD/version_0/checkpoints"
+    new = tmp_path / "lightning_logs/Adam/version_3/checkpoints"
+    for folder, names in ((old, ["best-a.ckpt", "last.ckpt"]), (new, ["best-b.ckpt", "last.ckpt"])):
+        folder.mkdir(parents=True)
+        for name in names:
+            (folder / name).write_bytes(b"")
+    past = time.time() - 100
+    for f in old.iterdir():
+        os.utime(f, (past, past))
+    assert latest_checkpoint(tmp_path / "lightning_logs") == new / "best-b.ckpt"
+    (new / "best-b.ckpt").unlink()
+    assert latest_checkpoint(tmp_path / "lightning_logs") == new / "last.ckpt"
+
+
+def test_predict_without_ckpt_path_says_which_it_uses(trained, tmp_path, capsys):
+    ckpt, _ = trained
+    photo_folder(tmp_path / "in")
+    main(["predict", f"--trainer.default_root_dir={ckpt.parents[4]}", "--data.predict_path=in",
+          "--trainer.enable_progress_bar=false"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert f"Using {ckpt} (the best checkpoint of the latest run" in out and "Predicted 4 of 4 images" in out
+
+
+def test_python_api_matches_the_cli(trained, tmp_path, capsys):
+    ckpt, _ = trained
+    photos = photo_folder(tmp_path / "in")
+    main(["predict", f"--ckpt_path={ckpt}", "--data.predict_path=in", "--output=out.csv",
+          "--trainer.enable_progress_bar=false"])  # fmt: skip
+    rows = read_csv(tmp_path / "out.csv")
+    recognizer = DigitRecognizer.from_checkpoint(ckpt)
+    for photo, prediction in zip(photos, recognizer.predict_many(photos)):
+        assert prediction.digit == int(rows[photo.name]["digit"])
+        assert prediction.probability == pytest.approx(float(rows[photo.name]["probability"]), abs=1e-4)
+        alone = recognizer.predict(mnist_pixels(photo))  # a 28x28 array: the same result
+        assert alone.digit == prediction.digit and alone.probability == pytest.approx(prediction.probability)
+
+
+def readme_python_api_snippet() -> str:
+    section = README.read_text().split("## Use the model from Python", 1)[1]
+    return re.search(r"```python\n(.*?)```", section, re.DOTALL).group(1)
+
+
+def test_readme_snippet_runs_as_written(trained, tmp_path, capsys):
+    # The files the snippet names: a run's checkpoint where `fit` writes it, and a photo of a digit.
+    ckpt = tmp_path / "lightning_logs/Adam/version_0/checkpoints/last.ckpt"
+    ckpt.parent.mkdir(parents=True)
+    shutil.copy(trained[0], ckpt)
+    save_photo(mnist_pixels(drawn_digits()["seven"]), tmp_path / "my_digit", np.random.default_rng(0), "jpeg")
+    exec(compile(readme_python_api_snippet(), str(README), "exec"), {})
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("Prediction(digit=") and lines[1].isdigit() and lines[2].startswith("tensor([")
+
+
+def test_onnx_export_matches_pytorch(trained, tmp_path, capsys):
+    ort = pytest.importorskip("onnxruntime")
+    ckpt, data = trained
+    main(["export", f"--ckpt_path={ckpt}", "--output=model.onnx", f"--data_dir={data}"])
+    assert "on 40 MNIST test images: max |logit difference|" in capsys.readouterr().out
+    session = ort.InferenceSession("model.onnx", providers=["CPUExecutionProvider"])
+    net = DigitRecognizer.from_checkpoint(ckpt).net
+    for n in (1, 7):  # any batch size
+        x = torch.randn(n, 1, 28, 28)
+        (logits,) = session.run(["logits"], {"image": x.numpy()})
+        assert np.abs(logits - net(x).detach().numpy()).max() <= 1e-4
+
+
+def test_fit_logs_confusion_matrix_and_mistakes_to_tensorboard(trained):
+    from tensorboard.backend.event_processing.event_accumulator import IMAGES, EventAccumulator
+
+    run = trained[0].parents[1]
+    tags = set()
+    for events in run.glob("events.out.tfevents.*"):
+        accumulator = EventAccumulator(str(events), size_guidance={IMAGES: 0})
+        accumulator.Reload()
+        tags |= set(accumulator.Tags()[IMAGES])
+    assert {"test/confusion_matrix", "test/mistakes"} <= tags
