@@ -3,6 +3,7 @@
     python -m digitnet fit --model.optimizer=Adam
     python -m digitnet fit --model.optimizer=SGD --model.optimizer.lr=0.05 --model.optimizer.momentum=0.9
     python -m digitnet test --ckpt_path lightning_logs/Adam/version_0/checkpoints/last.ckpt
+    python -m digitnet fit ... --ckpt_path last    # resume the latest run of that optimizer
 """
 
 from __future__ import annotations
@@ -12,12 +13,17 @@ import os
 import sys
 
 import torch
+from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from digitnet.data import MNISTDataModule
 from digitnet.errors import DigitnetError
+from digitnet.faults import AtomicCheckpointIO, LastCheckpoint, TrainingInterrupted, continue_last_run, resume_command
 from digitnet.model import DigitClassifier
 
 
@@ -46,17 +52,20 @@ class _DropAdverts(logging.Filter):
 
 
 class DigitnetCLI(LightningCLI):
-    """LightningCLI with the report's defaults (5 epochs), a checkpoint callback keeping the best and
-    the last model, one TensorBoard folder per optimizer, and a test of the best model after `fit`."""
+    """LightningCLI with the report's defaults (5 epochs), a checkpoint callback keeping the best model,
+    last.ckpt kept current for `--ckpt_path last` (see digitnet.faults), one TensorBoard folder per
+    optimizer, and a test of the best model after `fit`."""
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(LastCheckpoint, "last_checkpoint")  # after "checkpoint": it runs after it
         parser.set_defaults(
             {
                 "trainer.max_epochs": 5,
                 "checkpoint.monitor": "val/acc",
                 "checkpoint.mode": "max",
-                "checkpoint.save_last": True,
+                # last.ckpt is LastCheckpoint's: save_last=True refreshes it only when val/acc improves.
+                "checkpoint.save_last": False,
                 "checkpoint.filename": "best-epoch{epoch}-val_acc{val/acc:.4f}",
                 "checkpoint.auto_insert_metric_name": False,
             }
@@ -73,6 +82,14 @@ class DigitnetCLI(LightningCLI):
                 "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
                 "init_args": {"save_dir": os.path.join(root, "lightning_logs"), "name": class_path.rsplit(".", 1)[-1]},
             }
+        if self.subcommand == "fit" and config.ckpt_path == "last":
+            continue_last_run(config.trainer.logger, config.checkpoint.dirpath)
+
+    def instantiate_trainer(self, **kwargs) -> Trainer:
+        trainer = super().instantiate_trainer(**kwargs)
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # unless the user chose another one
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        return trainer
 
     def _check_data(self) -> None:
         # Find (or download) and read the data before the Trainer creates any log folder, so that a
@@ -110,10 +127,24 @@ def build_cli(args: ArgsType = None, run: bool = True) -> DigitnetCLI:
 
 
 def main(args: ArgsType = None) -> None:
-    """Run the CLI; bad input ends with a short message and exit status 2, not a traceback."""
+    """Run the CLI; bad input ends with a short message and exit status 2, an interrupted `fit` with
+    the command that resumes it and status 130 (Ctrl-C) or 143 (SIGTERM)."""
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropAdverts())
     try:
         build_cli(args)
     except DigitnetError as err:
-        print(f"digitnet: error: {err}", file=sys.stderr)
+        _say(f"digitnet: error: {err}")
         sys.exit(2)
+    except (TrainingInterrupted, SIGTERMException) as err:
+        what = err if isinstance(err, TrainingInterrupted) else "stopped by SIGTERM; see last.ckpt for the latest state"
+        command = resume_command(sys.argv[1:] if args is None else args)
+        _say(f"digitnet: {what}\nResume with:\n  {command}", during_training=True)
+        sys.exit(130 if isinstance(err, TrainingInterrupted) else 143)
+
+
+def _say(message: str, during_training: bool = False) -> None:
+    if rank_zero_only.rank != 0:  # under DDP every process stops with the same error; one says it
+        return
+    if during_training:
+        print(flush=True)  # end the progress bar's line
+    print(message, file=sys.stderr)
