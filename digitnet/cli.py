@@ -22,6 +22,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from digitnet.data import MNISTDataModule
+from digitnet.divergence import StopOnNonFiniteLoss, TrainingDiverged
 from digitnet.errors import DigitnetError
 from digitnet.faults import AtomicCheckpointIO, LastCheckpoint, TrainingInterrupted, continue_last_run, resume_command
 from digitnet.model import DigitClassifier
@@ -119,6 +120,7 @@ def build_cli(args: ArgsType = None, run: bool = True) -> DigitnetCLI:
         MNISTDataModule,
         seed_everything_default=0,
         parser_class=DigitnetParser,
+        trainer_defaults={"callbacks": [StopOnNonFiniteLoss()]},
         auto_configure_optimizers=False,
         save_config_kwargs={"overwrite": True},
         args=args,
@@ -127,13 +129,13 @@ def build_cli(args: ArgsType = None, run: bool = True) -> DigitnetCLI:
 
 
 def main(args: ArgsType = None) -> None:
-    """Run the CLI; bad input ends with a short message and exit status 2, an interrupted `fit` with
-    the command that resumes it and status 130 (Ctrl-C) or 143 (SIGTERM)."""
+    """Run the CLI; bad input or a diverging run ends with a short message and exit status 2, an
+    interrupted `fit` with the command that resumes it and status 130 (Ctrl-C) or 143 (SIGTERM)."""
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropAdverts())
     try:
         build_cli(args)
     except DigitnetError as err:
-        _say(f"digitnet: error: {err}")
+        _say(f"digitnet: error: {err}", during_training=isinstance(err, TrainingDiverged))
         sys.exit(2)
     except (TrainingInterrupted, SIGTERMException) as err:
         what = err if isinstance(err, TrainingInterrupted) else "stopped by SIGTERM; see last.ckpt for the latest state"

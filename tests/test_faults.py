@@ -1,4 +1,4 @@
-"""A fit killed or interrupted resumes with --ckpt_path last and finishes; no traceback, no broken checkpoint."""
+"""A fit killed, interrupted or diverging: it resumes and finishes, or stops with a message, never a traceback."""
 
 import json
 import os
@@ -7,12 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 
 from conftest import write_mnist
-from digitnet import DigitClassifier
+from digitnet import DigitClassifier, MNISTDataModule
 from digitnet.cli import main
+from digitnet.divergence import StopOnNonFiniteLoss, TrainingDiverged
 from digitnet.faults import AtomicCheckpointIO, LastCheckpoint, continue_last_run, resume_command
 from probes import ROOT, digitnet_process
 
@@ -147,3 +149,61 @@ def test_a_kill_while_writing_a_checkpoint_leaves_the_previous_one(tmp_path, whe
     AtomicCheckpointIO().save_checkpoint({"w": torch.full((3,), 2.0)}, path)
     assert torch.equal(torch.load(path)["w"], torch.full((3,), 2.0))
     assert sorted(p.name for p in path.parent.iterdir()) == ["last.ckpt"]  # and the next save removed it
+
+
+def test_diverging_run_stops_in_the_first_epoch_naming_the_step(fit_args, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(fit_args + ["--model.optimizer=SGD", "--model.optimizer.lr=1e4"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert "training diverged: the training loss is nan at step " in err
+    step = int(err.split(" at step ", 1)[1].split(" ", 1)[0])
+    assert 1 <= step <= STEPS_PER_EPOCH, err
+    assert "Try a lower learning rate (this run: --model.optimizer.lr=10000; SGD's default is 0.001)" in err
+    assert not list(tmp_path.glob("lightning_logs/SGD/version_0/checkpoints/*.ckpt"))
+
+
+class NaNFromStep(DigitClassifier):
+    """Its loss is NaN from the 6th training step on (global_step 5 before it, 6 after it)."""
+
+    def training_step(self, batch, batch_idx):
+        loss = super().training_step(batch, batch_idx)
+        return loss * float("nan") if self.trainer.global_step >= 5 else loss
+
+
+def fit_until_diverged(tmp_path: Path, callbacks: list[L.Callback]) -> tuple[L.Trainer, str]:
+    trainer = L.Trainer(max_epochs=1, logger=False, callbacks=callbacks, enable_progress_bar=False,
+                        default_root_dir=tmp_path, limit_val_batches=0)
+    datamodule = MNISTDataModule(data_dir=str(write_mnist(tmp_path / "mnist", n_train=420)), batch_size=20, val_size=20)
+    with pytest.raises(TrainingDiverged) as error:
+        trainer.fit(NaNFromStep(hidden_sizes=(16,)), datamodule)
+    return trainer, str(error.value)
+
+
+def test_buffered_check_reads_the_device_every_n_steps_and_names_the_first_bad_step(tmp_path):
+    # The GPU path, on the CPU: losses are read every 4 steps, so the NaN of step 6 is found at step 8.
+    trainer, message = fit_until_diverged(tmp_path, [StopOnNonFiniteLoss(check_every_n_steps=4)])
+    assert trainer.global_step == 8
+    assert "the training loss is nan at step 6 (epoch 0, batch 6/20)" in message
+
+
+def test_buffered_check_runs_before_any_checkpoint_is_written(tmp_path):
+    last = LastCheckpoint(every_n_train_steps=1)
+    trainer, message = fit_until_diverged(tmp_path, [StopOnNonFiniteLoss(check_every_n_steps=4), last])
+    assert trainer.global_step == 6 and "at step 6" in message
+    assert load(last.last_path)["global_step"] == 5  # the last good step
+
+
+def test_non_finite_weights_are_never_checkpointed(tmp_path):
+    class PoisonLastStep(L.Callback):  # finite losses, but the epoch ends with NaN weights
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            if batch_idx + 1 == trainer.num_training_batches:
+                next(pl_module.parameters()).data.fill_(float("nan"))
+
+    trainer = L.Trainer(max_epochs=2, logger=False, enable_progress_bar=False, default_root_dir=tmp_path,
+                        callbacks=[StopOnNonFiniteLoss(), PoisonLastStep(), LastCheckpoint(every_n_train_steps=0)])
+    datamodule = MNISTDataModule(data_dir=str(write_mnist(tmp_path / "mnist", n_train=420)), batch_size=20, val_size=20)
+    with pytest.raises(TrainingDiverged, match="the weights are NaN or infinite at step 20"):
+        trainer.fit(DigitClassifier(hidden_sizes=(16,)), datamodule)
+    assert not list(tmp_path.glob("**/*.ckpt"))
