@@ -96,6 +96,8 @@ class LastCheckpoint(Checkpoint):
 
     It writes into the folder of the trainer's ModelCheckpoint, where `--ckpt_path last` looks, and after
     it (Lightning runs checkpoint callbacks last, in order), so the file names the best model so far.
+    From Python, list it after a ModelCheckpoint as the CLI does: `fit(ckpt_path="last")` looks for
+    last*.ckpt only in ModelCheckpoint folders.
     The first Ctrl-C lets the current step finish, saves and raises TrainingInterrupted; a second one
     interrupts at once. Under DDP the processes agree to stop every `log_every_n_steps` steps (one
     all-reduce), so they stop at the same step.
