@@ -140,7 +140,7 @@ def main(args: ArgsType = None) -> None:
     except (TrainingInterrupted, SIGTERMException) as err:
         what = err if isinstance(err, TrainingInterrupted) else "stopped by SIGTERM; see last.ckpt for the latest state"
         command = resume_command(sys.argv[1:] if args is None else args)
-        _say(f"digitnet: {what}\nResume with:\n  {command}", during_training=True)
+        _say(f"digitnet: {what}" + (f"\nResume with:\n  {command}" if command else ""), during_training=True)
         sys.exit(130 if isinstance(err, TrainingInterrupted) else 143)
 
 

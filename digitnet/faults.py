@@ -221,10 +221,13 @@ def continue_last_run(logger: Any, ckpt_dirpath: str | None) -> Path | None:
     return run
 
 
-def resume_command(args: Any) -> str:
-    """The command that resumes an interrupted `fit`: the same arguments with `--ckpt_path last`."""
+def resume_command(args: Any) -> str | None:
+    """The command that resumes an interrupted `fit`: the same arguments with `--ckpt_path last`
+    (None when `args` are not those of `fit`)."""
     if not isinstance(args, (list, tuple)):
         return "the same command with --ckpt_path last"
+    if "fit" not in args:
+        return None
     kept, skip = [], False
     for arg in args:
         if skip:
