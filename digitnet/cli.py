@@ -3,6 +3,7 @@
     python -m digitnet fit --model.optimizer=Adam
     python -m digitnet fit --model.optimizer=SGD --model.optimizer.lr=0.05 --model.optimizer.momentum=0.9
     python -m digitnet test --ckpt_path lightning_logs/Adam/version_0/checkpoints/last.ckpt
+    python -m digitnet fit ... --ckpt_path last    # resume the latest run of that optimizer
     python -m digitnet predict --data.predict_path 'photos/*.jpg' --output digits.csv
     python -m digitnet export --ckpt_path CKPT --output model.onnx
 """
@@ -20,9 +21,14 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, TQDMProgressBar
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from digitnet.data import MNISTDataModule
+from digitnet.divergence import StopOnNonFiniteLoss, TrainingDiverged
 from digitnet.errors import DigitnetError
+from digitnet.faults import AtomicCheckpointIO, LastCheckpoint, TrainingInterrupted, continue_last_run, resume_command
 from digitnet.figures import TestFigures
 from digitnet.model import DigitClassifier
 from digitnet.predict import PredictionWriter, latest_checkpoint
@@ -58,18 +64,21 @@ class _DropAdverts(logging.Filter):
 
 
 class DigitnetCLI(LightningCLI):
-    """LightningCLI with the report's defaults (5 epochs), a checkpoint callback keeping the best and
-    the last model, one TensorBoard folder per optimizer, and a test of the best model after `fit`."""
+    """LightningCLI with the report's defaults (5 epochs), a checkpoint callback keeping the best model,
+    last.ckpt kept current for `--ckpt_path last` (see digitnet.faults), one TensorBoard folder per
+    optimizer, and a test of the best model after `fit`."""
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(LastCheckpoint, "last_checkpoint")  # after "checkpoint": it runs after it
         parser.add_lightning_class_args(TestFigures, "test_figures")
         parser.set_defaults(
             {
                 "trainer.max_epochs": 5,
                 "checkpoint.monitor": "val/acc",
                 "checkpoint.mode": "max",
-                "checkpoint.save_last": True,
+                # last.ckpt is LastCheckpoint's: save_last=True refreshes it only when val/acc improves.
+                "checkpoint.save_last": False,
                 "checkpoint.filename": "best-epoch{epoch}-val_acc{val/acc:.4f}",
                 "checkpoint.auto_insert_metric_name": False,
             }
@@ -114,6 +123,8 @@ class DigitnetCLI(LightningCLI):
                 "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
                 "init_args": {"save_dir": os.path.join(root, "lightning_logs"), "name": class_path.rsplit(".", 1)[-1]},
             }
+        if self.subcommand == "fit" and config.ckpt_path == "last":
+            continue_last_run(config.trainer.logger, config.checkpoint.dirpath)
 
     def instantiate_trainer(self, **kwargs) -> Trainer:
         config = self._get(self.config_init, "trainer", default={})
@@ -123,7 +134,10 @@ class DigitnetCLI(LightningCLI):
             # Lightning's default bar refreshes, and formats its metrics, on every step: about 10% of
             # an epoch of this small model on 2 CPU cores. Every 20 steps looks the same to a person.
             kwargs["callbacks"] = [*callbacks, TQDMProgressBar(refresh_rate=20)]
-        return super().instantiate_trainer(**kwargs)
+        trainer = super().instantiate_trainer(**kwargs)
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # unless the user chose another one
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        return trainer
 
     def _check_data(self) -> None:
         # Find (or download) and read the data before the Trainer creates any log folder, so that a
@@ -165,6 +179,7 @@ def build_cli(args: ArgsType = None, run: bool = True) -> DigitnetCLI:
         MNISTDataModule,
         seed_everything_default=0,
         parser_class=DigitnetParser,
+        trainer_defaults={"callbacks": [StopOnNonFiniteLoss()]},
         auto_configure_optimizers=False,
         save_config_kwargs={"overwrite": True},
         parser_kwargs={"epilog": "Also: export, the trained network as ONNX (python -m digitnet export --help)."},
@@ -174,7 +189,8 @@ def build_cli(args: ArgsType = None, run: bool = True) -> DigitnetCLI:
 
 
 def main(args: ArgsType = None) -> None:
-    """Run the CLI; bad input ends with a short message and exit status 2, not a traceback."""
+    """Run the CLI; bad input or a diverging run ends with a short message and exit status 2, an
+    interrupted `fit` with the command that resumes it and status 130 (Ctrl-C) or 143 (SIGTERM)."""
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropAdverts())
     argv = sys.argv[1:] if args is None else args
     try:
@@ -185,5 +201,18 @@ def main(args: ArgsType = None) -> None:
         else:
             build_cli(args)
     except DigitnetError as err:
-        print(f"digitnet: error: {err}", file=sys.stderr)
+        _say(f"digitnet: error: {err}", during_training=isinstance(err, TrainingDiverged))
         sys.exit(2)
+    except (TrainingInterrupted, SIGTERMException) as err:
+        what = err if isinstance(err, TrainingInterrupted) else "stopped by SIGTERM; see last.ckpt for the latest state"
+        command = resume_command(sys.argv[1:] if args is None else args)
+        _say(f"digitnet: {what}" + (f"\nResume with:\n  {command}" if command else ""), during_training=True)
+        sys.exit(130 if isinstance(err, TrainingInterrupted) else 143)
+
+
+def _say(message: str, during_training: bool = False) -> None:
+    if rank_zero_only.rank != 0:  # under DDP every process stops with the same error; one says it
+        return
+    if during_training:
+        print(flush=True)  # end the progress bar's line
+    print(message, file=sys.stderr)

@@ -147,6 +147,9 @@ class DigitClassifier(L.LightningModule):
         self._train_correct = torch.zeros((), dtype=torch.long, device=self.device)
         self._train_seen = 0
 
+    def on_train_start(self) -> None:
+        self.on_train_epoch_start()  # a run resumed mid-epoch starts without on_train_epoch_start
+
     def on_train_epoch_end(self) -> None:
         self.log("train/acc", self._train_correct / max(self._train_seen, 1), sync_dist=True)
 

@@ -1,0 +1,239 @@
+"""Surviving a crash: atomic checkpoint files, a last.ckpt kept current, Ctrl-C, and `--ckpt_path last`.
+
+    python -m digitnet fit ...                     # killed, Ctrl-C'd or preempted at any moment
+    python -m digitnet fit ... --ckpt_path last    # the same command: continues in the same run folder
+
+What Lightning already does and is used as is: restoring the model, optimizer, LR scheduler, loop
+counters and callbacks from a checkpoint, including one written in the middle of an epoch.
+What it does not do, and this module adds:
+- `AtomicCheckpointIO`: a kill while a checkpoint is being written leaves the previous file intact.
+- `LastCheckpoint`: last.ckpt every N training steps and at every epoch end. (ModelCheckpoint's
+  save_last=True refreshes it, since Lightning 2.6, only when val/acc improves.)
+- Ctrl-C finishes the current step, saves last.ckpt and stops (`TrainingInterrupted`).
+- `continue_last_run`: `--ckpt_path last` looks in the run's own checkpoints/ folder, and a new run
+  gets a new version_N folder, so without it the resumed run would find nothing and start over.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import signal
+import threading
+import warnings
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
+from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+from lightning.pytorch.utilities.rank_zero import rank_zero_info
+
+from digitnet.errors import DigitnetError
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes a checkpoint to a temporary file beside its target, flushes it to disk, then renames it over
+    the target: a kill at any moment leaves the old complete file or the new complete file, never a part.
+
+    Lightning's TorchCheckpointIO writes through an fsspec transaction whose temporary file lies in
+    $TMPDIR: where that is another filesystem (a tmpfs /tmp, a container volume) the final move is a
+    copy that a kill can cut short, and every killed write leaves an orphan file there. Remote paths
+    (s3://, ...) still go through Lightning's implementation.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
+        if storage_options is not None or not _is_local_file_protocol(path):
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for stale in path.parent.glob(f".{path.name}.tmp*"):  # left by a writer killed mid-write
+            stale.unlink(missing_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        try:
+            with open(tmp, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())  # the data is on disk before the name points at it
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        _fsync_dir(path.parent)  # and so is the rename, should the machine itself go down
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # Windows cannot open a folder; its rename is durable without it
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class TrainingInterrupted(Exception):
+    """Ctrl-C stopped `fit` between two steps, after saving `checkpoint` (None with fast_dev_run)."""
+
+    def __init__(self, step: int, epoch: int, checkpoint: str | None) -> None:
+        saved = f"; saved {checkpoint}" if checkpoint else ""
+        super().__init__(f"interrupted at step {step} (epoch {epoch}){saved}")
+        self.step, self.epoch, self.checkpoint = step, epoch, checkpoint
+
+
+class LastCheckpoint(Checkpoint):
+    """Keeps last.ckpt current for `--ckpt_path last`.
+
+    It saves every `every_n_train_steps` training steps, at every epoch end, at the end of training,
+    and when Ctrl-C (SIGINT) or SIGTERM stops `fit`.
+
+    It writes into the folder of the trainer's ModelCheckpoint, where `--ckpt_path last` looks, and after
+    it (Lightning runs checkpoint callbacks last, in order), so the file names the best model so far.
+    From Python, list it after a ModelCheckpoint as the CLI does: `fit(ckpt_path="last")` looks for
+    last*.ckpt only in ModelCheckpoint folders.
+    The first Ctrl-C lets the current step finish, saves and raises TrainingInterrupted; a second one
+    interrupts at once. Under DDP the processes agree to stop every `log_every_n_steps` steps (one
+    all-reduce), so they stop at the same step.
+
+    Args:
+        every_n_train_steps: Training steps between two saves within an epoch; 0 saves only at epoch ends.
+            A save takes about 10 ms (8 MB with Adam's state), so the default 500 costs about 0.02 ms a
+            step and a crash loses at most 500 steps (about 2 s on 2 CPU cores).
+    """
+
+    def __init__(self, every_n_train_steps: int = 500) -> None:
+        if every_n_train_steps < 0:
+            raise DigitnetError(
+                f"--last_checkpoint.every_n_train_steps must be 0 (epoch ends only) or more, got {every_n_train_steps}"
+            )
+        self.every_n_train_steps = every_n_train_steps
+        self.last_path: str | None = None  # where it saved last in this process
+        self._saved_step = -1
+        self._stop_requested = False
+        self._previous_sigint: Any = None
+        self._sigint_installed = False
+
+    def path(self, trainer: L.Trainer) -> str:
+        folder = next((cb.dirpath for cb in trainer.checkpoint_callbacks if isinstance(cb, ModelCheckpoint)), None)
+        if folder is None:
+            folder = os.path.join(trainer.log_dir or trainer.default_root_dir, "checkpoints")
+        return os.path.join(folder, ModelCheckpoint.CHECKPOINT_NAME_LAST + ModelCheckpoint.FILE_EXTENSION)
+
+    def save(self, trainer: L.Trainer) -> None:
+        """Save now (on every process: Lightning writes on rank 0), unless this step is saved already."""
+        if trainer.fast_dev_run or trainer.sanity_checking or trainer.global_step == self._saved_step:
+            return
+        path = self.path(trainer)
+        trainer.save_checkpoint(path, weights_only=False)
+        self._saved_step, self.last_path = trainer.global_step, path
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._saved_step = trainer.global_step  # a resumed run starts from a saved state
+        self._stop_requested = False
+        if threading.current_thread() is threading.main_thread():
+            self._previous_sigint = signal.signal(signal.SIGINT, self._on_sigint)
+            self._sigint_installed = True
+
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        self._stop_requested = True
+        self._restore_sigint()  # a second Ctrl-C raises KeyboardInterrupt at once
+
+    def _restore_sigint(self) -> None:
+        if self._sigint_installed:
+            # None: the previous handler was not set from Python; Python's own is the best guess.
+            previous = self._previous_sigint if self._previous_sigint is not None else signal.default_int_handler
+            signal.signal(signal.SIGINT, previous)
+            self._sigint_installed = False
+
+    def _should_stop(self, trainer: L.Trainer, epoch_end: bool = False) -> bool:
+        if trainer.world_size == 1:
+            return self._stop_requested
+        # Every process must make the same decision at the same step, or the others wait forever.
+        if not epoch_end and trainer.global_step % max(trainer.log_every_n_steps, 1):
+            return False
+        return trainer.strategy.reduce_boolean_decision(self._stop_requested, all=False)
+
+    def _stop(self, trainer: L.Trainer) -> None:
+        self.save(trainer)
+        checkpoint = None if trainer.fast_dev_run else self.path(trainer)
+        raise TrainingInterrupted(trainer.global_step, trainer.current_epoch, checkpoint)
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int):
+        if self._should_stop(trainer):
+            self._stop(trainer)
+        n = self.every_n_train_steps
+        # The epoch's last batch is saved at the epoch end instead, after validation and the best model.
+        if n and trainer.global_step % n == 0 and batch_idx + 1 < trainer.num_training_batches:
+            self.save(trainer)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.save(trainer)
+        if self._should_stop(trainer, epoch_end=True):
+            self._stop(trainer)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._restore_sigint()
+        self.save(trainer)  # max_steps may end training mid-epoch
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self._restore_sigint()
+        # Lightning raises SIGTERMException between two steps. Under DDP the processes may not all be
+        # here at once, and a save waits for all of them: leave it to the last periodic save.
+        if isinstance(exception, SIGTERMException) and trainer.world_size == 1:
+            self.save(trainer)
+
+
+def continue_last_run(logger: Any, ckpt_dirpath: str | None) -> Path | None:
+    """For `fit --ckpt_path last`: point a TensorBoard or CSV logger config (a dict or jsonargparse
+    Namespace with save_dir, name and version init_args) at the newest run folder that holds a
+    last*.ckpt, so that Lightning finds it and the run continues there. Returns that folder.
+
+    Lightning looks for last.ckpt in this run's own checkpoints/ folder; without a fixed version the
+    logger would open a new, empty version_N folder and the run would start from scratch.
+    """
+    if ckpt_dirpath is not None or not hasattr(logger, "get"):
+        return None  # a fixed checkpoint folder: Lightning finds last.ckpt there itself
+    init = logger.get("init_args")
+    if not str(logger.get("class_path", "")).endswith(("TensorBoardLogger", "CSVLogger")) or init is None:
+        return None
+    if init.get("version") is not None:
+        return None
+    root, name = Path(init.get("save_dir") or "."), init.get("name", "lightning_logs")
+    runs = root / name if name else root
+    found = runs.glob("version_*/checkpoints/last*.ckpt")
+    lasts = [p for p in found if re.fullmatch(r"version_\d+", p.parents[1].name)]
+    if not lasts:
+        return None  # Lightning warns that there is no last checkpoint and trains from scratch
+    run = max(lasts, key=lambda p: p.stat().st_mtime).parents[1]
+    if isinstance(init, dict):
+        init["version"] = int(run.name.removeprefix("version_"))
+    else:
+        init.version = int(run.name.removeprefix("version_"))
+    warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")  # it is ours
+    rank_zero_info(f"Resuming {run} from its last checkpoint")
+    return run
+
+
+def resume_command(args: Any) -> str | None:
+    """The command that resumes an interrupted `fit`: the same arguments with `--ckpt_path last`
+    (None when `args` are not those of `fit`)."""
+    if not isinstance(args, (list, tuple)):
+        return "the same command with --ckpt_path last"
+    if "fit" not in args:
+        return None
+    kept, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg == "--ckpt_path":
+            skip = True
+        elif not arg.startswith("--ckpt_path="):
+            kept.append(arg)
+    return shlex.join(["python", "-m", "digitnet", *kept, "--ckpt_path", "last"])

@@ -1,0 +1,209 @@
+"""A fit killed, interrupted or diverging: it resumes and finishes, or stops with a message, never a traceback."""
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+
+from conftest import write_mnist
+from digitnet import DigitClassifier, MNISTDataModule
+from digitnet.cli import main
+from digitnet.divergence import StopOnNonFiniteLoss, TrainingDiverged
+from digitnet.faults import AtomicCheckpointIO, LastCheckpoint, continue_last_run, resume_command
+from probes import ROOT, digitnet_process
+
+STEPS_PER_EPOCH = 20  # 420 training images, 20 held out, batches of 20
+
+
+@pytest.fixture
+def fit_args(tmp_path: Path) -> list[str]:
+    """3 epochs of 20 steps, last.ckpt every 8 steps, on a small model."""
+    mnist = write_mnist(tmp_path / "mnist", n_train=420)
+    return ["fit", f"--data.data_dir={mnist}", "--data.val_size=20", "--data.batch_size=20",
+            "--model.hidden_sizes=[64]", "--trainer.max_epochs=3", "--trainer.enable_progress_bar=false", "--last_checkpoint.every_n_train_steps=8"]
+
+
+def load(path: Path) -> dict:
+    return torch.load(path, weights_only=False)
+
+
+def probe(signal_at_step: int = 0, signal_name: str = "SIGKILL", record: Path | None = None) -> list[str]:
+    args = ["--trainer.callbacks+=probes.Probe", f"--trainer.callbacks.signal_at_step={signal_at_step}",
+            f"--trainer.callbacks.signal_name={signal_name}"]
+    return args + ([f"--trainer.callbacks.record={record}"] if record else [])
+
+
+def assert_resumes_and_finishes(args: list[str], run: Path, from_step: int, tmp_path: Path, capsys) -> None:
+    """`args` (ending in --ckpt_path last) continue `run` from `from_step` to the end of its 3 epochs."""
+    record = tmp_path / "resumed"
+    record.mkdir()
+    main(args + probe(record=record))
+    report = json.loads((record / "rank0.json").read_text())
+    assert report["start_step"] == from_step
+    # The rest of the interrupted epoch, then whole epochs: the planned 3 epochs, no more.
+    epoch = from_step // STEPS_PER_EPOCH
+    assert len(report["seen"][str(epoch)]) == 20 * (STEPS_PER_EPOCH - from_step % STEPS_PER_EPOCH)
+    assert [int(e) for e in report["seen"]] == list(range(epoch, 3))
+    final = load(run / "checkpoints" / "last.ckpt")
+    assert final["global_step"] == 3 * STEPS_PER_EPOCH and final["epoch"] == 2
+    # The per-step cosine schedule carried on from the saved step and ended at zero.
+    assert final["lr_schedulers"][0]["last_epoch"] == 3 * STEPS_PER_EPOCH
+    assert final["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(0, abs=1e-9)
+    assert [p.name for p in run.parent.iterdir()] == ["version_0"]  # it went on in the same folder
+    assert "Test accuracy:" in capsys.readouterr().out
+
+
+def test_sigkill_mid_epoch_then_ckpt_path_last_finishes_the_planned_epochs(fit_args, tmp_path, capsys):
+    killed = digitnet_process(*fit_args, *probe(signal_at_step=29))  # epoch 1, batch 9 of 20
+    assert killed.returncode == -9, killed.stderr
+    run = tmp_path / "lightning_logs" / "Adam" / "version_0"
+    last = load(run / "checkpoints" / "last.ckpt")
+    assert last["global_step"] == 24 and last["epoch"] == 1  # the last save before the kill, mid-epoch
+
+    assert_resumes_and_finishes(fit_args + ["--ckpt_path", "last"], run, 24, tmp_path, capsys)
+
+
+@pytest.mark.parametrize("signal_name, status", [("SIGINT", 130), ("SIGTERM", 143)])
+def test_ctrl_c_saves_last_and_prints_the_resume_command(fit_args, tmp_path, capsys, signal_name, status):
+    stopped = digitnet_process(*fit_args, *probe(signal_at_step=13, signal_name=signal_name))
+    assert stopped.returncode == status, stopped.stderr
+    assert "Traceback" not in stopped.stderr + stopped.stdout
+    run = tmp_path / "lightning_logs" / "Adam" / "version_0"
+    last = run / "checkpoints" / "last.ckpt"
+    assert load(last)["global_step"] == 13  # saved at the step it stopped, not at the last periodic save (8)
+    DigitClassifier.load_from_checkpoint(last)
+    if signal_name == "SIGINT":
+        assert "interrupted at step 13 (epoch 0); saved" in stopped.stderr
+    # The command it prints resumes the run.
+    command = stopped.stderr.split("Resume with:\n", 1)[1].strip()
+    assert command.startswith("python -m digitnet fit ") and command.endswith(" --ckpt_path last")
+    if signal_name == "SIGINT":
+        assert_resumes_and_finishes(shlex.split(command)[3:], run, 13, tmp_path, capsys)
+
+
+def test_ckpt_path_last_without_a_previous_run_trains_from_scratch(fit_args, tmp_path, capsys):
+    main(fit_args + ["--trainer.max_epochs=1", "--ckpt_path", "last"])
+    assert load(tmp_path / "lightning_logs" / "Adam" / "version_0" / "checkpoints" / "last.ckpt")["global_step"] == 20
+
+
+def test_ckpt_path_last_continues_the_newest_run_that_has_a_last_checkpoint(tmp_path):
+    from jsonargparse import Namespace
+
+    runs = tmp_path / "lightning_logs" / "SGD"
+    for version, age in (("version_0", 30), ("version_1", 10), ("version_2", 20)):
+        (runs / version / "checkpoints").mkdir(parents=True)
+        last = runs / version / "checkpoints" / "last.ckpt"
+        last.write_bytes(b"")
+        os.utime(last, (last.stat().st_mtime - age,) * 2)
+    (runs / "version_3").mkdir()  # a run that died before its first checkpoint
+    logger = {"class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+              "init_args": {"save_dir": str(tmp_path / "lightning_logs"), "name": "SGD"}}
+    assert continue_last_run(logger, ckpt_dirpath=None) == runs / "version_1"
+    assert logger["init_args"]["version"] == 1
+    init_args = Namespace(save_dir=str(tmp_path / "lightning_logs"), name="SGD", version=None)
+    from_config_file = Namespace(class_path=logger["class_path"], init_args=init_args)
+    assert continue_last_run(from_config_file, ckpt_dirpath=None) == runs / "version_1"
+    assert from_config_file.init_args.version == 1
+    assert continue_last_run(logger, ckpt_dirpath="elsewhere") is None  # Lightning looks there itself
+
+
+def test_resume_command_replaces_any_ckpt_path():
+    args = ["fit", "--model.optimizer=SGD", "--ckpt_path", "x.ckpt", "--data.data_dir", "my data"]
+    expected = "python -m digitnet fit --model.optimizer=SGD --data.data_dir 'my data' --ckpt_path last"
+    assert resume_command(args) == expected
+
+
+def kill_while_saving(path: Path, when: str) -> subprocess.CompletedProcess:
+    """Save a big checkpoint with AtomicCheckpointIO in a subprocess that SIGKILLs itself `when`."""
+    script = f"""
+import os, signal, sys, torch
+from digitnet.faults import AtomicCheckpointIO
+kill = lambda *args: os.kill(os.getpid(), signal.SIGKILL)
+class KillWhenPickled:
+    def __reduce__(self):
+        kill()
+checkpoint = {{"w": torch.zeros(1_000_000)}}
+if {when!r} == "pickling":
+    checkpoint["x"] = KillWhenPickled()
+else:
+    os.fsync = kill  # every byte is in the temporary file, not yet renamed
+AtomicCheckpointIO().save_checkpoint(checkpoint, sys.argv[1])
+"""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, timeout=120, env=env)
+
+
+@pytest.mark.parametrize("when", ["pickling", "before_rename"])
+def test_a_kill_while_writing_a_checkpoint_leaves_the_previous_one(tmp_path, when):
+    path = tmp_path / "checkpoints" / "last.ckpt"
+    AtomicCheckpointIO().save_checkpoint({"w": torch.ones(3)}, path)
+    assert kill_while_saving(path, when).returncode == -9
+    assert torch.equal(torch.load(path)["w"], torch.ones(3))
+    assert [p.name for p in path.parent.glob(".last.ckpt.tmp*")]  # the killed write's temporary file
+    AtomicCheckpointIO().save_checkpoint({"w": torch.full((3,), 2.0)}, path)
+    assert torch.equal(torch.load(path)["w"], torch.full((3,), 2.0))
+    assert sorted(p.name for p in path.parent.iterdir()) == ["last.ckpt"]  # and the next save removed it
+
+
+def test_diverging_run_stops_in_the_first_epoch_naming_the_step(fit_args, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(fit_args + ["--model.optimizer=SGD", "--model.optimizer.lr=1e4"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert "training diverged: the training loss is nan at step " in err
+    step = int(err.split(" at step ", 1)[1].split(" ", 1)[0])
+    assert 1 <= step <= STEPS_PER_EPOCH, err
+    assert "Try a lower learning rate (this run: --model.optimizer.lr=10000; SGD's default is 0.001)" in err
+    assert not list(tmp_path.glob("lightning_logs/SGD/version_0/checkpoints/*.ckpt"))
+
+
+class NaNFromStep(DigitClassifier):
+    """Its loss is NaN from the 6th training step on (global_step 5 before it, 6 after it)."""
+
+    def training_step(self, batch, batch_idx):
+        loss = super().training_step(batch, batch_idx)
+        return loss * float("nan") if self.trainer.global_step >= 5 else loss
+
+
+def fit_until_diverged(tmp_path: Path, callbacks: list[L.Callback]) -> tuple[L.Trainer, str]:
+    trainer = L.Trainer(max_epochs=1, logger=False, callbacks=callbacks, enable_progress_bar=False,
+                        default_root_dir=tmp_path, limit_val_batches=0)
+    datamodule = MNISTDataModule(data_dir=str(write_mnist(tmp_path / "mnist", n_train=420)), batch_size=20, val_size=20)
+    with pytest.raises(TrainingDiverged) as error:
+        trainer.fit(NaNFromStep(hidden_sizes=(16,)), datamodule)
+    return trainer, str(error.value)
+
+
+def test_buffered_check_reads_the_device_every_n_steps_and_names_the_first_bad_step(tmp_path):
+    # The GPU path, on the CPU: losses are read every 4 steps, so the NaN of step 6 is found at step 8.
+    trainer, message = fit_until_diverged(tmp_path, [StopOnNonFiniteLoss(check_every_n_steps=4)])
+    assert trainer.global_step == 8
+    assert "the training loss is nan at step 6 (epoch 0, batch 6/20)" in message
+
+
+def test_buffered_check_runs_before_any_checkpoint_is_written(tmp_path):
+    last = LastCheckpoint(every_n_train_steps=1)
+    trainer, message = fit_until_diverged(tmp_path, [StopOnNonFiniteLoss(check_every_n_steps=4), last])
+    assert trainer.global_step == 6 and "at step 6" in message
+    assert load(last.last_path)["global_step"] == 5  # the last good step
+
+
+def test_non_finite_weights_are_never_checkpointed(tmp_path):
+    class PoisonLastStep(L.Callback):  # finite losses, but the epoch ends with NaN weights
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            if batch_idx + 1 == trainer.num_training_batches:
+                next(pl_module.parameters()).data.fill_(float("nan"))
+
+    trainer = L.Trainer(max_epochs=2, logger=False, enable_progress_bar=False, default_root_dir=tmp_path,
+                        callbacks=[StopOnNonFiniteLoss(), PoisonLastStep(), LastCheckpoint(every_n_train_steps=0)])
+    datamodule = MNISTDataModule(data_dir=str(write_mnist(tmp_path / "mnist", n_train=420)), batch_size=20, val_size=20)
+    with pytest.raises(TrainingDiverged, match="the weights are NaN or infinite at step 20"):
+        trainer.fit(DigitClassifier(hidden_sizes=(16,)), datamodule)
+    assert not list(tmp_path.glob("**/*.ckpt"))
