@@ -191,7 +191,7 @@ def random_shift(images: torch.Tensor, max_shift: int, fill: float = 0.0) -> tor
     `images` is (B, C, H, W); pixels shifted in from outside the image take the value `fill`.
     The offsets come from torch's default generator on the images' device, so seed_everything
     (or torch.manual_seed) makes them reproducible. One pad and one gather for the whole batch,
-    on the batch's device: no per-image Python loop, no PIL. About 0.1 ms for a (128, 1, 28, 28)
+    on the batch's device: no per-image Python loop, no PIL. About 0.15 ms for a (128, 1, 28, 28)
     batch on 2 CPU cores, against 3.4 ms for the training step itself.
     """
     b, c, h, w = images.shape
