@@ -5,6 +5,7 @@ import http.server
 import threading
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 
@@ -188,3 +189,136 @@ def test_download_fails_when_every_mirror_is_bad(tmp_path, mirrors):
     with pytest.raises(DigitnetError, match="bad SHA-256"):
         data.download(target, mirrors[:1])
     assert not target.exists() or not any(target.iterdir())
+
+
+
+def translated(images: torch.Tensor, dx: int, dy: int, fill: float) -> torch.Tensor:
+    """The reference, by slicing: (..., H, W) images moved right by dx and down by dy, `fill` where uncovered."""
+    h, w = images.shape[-2:]
+    out = torch.full_like(images, fill)
+    out[..., max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = images[
+        ..., max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)
+    ]
+    return out
+
+
+def all_translations(images: torch.Tensor, shift: int, fill: float) -> dict[tuple[int, int], torch.Tensor]:
+    offsets = [(dx, dy) for dx in range(-shift, shift + 1) for dy in range(-shift, shift + 1)]
+    return {offset: translated(images, *offset, fill) for offset in offsets}
+
+
+def test_random_shift_moves_a_single_bright_pixel_by_at_most_shift():
+    # Black images with one bright pixel at row 14, column 10: each must have it at (14 + dy, 10 + dx).
+    images = torch.zeros(300, 1, 28, 28)
+    images[:, 0, 14, 10] = 1.0
+    torch.manual_seed(0)
+    out = data.random_shift(images, 3, fill=0.0)
+    assert out.shape == images.shape and out.dtype == images.dtype
+    assert torch.equal(out.flatten(1).sum(1), torch.ones(300))  # moved, neither lost nor copied
+    where = out.flatten(1).argmax(1)
+    dy, dx = where // 28 - 14, where % 28 - 10
+    assert dx.abs().max() == 3 and dy.abs().max() == 3
+    assert len(set(zip(dx.tolist(), dy.tolist()))) == 49  # every (dx, dy) in [-3, 3]^2 occurs: each image its own
+    torch.manual_seed(0)
+    assert torch.equal(data.random_shift(images, 3, fill=0.0), out)  # same seed, same shifts
+
+
+def test_random_shift_is_a_translation_with_the_fill_where_uncovered():
+    images = synthetic_digits(40, seed=4)[0][:, None].float()  # (40, 1, 28, 28): noise and a bar
+    torch.manual_seed(1)
+    out = data.random_shift(images, 2, fill=-7.0)
+    candidates = all_translations(images, 2, fill=-7.0)  # (dx, dy) -> (40, 1, 28, 28)
+    offsets = []
+    for i, image in enumerate(out):
+        offsets += [offset for offset, moved in candidates.items() if torch.equal(image, moved[i])][:1]
+    assert len(offsets) == 40  # every image is its own original translated by |dx|, |dy| <= 2
+    assert len(set(offsets)) > 10
+    assert torch.equal(data.random_shift(images, 0, fill=-7.0), images)
+
+
+class Recorder(L.LightningModule):
+    """Keeps the batches its steps receive; learns nothing."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+        self.seen = {"train": [], "val": [], "test": []}
+
+    def training_step(self, batch, batch_idx):
+        self.seen["train"].append(batch)
+        return self.weight.sum() * batch[0].mean()
+
+    def validation_step(self, batch, batch_idx):
+        self.seen["val"].append(batch)
+
+    def test_step(self, batch, batch_idx):
+        self.seen["test"].append(batch)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.0)
+
+
+def fit_and_test(mnist_dir, **kwargs) -> tuple[MNISTDataModule, Recorder]:
+    """One epoch of `fit` (after a one-batch sanity check) and a `test`, recording every batch."""
+    dm = MNISTDataModule(data_dir=str(mnist_dir), batch_size=16, val_size=20, **kwargs)
+    model = Recorder()
+    trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=1)
+    trainer.fit(model, datamodule=dm)
+    trainer.test(model, datamodule=dm, verbose=False)
+    return dm, model
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_training_batches_are_shifted_and_the_others_are_not(mnist_dir, normalize):
+    L.seed_everything(0)
+    dm, model = fit_and_test(mnist_dir, shift=2, normalize=normalize)
+    assert dm.background == pytest.approx((0 - 0.1307) / 0.3081 if normalize else 0.0)
+    assert dm.background == dm.transform(torch.zeros(1, 1, 1, dtype=torch.uint8)).item()  # a 0 pixel, exactly
+    for x, y in model.seen["train"]:
+        assert x.dtype == torch.float32 and x.shape[1:] == (1, 28, 28) and y.dtype == torch.int64 and len(x) == len(y)
+    x, y = (torch.cat(t) for t in zip(*model.seen["train"]))
+    assert len(x) == 100  # every training image once
+    # Each training image is a stored training image of the same label moved by |dx|, |dy| <= 2,
+    # the uncovered border filled with the background; some moved.
+    candidates = all_translations(dm.train_set.images, 2, dm.background)  # (dx, dy) -> (100, 1, 28, 28)
+    moved = 0
+    for image, label in zip(x, y):
+        same_label = dm.train_set.labels == label
+        offsets = [o for o, c in candidates.items() if (c[same_label] == image).flatten(1).all(1).any()]
+        assert offsets, "a training image is not a stored one moved by at most 2 pixels"
+        moved += (0, 0) not in offsets
+    assert moved > 50  # 24 of the 25 offsets move the image
+    # Validation (the sanity check's batch first) and test batches are the stored tensors, as they are.
+    val = model.seen["val"]
+    assert torch.equal(val[0][0], dm.val_set.images[:16])
+    assert torch.equal(torch.cat([x for x, _ in val[1:]]), dm.val_set.images)
+    assert torch.equal(torch.cat([x for x, _ in model.seen["test"]]), dm.test_set.images)
+
+
+def test_shift_zero_passes_the_batch_through(mnist_dir):
+    dm = MNISTDataModule(data_dir=str(mnist_dir), batch_size=16, val_size=20)  # shift=0, the default
+    dm.trainer = L.Trainer(logger=False, accelerator="cpu")
+    dm.trainer.training = True
+    batch = (torch.randn(16, 1, 28, 28), torch.zeros(16, dtype=torch.long))
+    assert dm.on_after_batch_transfer(batch, 0) is batch  # the same objects: nothing computed
+    L.seed_everything(0)
+    dm, model = fit_and_test(mnist_dir)
+    x = torch.cat([x for x, _ in model.seen["train"]])
+    stored = dm.train_set.images.flatten(1)
+    assert (x.flatten(1)[:, None, :] == stored[None]).all(-1).any(1).all()  # each one a stored image, unchanged
+
+
+def test_shifts_are_reproducible_with_seed_everything(mnist_dir):
+    runs = []
+    for _ in range(2):
+        L.seed_everything(3)
+        runs.append(torch.cat([x for x, _ in fit_and_test(mnist_dir, shift=1)[1].seen["train"]]))
+    assert torch.equal(*runs)
+
+
+@pytest.mark.parametrize("shift", [-1, 28, 100])
+def test_bad_shift_raises(shift):
+    with pytest.raises(DigitnetError, match=r"shift must be between 0 \(off\) and 27 pixels, got") as err:
+        MNISTDataModule(shift=shift)
+    assert "\n" not in str(err.value)
