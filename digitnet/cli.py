@@ -144,7 +144,7 @@ class DigitnetCLI(LightningCLI):
         # missing or corrupt file stops the run with nothing half-written left behind.
         if int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0:
             self.datamodule.prepare_data()
-            self.datamodule.setup("fit" if self.subcommand == "fit" else "test")
+            self.datamodule.setup(self.subcommand)  # stage names are the subcommand names
 
     before_fit = before_validate = before_test = _check_data
 
