@@ -96,9 +96,9 @@ def quiet_lightning() -> None:
 
 def reuse_data(datamodule, cache: dict) -> None:
     """Read and normalize MNIST once per data setting rather than once per run (about 1 s each):
-    setup() keeps splits that are already set. Settings that act on batches only (batch_size, shift)
+    setup() keeps splits that are already set. Settings that act on batches only (batch sizes, shift)
     share the stored tensors."""
-    stored = {k: v for k, v in datamodule.hparams.items() if k not in ("batch_size", "shift")}
+    stored = {k: v for k, v in datamodule.hparams.items() if k not in ("batch_size", "eval_batch_size", "shift")}
     key = tuple(sorted((k, repr(v)) for k, v in stored.items())) + (datamodule.data_dir,)
     if key not in cache:
         datamodule.prepare_data()

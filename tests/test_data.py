@@ -95,14 +95,14 @@ def test_split_sizes_and_seeding(mnist_dir):
 
 
 def test_batches_dtypes_shapes_and_full_test_set(mnist_dir):
-    dm = MNISTDataModule(data_dir=str(mnist_dir), batch_size=16, val_size=20)
+    dm = MNISTDataModule(data_dir=str(mnist_dir), batch_size=16, eval_batch_size=15, val_size=20)
     dm.setup("fit")
     dm.setup("test")
     x, y = next(iter(dm.train_dataloader()))
     assert x.dtype == torch.float32 and x.shape == (16, 1, 28, 28)
     assert y.dtype == torch.int64 and y.shape == (16,)
-    assert sum(len(y) for _, y in dm.test_dataloader()) == 40  # no drop_last
-    assert sum(len(y) for _, y in dm.val_dataloader()) == 20
+    assert [len(y) for _, y in dm.test_dataloader()] == [15, 15, 10]  # eval_batch_size, no drop_last
+    assert [len(y) for _, y in dm.val_dataloader()] == [15, 5]
     seen = torch.cat([x for x, _ in dm.train_dataloader()])
     assert len(seen) == 100  # every training image once per epoch
 
@@ -122,6 +122,8 @@ def test_normalization(mnist_dir):
 def test_bad_settings_raise():
     with pytest.raises(DigitnetError, match="batch_size"):
         MNISTDataModule(batch_size=0)
+    with pytest.raises(DigitnetError, match="eval_batch_size must be at least 1"):
+        MNISTDataModule(eval_batch_size=0)
     with pytest.raises(DigitnetError, match="val_size"):
         MNISTDataModule(val_size=0)
 
@@ -260,7 +262,7 @@ class Recorder(L.LightningModule):
 
 def fit_and_test(mnist_dir, **kwargs) -> tuple[MNISTDataModule, Recorder]:
     """One epoch of `fit` (after a one-batch sanity check) and a `test`, recording every batch."""
-    dm = MNISTDataModule(data_dir=str(mnist_dir), batch_size=16, val_size=20, **kwargs)
+    dm = MNISTDataModule(data_dir=str(mnist_dir), batch_size=16, eval_batch_size=16, val_size=20, **kwargs)
     model = Recorder()
     trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=1)
