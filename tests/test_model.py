@@ -126,3 +126,28 @@ def test_build_optimizer_uses_fused_kernel_unless_configured():
     explicit = DigitClassifier(optimizer=functools.partial(torch.optim.Adam, fused=False))
     assert explicit.build_optimizer().defaults["fused"] is False
     assert type(DigitClassifier(optimizer=torch.optim.Adadelta).build_optimizer()) is torch.optim.Adadelta
+
+
+@pytest.mark.parametrize("clip", [None, 1e-3])
+def test_trainer_gradient_clipping_still_applies(clip, mnist_dir):
+    # DigitClassifier overrides configure_gradient_clipping to skip Lightning's checks when clipping is off.
+    import lightning as L
+
+    from digitnet import MNISTDataModule
+
+    norms = []
+
+    class Record(L.Callback):
+        def on_train_batch_end(self, trainer, pl_module, *args):
+            grads = [p.grad for p in pl_module.parameters() if p.grad is not None]
+            norms.append(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])).item())
+
+    trainer = L.Trainer(max_steps=3, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        callbacks=[Record()], limit_val_batches=0, gradient_clip_val=clip)
+    model = DigitClassifier(hidden_sizes=(16,), optimizer=torch.optim.SGD)
+    trainer.fit(model, MNISTDataModule(data_dir=str(mnist_dir), batch_size=20, val_size=20))
+    assert len(norms) == 3
+    if clip is None:
+        assert min(norms) > 0.01  # an untrained model's gradients are far larger than the clip below
+    else:
+        assert max(norms) <= clip * 1.01
