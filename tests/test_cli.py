@@ -51,6 +51,20 @@ def test_fit_logs_per_optimizer_tests_best_and_reloads(mnist_dir, tmp_path, caps
     # `test` from the checkpoint works without restating the model's settings.
     main(["test", f"--data.data_dir={mnist_dir}", f"--ckpt_path={last}", "--trainer.enable_progress_bar=false"])
 
+    # The best checkpoint holds the weights only: it tests and reloads, but cannot resume a run.
+    assert "optimizer_states" in torch.load(last, weights_only=True)
+    assert "optimizer_states" not in torch.load(best[0], weights_only=True)
+    reloaded = DigitClassifier.load_from_checkpoint(best[0])
+    assert type(reloaded.optimizer(reloaded.parameters())).__name__ == "SGD"
+    main(["test", f"--data.data_dir={mnist_dir}", f"--ckpt_path={best[0]}", "--trainer.enable_progress_bar=false"])
+    capsys.readouterr()
+    runs = sorted((tmp_path / "lightning_logs" / "SGD").iterdir())
+    with pytest.raises(SystemExit) as stop:
+        main(args + [f"--ckpt_path={best[0]}"])
+    assert stop.value.code == 2
+    assert "holds the model's weights only" in capsys.readouterr().err
+    assert sorted((tmp_path / "lightning_logs" / "SGD").iterdir()) == runs  # no run folder was started
+
 
 @pytest.mark.parametrize(
     "args, message",
@@ -89,3 +103,16 @@ def test_an_optimizer_named_on_the_command_line_gets_its_own_defaults(name, mnis
     assert {k: built[k] for k in ("lr", "eps", "weight_decay") if k in expected} == {
         k: expected[k] for k in ("lr", "eps", "weight_decay") if k in expected
     }
+
+
+def test_default_profiler_is_a_no_op_and_a_chosen_one_is_kept(mnist_dir):
+    from lightning.pytorch.profilers import SimpleProfiler
+
+    from digitnet.cli import NoProfiler, build_cli
+
+    trainer = build_cli([f"--data.data_dir={mnist_dir}"], run=False).trainer
+    assert isinstance(trainer.profiler, NoProfiler)
+    with trainer.profiler.profile("step") as name:
+        assert name == "step"
+    trainer = build_cli([f"--data.data_dir={mnist_dir}", "--trainer.profiler=simple"], run=False).trainer
+    assert isinstance(trainer.profiler, SimpleProfiler)
