@@ -64,9 +64,10 @@ def test_sigkill_mid_epoch_then_ckpt_path_last_finishes_the_planned_epochs(fit_a
     assert killed.returncode == -9, killed.stderr
     run = tmp_path / "lightning_logs" / "Adam" / "version_0"
     last = load(run / "checkpoints" / "last.ckpt")
-    assert last["global_step"] == 24 and last["epoch"] == 1  # the last save before the kill, mid-epoch
+    # Saves at steps 8, 16, 20 (epoch end), 28: 8 steps after the last save. The last before the kill, mid-epoch:
+    assert last["global_step"] == 28 and last["epoch"] == 1
 
-    assert_resumes_and_finishes(fit_args + ["--ckpt_path", "last"], run, 24, tmp_path, capsys)
+    assert_resumes_and_finishes(fit_args + ["--ckpt_path", "last"], run, 28, tmp_path, capsys)
 
 
 @pytest.mark.parametrize("signal_name, status", [("SIGINT", 130), ("SIGTERM", 143)])
