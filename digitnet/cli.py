@@ -83,7 +83,8 @@ class DigitnetCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.add_lightning_class_args(LastCheckpoint, "last_checkpoint")  # after "checkpoint": it runs after it
-        parser.add_lightning_class_args(TestFigures, "test_figures")
+        # Not a trainer callback from the start: it is added when a test runs (see _add_test_figures).
+        parser.add_class_arguments(TestFigures, "test_figures", fail_untyped=False, sub_configs=True)
         parser.set_defaults(
             {
                 "trainer.max_epochs": 5,
@@ -163,7 +164,18 @@ class DigitnetCLI(LightningCLI):
             self.datamodule.prepare_data()
             self.datamodule.setup(self.subcommand)  # stage names are the subcommand names
 
-    before_validate = before_test = _check_data
+    before_validate = _check_data
+
+    def before_test(self) -> None:
+        self._check_data()
+        self._add_test_figures()
+
+    def _add_test_figures(self) -> None:
+        # TestFigures acts after a test only. Kept out of the trainer's callbacks until then, it is not
+        # called on the ~6 hooks of every training step that every callback receives.
+        figures = self.config_init[self.subcommand].get("test_figures")
+        if figures is not None and figures not in self.trainer.callbacks:
+            self.trainer.callbacks.append(figures)
 
     def before_fit(self) -> None:
         self._check_data()
@@ -191,6 +203,7 @@ class DigitnetCLI(LightningCLI):
         if self.trainer.fast_dev_run:
             return
         best = self.trainer.checkpoint_callback.best_model_path or None
+        self._add_test_figures()
         results = self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best)
         if results and self.trainer.is_global_zero:
             print(f"Best checkpoint: {best}")

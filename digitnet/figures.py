@@ -11,6 +11,8 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from matplotlib.figure import Figure
 from torchmetrics.classification import MulticlassConfusionMatrix
 
+from digitnet.errors import DigitnetError
+
 
 class TestFigures(Callback):
     """Logs `test/confusion_matrix` and `test/mistakes` to every TensorBoard logger after each test.
@@ -24,6 +26,8 @@ class TestFigures(Callback):
     """
 
     def __init__(self, mistakes: int = 32, confusion_matrix: bool = True) -> None:
+        if mistakes < 0:
+            raise DigitnetError(f"--test_figures.mistakes must be 0 (none) or more, got {mistakes}")
         self.mistakes, self.confusion_matrix = mistakes, confusion_matrix
 
     def on_test_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:

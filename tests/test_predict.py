@@ -170,3 +170,22 @@ def test_fit_logs_confusion_matrix_and_mistakes_to_tensorboard(trained):
         accumulator.Reload()
         tags |= set(accumulator.Tags()[IMAGES])
     assert {"test/confusion_matrix", "test/mistakes"} <= tags
+
+
+def test_test_subcommand_logs_the_figures_and_fit_trains_without_them(trained, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import IMAGES, EventAccumulator
+
+    from digitnet.cli import build_cli
+    from digitnet.figures import TestFigures
+
+    ckpt, data = trained
+    cli = build_cli([f"--data.data_dir={data}", "--test_figures.mistakes=5"], run=False)
+    assert not any(isinstance(c, TestFigures) for c in cli.trainer.callbacks)  # added when a test runs
+    assert cli.config_init.test_figures.mistakes == 5
+
+    main(["test", f"--ckpt_path={ckpt}", f"--data.data_dir={data}", "--data.val_size=20",
+          "--trainer.enable_progress_bar=false", f"--trainer.default_root_dir={tmp_path}"])  # fmt: skip
+    (events,) = tmp_path.glob("lightning_logs/*/version_0/events.out.tfevents.*")
+    accumulator = EventAccumulator(str(events), size_guidance={IMAGES: 0})
+    accumulator.Reload()
+    assert {"test/confusion_matrix", "test/mistakes"} <= set(accumulator.Tags()[IMAGES])
