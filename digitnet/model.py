@@ -126,6 +126,15 @@ class DigitClassifier(L.LightningModule):
             }
         )
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Lightning sets `_current_fx_name` (a string) before and after every hook it calls: ~44 times a
+        # training step. nn.Module.__setattr__ first checks each value against Parameter, Buffer and
+        # Module, 1 us a time; a string needs none of it (nn.Module.__init__ skips it the same way).
+        if name == "_current_fx_name":
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)  # (B, 1, 28, 28) normalized -> (B, 10) logits
 

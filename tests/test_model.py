@@ -151,3 +151,12 @@ def test_trainer_gradient_clipping_still_applies(clip, mnist_dir):
         assert min(norms) > 0.01  # an untrained model's gradients are far larger than the clip below
     else:
         assert max(norms) <= clip * 1.01
+
+
+def test_setattr_fast_path_keeps_module_semantics():
+    model = DigitClassifier(hidden_sizes=(16,))
+    model._current_fx_name = "training_step"  # Lightning's hook bookkeeping: a plain attribute
+    assert model._current_fx_name == "training_step" and "_current_fx_name" not in model._modules
+    model.extra = nn.Parameter(torch.zeros(2))  # everything else still goes through nn.Module
+    model.head = nn.Linear(2, 2)
+    assert "extra" in model._parameters and "head" in model._modules
