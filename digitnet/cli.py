@@ -83,7 +83,7 @@ class DigitnetCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.add_lightning_class_args(LastCheckpoint, "last_checkpoint")  # after "checkpoint": it runs after it
-        # Not a trainer callback from the start: it is added when a test runs (see _add_test_figures).
+        # Not a trainer callback from the start: it is added when a test runs (see add_test_figures).
         parser.add_class_arguments(TestFigures, "test_figures", fail_untyped=False, sub_configs=True)
         parser.set_defaults(
             {
@@ -94,9 +94,6 @@ class DigitnetCLI(LightningCLI):
                 "checkpoint.save_last": False,
                 "checkpoint.filename": "best-epoch{epoch}-val_acc{val/acc:.4f}",
                 "checkpoint.auto_insert_metric_name": False,
-                # The best model is for test, predict and export: its weights and settings suffice (2.7 MB,
-                # written in a third of the time). Resuming uses last.ckpt, which has the whole state.
-                "checkpoint.save_weights_only": True,
             }
         )
 
@@ -150,7 +147,7 @@ class DigitnetCLI(LightningCLI):
             # Lightning's default bar refreshes, and formats its metrics, on every step: about 10% of
             # an epoch of this small model on 2 CPU cores. Every 20 steps looks the same to a person.
             kwargs["callbacks"] = [*callbacks, TQDMProgressBar(refresh_rate=20)]
-        if config.get("profiler") is None:
+        if config.get("profiler") is None and not config.get("barebones"):  # barebones takes no profiler
             kwargs["profiler"] = NoProfiler()
         trainer = super().instantiate_trainer(**kwargs)
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # unless the user chose another one
@@ -164,28 +161,22 @@ class DigitnetCLI(LightningCLI):
             self.datamodule.prepare_data()
             self.datamodule.setup(self.subcommand)  # stage names are the subcommand names
 
-    before_validate = _check_data
+    before_fit = before_validate = _check_data
 
     def before_test(self) -> None:
         self._check_data()
-        self._add_test_figures()
+        self.add_test_figures()
 
-    def _add_test_figures(self) -> None:
+    def add_test_figures(self) -> None:
+        """Add the configured TestFigures to the trainer's callbacks, as the CLI does before any test (also
+        the one at the end of `fit`); call it before `trainer.test` when driving a `run=False` CLI."""
         # TestFigures acts after a test only. Kept out of the trainer's callbacks until then, it is not
         # called on the ~6 hooks of every training step that every callback receives.
-        figures = self.config_init[self.subcommand].get("test_figures")
+        config = self.config_init[self.subcommand] if self.subcommand else self.config_init
+        figures = config.get("test_figures")
         if figures is not None and figures not in self.trainer.callbacks:
             self.trainer.callbacks.append(figures)
 
-    def before_fit(self) -> None:
-        self._check_data()
-        path = self.config.fit.ckpt_path
-        if path and Path(path).is_file() and not _has_training_state(path):
-            raise DigitnetError(
-                f"--ckpt_path {path} holds the model's weights only (as best-*.ckpt files do), not the optimizer"
-                " state needed to resume: resume from last.ckpt (--ckpt_path last), or start a new run from"
-                " these weights in Python (DigitClassifier.load_from_checkpoint)"
-            )
 
     def before_predict(self) -> None:
         if self.datamodule.hparams.predict_path is None:
@@ -203,21 +194,13 @@ class DigitnetCLI(LightningCLI):
         if self.trainer.fast_dev_run:
             return
         best = self.trainer.checkpoint_callback.best_model_path or None
-        self._add_test_figures()
+        self.add_test_figures()
         results = self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best)
         if results and self.trainer.is_global_zero:
             print(f"Best checkpoint: {best}")
             print(f"Test loss: {results[0]['test/loss']:.4f}  Test accuracy: {results[0]['test/acc']:.4f}")
             if isinstance(self.trainer.logger, TensorBoardLogger):
                 print(f"TensorBoard logs: {self.trainer.logger.log_dir}  (tensorboard --logdir lightning_logs)")
-
-
-def _has_training_state(path: str) -> bool:
-    try:
-        checkpoint = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
-    except Exception:  # not a checkpoint digitnet can read alone: leave the verdict to Lightning
-        return True
-    return "optimizer_states" in checkpoint
 
 
 def build_cli(args: ArgsType = None, run: bool = True) -> DigitnetCLI:
