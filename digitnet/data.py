@@ -214,7 +214,8 @@ class MNISTDataModule(L.LightningDataModule):
         data_dir: Folder with the four IDX files (gzipped or not), directly or under MNIST/raw/.
             Default: $DIGITNET_DATA_DIR when set, else ./data.
         batch_size: Images per training batch.
-        eval_batch_size: Images per validation, test and predict batch. Evaluation keeps no activations
+        eval_batch_size: Images per validation, test and predict batch of MNIST (image files are predicted
+            `batch_size` at a time, decoding being the slow part). Evaluation keeps no activations
             for a backward pass, so a large batch costs little memory and spends less of each epoch in
             the framework's per-batch work (PyTorch's own MNIST example tests at 1000 too).
         val_size: Training images held out for validation.
@@ -330,5 +331,6 @@ class MNISTDataModule(L.LightningDataModule):
             from digitnet.images import collate_images
 
             # Items are (input or None, file, error): decoded one by one, batched by collate_images.
-            return DataLoader(self.predict_set, batch_size=self.hparams.eval_batch_size, collate_fn=collate_images)
+            # Decoding a photo takes far longer than the network: batch_size, so the progress bar moves.
+            return DataLoader(self.predict_set, batch_size=self.hparams.batch_size, collate_fn=collate_images)
         return self._loader(self.test_set, self.hparams.eval_batch_size)

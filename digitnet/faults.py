@@ -7,7 +7,7 @@ What Lightning already does and is used as is: restoring the model, optimizer, L
 counters and callbacks from a checkpoint, including one written in the middle of an epoch.
 What it does not do, and this module adds:
 - `AtomicCheckpointIO`: a kill while a checkpoint is being written leaves the previous file intact.
-- `LastCheckpoint`: last.ckpt every N training steps and at every epoch end. (ModelCheckpoint's
+- `LastCheckpoint`: last.ckpt at every epoch end and N training steps after its last save. (ModelCheckpoint's
   save_last=True refreshes it, since Lightning 2.6, only when val/acc improves.)
 - Ctrl-C finishes the current step, saves last.ckpt and stops (`TrainingInterrupted`).
 - `continue_last_run`: `--ckpt_path last` looks in the run's own checkpoints/ folder, and a new run

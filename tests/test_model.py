@@ -153,10 +153,19 @@ def test_trainer_gradient_clipping_still_applies(clip, mnist_dir):
         assert max(norms) <= clip * 1.01
 
 
-def test_setattr_fast_path_keeps_module_semantics():
+def test_setattr_fast_path_keeps_module_semantics(monkeypatch):
     model = DigitClassifier(hidden_sizes=(16,))
-    model._current_fx_name = "training_step"  # Lightning's hook bookkeeping: a plain attribute
-    assert model._current_fx_name == "training_step" and "_current_fx_name" not in model._modules
+    through_module = []
+    module_setattr = nn.Module.__setattr__
+    def recording(self, name, value):
+        if self is model:
+            through_module.append(name)
+        module_setattr(self, name, value)
+
+    monkeypatch.setattr(nn.Module, "__setattr__", recording)
+    model._current_fx_name = "training_step"  # Lightning's hook bookkeeping: a plain attribute, set directly
+    assert model._current_fx_name == "training_step" and through_module == []
     model.extra = nn.Parameter(torch.zeros(2))  # everything else still goes through nn.Module
     model.head = nn.Linear(2, 2)
     assert "extra" in model._parameters and "head" in model._modules
+    assert through_module == ["extra", "head"]

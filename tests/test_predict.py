@@ -181,7 +181,9 @@ def test_test_subcommand_logs_the_figures_and_fit_trains_without_them(trained, t
     ckpt, data = trained
     cli = build_cli([f"--data.data_dir={data}", "--test_figures.mistakes=5"], run=False)
     assert not any(isinstance(c, TestFigures) for c in cli.trainer.callbacks)  # added when a test runs
-    assert cli.config_init.test_figures.mistakes == 5
+    cli.add_test_figures()
+    cli.add_test_figures()
+    assert [c.mistakes for c in cli.trainer.callbacks if isinstance(c, TestFigures)] == [5]
 
     main(["test", f"--ckpt_path={ckpt}", f"--data.data_dir={data}", "--data.val_size=20",
           "--trainer.enable_progress_bar=false", f"--trainer.default_root_dir={tmp_path}"])  # fmt: skip
@@ -189,3 +191,16 @@ def test_test_subcommand_logs_the_figures_and_fit_trains_without_them(trained, t
     accumulator = EventAccumulator(str(events), size_guidance={IMAGES: 0})
     accumulator.Reload()
     assert {"test/confusion_matrix", "test/mistakes"} <= set(accumulator.Tags()[IMAGES])
+
+
+def test_fit_dispatches_no_training_hooks_to_test_figures(trained, tmp_path, monkeypatch):
+    from digitnet.figures import TestFigures
+
+    calls = []
+    monkeypatch.setattr(TestFigures, "on_train_batch_end", lambda *args: calls.append(args))
+    start = TestFigures.on_test_epoch_start
+    monkeypatch.setattr(TestFigures, "on_test_epoch_start", lambda self, *args: (calls.append("test"), start(self, *args)))
+    _, data = trained
+    main(["fit", f"--data.data_dir={data}", "--data.val_size=20", "--data.batch_size=32", "--trainer.max_epochs=1",
+          "--trainer.enable_progress_bar=false", f"--trainer.default_root_dir={tmp_path}"])  # fmt: skip
+    assert calls == ["test"]  # the test of the best checkpoint, after training
