@@ -177,7 +177,6 @@ class DigitnetCLI(LightningCLI):
         if figures is not None and figures not in self.trainer.callbacks:
             self.trainer.callbacks.append(figures)
 
-
     def before_predict(self) -> None:
         if self.datamodule.hparams.predict_path is None:
             self._check_data()

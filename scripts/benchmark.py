@@ -48,7 +48,8 @@ def bare_epoch(net, optimizer, scheduler, train, val, batch_size: int, eval_batc
         scheduler.step()
     net.eval()
     with torch.inference_mode():
-        correct = sum((net(x).argmax(1) == y).sum() for x, y in zip(val.images.split(eval_batch_size), val.labels.split(eval_batch_size)))
+        batches = zip(val.images.split(eval_batch_size), val.labels.split(eval_batch_size))
+        correct = sum((net(x).argmax(1) == y).sum() for x, y in batches)
     float(correct)  # wait for the device
     return time.perf_counter() - start
 

@@ -199,7 +199,11 @@ def test_fit_dispatches_no_training_hooks_to_test_figures(trained, tmp_path, mon
     calls = []
     monkeypatch.setattr(TestFigures, "on_train_batch_end", lambda *args: calls.append(args))
     start = TestFigures.on_test_epoch_start
-    monkeypatch.setattr(TestFigures, "on_test_epoch_start", lambda self, *args: (calls.append("test"), start(self, *args)))
+    def record_test(self, *args):
+        calls.append("test")
+        start(self, *args)
+
+    monkeypatch.setattr(TestFigures, "on_test_epoch_start", record_test)
     _, data = trained
     main(["fit", f"--data.data_dir={data}", "--data.val_size=20", "--data.batch_size=32", "--trainer.max_epochs=1",
           "--trainer.enable_progress_bar=false", f"--trainer.default_root_dir={tmp_path}"])  # fmt: skip
