@@ -24,7 +24,7 @@ from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCL
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.profilers import PassThroughProfiler
-from lightning.pytorch.utilities.exceptions import SIGTERMException
+from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from digitnet.data import MNISTDataModule
@@ -149,7 +149,10 @@ class DigitnetCLI(LightningCLI):
             kwargs["callbacks"] = [*callbacks, TQDMProgressBar(refresh_rate=20)]
         if config.get("profiler") is None and not config.get("barebones"):  # barebones takes no profiler
             kwargs["profiler"] = NoProfiler()
-        trainer = super().instantiate_trainer(**kwargs)
+        try:
+            trainer = super().instantiate_trainer(**kwargs)
+        except MisconfigurationException as err:  # a bad --trainer.* value, before anything is written
+            raise DigitnetError(f"bad --trainer settings: {err}") from None
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # unless the user chose another one
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
         return trainer

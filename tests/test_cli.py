@@ -62,6 +62,7 @@ def test_fit_logs_per_optimizer_tests_best_and_reloads(mnist_dir, tmp_path, caps
         (["--data.batch_size=0"], "batch_size must be at least 1"),
         (["--data.val_size=120"], "val_size=120 leaves no training images"),
         (["--test_figures.mistakes=-1"], "--test_figures.mistakes must be 0 (none) or more"),
+        (["--trainer.profiler=nonsense"], "bad --trainer settings: When passing string value for the `profiler`"),
     ],
 )
 def test_bad_input_exits_nonzero_without_traceback(mnist_dir, tmp_path, args, message):
