@@ -1,6 +1,6 @@
 """`python -m digitnet export`: the trained network as an ONNX model, checked against PyTorch.
 
-    python -m digitnet export --ckpt_path CKPT --output model.onnx
+    python -m digitnet export --ckpt_path CKPT --output model.onnx [--data.data_dir DIR]
 
 The ONNX model takes `image`, normalized (N, 1, 28, 28) float32 pixels as in training, and returns
 `logits`, (N, 10). It needs the `export` extra: pip install -e '.[export]'.
@@ -9,15 +9,17 @@ The ONNX model takes `image`, normalized (N, 1, 28, 28) float32 pixels as in tra
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from digitnet.data import MEAN, STD, TEST_FILES, default_data_dir, load_split
+from digitnet.arguments import DigitnetParser, program_name
 from digitnet.errors import DigitnetError
-from digitnet.images import normalize
-from digitnet.predict import DigitRecognizer, latest_checkpoint
+from digitnet.mnist import TEST_FILES, default_data_dir, load_split
+from digitnet.pixels import describe, to_input
+from digitnet.predict import DigitRecognizer, default_checkpoint
 
 
 def export_onnx(
@@ -47,8 +49,9 @@ def export_onnx(
     except ImportError as err:
         raise DigitnetError(f"export needs {err.name}: pip install -e '.[export]'") from None
     if ckpt_path is None:
-        ckpt_path = str(latest_checkpoint())
-        print(f"Exporting {ckpt_path} (the best checkpoint of the latest run; --ckpt_path chooses another)")
+        path, what = default_checkpoint()
+        ckpt_path = str(path)
+        print(f"Exporting {ckpt_path} ({what}; --ckpt_path chooses another)")
     recognizer = DigitRecognizer.from_checkpoint(ckpt_path)
     net = recognizer.net.cpu()
     batch = torch.export.Dim("batch")
@@ -57,7 +60,7 @@ def export_onnx(
         dynamic_shapes=({0: batch},), external_data=False, verbose=False,
     )  # fmt: skip
     model = onnx.load(output)
-    scaling = f"(pixels / 255 - {MEAN}) / {STD}" if recognizer.standardize else "pixels / 255"
+    scaling = describe(recognizer.standardize)
     model.doc_string = f"digitnet MLP from {Path(ckpt_path).name}: image (N, 1, 28, 28) float32 = {scaling}, " \
                        "MNIST-style (white digit on black, centred) -> logits (N, 10)"  # fmt: skip
     onnx.helper.set_model_props(model, {"input_scaling": scaling, "source_checkpoint": str(ckpt_path)})
@@ -82,17 +85,22 @@ def _check_batch(data_dir: str | None, n: int, standardize: bool) -> tuple[torch
     data_dir = data_dir or default_data_dir()
     try:
         images, _ = load_split(data_dir, TEST_FILES)
-        return normalize(images[:n].numpy(), standardize), "MNIST test images"
+        return to_input(images[:n], standardize), "MNIST test images"
     except DigitnetError:
         x = torch.rand(n, 28, 28, generator=torch.Generator().manual_seed(0)) * 255
-        return normalize(x, standardize), f"random inputs (no MNIST test images in {data_dir})"
+        return to_input(x, standardize), f"random inputs (no MNIST test images in {data_dir})"
 
 
 def main(args: list[str] | None = None) -> None:
     """`python -m digitnet export ARGS`; bad input raises DigitnetError."""
-    from jsonargparse import ArgumentParser
-
-    parser = ArgumentParser(prog="python -m digitnet export", description=export_onnx.__doc__.split("\n")[0])
-    parser.add_function_arguments(export_onnx, as_group=False)
+    DigitnetParser.read(["export", *(sys.argv[2:] if args is None else args)], program_name())
+    parser = DigitnetParser(prog=f"{program_name()} export", description=export_onnx.__doc__.split("\n")[0], command="export")
+    parser.add_argument("--ckpt_path", type=str | None, default=None,
+                        help="the DigitClassifier checkpoint; default: the best of the latest run under lightning_logs/")
+    parser.add_argument("--output", type=str, default="model.onnx", help="the ONNX file to write (weights included)")
+    parser.add_argument("--data.data_dir", type=str | None, default=None,
+                        help="MNIST's folder, for the check on its test images; default: $DIGITNET_DATA_DIR, else ./data")
+    parser.add_argument("--check_images", type=int, default=256, help="how many test images to compare the logits on")
+    parser.add_argument("--tolerance", type=float, default=1e-4, help="largest absolute difference of logits accepted")
     config = parser.parse_args(args)
-    export_onnx(**config.as_dict())
+    export_onnx(config.ckpt_path, config.output, config.data.data_dir, config.check_images, config.tolerance)

@@ -17,8 +17,8 @@ from digitnet.errors import DigitnetError
 class TestFigures(Callback):
     """Logs `test/confusion_matrix` and `test/mistakes` to every TensorBoard logger after each test.
 
-    It runs at test time only (one extra forward pass over the test batches, no cost to training), so
-    `fit`, which ends by testing its best checkpoint, logs them too.
+    It reads the logits `test_step` returns, at test time only, so `fit`, which ends by testing its best
+    checkpoint, logs them too.
 
     Args:
         mistakes: How many of the most confident mistakes to show; 0 shows none.
@@ -40,10 +40,8 @@ class TestFigures(Callback):
         self.predictions = torch.zeros(k, dtype=torch.long, device=device)
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
-            return  # not an (images, labels) batch
-        x, y = batch
-        confidence, prediction = pl_module(x).softmax(dim=1).max(dim=1)  # (B,), (B,)
+        x, y = batch  # (B, 1, 28, 28), (B,); outputs: (B, 10) logits
+        confidence, prediction = outputs.softmax(dim=1).max(dim=1)  # (B,), (B,)
         self.matrix.update(prediction, y)
         wrong = prediction != y
         confidence = torch.cat([self.confidence, confidence[wrong]])

@@ -9,18 +9,18 @@ used in training. Neither needs a model or Lightning.
 
 from __future__ import annotations
 
-import glob
 import os
 import warnings
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from digitnet.data import MEAN, STD
 from digitnet.errors import DigitnetError
+from digitnet.pixels import SIZE, to_input
 
 # Larger images are refused before they are decoded: a 50-megapixel phone photo passes, a
 # decompression bomb (a small file that decodes to gigabytes) does not.
@@ -31,38 +31,49 @@ WORK_SIZE = 1024
 MIN_CONTRAST = 16.0
 # MNIST's geometry: ink fits in 20x20 and its centre of mass lies at pixel (14, 14) of 28x28
 # (mean over the training set, rows and columns indexed from 0), strokes about 2 pixels wide.
-BOX, SIZE, CENTRE, STROKE = 20, 28, 14.0, 2.0
+BOX, CENTRE, STROKE = 20, 14.0, 2.0
 
 
 class ImageError(DigitnetError):
-    """An image file that cannot be used, with the reason in one line (shown in the `error` column)."""
+    """An image that cannot be used: `reason` in one line (the `error` column of `predict`), and the file
+    it came from, when there is one, in the message."""
+
+    def __init__(self, reason: str, source: str | Path | None = None) -> None:
+        super().__init__(f"{source}: {reason}" if source is not None else reason)
+        self.reason, self.source = reason, source
 
 
-def open_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> Image.Image:
-    """Decode an image file, upright as its EXIF says. Raises ImageError with the reason: unreadable,
-    empty, not an image, larger than `max_pixels` (checked from the header, before decoding), truncated."""
+def open_image(source: str | Path | BinaryIO, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Decode an image file (a path, or a binary file object such as an upload), upright as its EXIF says.
+
+    Raises ImageError with the reason: unreadable, empty, not an image, larger than `max_pixels` (checked
+    from the header, before decoding), truncated or corrupt.
+    """
+    name = source if isinstance(source, (str, Path)) else None  # errors name a file, not a buffer
     try:
-        size = os.path.getsize(path)
+        size = os.path.getsize(source) if name is not None else source.seek(0, os.SEEK_END)
     except OSError as err:
-        raise ImageError(f"cannot read the file ({err.strerror})") from None
+        raise ImageError(f"cannot read the file ({err.strerror})", name) from None
     if size == 0:
-        raise ImageError("empty file (0 bytes)")
+        raise ImageError("empty file (0 bytes)", name)
+    if name is None:
+        source.seek(0)
     try:
         with warnings.catch_warnings():
             # Pillow warns, then refuses, on huge images; the check below gives the reason instead.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with Image.open(source) as image:
                 width, height = image.size
                 if width * height <= max_pixels:
                     image.load()
                     return ImageOps.exif_transpose(image)
     except UnidentifiedImageError:
-        raise ImageError("not an image (Pillow cannot identify the format)") from None
+        raise ImageError("not an image (Pillow cannot identify the format)", name) from None
     except Image.DecompressionBombError as err:
-        raise ImageError(f"too large: {err}") from None
+        raise ImageError(f"too large: {err}", name) from None
     except (OSError, SyntaxError, ValueError, EOFError) as err:
-        raise ImageError(f"truncated or corrupt image ({err})") from None
-    raise ImageError(f"too large: {width}x{height} pixels, more than the limit of {max_pixels:,}")
+        raise ImageError(f"truncated or corrupt image ({err})", name) from None
+    raise ImageError(f"too large: {width}x{height} pixels, more than the limit of {max_pixels:,}", name)
 
 
 def grayscale(image: Image.Image) -> np.ndarray:
@@ -188,8 +199,9 @@ def mnist_pixels(image: str | Path | Image.Image | np.ndarray, max_pixels: int =
     dark on light or light on dark. Raises ImageError (a DigitnetError) with the reason when the file
     cannot be read or holds no ink.
     """
-    if isinstance(image, (str, Path)):
-        image = open_image(image, max_pixels)
+    source = image if isinstance(image, (str, Path)) else None
+    if source is not None:
+        image = open_image(source, max_pixels)
     if isinstance(image, Image.Image):
         if image.mode not in ("L", "LA", "RGB", "RGBA", "I", "F"):  # palette, CMYK, 16-bit, ...
             alpha = "A" in image.getbands() or "transparency" in image.info
@@ -202,74 +214,15 @@ def mnist_pixels(image: str | Path | Image.Image | np.ndarray, max_pixels: int =
         gray = np.asarray(image, dtype=np.float32)
         if gray.ndim != 2:
             raise ImageError(f"expected an (H, W) array of grey levels, got shape {gray.shape}")
-    ink = ink_map(gray)
+    try:
+        ink = ink_map(gray)
+    except ImageError as err:  # a blank image: name its file
+        raise ImageError(err.reason, source) from None
     top, bottom, left, right = ink_box(ink)
     patch = fit_box(ink[top:bottom, left:right])
     return (centre_by_mass(patch) * 255).round().to(torch.uint8).numpy()
 
 
-def normalize(pixels: np.ndarray | torch.Tensor, standardize: bool = True) -> torch.Tensor:
-    """(28, 28) or (N, 28, 28) MNIST pixels 0-255 -> (N, 1, 28, 28) float32 model input, scaled as in
-    training: pixels / 255, then standardized with MNIST's mean and std unless `standardize` is False
-    (a model trained with --data.normalize=false)."""
-    x = torch.as_tensor(np.asarray(pixels), dtype=torch.float32)
-    if x.shape[-2:] != (SIZE, SIZE):
-        raise DigitnetError(f"expected 28x28 MNIST pixels, got shape {tuple(x.shape)}")
-    x = x.reshape(-1, 1, SIZE, SIZE) / 255
-    return (x - MEAN) / STD if standardize else x
-
-
 def preprocess(image: str | Path | Image.Image | np.ndarray, standardize: bool = True) -> torch.Tensor:
-    """An image of one digit -> the model's (1, 28, 28) float32 input: `mnist_pixels`, then `normalize`."""
-    return normalize(mnist_pixels(image), standardize)[0]
-
-
-def list_files(path: str | Path) -> list[Path]:
-    """The files PATH names: the file itself, a folder's files (not its hidden ones, not its
-    subfolders'), or a glob's matches (`**` recurses), in sorted order."""
-    text = os.path.expanduser(str(path))
-    p = Path(text)
-    if p.is_file():
-        return [p]
-    if p.is_dir():
-        files = sorted(f for f in p.iterdir() if f.is_file() and not f.name.startswith("."))
-    elif glob.has_magic(text):
-        files = sorted(Path(f) for f in glob.glob(text, recursive=True) if os.path.isfile(f))
-    else:
-        raise DigitnetError(
-            f"{path}: no such file or folder; --data.predict_path takes an image file, a folder or a quoted glob "
-            "such as 'scans/*.png'"
-        )
-    if not files:
-        raise DigitnetError(f"{path}: no files found")
-    return files
-
-
-class ImageFiles(torch.utils.data.Dataset):
-    """Image files, each read and preprocessed when indexed: (input (1, 28, 28) or None, file, error).
-
-    A file that cannot be used yields None and its reason instead of raising, so that one bad file
-    does not stop a folder.
-    """
-
-    def __init__(self, files: list[Path], standardize: bool = True, max_pixels: int = MAX_PIXELS) -> None:
-        self.files, self.standardize, self.max_pixels = files, standardize, max_pixels
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor | None, str, str]:
-        path = self.files[index]
-        try:
-            pixels = mnist_pixels(path, self.max_pixels)
-        except ImageError as err:
-            return None, str(path), str(err)
-        return normalize(pixels, self.standardize)[0], str(path), ""
-
-
-def collate_images(items: list[tuple[torch.Tensor | None, str, str]]) -> tuple[torch.Tensor, list[str], list[str]]:
-    """A batch of ImageFiles items: the readable images stacked (G, 1, 28, 28), and every file with its
-    error ("" for the readable ones, in the same order as the stacked images)."""
-    good = [x for x, _, error in items if not error]
-    x = torch.stack(good) if good else torch.empty(0, 1, SIZE, SIZE)
-    return x, [file for _, file, _ in items], [error for _, _, error in items]
+    """An image of one digit -> the model's (1, 28, 28) float32 input: `mnist_pixels`, then `digitnet.pixels.to_input`."""
+    return to_input(mnist_pixels(image), standardize)[0]

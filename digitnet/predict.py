@@ -14,7 +14,9 @@ from PIL import Image
 from torch import nn
 
 from digitnet.errors import DigitnetError
-from digitnet.images import ImageError, mnist_pixels, normalize
+from digitnet.image_files import ImageBatch
+from digitnet.images import ImageError, mnist_pixels
+from digitnet.pixels import to_input
 from digitnet.model import DigitClassifier
 
 COLUMNS = ["file", "digit", "probability", "top1", "top1_probability", "top2", "top2_probability",
@@ -67,7 +69,7 @@ class DigitRecognizer:
             np.asarray(image) if _is_mnist_array(image) else mnist_pixels(image)
             for image in images
         ]
-        return normalize(np.stack(pixels), self.standardize)
+        return to_input(np.stack(pixels), self.standardize)
 
     @torch.no_grad()
     def predict_many(self, images: list) -> list[Prediction]:
@@ -93,9 +95,9 @@ def _is_mnist_array(image) -> bool:
     return isinstance(image, (np.ndarray, torch.Tensor)) and tuple(image.shape) == (28, 28)
 
 
-def latest_checkpoint(root: str | Path = "lightning_logs") -> Path:
-    """The checkpoint `predict` and `export` use by default: of the run under `root` whose checkpoints
-    were written last, its best (`best-*.ckpt`), else its `last.ckpt`."""
+def default_checkpoint(root: str | Path = "lightning_logs") -> tuple[Path, str]:
+    """The checkpoint `predict`, `export` and `serve` use without --ckpt_path, and what it is: of the run under
+    `root` whose checkpoints were written last, its best (`best-*.ckpt`), else its newest checkpoint."""
     runs: dict[Path, float] = {}
     for ckpt in Path(root).glob("**/checkpoints/*.ckpt"):
         runs[ckpt.parent] = max(runs.get(ckpt.parent, 0.0), ckpt.stat().st_mtime)
@@ -105,16 +107,25 @@ def latest_checkpoint(root: str | Path = "lightning_logs") -> Path:
             "train a model first (python -m digitnet fit) or pass --ckpt_path PATH"
         )
     folder = max(runs, key=runs.get)
+    run = folder.parent if folder.name == "checkpoints" else folder
     best = sorted(folder.glob("best-*.ckpt"), key=lambda p: p.stat().st_mtime)
-    return best[-1] if best else max(folder.glob("*.ckpt"), key=lambda p: (p.name == "last.ckpt", p.stat().st_mtime))
+    if best:
+        return best[-1], f"the best checkpoint of the latest run, {run}"
+    newest = max(folder.glob("*.ckpt"), key=lambda p: (p.name == "last.ckpt", p.stat().st_mtime))
+    return newest, f"the {'last' if newest.name == 'last.ckpt' else 'newest'} checkpoint of the latest run, {run}"
+
+
+def latest_checkpoint(root: str | Path = "lightning_logs") -> Path:
+    """The path alone of `default_checkpoint(root)`."""
+    return default_checkpoint(root)[0]
 
 
 class PredictionWriter(BasePredictionWriter):
     """Prints a line per image (file, digit, probability, or the error) and writes them all to a CSV
     file with the columns `COLUMNS`: `error` is empty for the images read, and says why for the others.
 
-    Batches come from `digitnet.images.collate_images` (the images read, every file name and error);
-    plain (images, labels) batches of MNIST's test set are named by their index.
+    Batches of image files are `ImageBatch`es (the images read, every file name and error); MNIST's test
+    images, in (images, labels) batches, are named by their index.
 
     Args:
         output: The CSV file to write; None prints only.
@@ -133,8 +144,8 @@ class PredictionWriter(BasePredictionWriter):
         self.rows = []
 
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx):
-        if isinstance(batch, (tuple, list)) and len(batch) == 3 and isinstance(batch[1], list):
-            files, errors = batch[1], batch[2]
+        if isinstance(batch, ImageBatch):
+            files, errors = batch.files, batch.errors
         else:
             files = [f"MNIST test image {i}" for i in batch_indices]
             errors = [""] * len(files)
@@ -168,4 +179,4 @@ class PredictionWriter(BasePredictionWriter):
         print(summary + (f". Wrote {self.output}" if self.output is not None else ""))
 
 
-__all__ = ["COLUMNS", "DigitRecognizer", "ImageError", "Prediction", "PredictionWriter", "latest_checkpoint"]
+__all__ = ["COLUMNS", "DigitRecognizer", "ImageError", "Prediction", "PredictionWriter", "default_checkpoint", "latest_checkpoint"]

@@ -33,12 +33,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from digitnet.cli import build_cli
-from digitnet.model import DigitClassifier, half_cosine
+from digitnet.model import DigitClassifier, fused_if_available, half_cosine
 
 
 def bare_epoch(net, optimizer, scheduler, train, val, batch_size: int, eval_batch_size: int) -> float:
     start = time.perf_counter()
-    images, labels = train.images, train.labels
+    images, labels = train.tensors
     net.train()
     for index in torch.randperm(len(labels), device=labels.device).split(batch_size):
         loss = F.cross_entropy(net(images[index]), labels[index])
@@ -48,7 +48,7 @@ def bare_epoch(net, optimizer, scheduler, train, val, batch_size: int, eval_batc
         scheduler.step()
     net.eval()
     with torch.inference_mode():
-        batches = zip(val.images.split(eval_batch_size), val.labels.split(eval_batch_size))
+        batches = zip(*(t.split(eval_batch_size) for t in val.tensors))
         correct = sum((net(x).argmax(1) == y).sum() for x, y in batches)
     float(correct)  # wait for the device
     return time.perf_counter() - start
@@ -133,14 +133,14 @@ def main(argv: list[str] | None = None) -> dict:
             optimizer = torch.optim.Adam(net.parameters())
         else:
             model = DigitClassifier().to(device)
-            net, optimizer = model.net, model.build_optimizer()
+            net, optimizer = model.net, fused_if_available(model.make_optimizer, model.parameters())
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: half_cosine(step, total))
         return net, optimizer, scheduler
 
     bare = fresh(1)
     naive = fresh(1, naive=True)
     floor_net, floor_opt, _ = fresh(2)
-    x, y = dm.train_set.images[:batch_size], dm.train_set.labels[:batch_size]
+    x, y = (t[:batch_size] for t in dm.train_set.tensors)
     timer = Interleave({
         "bare": lambda: bare_epoch(*bare, dm.train_set, dm.val_set, batch_size, eval_batch_size),
         "floor": lambda: floor_epoch(floor_net, floor_opt, x, y, steps),
@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     sec = {name: statistics.median(times[1:]) for name, times in timer.times.items()}  # drop warm-up
     model = cli.model.to(device).eval()
-    batch = dm.val_set.images[:1000]
+    batch = dm.val_set.tensors[0][:1000]
     results = {
         "bare_sec_per_epoch": sec["bare"],
         "digitnet_sec_per_epoch": sec["digitnet"],

@@ -134,7 +134,6 @@ def train_and_test(config: Path, label: str, seed: int, args: argparse.Namespace
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     seconds = time.perf_counter() - start  # training and per-epoch validation
     checkpoint = cli.trainer.checkpoint_callback
-    cli.add_test_figures()  # the confusion matrix and mistakes in each run's TensorBoard, as `fit` logs them
     [test] = cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)  # the final weights
     return {
         "optimizer": label,

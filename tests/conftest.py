@@ -50,7 +50,7 @@ def mnist_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def real_mnist() -> Path:
-    from digitnet.data import FILES, find_file
+    from digitnet.mnist import FILES, find_file
 
     if not all(find_file(REAL_MNIST, name) for name in FILES):
         pytest.skip(f"real MNIST not found in {REAL_MNIST} (set DIGITNET_DATA_DIR)")

@@ -46,7 +46,7 @@ def test_fit_logs_per_optimizer_tests_best_and_reloads(mnist_dir, tmp_path, caps
     model.eval(), fresh.eval()
     x = torch.randn(4, 1, 28, 28)
     assert torch.equal(model(x), fresh(x))
-    assert type(model.optimizer(model.parameters())).__name__ == "SGD"
+    assert type(model.make_optimizer(model.parameters())).__name__ == "SGD"
 
     # `test` from the checkpoint works without restating the model's settings.
     main(["test", f"--data.data_dir={mnist_dir}", f"--ckpt_path={last}", "--trainer.enable_progress_bar=false"])
@@ -66,7 +66,7 @@ def test_fit_logs_per_optimizer_tests_best_and_reloads(mnist_dir, tmp_path, caps
     ],
 )
 def test_bad_input_exits_nonzero_without_traceback(mnist_dir, tmp_path, args, message):
-    result = run_cli("fit", f"--data.data_dir={mnist_dir}", *args)
+    result = run_cli("fit", f"--data.data_dir={mnist_dir}", "--data.val_size=20", *args)
     assert result.returncode != 0
     assert message in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
@@ -87,20 +87,71 @@ def test_an_optimizer_named_on_the_command_line_gets_its_own_defaults(name, mnis
 
     model = build_cli([f"--model.optimizer={name}", f"--data.data_dir={mnist_dir}"], run=False).model
     expected = getattr(torch.optim, name)([torch.nn.Parameter(torch.zeros(1))]).defaults
-    built = model.build_optimizer().defaults
+    built = model.configure_optimizers()["optimizer"].defaults
     assert {k: built[k] for k in ("lr", "eps", "weight_decay") if k in expected} == {
         k: expected[k] for k in ("lr", "eps", "weight_decay") if k in expected
     }
 
 
-def test_default_profiler_is_a_no_op_and_a_chosen_one_is_kept(mnist_dir):
-    from lightning.pytorch.profilers import SimpleProfiler
+def run_quietly(*args: str) -> subprocess.CompletedProcess:
+    result = run_cli(*args)
+    assert "Traceback" not in result.stderr + result.stdout
+    return result
 
-    from digitnet.cli import NoProfiler, build_cli
 
-    trainer = build_cli([f"--data.data_dir={mnist_dir}"], run=False).trainer
-    assert isinstance(trainer.profiler, NoProfiler)
-    with trainer.profiler.profile("step") as name:
-        assert name == "step"
-    trainer = build_cli([f"--data.data_dir={mnist_dir}", "--trainer.profiler=simple"], run=False).trainer
-    assert isinstance(trainer.profiler, SimpleProfiler)
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--model.optimizr=SGD"], "unknown option --model.optimizr (did you mean --model.optimizer?)"),
+        (["--model.optimizer=Nadam"], "unknown optimizer 'Nadam' (did you mean NAdam?)"),
+        (["--data.batch_size=abc"], "data.batch_size"),
+        (["--trainer.max_epohcs=3"], "did you mean --trainer.max_epochs?"),
+    ],
+)
+def test_a_bad_command_line_is_two_lines_with_the_fix_and_a_runnable_help_command(args, expected, mnist_dir):
+    result = run_quietly("fit", f"--data.data_dir={mnist_dir}", *args)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 2, result.stderr
+    assert lines[0].startswith("python -m digitnet fit: error: ") and expected in lines[0]
+    assert lines[1] == "See: python -m digitnet fit --help"
+    assert "usage:" not in result.stderr and "Subtypes" not in result.stderr and "__main__" not in result.stderr
+
+
+def test_unknown_command_and_export_s_old_data_dir_spelling(mnist_dir):
+    result = run_quietly("fitt")
+    assert result.returncode == 2 and "unknown command 'fitt' (did you mean fit?)" in result.stderr
+    result = run_quietly("export", f"--data_dir={mnist_dir}")
+    assert result.returncode == 2 and "unknown option --data_dir (did you mean --data.data_dir?)" in result.stderr
+
+
+def test_help_lists_every_command_and_fit_help_starts_with_digitnet_s_options():
+    result = run_quietly("--help")
+    assert result.returncode == 0
+    for command in ("fit", "validate", "test", "predict", "export", "serve"):
+        assert f"\n  {command} " in result.stdout
+    fit = run_quietly("fit", "--help").stdout
+    assert fit.index("--model.optimizer") < fit.index("--data.data_dir") < fit.index("--checkpoint.") < fit.index("--trainer.")
+    assert "jsonargparse#" not in fit
+
+
+def test_fit_is_quiet(mnist_dir):
+    result = run_quietly("fit", f"--data.data_dir={mnist_dir}", "--data.val_size=20", "--trainer.fast_dev_run=true")
+    assert result.returncode == 0, result.stderr
+    for noise in ("LeafSpec", "FLOPs", "Total Flops", "stepping batches", "litlogger", "does not have many workers",
+                  "GPU available", "Warning", "warn"):  # fmt: skip
+        assert noise not in result.stderr + result.stdout, noise
+
+
+def test_predict_names_what_it_picked_and_warns_of_nothing(mnist_dir, tmp_path):
+    import lightning as L
+
+    from digitnet import MNISTDataModule
+
+    # The README's own Python snippet: a plain Trainer, logging to lightning_logs/version_0, no best-*.ckpt.
+    L.Trainer(max_epochs=1, enable_progress_bar=False).fit(
+        DigitClassifier(hidden_sizes=(16,)), MNISTDataModule(data_dir=str(mnist_dir), val_size=20))
+    result = run_quietly("predict", f"--data.data_dir={mnist_dir}", "--trainer.enable_progress_bar=false")
+    assert result.returncode == 0, result.stderr
+    assert "the newest checkpoint of the latest run, lightning_logs/version_0" in result.stdout
+    assert "best checkpoint" not in result.stdout and "dirpath has changed" not in result.stderr

@@ -76,7 +76,7 @@ def test_unset_optimizer_arguments_keep_torch_s_defaults(config, mnist_dir):
     cls = getattr(torch.optim, optimizer["class_path"].rsplit(".", 1)[-1])
     expected = {**cls([torch.zeros(1, requires_grad=True)]).defaults, **optimizer["init_args"]}
     model = build_cli([f"--config={config}", f"--data.data_dir={mnist_dir}"], run=False).model
-    actual = model.optimizer([torch.zeros(1, requires_grad=True)]).defaults
+    actual = model.make_optimizer([torch.zeros(1, requires_grad=True)]).defaults
     assert {k: actual[k] for k in expected} == expected
 
 

@@ -10,8 +10,11 @@ import pytest
 import torch
 
 from conftest import idx_bytes, synthetic_digits, write_mnist
-from digitnet import data
-from digitnet.data import MNISTDataModule, read_idx
+from digitnet import mnist
+from digitnet.augment import random_shift
+from digitnet.data import DeviceBatches, MNISTDataModule
+from digitnet.mnist import read_idx
+from digitnet.pixels import to_input
 from digitnet.errors import DigitnetError
 
 
@@ -51,16 +54,16 @@ def test_truncated_gzip_is_reported(tmp_path):
 def test_labels_in_images_slot_and_count_mismatch(mnist_dir):
     (mnist_dir / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(idx_bytes(torch.zeros(39))))
     with pytest.raises(DigitnetError, match="40 images but .* 39 labels"):
-        data.load_split(mnist_dir, data.TEST_FILES)
+        mnist.load_split(mnist_dir, mnist.TEST_FILES)
     (mnist_dir / "t10k-images-idx3-ubyte.gz").write_bytes(gzip.compress(idx_bytes(torch.zeros(39))))
     with pytest.raises(DigitnetError, match="holds labels .* expected images"):
-        data.load_split(mnist_dir, data.TEST_FILES)
+        mnist.load_split(mnist_dir, mnist.TEST_FILES)
 
 
 def test_label_out_of_range(mnist_dir):
     (mnist_dir / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(idx_bytes(torch.full((40,), 11))))
     with pytest.raises(DigitnetError, match="label 11 is not a digit"):
-        data.load_split(mnist_dir, data.TEST_FILES)
+        mnist.load_split(mnist_dir, mnist.TEST_FILES)
 
 
 def test_checksum_mismatch_on_a_full_size_file(tmp_path):
@@ -87,10 +90,10 @@ def test_split_sizes_and_seeding(mnist_dir):
 
     a, b, c = split(0), split(0), split(1)
     assert len(a.train_set) + len(a.val_set) == 120 and len(a.val_set) == 30
-    assert torch.equal(a.val_set.images, b.val_set.images)
-    assert not torch.equal(a.val_set.images, c.val_set.images)
+    assert torch.equal(a.val_set.tensors[0], b.val_set.tensors[0])
+    assert not torch.equal(a.val_set.tensors[0], c.val_set.tensors[0])
     # the split is a partition: no validation image is also a training image
-    train, val = a.train_set.images.flatten(1), a.val_set.images.flatten(1)
+    train, val = a.train_set.tensors[0].flatten(1), a.val_set.tensors[0].flatten(1)
     assert not (train[:, None, :] == val[None, :, :]).all(-1).any()
 
 
@@ -107,16 +110,36 @@ def test_batches_dtypes_shapes_and_full_test_set(mnist_dir):
     assert len(seen) == 100  # every training image once per epoch
 
 
+def test_device_batches_shard_every_index_once_and_reshuffle_each_epoch():
+    shards = [DeviceBatches(103, 10, num_replicas=2, rank=r, shuffle=True, seed=5) for r in (0, 1)]
+    orders = {}
+    for epoch in (0, 1):
+        for shard in shards:
+            shard.set_epoch(epoch)
+        batches = [list(shard) for shard in shards]
+        assert [len(b) for b in batches] == [len(shard) for shard in shards] == [6, 6]  # 52 indices each, padded
+        assert all(b.dtype == torch.int64 and b.device.type == "cpu" for b in batches[0])
+        every = torch.cat([torch.cat(b) for b in batches]).tolist()
+        assert len(every) == 104 and set(every) == set(range(103))  # one index repeated to pad
+        assert not set(torch.cat(batches[0])[:51].tolist()) & set(torch.cat(batches[1])[:51].tolist())
+        orders[epoch] = torch.cat(batches[0])
+    assert not torch.equal(orders[0], orders[1])  # a new order every epoch
+    same = DeviceBatches(103, 10, num_replicas=2, rank=0, shuffle=True, seed=5)
+    same.set_epoch(1)
+    assert torch.equal(torch.cat(list(same)), orders[1])  # the same in every process
+    assert torch.equal(torch.cat(list(DeviceBatches(25, 10))), torch.arange(25))  # no shuffle: in order
+
+
 def test_normalization(mnist_dir):
     plain = MNISTDataModule(data_dir=str(mnist_dir), normalize=False)
     plain.setup("test")
-    x = plain.test_set.images
+    x = plain.test_set.tensors[0]
     assert x.min() >= 0 and x.max() == 1.0
     raw = read_idx(mnist_dir / "t10k-images-idx3-ubyte.gz")
     assert torch.allclose(x[:, 0], raw.float() / 255)
     norm = MNISTDataModule(data_dir=str(mnist_dir))
     norm.setup("test")
-    assert torch.allclose(norm.test_set.images, (x - 0.1307) / 0.3081, atol=1e-6)
+    assert torch.allclose(norm.test_set.tensors[0], (x - 0.1307) / 0.3081, atol=1e-6)
 
 
 def test_bad_settings_raise():
@@ -146,7 +169,7 @@ def test_missing_data_message(tmp_path):
     with pytest.raises(DigitnetError) as err:
         dm.prepare_data()
     message = str(err.value)
-    for expected in ["empty", *data.FILES, "http://127.0.0.1:9/train-images-idx3-ubyte.gz", "--data.data_dir", "DIGITNET_DATA_DIR"]:
+    for expected in ["empty", *mnist.FILES, "http://127.0.0.1:9/train-images-idx3-ubyte.gz", "--data.data_dir", "DIGITNET_DATA_DIR"]:
         assert expected in message
     assert not (tmp_path / "empty").exists()  # nothing written
 
@@ -157,9 +180,9 @@ def mirrors(tmp_path, monkeypatch):
     good = write_mnist(tmp_path / "good")
     bad = tmp_path / "bad"
     bad.mkdir()
-    for name in data.FILES:
+    for name in mnist.FILES:
         raw = gzip.decompress((good / f"{name}.gz").read_bytes())
-        monkeypatch.setitem(data.SHA256, name, hashlib.sha256(raw).hexdigest())
+        monkeypatch.setitem(mnist.SHA256, name, hashlib.sha256(raw).hexdigest())
         (bad / f"{name}.gz").write_bytes(gzip.compress(raw[:-1] + b"\x01"))
     servers = []
     for folder in (bad, good):
@@ -181,7 +204,7 @@ def test_download_skips_corrupt_mirror(tmp_path, mirrors):
     target = tmp_path / "downloaded"
     dm = MNISTDataModule(data_dir=str(target), mirrors=mirrors, val_size=20)
     dm.prepare_data()
-    assert sorted(p.name for p in target.iterdir()) == sorted(f"{n}.gz" for n in data.FILES)  # no .part left
+    assert sorted(p.name for p in target.iterdir()) == sorted(f"{n}.gz" for n in mnist.FILES)  # no .part left
     dm.setup("fit")
     assert len(dm.train_set) == 100
 
@@ -189,7 +212,7 @@ def test_download_skips_corrupt_mirror(tmp_path, mirrors):
 def test_download_fails_when_every_mirror_is_bad(tmp_path, mirrors):
     target = tmp_path / "downloaded"
     with pytest.raises(DigitnetError, match="bad SHA-256"):
-        data.download(target, mirrors[:1])
+        mnist.download(target, mirrors[:1])
     assert not target.exists() or not any(target.iterdir())
 
 
@@ -214,7 +237,7 @@ def test_random_shift_moves_a_single_bright_pixel_by_at_most_shift():
     images = torch.zeros(300, 1, 28, 28)
     images[:, 0, 14, 10] = 1.0
     torch.manual_seed(0)
-    out = data.random_shift(images, 3, fill=0.0)
+    out = random_shift(images, 3, fill=0.0)
     assert out.shape == images.shape and out.dtype == images.dtype
     assert torch.equal(out.flatten(1).sum(1), torch.ones(300))  # moved, neither lost nor copied
     where = out.flatten(1).argmax(1)
@@ -222,20 +245,20 @@ def test_random_shift_moves_a_single_bright_pixel_by_at_most_shift():
     assert dx.abs().max() == 3 and dy.abs().max() == 3
     assert len(set(zip(dx.tolist(), dy.tolist()))) == 49  # every (dx, dy) in [-3, 3]^2 occurs: each image its own
     torch.manual_seed(0)
-    assert torch.equal(data.random_shift(images, 3, fill=0.0), out)  # same seed, same shifts
+    assert torch.equal(random_shift(images, 3, fill=0.0), out)  # same seed, same shifts
 
 
 def test_random_shift_is_a_translation_with_the_fill_where_uncovered():
     images = synthetic_digits(40, seed=4)[0][:, None].float()  # (40, 1, 28, 28): noise and a bar
     torch.manual_seed(1)
-    out = data.random_shift(images, 2, fill=-7.0)
+    out = random_shift(images, 2, fill=-7.0)
     candidates = all_translations(images, 2, fill=-7.0)  # (dx, dy) -> (40, 1, 28, 28)
     offsets = []
     for i, image in enumerate(out):
         offsets += [offset for offset, moved in candidates.items() if torch.equal(image, moved[i])][:1]
     assert len(offsets) == 40  # every image is its own original translated by |dx|, |dy| <= 2
     assert len(set(offsets)) > 10
-    assert torch.equal(data.random_shift(images, 0, fill=-7.0), images)
+    assert torch.equal(random_shift(images, 0, fill=-7.0), images)
 
 
 class Recorder(L.LightningModule):
@@ -276,26 +299,26 @@ def test_training_batches_are_shifted_and_the_others_are_not(mnist_dir, normaliz
     L.seed_everything(0)
     dm, model = fit_and_test(mnist_dir, shift=2, normalize=normalize)
     assert dm.background == pytest.approx((0 - 0.1307) / 0.3081 if normalize else 0.0)
-    assert dm.background == dm.transform(torch.zeros(1, 1, 1, dtype=torch.uint8)).item()  # a 0 pixel, exactly
+    assert dm.background == to_input(torch.zeros(28, 28, dtype=torch.uint8), normalize)[0, 0, 0, 0].item()  # a 0 pixel, exactly
     for x, y in model.seen["train"]:
         assert x.dtype == torch.float32 and x.shape[1:] == (1, 28, 28) and y.dtype == torch.int64 and len(x) == len(y)
     x, y = (torch.cat(t) for t in zip(*model.seen["train"]))
     assert len(x) == 100  # every training image once
     # Each training image is a stored training image of the same label moved by |dx|, |dy| <= 2,
     # the uncovered border filled with the background; some moved.
-    candidates = all_translations(dm.train_set.images, 2, dm.background)  # (dx, dy) -> (100, 1, 28, 28)
+    candidates = all_translations(dm.train_set.tensors[0], 2, dm.background)  # (dx, dy) -> (100, 1, 28, 28)
     moved = 0
     for image, label in zip(x, y):
-        same_label = dm.train_set.labels == label
+        same_label = dm.train_set.tensors[1] == label
         offsets = [o for o, c in candidates.items() if (c[same_label] == image).flatten(1).all(1).any()]
         assert offsets, "a training image is not a stored one moved by at most 2 pixels"
         moved += (0, 0) not in offsets
     assert moved > 50  # 24 of the 25 offsets move the image
     # Validation (the sanity check's batch first) and test batches are the stored tensors, as they are.
     val = model.seen["val"]
-    assert torch.equal(val[0][0], dm.val_set.images[:16])
-    assert torch.equal(torch.cat([x for x, _ in val[1:]]), dm.val_set.images)
-    assert torch.equal(torch.cat([x for x, _ in model.seen["test"]]), dm.test_set.images)
+    assert torch.equal(val[0][0], dm.val_set.tensors[0][:16])
+    assert torch.equal(torch.cat([x for x, _ in val[1:]]), dm.val_set.tensors[0])
+    assert torch.equal(torch.cat([x for x, _ in model.seen["test"]]), dm.test_set.tensors[0])
 
 
 def test_shift_zero_passes_the_batch_through(mnist_dir):
@@ -307,7 +330,7 @@ def test_shift_zero_passes_the_batch_through(mnist_dir):
     L.seed_everything(0)
     dm, model = fit_and_test(mnist_dir)
     x = torch.cat([x for x, _ in model.seen["train"]])
-    stored = dm.train_set.images.flatten(1)
+    stored = dm.train_set.tensors[0].flatten(1)
     assert (x.flatten(1)[:, None, :] == stored[None]).all(-1).any(1).all()  # each one a stored image, unchanged
 
 

@@ -9,9 +9,10 @@ import pytest
 import torch
 from PIL import Image
 
-from digitnet.data import MEAN, STD
+from digitnet.pixels import MEAN, STD
 from digitnet.errors import DigitnetError
-from digitnet.images import ImageError, ImageFiles, collate_images, list_files, mnist_pixels, preprocess
+from digitnet.image_files import ImageFiles, collate_images, list_files
+from digitnet.images import ImageError, mnist_pixels, preprocess
 from photos import KINDS, drawn_digits, photo, save_photo
 
 

@@ -14,7 +14,7 @@ import torch
 from conftest import write_mnist
 from digitnet import DigitRecognizer, mnist_pixels
 from digitnet.cli import main
-from digitnet.predict import COLUMNS, latest_checkpoint
+from digitnet.predict import COLUMNS, default_checkpoint, latest_checkpoint
 from photos import KINDS, drawn_digits, save_photo
 from test_cli import run_cli
 from test_images import write_bad_files
@@ -93,7 +93,7 @@ def test_predict_bad_arguments_exit_2(trained, args, message, capsys):
     assert exit.value.code == 2 and message in capsys.readouterr().err
 
 
-def test_latest_run_gives_the_default_checkpoint(tmp_path):
+def test_latest_run_gives_the_default_checkpoint_and_says_which(tmp_path):
     old = tmp_path / "lightning_logs/SGD/version_0/checkpoints"
     new = tmp_path / "lightning_logs/Adam/version_3/checkpoints"
     for folder, names in ((old, ["best-a.ckpt", "last.ckpt"]), (new, ["best-b.ckpt", "last.ckpt"])):
@@ -103,8 +103,11 @@ def test_latest_run_gives_the_default_checkpoint(tmp_path):
     past = time.time() - 100
     for f in old.iterdir():
         os.utime(f, (past, past))
-    assert latest_checkpoint(tmp_path / "lightning_logs") == new / "best-b.ckpt"
+    assert default_checkpoint(tmp_path / "lightning_logs") == (
+        new / "best-b.ckpt", f"the best checkpoint of the latest run, {new.parent}")
     (new / "best-b.ckpt").unlink()
+    assert default_checkpoint(tmp_path / "lightning_logs") == (
+        new / "last.ckpt", f"the last checkpoint of the latest run, {new.parent}")
     assert latest_checkpoint(tmp_path / "lightning_logs") == new / "last.ckpt"
 
 
@@ -150,7 +153,7 @@ def test_readme_snippet_runs_as_written(trained, tmp_path, capsys):
 def test_onnx_export_matches_pytorch(trained, tmp_path, capsys):
     ort = pytest.importorskip("onnxruntime")
     ckpt, data = trained
-    main(["export", f"--ckpt_path={ckpt}", "--output=model.onnx", f"--data_dir={data}"])
+    main(["export", f"--ckpt_path={ckpt}", "--output=model.onnx", f"--data.data_dir={data}"])
     assert "on 40 MNIST test images: max |logit difference|" in capsys.readouterr().out
     session = ort.InferenceSession("model.onnx", providers=["CPUExecutionProvider"])
     net = DigitRecognizer.from_checkpoint(ckpt).net
@@ -172,39 +175,22 @@ def test_fit_logs_confusion_matrix_and_mistakes_to_tensorboard(trained):
     assert {"test/confusion_matrix", "test/mistakes"} <= tags
 
 
-def test_test_subcommand_logs_the_figures_and_fit_trains_without_them(trained, tmp_path):
-    from tensorboard.backend.event_processing.event_accumulator import IMAGES, EventAccumulator
+def test_test_subcommand_logs_the_figures_and_the_hparams_metric(trained, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import IMAGES, SCALARS, EventAccumulator
 
     from digitnet.cli import build_cli
     from digitnet.figures import TestFigures
 
     ckpt, data = trained
     cli = build_cli([f"--data.data_dir={data}", "--test_figures.mistakes=5"], run=False)
-    assert not any(isinstance(c, TestFigures) for c in cli.trainer.callbacks)  # added when a test runs
-    cli.add_test_figures()
-    cli.add_test_figures()
-    assert [c.mistakes for c in cli.trainer.callbacks if isinstance(c, TestFigures)] == [5]
+    assert [c.mistakes for c in cli.trainer.callbacks if isinstance(c, TestFigures)] == [5]  # a callback like any
 
     main(["test", f"--ckpt_path={ckpt}", f"--data.data_dir={data}", "--data.val_size=20",
           "--trainer.enable_progress_bar=false", f"--trainer.default_root_dir={tmp_path}"])  # fmt: skip
     (events,) = tmp_path.glob("lightning_logs/*/version_0/events.out.tfevents.*")
-    accumulator = EventAccumulator(str(events), size_guidance={IMAGES: 0})
+    accumulator = EventAccumulator(str(events), size_guidance={IMAGES: 0, SCALARS: 0})
     accumulator.Reload()
     assert {"test/confusion_matrix", "test/mistakes"} <= set(accumulator.Tags()[IMAGES])
-
-
-def test_fit_dispatches_no_training_hooks_to_test_figures(trained, tmp_path, monkeypatch):
-    from digitnet.figures import TestFigures
-
-    calls = []
-    monkeypatch.setattr(TestFigures, "on_train_batch_end", lambda *args: calls.append(args))
-    start = TestFigures.on_test_epoch_start
-    def record_test(self, *args):
-        calls.append("test")
-        start(self, *args)
-
-    monkeypatch.setattr(TestFigures, "on_test_epoch_start", record_test)
-    _, data = trained
-    main(["fit", f"--data.data_dir={data}", "--data.val_size=20", "--data.batch_size=32", "--trainer.max_epochs=1",
-          "--trainer.enable_progress_bar=false", f"--trainer.default_root_dir={tmp_path}"])  # fmt: skip
-    assert calls == ["test"]  # the test of the best checkpoint, after training
+    # hp_metric (TensorBoard's HParams tab) is the test accuracy alone: no -1 placeholder before it.
+    hp_metric = [event.value for event in accumulator.Scalars("hp_metric")]
+    assert hp_metric == [pytest.approx(accumulator.Scalars("test/acc")[0].value)]

@@ -5,7 +5,7 @@ import csv
 import numpy as np
 
 from digitnet.cli import main
-from digitnet.data import TEST_FILES, load_split
+from digitnet.mnist import TEST_FILES, load_split
 from digitnet.predict import latest_checkpoint
 from photos import KINDS, save_photo
 

@@ -1,0 +1,95 @@
+"""The command line's parser: errors in two lines that name the nearest valid spelling and a help command
+that runs, under the program's real name (`python -m digitnet` or `digitnet`)."""
+
+from __future__ import annotations
+
+import difflib
+import os
+import sys
+
+import torch
+from lightning.pytorch.cli import LightningArgumentParser
+
+OPTIMIZERS = sorted(
+    name
+    for name, obj in vars(torch.optim).items()
+    if isinstance(obj, type) and issubclass(obj, torch.optim.Optimizer) and obj is not torch.optim.Optimizer
+)
+ACTIONS = {"help", "config", "print_config"}  # flags of the parser itself, not configuration keys
+
+
+def program_name() -> str:
+    """How the user ran digitnet: `digitnet` (the console script) or `python -m digitnet`."""
+    return "digitnet" if os.path.basename(sys.argv[0]) == "digitnet" else "python -m digitnet"
+
+
+def suggest(word: str, choices, prefix: str = "") -> str:
+    """' (did you mean X?)' for the choice closest to `word`, ignoring case; '' when none is close."""
+    by_lower = {choice.lower(): choice for choice in choices}
+    match = difflib.get_close_matches(word.lower(), by_lower, n=1, cutoff=0.6)
+    return f" (did you mean {prefix}{by_lower[match[0]]}?)" if match else ""
+
+
+class DigitnetParser(LightningArgumentParser):
+    """Lightning's parser, with short errors.
+
+    Its error message is jsonargparse's usage block, then a paragraph of type internals; here it is one line
+    saying what is wrong, worked out from the command line itself (an unknown option or optimizer, with the
+    nearest valid spelling), else the first line of jsonargparse's reason; then the help command.
+
+    `program` and `argv` are set on the class (`DigitnetParser.read(...)`): jsonargparse also builds parsers
+    of this class itself, for nested classes such as the optimizer, and their errors need them too.
+
+    Args:
+        command: The subcommand this parser reads (fit, test, ...), None for the top level.
+    """
+
+    program: str = "python -m digitnet"
+    argv: list[str] = []
+
+    def __init__(self, *args, command: str | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.command = command
+
+    @classmethod
+    def read(cls, argv: list[str], program: str) -> None:
+        """The command line the parsers are about to read, and the program's name as the user typed it."""
+        cls.argv, cls.program = list(argv), program
+
+    def error(self, message: str, ex: Exception | None = None):
+        command = self.argv[0] if self.argv and not self.argv[0].startswith("-") else self.command
+        where = f"{self.program} {command}" if command else self.program
+        reason = self.diagnose() or " ".join(line.strip() for line in message.strip().splitlines()[:2])
+        sys.stderr.write(f"{where}: error: {reason}\nSee: {where} --help\n")
+        sys.exit(2)
+
+    def diagnose(self) -> str | None:
+        """What is wrong with `argv` (an unknown option or optimizer), or None if that is not it."""
+        if self.command is None:  # a parser jsonargparse made for a nested class: its keys are not the command's
+            keys: set[str] = set()
+        else:
+            keys = set(self.get_defaults().keys())  # the dotted option names: model.dropout, trainer.max_epochs, ...
+        groups = {key.rsplit(".", depth)[0] for key in keys for depth in range(1, key.count(".") + 1)}
+        optimizer_named = False
+        for i, arg in enumerate(self.argv):
+            if not arg.startswith("--"):
+                continue
+            key, has_value, value = arg[2:].partition("=")
+            key = key.rstrip("+")  # --trainer.callbacks+=...
+            if not has_value and i + 1 < len(self.argv):
+                value = self.argv[i + 1]
+            if key == "model.optimizer":
+                optimizer_named = True
+                if value not in OPTIMIZERS and "." not in value:
+                    return (f"unknown optimizer {value!r}{suggest(value, OPTIMIZERS)}; use one of "
+                            f"{', '.join(OPTIMIZERS)} (torch.optim), or an import path such as my_package.MyOptimizer")  # fmt: skip
+            elif key.startswith("model.optimizer.") and not optimizer_named:
+                return ("name the optimizer before its arguments, e.g. --model.optimizer=Adam --model.optimizer.lr=0.01"
+                        " (the default, Adam, is not spelled out)")  # fmt: skip
+            if not keys or key in keys or key in groups or key in ACTIONS:
+                continue
+            parents = [key.rsplit(".", depth)[0] for depth in range(1, key.count(".") + 1)]
+            if any(parent in keys for parent in parents):
+                continue  # an argument of a class chosen on the command line (--model.optimizer.momentum)
+            return f"unknown option --{key}{suggest(key, keys, prefix='--')}"
+        return None

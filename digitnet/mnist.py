@@ -1,0 +1,160 @@
+"""The MNIST files: their names, checksums and mirrors, the IDX format they are written in, and the download.
+
+    images, labels = load_split("../shared/mnist", TRAIN_FILES)   # (60000, 28, 28) uint8, (60000,) int64
+
+Read the way torchvision's `datasets/mnist.py` reads them, but straight into tensors: a missing, truncated or
+corrupt file is a DigitnetError naming the file and what to do.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import tempfile
+import urllib.request
+from pathlib import Path
+
+import torch
+
+from digitnet.errors import DigitnetError
+
+TRAIN_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte")
+TEST_FILES = ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+FILES = TRAIN_FILES + TEST_FILES
+# SHA-256 of the *decompressed* original files, and their item counts. (torchvision pins MD5s of its .gz
+# files; a re-compressed copy of the same bytes fails those, so the content is checked instead.)
+SHA256 = {
+    "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+    "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+    "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+    "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+}
+COUNTS = {name: 60_000 if name.startswith("train") else 10_000 for name in FILES}
+IDX_NDIM = {0x00000801: 1, 0x00000803: 3}  # magic number -> dimensions (unsigned bytes)
+
+
+def default_mirrors() -> list[str]:
+    """The MNIST mirrors torchvision keeps current, tried in order."""
+    from torchvision.datasets import MNIST  # imported here: torchvision takes seconds to import, and only downloads need it
+
+    return list(MNIST.mirrors)
+
+
+def default_data_dir() -> str:
+    return os.environ.get("DIGITNET_DATA_DIR") or "data"
+
+
+def find_file(data_dir: str | Path, name: str) -> Path | None:
+    """Where `name` (raw or .gz) lies in `data_dir` or its torchvision layout `MNIST/raw/`."""
+    for folder in (Path(data_dir), Path(data_dir) / "MNIST" / "raw"):
+        for candidate in (folder / name, folder / f"{name}.gz"):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def parse_idx(raw: bytes, source: str, expect_ndim: int | None = None) -> torch.Tensor:
+    """Decode IDX bytes (big-endian header, then uint8 data) into a uint8 tensor.
+
+    Raises DigitnetError naming `source` and what is wrong: bad magic, truncation, trailing bytes.
+    """
+    magic = int.from_bytes(raw[:4], "big") if len(raw) >= 4 else None
+    if magic not in IDX_NDIM:
+        found = "no header" if magic is None else f"magic 0x{magic:08x}"
+        raise DigitnetError(f"{source}: not an IDX file of unsigned bytes ({found}, expected 0x00000801 or 0x00000803)")
+    ndim = IDX_NDIM[magic]
+    if expect_ndim is not None and ndim != expect_ndim:
+        kind = {1: "labels (magic 0x00000801)", 3: "images (magic 0x00000803)"}
+        raise DigitnetError(f"{source}: holds {kind[ndim]}, expected {kind[expect_ndim]}")
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DigitnetError(f"{source}: truncated header ({len(raw)} bytes)")
+    shape = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    expected = header + torch.Size(shape).numel()
+    if len(raw) != expected:
+        what = "truncated" if len(raw) < expected else "has trailing bytes"
+        raise DigitnetError(f"{source}: {what}: {len(raw)} bytes, the header {shape} needs {expected}")
+    return torch.frombuffer(bytearray(raw), dtype=torch.uint8, offset=header).view(shape)
+
+
+def read_idx(path: str | Path, expect_ndim: int | None = None) -> torch.Tensor:
+    """Read an IDX file, gzipped or not. A file with the canonical name and item count of an
+    original MNIST file must also match that file's SHA-256."""
+    path = Path(path)
+    try:
+        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    except (EOFError, gzip.BadGzipFile, OSError) as err:
+        raise DigitnetError(f"{path}: cannot read ({err}); delete it to download it again") from None
+    tensor = parse_idx(raw, str(path), expect_ndim)
+    name = path.name.removesuffix(".gz")
+    if name in SHA256 and len(tensor) == COUNTS[name] and hashlib.sha256(raw).hexdigest() != SHA256[name]:
+        raise DigitnetError(f"{path}: SHA-256 differs from the original MNIST file; delete it to download it again")
+    return tensor
+
+
+def load_split(data_dir: str | Path, files: tuple[str, str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, 28, 28) uint8 images and (N,) int64 labels from one images/labels pair of files."""
+    paths = [find_file(data_dir, name) for name in files]
+    missing = [name for name, path in zip(files, paths) if path is None]
+    if missing:
+        raise DigitnetError(f"{data_dir}: missing {', '.join(missing)}")
+    images, labels = read_idx(paths[0], expect_ndim=3), read_idx(paths[1], expect_ndim=1)
+    if len(images) != len(labels):
+        raise DigitnetError(f"{paths[0]} holds {len(images)} images but {paths[1]} holds {len(labels)} labels")
+    if len(labels) and int(labels.max()) > 9:
+        raise DigitnetError(f"{paths[1]}: label {int(labels.max())} is not a digit 0-9")
+    return images, labels.long()
+
+
+def download(data_dir: str | Path, mirrors: list[str] | None = None, timeout: float = 30.0) -> None:
+    """Fetch the missing MNIST files into `data_dir`, trying each mirror in turn.
+
+    A file is accepted only when its decompressed bytes match the original's SHA-256; it is written
+    to a temporary file and renamed, so an interrupted download never leaves a partial file.
+    """
+    mirrors = default_mirrors() if mirrors is None else mirrors
+    data_dir = Path(data_dir)
+    for name in FILES:
+        if find_file(data_dir, name) is not None:
+            continue
+        failures = []
+        for mirror in mirrors:
+            url = f"{mirror.rstrip('/')}/{name}.gz"
+            try:
+                with urllib.request.urlopen(url, timeout=timeout) as response:
+                    payload = response.read()
+                if hashlib.sha256(gzip.decompress(payload)).hexdigest() != SHA256[name]:
+                    raise ValueError("bad SHA-256")
+            except (OSError, EOFError, ValueError) as err:  # URLError, timeouts, bad gzip are OSErrors
+                failures.append(f"{url} ({getattr(err, 'reason', err)})")
+                continue
+            write_atomic(data_dir / f"{name}.gz", payload)
+            break
+        else:
+            raise not_found(data_dir, failures)
+
+
+def write_atomic(path: Path, payload: bytes) -> None:
+    """Write `payload` to a temporary file beside `path`, then rename it: never a partial file at `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def not_found(data_dir: Path, failures: list[str]) -> DigitnetError:
+    """The error for a folder without MNIST: where it looked, what it expected, what failed, what to do."""
+    tried = "\n".join(f"  - {line}" for line in failures) or "  (download=False: no mirror tried)"
+    return DigitnetError(
+        f"MNIST was not found in {data_dir.resolve()} (nor in its MNIST/raw/ subfolder).\n"
+        f"Expected these four files, gzipped (.gz) or not: {', '.join(FILES)}.\n"
+        f"Downloading them failed:\n{tried}\n"
+        "Put the four files in a folder and point digitnet at it with --data.data_dir DIR "
+        "or the environment variable DIGITNET_DATA_DIR=DIR."
+    )
