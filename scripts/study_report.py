@@ -205,7 +205,7 @@ def plot_sensitivity(studies: dict[str, optuna.Study], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
     for name, study in studies.items():
         trials = completed(study)
-        ax.scatter([t.params["lr"] for t in trials], [100 * (1 - t.value) for t in trials], s=18, alpha=0.7, label=name)
+        ax.scatter([t.params["lr"] for t in trials], [max(100 * (1 - t.value), 0.01) for t in trials], s=18, alpha=0.7, label=name)
     ax.set(xscale="log", yscale="log", xlabel="learning rate", ylabel="validation error (%), log scale",
            title="Sensitivity to the learning rate (100%: diverged)")
     ax.grid(alpha=0.3, which="both")

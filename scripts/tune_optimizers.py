@@ -220,7 +220,9 @@ class Tuner:
         return any(t.state == TrialState.WAITING for t in trials) or len(live) < self.args.trials
 
     def run(self) -> None:
-        self.study.optimize(self.objective, gc_after_trial=False)
+        # Stop once the budget has no place left, rather than asking for a trial only to find that out.
+        stop_when_spent = lambda study, trial: None if self.has_work() else study.stop()  # noqa: E731
+        self.study.optimize(self.objective, callbacks=[stop_when_spent], gc_after_trial=False)
 
     def objective(self, trial: optuna.Trial) -> float:
         if not within_budget(self.study, trial.number, self.args.trials):
@@ -344,14 +346,14 @@ def main(argv: list[str] | None = None) -> None:
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     warnings.filterwarnings("ignore", message="The number of training batches")  # tiny data sets
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
-    storage = open_storage(args.storage, args.heartbeat)
-    heartbeat = isinstance(storage, optuna.storages.RDBStorage)
     cache = {}
     try:  # bad arguments or missing data stop here, before any study or trial exists
         check = Tuner(args, args.names[0], None, cache)
         reuse_data(build_cli(check.cli_args(None, init_args(SEARCH_SPACES[args.names[0]].keras_defaults)), run=False).datamodule, cache)
     except DigitnetError as err:
         sys.exit(f"tune_optimizers: error: {err}")
+    storage = open_storage(args.storage, args.heartbeat)
+    heartbeat = isinstance(storage, optuna.storages.RDBStorage)
     studies = load_studies(args, storage)
     if args.requeue_running:
         for study in studies.values():
@@ -371,7 +373,7 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"{running} trials are running in other workers; the last one writes the configs and record. "
                       "(A journal storage has no heartbeat: if their worker died, rerun with --requeue_running.)")
                 return
-            time.sleep(args.heartbeat)
+            time.sleep(min(args.heartbeat, 2))
             for tuner in tuners:
                 optuna.storages.fail_stale_trials(tuner.study)
     except DigitnetError as err:
