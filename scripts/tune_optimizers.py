@@ -28,8 +28,6 @@ complete, rerunning the command trains nothing and rewrites these files.
 from __future__ import annotations
 
 import argparse
-import logging
-import math
 import sys
 import time
 import warnings
@@ -339,47 +337,54 @@ def is_complete(study: optuna.Study, budget: int) -> bool:
     return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) >= budget
 
 
+def check_inputs(args: argparse.Namespace, cache: dict) -> None:
+    """Bad arguments or missing data stop here, before any study or trial exists; the data stays in `cache`."""
+    name = args.names[0]
+    cli_args = Tuner(args, name, None, cache).cli_args(None, init_args(SEARCH_SPACES[name].keras_defaults))
+    reuse_data(build_cli(cli_args, run=False).datamodule, cache)
+
+
+def run_until_complete(args: argparse.Namespace, tuners: list[Tuner], heartbeat: bool) -> bool:
+    """Run trials while the budget has places; then wait for other workers' trials (rerunning any whose
+    heartbeat stops). False when others are still running and, without heartbeats, cannot be watched."""
+    while not all(is_complete(t.study, args.trials) for t in tuners):
+        busy = [t for t in tuners if t.has_work()]
+        for tuner in busy:
+            tuner.run()
+        if busy:
+            continue
+        if not heartbeat:
+            running = sum(len(t.study.get_trials(states=(TrialState.RUNNING,))) for t in tuners)
+            print(f"{running} trials are running in other workers; the last one writes the configs and record. "
+                  "(A journal storage has no heartbeat: if their worker died, rerun with --requeue_running.)")
+            return False
+        time.sleep(min(args.heartbeat, 2))
+        for tuner in tuners:
+            optuna.storages.fail_stale_trials(tuner.study)  # stale: failed, and queued again by the callback
+    return True
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     quiet_lightning()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     warnings.filterwarnings("ignore", message="The number of training batches")  # tiny data sets
-    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
-    cache = {}
-    try:  # bad arguments or missing data stop here, before any study or trial exists
-        check = Tuner(args, args.names[0], None, cache)
-        reuse_data(build_cli(check.cli_args(None, init_args(SEARCH_SPACES[args.names[0]].keras_defaults)), run=False).datamodule, cache)
-    except DigitnetError as err:
-        sys.exit(f"tune_optimizers: error: {err}")
-    storage = open_storage(args.storage, args.heartbeat)
-    heartbeat = isinstance(storage, optuna.storages.RDBStorage)
-    studies = load_studies(args, storage)
-    if args.requeue_running:
-        for study in studies.values():
-            requeue_running(study)
-    start = time.perf_counter()
-    tuners = [Tuner(args, name, study, cache) for name, study in studies.items()]
+    cache, start = {}, time.perf_counter()
     try:
-        while not all(is_complete(t.study, args.trials) for t in tuners):
-            busy = [t for t in tuners if t.has_work()]
-            for tuner in busy:
-                tuner.run()
-            if busy:
-                continue
-            # Only trials of other workers are left: wait for them, or for their heartbeats to stop.
-            if not heartbeat:
-                running = sum(len(t.study.get_trials(states=(TrialState.RUNNING,))) for t in tuners)
-                print(f"{running} trials are running in other workers; the last one writes the configs and record. "
-                      "(A journal storage has no heartbeat: if their worker died, rerun with --requeue_running.)")
-                return
-            time.sleep(min(args.heartbeat, 2))
-            for tuner in tuners:
-                optuna.storages.fail_stale_trials(tuner.study)
+        check_inputs(args, cache)
+        storage = open_storage(args.storage, args.heartbeat)
+        studies = load_studies(args, storage)
+        if args.requeue_running:
+            for study in studies.values():
+                requeue_running(study)
+        tuners = [Tuner(args, name, study, cache) for name, study in studies.items()]
+        if not run_until_complete(args, tuners, heartbeat=isinstance(storage, optuna.storages.RDBStorage)):
+            return
     except DigitnetError as err:
         sys.exit(f"tune_optimizers: error: {err}")
     except (KeyboardInterrupt, TrainingInterrupted):
-        sys.exit("tune_optimizers: interrupted; rerun the same command to go on (the interrupted trial runs again)")
+        sys.exit("tune_optimizers: interrupted; rerun the same command to go on (a new trial takes the interrupted one's place)")
     print(f"{len(tuners)} studies of {args.trials} trials complete ({time.perf_counter() - start:.0f} s in this worker)")
     from study_report import write_record
 
