@@ -2,9 +2,11 @@
 
     python scripts/compare_optimizers.py --data_dir ../shared/mnist --out cmp
 
-Each optimizer's settings come from configs/optimizers/<name>.yaml, the same file that
-`python -m digitnet fit --config configs/optimizers/sgd.yaml` takes; an entry of --optimizers may
-also be the path of any such YAML file (configs/long.yaml, for instance). Every run goes through the
+Each optimizer's settings come from configs/optimizers/<name>.yaml (the best trial of
+scripts/tune_optimizers.py) and configs/optimizers/keras/<name>.yaml (Keras's defaults, the report's
+one-shot baseline), the same files that `python -m digitnet fit --config configs/optimizers/sgd.yaml`
+takes; an entry of --optimizers may also be the path of any such YAML file (configs/long.yaml, for
+instance). Every run goes through the
 package's CLI (build_cli) in this one process, trained as `python -m digitnet fit` trains, then
 tested with its final weights, as the report did. (`fit` tests the checkpoint with the best
 validation accuracy instead; with the learning rate decayed to zero the last epoch is usually the
@@ -13,7 +15,8 @@ OUT/<optimizer>/seed_<n> (`tensorboard --logdir OUT`; the HParams tab compares h
 accuracy), and the script writes
 
     OUT/results.csv   one row per run: optimizer, seed, epochs, test_acc, test_loss, best_val_acc, sec_per_epoch, ...
-    OUT/summary.md    per optimizer: settings, mean ± std over seeds; then which differences exceed the spread
+    OUT/summary.md    per optimizer: settings, mean test accuracy and its 95% confidence interval; then the
+                      pairs that Welch's t-test, Holm-corrected for the number of pairs, calls different
     OUT/curves.png    validation accuracy and loss per epoch, read back from the TensorBoard event files
 """
 
@@ -40,6 +43,8 @@ from digitnet.cli import build_cli  # noqa: E402
 from digitnet.errors import DigitnetError  # noqa: E402
 
 CONFIGS = ROOT / "configs" / "optimizers"
+# The configs tune_optimizers.py writes, then the same optimizers with Keras's defaults (the report's baseline).
+DEFAULT_OPTIMIZERS = "SGD,Adam,NAdam,Adadelta,keras/SGD,keras/Adam,keras/NAdam,keras/Adadelta"
 COLUMNS = ["optimizer", "seed", "epochs", "test_acc", "test_loss", "best_val_acc", "sec_per_epoch", "config", "log_dir"]
 
 
@@ -50,9 +55,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--data_dir", default=None, help="folder with the four MNIST files (default: $DIGITNET_DATA_DIR, else ./data)")
     parser.add_argument("--out", default="cmp", help="output folder: TensorBoard logs, checkpoints and the three reports")
-    parser.add_argument("--optimizers", default="SGD,Adam,NAdam,Adadelta",
+    parser.add_argument("--optimizers", default=DEFAULT_OPTIMIZERS,
                         help=f"comma-separated names of configs in {CONFIGS.relative_to(ROOT)}/ (case-insensitive), or YAML paths")
-    parser.add_argument("--seeds", type=int, default=3, help="seeds per optimizer: 0, 1, ..., N-1")
+    parser.add_argument("--seeds", type=int, default=10, help="seeds per optimizer: 0, 1, ..., N-1")
     parser.add_argument("--epochs", type=int, default=None,
                         help="training epochs per run (default: the config's trainer.max_epochs, else the CLI's 5, the report's)")
     parser.add_argument("--report_dir", default=None, help="also copy results.csv, summary.md and curves.png here (e.g. docs/optimizers)")
@@ -70,7 +75,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def resolve_configs(entries: str) -> dict[str, Path]:
     """{label: config path} from 'SGD,Adam' (configs/optimizers/sgd.yaml, ...) or YAML paths (labelled by file stem)."""
-    available = {p.stem: p for p in sorted(CONFIGS.glob("*.yaml"))}
+    available = {p.relative_to(CONFIGS).with_suffix("").as_posix(): p for p in sorted(CONFIGS.rglob("*.yaml"))}
     configs = {}
     for entry in filter(None, (e.strip() for e in entries.split(","))):
         if entry.endswith((".yaml", ".yml")):
@@ -218,50 +223,106 @@ def mean_std(values: pd.Series, scale: float = 1, digits: int = 2) -> str:
     return f"{values.mean() * scale:.{digits}f} ± {std * scale:.{digits}f}"
 
 
-def summarize(results: pd.DataFrame, configs: dict[str, Path], test_images: int) -> str:
-    """Markdown: one row per optimizer, then the pairs whose difference exceeds the seed-to-seed spread."""
+def mean_ci(values, level: float = 0.95) -> tuple[float, float, float]:
+    """Mean and the two ends of its confidence interval (Student's t, n - 1 degrees of freedom)."""
+    from scipy import stats
+
+    values = list(values)
+    mean = statistics.fmean(values)
+    if len(values) < 2:
+        return mean, math.nan, math.nan
+    half = stats.t.ppf((1 + level) / 2, len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values))
+    return mean, mean - half, mean + half
+
+
+def pairwise_tests(samples: dict[str, list[float]], alpha: float = 0.05) -> list[dict]:
+    """Welch's t-test for every pair of samples, with Holm's correction for the number of pairs.
+
+    Returns one dict per pair, `a` the one with the higher mean: a, b, diff (mean a - mean b), p,
+    p_holm (the adjusted p-value) and different (p_holm < alpha), most significant first. Holm's
+    step-down keeps the chance of calling any pair of equal optimizers different below alpha.
+    """
+    from scipy import stats
+
+    tests = []
+    for (a, xa), (b, xb) in itertools.combinations(samples.items(), 2):
+        if statistics.fmean(xa) < statistics.fmean(xb):
+            (a, xa), (b, xb) = (b, xb), (a, xa)
+        with warnings.catch_warnings():  # samples without spread: scipy warns, and p is nan
+            warnings.simplefilter("ignore", RuntimeWarning)
+            p = float(stats.ttest_ind(xa, xb, equal_var=False).pvalue)
+        tests.append({"a": a, "b": b, "diff": statistics.fmean(xa) - statistics.fmean(xb),
+                      "p": 1.0 if math.isnan(p) else p})  # nan: no spread in either sample
+    tests.sort(key=lambda t: t["p"])
+    running = 0.0
+    for rank, test in enumerate(tests):  # the k-th smallest p-value is multiplied by (m - k + 1)
+        running = max(running, min(1.0, (len(tests) - rank) * test["p"]))
+        test["p_holm"], test["different"] = running, running < alpha
+    return tests
+
+
+def seeds_needed(samples: dict[str, list[float]], alpha: float = 0.05) -> dict[tuple[str, str], int]:
+    """For each pair found different: the fewest seeds (the first n of every sample) from which on the
+    corrected test calls it different at every n up to all of them."""
+    n_max = min(len(x) for x in samples.values())
+    needed = {}
+    for n in range(n_max, 1, -1):
+        found = {(t["a"], t["b"]) for t in pairwise_tests({k: list(x)[:n] for k, x in samples.items()}, alpha) if t["different"]}
+        for pair in found:
+            if n == n_max or needed.get(pair) == n + 1:  # different at every count from n up
+                needed[pair] = n
+    return needed
+
+
+def settings_parts(configs: dict[str, Path]) -> tuple[dict[str, str], str]:
+    """Each config's settings, less those every config shares, which are returned apart."""
+    parts = {label: settings(path).split("; ") for label, path in configs.items()}
+    common = [p for p in next(iter(parts.values()))[1:] if all(p in q[1:] for q in parts.values())] if len(parts) > 1 else []
+    return {label: "; ".join(p for p in q if p not in common) for label, q in parts.items()}, "; ".join(common)
+
+
+def summarize(results: pd.DataFrame, configs: dict[str, Path], test_images: int, alpha: float = 0.05) -> str:
+    """Markdown: one row per optimizer (mean and 95% interval), then the pairs a corrected test calls different."""
     groups = dict(tuple(results.groupby("optimizer", sort=False)))
     seeds = sorted({len(g) for g in groups.values()})
+    shown, common = settings_parts({label: configs[label] for label in groups})
     lines = [
-        f"Test accuracy after the last epoch, on the {test_images:,} MNIST test images; "
-        f"mean ± standard deviation over {_count(seeds, 'seed')}, {_count(sorted(set(results['epochs'])), 'epoch')} each.",
+        f"Test accuracy of the final weights on the {test_images:,} MNIST test images, "
+        f"{_count(seeds, 'seed')} per row, {_count(sorted(set(results['epochs'])), 'epoch')} each: the mean and its "
+        "95% confidence interval (Student's t)." + (f" Every row: {common}." if common else ""),
         "",
-        "| optimizer | settings | test accuracy (%) | test loss | best val accuracy (%) | s / epoch |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| optimizer | settings | test accuracy (%) | 95% interval | test loss | best val accuracy (%) | s / epoch |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for label, runs in groups.items():
+        mean, low, high = (100 * v for v in mean_ci(runs["test_acc"]))
         lines.append(
-            f"| {label} | {settings(configs[label])} | {mean_std(runs['test_acc'], 100)} | "
-            f"{mean_std(runs['test_loss'], 1, 4)} | {mean_std(runs['best_val_acc'], 100)} | {runs['sec_per_epoch'].mean():.1f} |"
+            f"| {label} | {shown[label]} | {mean:.2f} | {low:.2f}-{high:.2f} | {mean_std(runs['test_loss'], 1, 4)} | "
+            f"{mean_std(runs['best_val_acc'], 100)} | {runs['sec_per_epoch'].mean():.1f} |"
         )
-    lines += ["", "Differences larger than the seed-to-seed spread: a pair counts when every seed of one optimizer "
-              "scores above every seed of the other (their min-max ranges of test accuracy do not overlap).", ""]
+    lines.append("")
     if len(groups) < 2 or seeds[0] < 2:
-        lines.append("- not applicable: it takes at least two optimizers with two seeds each")
+        lines.append("Differences: not tested; it takes at least two optimizers with two seeds each.")
         return "\n".join(lines) + "\n"
-    lines += separated_pairs(groups) or ["- none: every pair's ranges overlap, so no optimizer is shown to beat another here"]
-    # Two equally good optimizers with n seeds each: their 2n results fall in random order, and one
-    # side takes all top n places with probability 2 * n! n! / (2n)!.
-    n, pairs = seeds[0], len(groups) * (len(groups) - 1) // 2
-    chance = 2 * math.factorial(n) ** 2 / math.factorial(2 * n)
+    samples = {label: list(runs["test_acc"]) for label, runs in groups.items()}
+    tests = pairwise_tests(samples, alpha)
+    needed = seeds_needed(samples, alpha)
+    lines += [f"Differences: Welch's t-test for each of the {len(tests)} pairs, Holm's correction for {len(tests)} "
+              f"tests; a pair is called different when its corrected p-value is below {alpha}.", ""]
+    for t in (t for t in tests if t["different"]):
+        lines.append(f"- {t['a']} > {t['b']}: +{100 * t['diff']:.2f} points (p = {t['p']:.2g}, corrected {t['p_holm']:.2g}; "
+                     f"different from {needed[(t['a'], t['b'])]} seeds on)")
+    if not any(t["different"] for t in tests):
+        lines.append("- none: no optimizer is shown to beat another here")
+    same = [t for t in tests if not t["different"]]
+    if same:
+        lines += ["", "Not shown different: " + ", ".join(
+            f"{t['a']} vs {t['b']} ({100 * t['diff']:+.2f}, corrected p {t['p_holm']:.2g})" for t in same) + "."]
     p = results["test_acc"].mean()
-    lines += ["", f"With {n} seeds each, two equally good optimizers show non-overlapping ranges by chance "
-              f"{chance:.0%} of the time" + (f", and {pairs} pairs are compared here. " if pairs > 1 else ". ") +
-              f"As estimates of the accuracy on new digits, the means also carry the test set's own sampling error: "
-              f"about ±{100 * math.sqrt(p * (1 - p) / test_images):.2f} points "
-              f"(binomial standard error at {100 * p:.1f}% on {test_images:,} images)."]
+    lines += ["", "As estimates of the accuracy on new digits, the means also carry the test set's own sampling "
+              f"error: about ±{100 * math.sqrt(p * (1 - p) / test_images):.2f} points (binomial standard error at "
+              f"{100 * p:.1f}% on {test_images:,} images), the same for every row."]
     return "\n".join(lines) + "\n"
-
-
-def separated_pairs(groups: dict[str, pd.DataFrame]) -> list[str]:
-    """'- A > B: +0.15 points' for each pair where every run of A tested above every run of B."""
-    lines = []
-    for (a, ra), (b, rb) in itertools.combinations(groups.items(), 2):
-        if ra["test_acc"].mean() < rb["test_acc"].mean():
-            (a, ra), (b, rb) = (b, rb), (a, ra)
-        if ra["test_acc"].min() > rb["test_acc"].max():
-            lines.append(f"- {a} > {b}: +{100 * (ra['test_acc'].mean() - rb['test_acc'].mean()):.2f} points")
-    return lines
 
 
 def _count(values: list[int], noun: str) -> str:
@@ -280,6 +341,10 @@ def update_readme(readme: Path, name: str, text: str) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    try:
+        import scipy  # noqa: F401  (the t quantiles and Welch's test of the summary)
+    except ImportError:
+        sys.exit("compare_optimizers: error: scipy is not installed; pip install -e '.[study]'")
     configs = resolve_configs(args.optimizers)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,8 +1,10 @@
 """scripts/compare_optimizers.py on the tiny synthetic MNIST, and the config files it reads."""
 
+import functools
 import importlib.util
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -12,6 +14,7 @@ from digitnet.cli import build_cli, main
 
 ROOT = Path(__file__).parents[1]
 OPTIMIZER_CONFIGS = sorted((ROOT / "configs" / "optimizers").glob("*.yaml"))
+KERAS_CONFIGS = sorted((ROOT / "configs" / "optimizers" / "keras").glob("*.yaml"))
 PRESETS = sorted((ROOT / "configs").glob("*.yaml"))
 
 
@@ -22,16 +25,27 @@ def load_script():
     return module
 
 
+script_module = functools.cache(load_script)
+
+
 @pytest.fixture(scope="module")
 def script():
-    return load_script()
+    return script_module()
 
 
 def test_the_report_s_four_optimizers_have_configs():
     assert sorted(p.stem for p in OPTIMIZER_CONFIGS) == ["adadelta", "adam", "nadam", "sgd"]
+    assert sorted(p.stem for p in KERAS_CONFIGS) == ["adadelta", "adam", "nadam", "sgd"]
 
 
-@pytest.mark.parametrize("config", OPTIMIZER_CONFIGS + PRESETS, ids=lambda p: p.name)
+def test_keras_configs_hold_keras_s_defaults():
+    args = {p.stem: yaml.safe_load(p.read_text())["model"]["optimizer"]["init_args"] for p in KERAS_CONFIGS}
+    assert args["sgd"] == {"lr": 0.01, "momentum": 0.0}
+    assert args["adam"] == args["nadam"] == {"lr": 0.001, "betas": [0.9, 0.999], "eps": 1e-7}
+    assert args["adadelta"] == {"lr": 0.001, "rho": 0.95, "eps": 1e-7}
+
+
+@pytest.mark.parametrize("config", OPTIMIZER_CONFIGS + KERAS_CONFIGS + PRESETS, ids=lambda p: p.parent.name + "/" + p.name)
 def test_the_cli_accepts_each_config(config, mnist_dir):
     main(["fit", f"--config={config}", f"--data.data_dir={mnist_dir}", "--data.val_size=20", "--trainer.fast_dev_run=true"])
 
@@ -91,18 +105,50 @@ def test_curves_come_from_the_event_files(script, mnist_dir, tmp_path):
     assert best.values == pytest.approx(results.set_index(["optimizer", "seed"]).loc[best.index].best_val_acc.values)
 
 
-def test_summary_names_only_separated_pairs(script, monkeypatch):
+def test_welch_holm_calls_a_clear_difference_different_and_one_distribution_not():
+    rng = np.random.default_rng(0)
+    samples = {
+        "better": list(rng.normal(0.985, 0.001, 10)),
+        "worse": list(rng.normal(0.980, 0.001, 10)),
+        "worse again": list(rng.normal(0.980, 0.001, 10)),  # a second draw of the same distribution
+    }
+    tests = {(t["a"], t["b"]): t for t in script_module().pairwise_tests(samples)}
+    assert tests[("better", "worse")]["different"] and tests[("better", "worse again")]["different"]
+    same = tests.get(("worse", "worse again")) or tests[("worse again", "worse")]
+    assert not same["different"] and same["p_holm"] >= same["p"]
+
+
+def test_holm_adjusts_p_values_step_down(script):
+    # Holm's rule on the sorted p-values: the k-th smallest times (m - k + 1), kept non-decreasing.
+    rng = np.random.default_rng(1)
+    base = rng.normal(0, 1, 8)
+    tests = script.pairwise_tests({"a": list(base + 3), "b": list(base + 0.9), "c": list(base)})
+    ps = [t["p"] for t in tests]
+    assert ps == sorted(ps)
+    expected = [min(1, 3 * ps[0]), min(1, max(3 * ps[0], 2 * ps[1])), min(1, max(3 * ps[0], 2 * ps[1], ps[2]))]
+    assert [t["p_holm"] for t in tests] == pytest.approx(expected)
+
+
+def test_summary_shows_intervals_and_names_only_pairs_that_pass(script, monkeypatch):
+    rng = np.random.default_rng(2)
+    accs = {"A": rng.normal(0.990, 0.001, 10), "B": rng.normal(0.980, 0.001, 10), "C": rng.normal(0.9801, 0.001, 10)}
     results = pd.DataFrame({
-        "optimizer": ["A"] * 3 + ["B"] * 3 + ["C"] * 3,
-        "test_acc": [0.990, 0.991, 0.992, 0.980, 0.981, 0.982, 0.9805, 0.9815, 0.9825],
-        "test_loss": [0.05] * 9, "best_val_acc": [0.99] * 9, "sec_per_epoch": [2.0] * 9, "epochs": [5] * 9,
+        "optimizer": [k for k in accs for _ in range(10)], "test_acc": np.concatenate(list(accs.values())),
+        "test_loss": 0.05, "best_val_acc": 0.99, "sec_per_epoch": 2.0, "epochs": 5,
     })
-    configs = {name: Path("none.yaml") for name in "ABC"}
-    monkeypatch.setattr(script, "settings", lambda path: "-")
-    summary = script.summarize(results, configs, test_images=10_000)
-    assert "| A | - | 99.10 ± 0.10 |" in summary
-    assert "- A > B: +1.00 points" in summary and "- A > C: +0.95 points" in summary
-    assert "B > C" not in summary and "C > B" not in summary  # overlapping ranges
+    monkeypatch.setattr(script, "settings", lambda path: f"{path.stem} lr=1; dropout=0.2")
+    summary = script.summarize(results, {name: Path(f"{name}.yaml") for name in "ABC"}, test_images=10_000)
+    mean, low, high = (100 * v for v in script.mean_ci(accs["A"]))
+    assert f"| A | A lr=1 | {mean:.2f} | {low:.2f}-{high:.2f} |" in summary
+    assert "Every row: dropout=0.2." in summary and "10 seeds per row" in summary
+    assert "- A > B: +" in summary and "- A > C: +" in summary
+    assert "- B > C" not in summary and "- C > B" not in summary
+    assert "seeds on)" in summary and "Holm's correction for 3 tests" in summary
+
+
+def test_seeds_needed_is_the_fewest_seeds_from_which_a_pair_stays_different(script):
+    samples = {"a": [0.990, 0.991, 0.989, 0.990, 0.991, 0.990], "b": [0.985, 0.990, 0.980, 0.982, 0.981, 0.983]}
+    assert script.seeds_needed(samples) == {("a", "b"): 5}  # p = 0.44, 0.22, 0.075, 0.020, 0.0057 for 2-6 seeds
 
 
 def test_settings_name_the_optimizer_model_and_data_arguments(script, tmp_path):
@@ -116,7 +162,7 @@ def test_settings_name_the_optimizer_model_and_data_arguments(script, tmp_path):
 
 
 def test_unknown_optimizer_lists_the_configs(script, capsys):
-    with pytest.raises(SystemExit, match="use one of adadelta, adam, nadam, sgd"):
+    with pytest.raises(SystemExit, match="use one of adadelta, adam, keras/adadelta, keras/adam, keras/nadam, keras/sgd, nadam, sgd"):
         script.main(["--optimizers=RMSprop"])
 
 
