@@ -13,6 +13,7 @@ import glob
 import os
 import warnings
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -38,13 +39,19 @@ class ImageError(DigitnetError):
     """An image file that cannot be used, with the reason in one line (shown in the `error` column)."""
 
 
-def open_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> Image.Image:
-    """Decode an image file, upright as its EXIF says. Raises ImageError with the reason: unreadable,
-    empty, not an image, larger than `max_pixels` (checked from the header, before decoding), truncated."""
-    try:
-        size = os.path.getsize(path)
-    except OSError as err:
-        raise ImageError(f"cannot read the file ({err.strerror})") from None
+def open_image(path: str | Path | BinaryIO, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Decode an image file, or a binary file object such as an upload's `io.BytesIO`, upright as its
+    EXIF says. Raises ImageError with the reason: unreadable, empty, not an image, larger than
+    `max_pixels` (checked from the header, before decoding), truncated."""
+    if isinstance(path, (str, Path)):
+        try:
+            size = os.path.getsize(path)
+        except OSError as err:
+            raise ImageError(f"cannot read the file ({err.strerror})") from None
+    else:  # a file object: its length, read from where it is now
+        start = path.tell()
+        size = path.seek(0, os.SEEK_END) - start
+        path.seek(start)
     if size == 0:
         raise ImageError("empty file (0 bytes)")
     try:
