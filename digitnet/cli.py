@@ -231,6 +231,10 @@ def main(args: ArgsType = None) -> None:
             from digitnet.export import main as export
 
             export(list(argv[1:]))
+        elif isinstance(argv, (list, tuple)) and argv[:1] == ["serve"]:  # a server, not a Trainer method
+            from digitnet.serve import main as serve
+
+            serve(list(argv[1:]))
         else:
             build_cli(args)
     except DigitnetError as err:
