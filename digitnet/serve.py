@@ -16,7 +16,7 @@ import io
 import socket
 from importlib.resources import files
 from pathlib import Path
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -195,7 +195,7 @@ def serve(
     max_batch_size: int = 1,
     batch_timeout: float = 0.005,
     workers_per_device: int = 1,
-    accelerator: str = "auto",
+    accelerator: Literal["auto", "cpu", "cuda", "mps"] = "auto",
 ) -> None:
     """Serve a page to draw digits on and POST /predict for images, until Ctrl-C.
 
@@ -213,6 +213,8 @@ def serve(
         raise DigitnetError(f"--host {host}: use one of {', '.join(HOSTS)} (LitServe listens on these only)")
     if not 1024 <= port <= 65535:
         raise DigitnetError(f"--port {port}: use a port from 1024 to 65535")
+    if max_batch_size < 1 or workers_per_device < 1 or batch_timeout < 0:
+        raise DigitnetError("--max_batch_size and --workers_per_device take 1 or more, --batch_timeout 0 or more")
     if ckpt_path is None:
         ckpt_path = str(latest_checkpoint())
         print(f"Using {ckpt_path} (the best checkpoint of the latest run; --ckpt_path chooses another)")
