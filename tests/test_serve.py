@@ -177,3 +177,16 @@ def test_bad_settings_are_errors_that_say_what_to_do(checkpoint):
         port = taken.getsockname()[1]
         with pytest.raises(DigitnetError, match=f"cannot listen on 127.0.0.1:{port}.*choose another port"):
             main([f"--ckpt_path={checkpoint}", f"--port={port}"])
+
+
+def test_with_batching_a_bad_upload_does_not_fail_the_good_ones_batched_with_it(checkpoint, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    server = ServerProcess(f"--ckpt_path={checkpoint}", "--max_batch_size=8", "--batch_timeout=0.1", cwd=tmp_path)
+    try:
+        uploads = [DIGIT, b"not an image", DIGIT, blank_png(), DIGIT, DIGIT]
+        with ThreadPoolExecutor(len(uploads)) as pool:  # sent together: read in one or two batches
+            statuses = [r.status_code for r in pool.map(lambda data: post(server.url, data), uploads)]
+        assert statuses == [200, 422, 200, 422, 200, 200]
+    finally:
+        assert server.stop() == 0
