@@ -39,7 +39,10 @@ except ImportError as err:  # the package imports without the extra; `serve` say
 # is read whole (by its Content-Length, or as it arrives when it has none).
 MAX_UPLOAD_BYTES = 5 * 2**20
 API_PATH = "/predict"
-USAGE = f"send the image as a multipart form field named 'file', e.g. curl -F file=@digit.png http://HOST:PORT{API_PATH}"
+USAGE = (
+    "send the image as a multipart form field named 'file', e.g. "
+    f"curl -F file=@digit.png http://HOST:PORT{API_PATH}"
+)
 HOSTS = ("127.0.0.1", "0.0.0.0", "::")  # the hosts LitServer.run accepts
 
 

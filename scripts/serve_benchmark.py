@@ -135,7 +135,7 @@ def main() -> None:
             writer.writerow(["file", "digit", "probability", "error"])
             for path, _ in files:
                 answer = answers[path]
-                writer.writerow([str(path), answer.get("digit", ""), answer.get("probability", ""), answer.get("error", "")])
+                writer.writerow([str(path), *(answer.get(key, "") for key in ("digit", "probability", "error"))])
         print(f"Wrote {args.answers}")
 
 

@@ -101,8 +101,9 @@ def traced(image: np.ndarray) -> list[list[tuple[float, float]]]:
     neighbouring pixel of the thinned strokes, starting at loose ends, lifting the pen when stuck."""
     left = {(int(y), int(x)) for y, x in zip(*np.nonzero(thin(image > 96)))}
 
-    def neighbours(p):
-        return [(p[0] + dy, p[1] + dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy or dx) and (p[0] + dy, p[1] + dx) in left]
+    def neighbours(p: tuple[int, int]) -> list[tuple[int, int]]:
+        around = [(p[0] + dy, p[1] + dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx]
+        return [q for q in around if q in left]
 
     strokes = []
     while left:
