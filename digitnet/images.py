@@ -50,14 +50,17 @@ def open_image(source: str | Path | BinaryIO, max_pixels: int = MAX_PIXELS) -> I
     from the header, before decoding), truncated or corrupt.
     """
     name = source if isinstance(source, (str, Path)) else None  # errors name a file, not a buffer
-    try:
-        size = os.path.getsize(source) if name is not None else source.seek(0, os.SEEK_END)
-    except OSError as err:
-        raise ImageError(f"cannot read the file ({err.strerror})", name) from None
+    if name is not None:
+        try:
+            size = os.path.getsize(source)
+        except OSError as err:
+            raise ImageError(f"cannot read the file ({err.strerror})", name) from None
+    else:  # a file object: its length from where it is now
+        start = source.tell()
+        size = source.seek(0, os.SEEK_END) - start
+        source.seek(start)
     if size == 0:
         raise ImageError("empty file (0 bytes)", name)
-    if name is None:
-        source.seek(0)
     try:
         with warnings.catch_warnings():
             # Pillow warns, then refuses, on huge images; the check below gives the reason instead.

@@ -1,0 +1,254 @@
+"""`python -m digitnet serve`: a page to draw a digit on, and `POST /predict`, on LitServe.
+
+    python -m digitnet serve [--ckpt_path CKPT] [--host 127.0.0.1] [--port 8000]
+    curl -F file=@digit.png http://127.0.0.1:8000/predict
+
+LitServe (Lightning's serving engine, on FastAPI and uvicorn) runs `DigitAPI` in an inference worker per
+device: the upload is decoded with `digitnet.images.open_image`, made into MNIST pixels with `mnist_pixels`
+and read by the checkpoint's network, exactly as `python -m digitnet predict` does. The page
+(`digitnet/static/draw.html`) is served at `/` by the same server. Needs the `serve` extra:
+pip install -e '.[serve]'.
+"""
+
+from __future__ import annotations
+
+import io
+import socket
+from importlib.resources import files
+from pathlib import Path
+from typing import Literal, NamedTuple
+
+import numpy as np
+import torch
+
+from digitnet.errors import DigitnetError
+from digitnet.images import MAX_PIXELS, ImageError, mnist_pixels, open_image
+from digitnet.predict import DigitRecognizer, latest_checkpoint
+
+try:
+    import litserve as ls
+    from starlette.datastructures import Headers, UploadFile
+    from starlette.exceptions import HTTPException
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+    from starlette.types import ASGIApp, Receive, Scope, Send
+except ImportError as err:  # the package imports without the extra; `serve` says what to install
+    raise DigitnetError(f"serve needs {err.name}: pip install -e '.[serve]'") from None
+
+# Uploads are photos or drawings of one digit: a few MB is plenty, and a bigger body is refused before it
+# is read whole (by its Content-Length, or as it arrives when it has none).
+MAX_UPLOAD_BYTES = 5 * 2**20
+API_PATH = "/predict"
+USAGE = (
+    "send the image as a multipart form field named 'file', e.g. "
+    f"curl -F file=@digit.png http://HOST:PORT{API_PATH}"
+)
+HOSTS = ("127.0.0.1", "0.0.0.0", "::")  # the hosts LitServer.run accepts
+
+
+class Refusal(NamedTuple):
+    """A request that cannot be answered with a digit: the HTTP status and the reason for the client."""
+
+    status: int
+    reason: str
+
+
+class DigitAPI(ls.LitAPI):
+    """Digits from uploaded images: decode_request -> (28, 28) uint8 MNIST pixels (or a Refusal),
+    predict -> probabilities from the checkpoint's network, encode_response -> JSON.
+
+    A bad upload is answered with its own 4xx and never raises: with batching on, an exception in any
+    hook would fail every request of the batch.
+
+    Args:
+        ckpt_path: A DigitClassifier checkpoint.
+        max_batch_size: Requests read by one call of the network (LitServe's batching).
+        batch_timeout: Seconds to wait for a batch to fill (with max_batch_size > 1).
+        max_pixels: Larger images are refused before they are decoded.
+    """
+
+    def __init__(self, ckpt_path: str, max_batch_size: int = 1, batch_timeout: float = 0.0,
+                 max_pixels: int = MAX_PIXELS) -> None:  # fmt: skip
+        super().__init__(max_batch_size=max_batch_size, batch_timeout=batch_timeout, api_path=API_PATH)
+        self.ckpt_path, self.max_pixels = ckpt_path, max_pixels
+
+    def setup(self, device: str) -> None:
+        self.recognizer = DigitRecognizer.from_checkpoint(self.ckpt_path, map_location=device)
+        self.device = torch.device(device)
+
+    def decode_request(self, request) -> np.ndarray | Refusal:
+        upload = request.get("file") if hasattr(request, "get") else None
+        if upload is None:
+            return Refusal(400, f"no 'file' field: {USAGE}")
+        if not isinstance(upload, UploadFile):  # a text field: never taken as a path to read
+            return Refusal(400, f"the 'file' field is text, not a file: {USAGE}")
+        data = upload.file.read()
+        if not data:
+            return Refusal(400, "empty file (0 bytes)")
+        try:
+            return mnist_pixels(open_image(io.BytesIO(data), self.max_pixels))
+        except ImageError as err:  # not an image, truncated, over the pixel limit, blank
+            return Refusal(422, str(err))
+
+    def batch(self, inputs: list) -> list:
+        return inputs  # pixels and refusals mixed, not stacked: predict sorts them out
+
+    @torch.inference_mode()
+    def predict(self, x):
+        items = x if isinstance(x, list) else [x]  # a list when batching, one item when not
+        images = [item for item in items if not isinstance(item, Refusal)]
+        if images:
+            inputs = self.recognizer.inputs(images).to(self.device)  # (N, 1, 28, 28), normalized as in training
+            probabilities = iter(self.recognizer.net(inputs).softmax(dim=1).cpu().tolist())  # N x 10
+        outputs = [item if isinstance(item, Refusal) else (item, next(probabilities)) for item in items]
+        return outputs if isinstance(x, list) else outputs[0]
+
+    def encode_response(self, output) -> Response:
+        if isinstance(output, Refusal):
+            return JSONResponse({"error": output.reason}, status_code=output.status)
+        pixels, probabilities = output
+        ranked = sorted(range(10), key=lambda d: -probabilities[d])
+        return JSONResponse({
+            "digit": ranked[0],
+            "probability": probabilities[ranked[0]],
+            "probabilities": probabilities,
+            "top3": [{"digit": d, "probability": probabilities[d]} for d in ranked[:3]],
+            "pixels": pixels.tolist(),  # the (28, 28) uint8 image the network saw, white on black
+        })  # fmt: skip
+
+
+class DrawPage:
+    """ASGI middleware answering `GET /` with the drawing page. LitServe registers `/` itself ("litserve
+    running") and Starlette's first matching route wins, so the page is served in front of the router."""
+
+    def __init__(self, app: ASGIApp, page: bytes) -> None:
+        self.app, self.page = app, page
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/" and scope["method"] in ("GET", "HEAD"):
+            response = Response(self.page, media_type="text/html; charset=utf-8", headers={"Cache-Control": "no-cache"})
+            await response(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+
+class UploadCheck:
+    """ASGI middleware refusing a `POST /predict` that cannot be a form upload before its body is read: an
+    empty body, a body that is not multipart/form-data (LitServe would parse it as JSON and answer 500),
+    or a Content-Length over `max_bytes` (a 100 MB upload is refused at once; with `Expect: 100-continue`,
+    as curl sends for large files, it is not even sent). Bodies without a Content-Length are capped by
+    LitServer's `max_payload_size` as they arrive."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == API_PATH and scope["method"] == "POST":
+            headers = Headers(scope=scope)
+            length = headers.get("content-length", "")
+            refusal = None
+            if length == "0":
+                refusal = Refusal(400, f"empty request body: {USAGE}")
+            elif not headers.get("content-type", "").startswith("multipart/form-data"):
+                refusal = Refusal(415, f"not a multipart form upload: {USAGE}")
+            elif length.isdigit() and int(length) > self.max_bytes:
+                refusal = Refusal(413, too_large(self.max_bytes))
+            if refusal is not None:
+                await JSONResponse({"error": refusal.reason}, status_code=refusal.status)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def too_large(max_bytes: int) -> str:
+    return f"request body over the limit of {max_bytes / 2**20:g} MB: send a smaller image"
+
+
+def build_server(
+    ckpt_path: str,
+    max_batch_size: int = 1,
+    batch_timeout: float = 0.005,
+    workers_per_device: int = 1,
+    accelerator: str = "auto",
+    max_upload_bytes: int = MAX_UPLOAD_BYTES,
+) -> ls.LitServer:
+    """The LitServer of `serve`: DigitAPI at POST /predict, the page at /, LitServe's /health, and every
+    error (4xx from the API or the engine, 404, 500) as {"error": reason}."""
+    page = files("digitnet").joinpath("static", "draw.html").read_bytes()
+    server = ls.LitServer(
+        DigitAPI(ckpt_path, max_batch_size=max_batch_size, batch_timeout=batch_timeout),
+        accelerator=accelerator,  # "auto": the GPU when there is one
+        workers_per_device=workers_per_device,
+        max_payload_size=max_upload_bytes,
+        middlewares=[(DrawPage, {"page": page}), (UploadCheck, {"max_bytes": max_upload_bytes})],
+    )
+
+    async def error_json(request: Request, exc: HTTPException) -> JSONResponse:
+        # LitServe's own size cap says "Payload too large"; say what the limit is.
+        reason = too_large(max_upload_bytes) if exc.status_code == 413 else str(exc.detail)
+        return JSONResponse({"error": reason}, status_code=exc.status_code, headers=exc.headers)
+
+    server.app.add_exception_handler(HTTPException, error_json)
+    return server
+
+
+def serve(
+    ckpt_path: str | None = None,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    max_batch_size: int = 1,
+    batch_timeout: float = 0.005,
+    workers_per_device: int = 1,
+    accelerator: Literal["auto", "cpu", "cuda", "mps"] = "auto",
+) -> None:
+    """Serve a page to draw digits on and POST /predict for images, until Ctrl-C.
+
+    Args:
+        ckpt_path: The DigitClassifier checkpoint; default: the best of the latest run under lightning_logs/.
+        host: The address to listen on: 127.0.0.1 (this machine only), 0.0.0.0 or :: (every network
+            interface: anyone who can reach this machine can use the page and the API).
+        port: The TCP port, 1024-65535.
+        max_batch_size: Requests the network reads together (LitServe's batching); 1 answers each at once.
+        batch_timeout: Seconds to wait for a batch to fill, with max_batch_size > 1.
+        workers_per_device: Inference processes per device (CPU or each GPU).
+        accelerator: auto (the GPU when there is one), cpu, cuda or mps.
+    """
+    if host not in HOSTS:
+        raise DigitnetError(f"--host {host}: use one of {', '.join(HOSTS)} (LitServe listens on these only)")
+    if not 1024 <= port <= 65535:
+        raise DigitnetError(f"--port {port}: use a port from 1024 to 65535")
+    if max_batch_size < 1 or workers_per_device < 1 or batch_timeout < 0:
+        raise DigitnetError("--max_batch_size and --workers_per_device take 1 or more, --batch_timeout 0 or more")
+    if ckpt_path is None:
+        ckpt_path = str(latest_checkpoint())
+        print(f"Using {ckpt_path} (the best checkpoint of the latest run; --ckpt_path chooses another)")
+    elif not Path(ckpt_path).is_file():
+        raise DigitnetError(f"--ckpt_path {ckpt_path}: no such checkpoint")
+    check_port_free(host, port)
+    server = build_server(ckpt_path, max_batch_size, batch_timeout, workers_per_device, accelerator)
+    shown = "127.0.0.1" if host == "0.0.0.0" else "[::1]" if host == "::" else host
+    print(f"Draw a digit at http://{shown}:{port}/  (API: POST http://{shown}:{port}{API_PATH}; Ctrl-C stops)",
+          flush=True)  # fmt: skip
+    # LitServe handles Ctrl-C: it stops uvicorn and the inference workers, then returns.
+    server.run(host=host, port=port, generate_client_file=False, access_log=False)
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Raise DigitnetError when another program listens on host:port (uvicorn would exit with a log line)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: TIME_WAIT is no conflict
+        try:
+            probe.bind((host, port))
+        except OSError as err:
+            raise DigitnetError(f"--port {port}: cannot listen on {host}:{port} ({err.strerror}); "
+                                "stop what uses it or choose another port with --port") from None  # fmt: skip
+
+
+def main(args: list[str] | None = None) -> None:
+    """`python -m digitnet serve ARGS`; bad input raises DigitnetError."""
+    from jsonargparse import ArgumentParser
+
+    parser = ArgumentParser(prog="python -m digitnet serve", description=serve.__doc__.split("\n")[0])
+    parser.add_function_arguments(serve, as_group=False)
+    config = parser.parse_args(args)
+    serve(**config.as_dict())

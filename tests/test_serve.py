@@ -1,0 +1,194 @@
+"""`python -m digitnet serve` as a client sees it: a real server process on a free port of 127.0.0.1,
+answering POST /predict with the digits `DigitRecognizer` reads, and every bad request with a 4xx and
+{"error": reason}, after which it goes on answering."""
+
+from __future__ import annotations
+
+import io
+import socket
+import struct
+import zlib
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from digitnet.errors import DigitnetError
+from digitnet.images import ImageError, mnist_pixels, open_image
+from digitnet.predict import DigitRecognizer, latest_checkpoint
+from serve_helpers import ServerProcess, have_real_mnist, mnist_test_set, trained_run
+
+pytest.importorskip("litserve", reason="needs the serve extra: pip install -e '.[serve]'")
+
+CAP = 5 * 2**20  # digitnet.serve.MAX_UPLOAD_BYTES
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    return latest_checkpoint(trained_run(tmp_path_factory) / "lightning_logs")
+
+
+@pytest.fixture(scope="module")
+def server(checkpoint, tmp_path_factory):
+    server = ServerProcess(f"--ckpt_path={checkpoint}", cwd=tmp_path_factory.mktemp("serve"))
+    yield server
+    assert server.stop() == 0, server.output()  # Ctrl-C stops it cleanly
+    assert "Traceback" not in server.output(), server.output()
+
+
+def png(pixels: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def digit_pngs(n: int) -> list[tuple[bytes, int | None]]:
+    """n PNG files of digits and their labels: MNIST test digits (white on black), or drawings of
+    dark strokes on white paper (labels unknown) when the real MNIST is absent."""
+    if have_real_mnist():
+        images, labels = mnist_test_set()
+        return [(png(images[i]), int(labels[i])) for i in range(n)]
+    rng = np.random.default_rng(0)
+    files = []
+    for _ in range(n):
+        paper = np.full((120, 100), 235, dtype=np.uint8)
+        top, left = rng.integers(10, 40, size=2)
+        paper[top : top + 60, left + 20 : left + 30] = 20  # a bar
+        paper[top + 50 : top + 60, left : left + 50] = 20  # and a foot
+        files.append((png(paper), None))
+    return files
+
+
+def post(url: str, data: bytes, name: str = "digit.png") -> httpx.Response:
+    return httpx.post(f"{url}/predict", files={"file": (name, data, "image/png")}, timeout=30)
+
+
+def test_the_page_health_and_known_digits(server):
+    page = httpx.get(server.url + "/", timeout=10)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert '<canvas id="pad"' in page.text and 'type="file"' in page.text
+    assert "http://" not in page.text and "https://" not in page.text  # nothing loaded from elsewhere
+    assert httpx.get(server.url + "/health", timeout=10).text == "ok"
+
+    files = digit_pngs(20)
+    answers = [post(server.url, data).json() for data, _ in files]
+    for answer in answers:
+        assert set(answer) == {"digit", "probability", "probabilities", "top3", "pixels"}
+        assert len(answer["probabilities"]) == 10 and abs(sum(answer["probabilities"]) - 1) < 1e-4
+        assert answer["top3"][0] == {"digit": answer["digit"], "probability": answer["probability"]}
+        assert np.array(answer["pixels"]).shape == (28, 28)
+    if have_real_mnist():
+        right = sum(answer["digit"] == label for answer, (_, label) in zip(answers, files))
+        assert right >= 19, f"{right} of the first 20 MNIST test digits read right"
+
+
+def test_answers_equal_digit_recognizer(server, checkpoint, tmp_path):
+    recognizer = DigitRecognizer.from_checkpoint(checkpoint)
+    for i, (data, _) in enumerate(digit_pngs(8)):
+        path = tmp_path / f"{i}.png"
+        path.write_bytes(data)
+        answer = post(server.url, data).json()
+        expected = recognizer.predict(path)
+        assert answer["digit"] == expected.digit
+        assert answer["probability"] == pytest.approx(expected.probability, abs=1e-6)
+        assert [(t["digit"]) for t in answer["top3"]] == [d for d, _ in expected.top3]
+        assert np.array_equal(np.array(answer["pixels"]), mnist_pixels(path))  # what predict's network saw
+
+
+def huge_png(width: int, height: int) -> bytes:
+    """A small PNG file whose header says width x height: its pixel data is cut short, so only a size
+    check made from the header, before decoding, refuses it as too large."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit greyscale
+    pixels = chunk(b"IDAT", zlib.compress(bytes(1000)))  # far fewer than 9000 x 9000
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + pixels + chunk(b"IEND", b"")
+
+
+def blank_png() -> bytes:
+    return png(np.full((200, 200), 255, dtype=np.uint8))
+
+
+def over_the_cap():  # a chunked upload (no Content-Length): refused by LitServe's cap as it arrives
+    yield b'--x\r\nContent-Disposition: form-data; name="file"; filename="big.png"\r\nContent-Type: image/png\r\n\r\n'
+    for _ in range(CAP // 2**16 + 4):
+        yield b"\0" * 2**16
+
+
+DIGIT = png(np.pad(np.full((16, 4), 255, dtype=np.uint8), ((6, 6), (12, 12))))  # a bar, as MNIST draws a 1
+BAD_REQUESTS = {
+    # name: (httpx.post keyword arguments, status, words of the reason)
+    "empty body": (dict(content=b""), 400, "empty request body"),
+    "JSON naming a path": (dict(json={"file": "/etc/passwd"}), 415, "multipart form field named 'file'"),
+    "a path in a text field": (dict(data={"file": "/etc/passwd"}, files={"other": ("x", b"x")}), 400,
+                               "text, not a file"),  # fmt: skip
+    "no file field": (dict(files={"image": ("d.png", DIGIT)}), 400, "no 'file' field"),
+    "empty file": (dict(files={"file": ("d.png", b"")}), 400, "empty file"),
+    "not an image": (dict(files={"file": ("d.png", b"hello, world\n" * 10)}), 422, "not an image"),
+    "truncated image": (dict(files={"file": ("d.png", DIGIT[: len(DIGIT) // 2])}), 422, "truncated"),
+    "blank drawing": (dict(files={"file": ("d.png", blank_png())}), 422, "no ink"),
+    "over the pixel limit": (dict(files={"file": ("d.png", huge_png(9000, 9000))}), 422, "too large"),
+    "over the size cap": (dict(content=over_the_cap(), headers={"content-type": "multipart/form-data; boundary=x"}),
+                          413, "over the limit of 5 MB"),  # fmt: skip
+}
+
+
+@pytest.mark.parametrize("name", BAD_REQUESTS)
+def test_a_bad_request_gets_its_4xx_and_reason_and_the_next_is_answered(server, name):
+    kwargs, status, reason = BAD_REQUESTS[name]
+    response = httpx.post(f"{server.url}/predict", timeout=30, **kwargs)
+    assert response.status_code == status, response.text
+    assert set(response.json()) == {"error"} and reason in response.json()["error"]
+    assert post(server.url, DIGIT).status_code == 200
+
+
+def test_a_100_mb_upload_is_refused_from_its_header_without_being_sent(server):
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as client:
+        client.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=x\r\n"
+                       b"Content-Length: 100000000\r\n\r\n")  # fmt: skip
+        answer = client.recv(65536).decode()
+    assert answer.startswith("HTTP/1.1 413") and "over the limit of 5 MB" in answer
+    assert post(server.url, DIGIT).status_code == 200
+
+
+def test_open_image_reads_file_objects_with_the_same_checks():
+    assert open_image(io.BytesIO(DIGIT)).size == (28, 28)
+    for data, reason in ((b"", "empty"), (b"hello", "not an image"), (DIGIT[: len(DIGIT) // 2], "truncated")):
+        with pytest.raises(ImageError, match=reason):
+            open_image(io.BytesIO(data))
+    with pytest.raises(ImageError, match="too large"):
+        open_image(io.BytesIO(huge_png(9000, 9000)))
+
+
+def test_bad_settings_are_errors_that_say_what_to_do(checkpoint):
+    from digitnet.serve import main
+
+    with pytest.raises(DigitnetError, match="no checkpoint under .*train a model first"):
+        main([])  # cwd is an empty tmp_path: no lightning_logs
+    with pytest.raises(DigitnetError, match="missing.ckpt: no such checkpoint"):
+        main(["--ckpt_path=missing.ckpt"])
+    with pytest.raises(DigitnetError, match="use one of 127.0.0.1, 0.0.0.0, ::"):
+        main([f"--ckpt_path={checkpoint}", "--host=example.com"])
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(DigitnetError, match=f"cannot listen on 127.0.0.1:{port}.*choose another port"):
+            main([f"--ckpt_path={checkpoint}", f"--port={port}"])
+
+
+def test_with_batching_a_bad_upload_does_not_fail_the_good_ones_batched_with_it(checkpoint, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    server = ServerProcess(f"--ckpt_path={checkpoint}", "--max_batch_size=8", "--batch_timeout=0.1", cwd=tmp_path)
+    try:
+        uploads = [DIGIT, b"not an image", DIGIT, blank_png(), DIGIT, DIGIT]
+        with ThreadPoolExecutor(len(uploads)) as pool:  # sent together: read in one or two batches
+            statuses = [r.status_code for r in pool.map(lambda data: post(server.url, data), uploads)]
+        assert statuses == [200, 422, 200, 422, 200, 200]
+    finally:
+        assert server.stop() == 0

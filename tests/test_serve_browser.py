@@ -1,0 +1,152 @@
+"""The drawing page in headless Chromium, driven by Playwright: mouse strokes on the canvas come back as
+digits. Needs the system's Chromium (Playwright brings its driver only) and the real MNIST, for a model
+that reads handwriting; skipped, saying how to get them, when either is missing.
+
+DIGITNET_UPDATE_SCREENSHOT=1 also writes the README's screenshot, docs/draw.png."""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from serve_helpers import SOURCE, ServerProcess, have_real_mnist, mnist_test_set, trained_run
+
+playwright = pytest.importorskip("playwright.sync_api", reason="needs playwright: pip install -e '.[dev]'")
+
+CHROMIUM = os.environ.get("DIGITNET_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+PAD = 280  # the canvas' own pixels (draw.html), 10 per MNIST pixel
+
+pytestmark = [
+    pytest.mark.skipif(
+        CHROMIUM is None,
+        reason="no Chromium: install it (sudo apt-get install chromium) or point DIGITNET_CHROMIUM at a Chrome binary",
+    ),
+    pytest.mark.skipif(not have_real_mnist(), reason="needs the real MNIST for a model that reads drawings "
+                       "(set DIGITNET_DATA_DIR)"),  # fmt: skip
+]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    # No --ckpt_path: serve picks the latest run's best checkpoint, as after `python -m digitnet fit`.
+    server = ServerProcess(cwd=trained_run(tmp_path_factory))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
+        page = browser.new_page(viewport={"width": 760, "height": 520})
+        page.goto(server.url + "/")
+        yield page
+        browser.close()
+
+
+def draw(page, strokes: list[list[tuple[float, float]]]) -> str:
+    """Clear the pad, draw the strokes (in pad pixels) with the mouse, and return the digit shown once
+    the page has read the finished drawing."""
+    page.click("#clear")
+    box = page.locator("#pad").bounding_box()
+    scale = box["width"] / PAD
+    for stroke in strokes:
+        x, y = stroke[0]
+        page.mouse.move(box["x"] + x * scale, box["y"] + y * scale)
+        page.mouse.down()
+        for x, y in stroke[1:]:
+            page.mouse.move(box["x"] + x * scale, box["y"] + y * scale, steps=2)
+        page.mouse.up()
+    page.wait_for_function("document.body.dataset.state === 'ready'", timeout=15_000)
+    return page.inner_text("#digit")
+
+
+def one() -> list[list[tuple[float, float]]]:
+    return [[(140, 40 + 20 * i) for i in range(11)]]  # a vertical bar, top to bottom
+
+
+def zero() -> list[list[tuple[float, float]]]:
+    return [[(140 + 65 * math.sin(t), 140 - 100 * math.cos(t)) for t in np.linspace(0, 2 * math.pi, 40)]]
+
+
+def thin(ink: np.ndarray) -> np.ndarray:
+    """Zhang-Suen thinning: a boolean image reduced to lines one pixel wide (the strokes' centre lines)."""
+    ink = np.pad(ink, 1).astype(bool)
+    while True:
+        changed = False
+        for step in (0, 1):
+            n = [np.roll(np.roll(ink, -dy, 0), -dx, 1) for dy, dx in
+                 ((-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1), (0, -1), (-1, -1))]  # P2..P9, clockwise
+            count = sum(n)
+            transitions = sum(~a & b for a, b in zip(n, n[1:] + n[:1]))
+            if step == 0:
+                remove = ~(n[0] & n[2] & n[4]) & ~(n[2] & n[4] & n[6])
+            else:
+                remove = ~(n[0] & n[2] & n[6]) & ~(n[0] & n[4] & n[6])
+            remove &= ink & (count >= 2) & (count <= 6) & (transitions == 1)
+            if remove.any():
+                ink &= ~remove
+                changed = True
+        if not changed:
+            return ink[1:-1, 1:-1]
+
+
+def traced(image: np.ndarray) -> list[list[tuple[float, float]]]:
+    """Pen strokes along the centre lines of a 28x28 MNIST image, in pad pixels: walks from pixel to
+    neighbouring pixel of the thinned strokes, starting at loose ends, lifting the pen when stuck."""
+    left = {(int(y), int(x)) for y, x in zip(*np.nonzero(thin(image > 96)))}
+
+    def neighbours(p: tuple[int, int]) -> list[tuple[int, int]]:
+        around = [(p[0] + dy, p[1] + dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx]
+        return [q for q in around if q in left]
+
+    strokes = []
+    while left:
+        start = min(left, key=lambda p: (len(neighbours(p)), p))  # a loose end when there is one
+        path = [start]
+        left.discard(start)
+        while nxt := neighbours(path[-1]):
+            path.append(min(nxt, key=lambda q: abs(q[0] - path[-1][0]) + abs(q[1] - path[-1][1])))  # straight first
+            left.discard(path[-1])
+        strokes.append([(10 * x + 5, 10 * y + 5) for y, x in path])
+    return strokes
+
+
+def test_drawing_a_1_a_0_and_a_traced_test_digit_shows_them(page, tmp_path):
+    assert draw(page, one()) == "1"
+    assert draw(page, zero()) == "0"
+    images, labels = mnist_test_set()
+    index = int((labels == 2).nonzero()[0][0])  # the first 2 of the test set
+    assert draw(page, traced(images[index])) == "2"
+
+    # The 28x28 preview shows the image the model saw: drawn, not blank.
+    ink = page.evaluate("""() => {
+        const data = document.getElementById('preview').getContext('2d').getImageData(0, 0, 28, 28).data;
+        let lit = 0;
+        for (let i = 0; i < data.length; i += 4) if (data[i] > 128) lit++;
+        return lit;
+    }""")
+    assert 20 < ink < 400, f"{ink} bright pixels in the 28x28 preview"
+    assert page.inner_text("#bars").count("%") == 10
+    page.screenshot(path=tmp_path / "draw.png")
+    if os.environ.get("DIGITNET_UPDATE_SCREENSHOT") == "1":
+        shutil.copyfile(tmp_path / "draw.png", SOURCE / "docs" / "draw.png")
+
+
+def test_clear_empties_the_answer_and_the_page_loads_nothing_from_elsewhere(page, server):
+    draw(page, one())
+    page.click("#clear")
+    assert page.inner_text("#digit") == ""
+    html = page.content()
+    assert "http://" not in html.replace(server.url, "") and "https://" not in html
+    # Every control has a label and takes keyboard focus.
+    assert page.get_attribute("#photo", "accept") == "image/*"
+    assert page.locator("label[for=photo]").inner_text() == "or use a photo"
+    page.focus("#clear")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "photo"
