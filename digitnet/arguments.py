@@ -70,7 +70,7 @@ class DigitnetParser(LightningArgumentParser):
         else:
             keys = set(self.get_defaults().keys())  # the dotted option names: model.dropout, trainer.max_epochs, ...
         groups = {key.rsplit(".", depth)[0] for key in keys for depth in range(1, key.count(".") + 1)}
-        optimizer_named = False
+        optimizer_named = any(arg in ("-c", "--config") or arg.startswith("--config=") for arg in self.argv)
         for i, arg in enumerate(self.argv):
             if not arg.startswith("--"):
                 continue

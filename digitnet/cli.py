@@ -19,7 +19,7 @@ import warnings
 from pathlib import Path
 
 from lightning.pytorch import Trainer
-from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, TQDMProgressBar
+from lightning.pytorch.callbacks import ProgressBar, TQDMProgressBar
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
@@ -27,6 +27,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException, SI
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from digitnet.arguments import DigitnetParser, program_name, suggest
+from digitnet.checkpoints import BestCheckpoint
 from digitnet.data import MNISTDataModule
 from digitnet.divergence import StopOnNonFiniteLoss, TrainingDiverged
 from digitnet.errors import DigitnetError
@@ -56,7 +57,7 @@ class DigitnetCLI(LightningCLI):
         # digitnet's own options first, where `--help` readers look; then the Trainer's.
         parser.add_lightning_class_args(self.model_class, "model")
         parser.add_lightning_class_args(self.datamodule_class, "data")
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(BestCheckpoint, "checkpoint")
         parser.add_lightning_class_args(LastCheckpoint, "last_checkpoint")  # after "checkpoint": it runs after it
         parser.add_lightning_class_args(TestFigures, "test_figures")
         parser.add_lightning_class_args(self.trainer_class, "trainer")
@@ -98,7 +99,7 @@ class DigitnetCLI(LightningCLI):
             }  # fmt: skip
         if self.subcommand == "fit" and config.ckpt_path == "last":
             run = continue_last_run(config.trainer.logger, config.checkpoint.dirpath)
-            if run is not None:
+            if run is not None and rank_zero_only.rank == 0:
                 print(f"Resuming {run} from its last checkpoint")
 
     def _check_checkpoint_path(self, config) -> None:
@@ -145,10 +146,9 @@ class DigitnetCLI(LightningCLI):
         # Build the optimizer once now, so that bad arguments (lr <= 0, ...) stop here with torch's own
         # message rather than after the run's folder is written.
         try:
-            optimizer = self.model.configure_optimizers()
+            lr = self.model.make_optimizer(self.model.parameters()).defaults.get("lr")
         except (ValueError, TypeError) as err:
             raise DigitnetError(f"bad --model.optimizer settings: {err}") from None
-        lr = (optimizer["optimizer"] if isinstance(optimizer, dict) else optimizer).defaults.get("lr")
         if isinstance(lr, (int, float)) and lr <= 0:
             raise DigitnetError(f"the learning rate must be positive, got --model.optimizer.lr={lr}")
 
@@ -181,7 +181,10 @@ class DigitnetCLI(LightningCLI):
 def build_cli(args: ArgsType = None, run: bool = True) -> DigitnetCLI:
     """The CLI over DigitClassifier and MNISTDataModule; `run=False` only builds the model, data and trainer."""
     DigitnetParser.read(sys.argv[1:] if args is None else args if isinstance(args, list) else [], program_name())
-    subcommands = {name: {"command": name, "description": COMMANDS[name].capitalize() + "."}
+    # A short usage line: argparse's lists each of the ~100 options, a screen of text before the help.
+    subcommands = {name: {"command": name, "description": COMMANDS[name].capitalize() + ".",
+                          "usage": f"{program_name()} {name} [--config FILE] [--model.* VALUE] [--data.* VALUE] "
+                                   "[--trainer.* VALUE] [--ckpt_path CKPT] ..."}
                    for name in LightningCLI.subcommands()}  # fmt: skip
     return DigitnetCLI(
         DigitClassifier,

@@ -9,6 +9,7 @@ than the model's own arithmetic on 2 CPU cores, and copying each batch to a GPU 
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import lightning as L
@@ -55,7 +56,8 @@ class DeviceBatches(DistributedSampler):
 class MNISTDataModule(L.LightningDataModule):
     """MNIST's 60,000 training images (less a validation split) and its 10,000 test images.
 
-    Batches are `(images, labels)`: (B, 1, 28, 28) float32 and (B,) int64, on the Trainer's device.
+    Batches are `(images, labels)`: (B, 1, 28, 28) float32 and (B,) int64, on the Trainer's device (`predict`
+    on MNIST adds each image's index; on image files its batches are `ImageBatch`es).
 
     Args:
         data_dir: Folder with the four IDX files (gzipped or not), directly or under MNIST/raw/.
@@ -119,7 +121,6 @@ class MNISTDataModule(L.LightningDataModule):
             if self.predict_set is None:
                 self.predict_set = ImageFiles(list_files(self.hparams.predict_path), self.hparams.normalize)
             return
-        device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
         if stage in ("fit", "validate", None) and self.train_set is None:
             images, labels = load_split(self.data_dir, TRAIN_FILES)
             if self.hparams.val_size >= len(labels):
@@ -130,11 +131,17 @@ class MNISTDataModule(L.LightningDataModule):
             order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(self.hparams.seed))
             val, train = order[: self.hparams.val_size], order[self.hparams.val_size :]
             x = to_input(images, self.hparams.normalize)  # (N, 1, 28, 28) float32
-            self.train_set = TensorDataset(x[train].to(device), labels[train].to(device))
-            self.val_set = TensorDataset(x[val].to(device), labels[val].to(device))
+            self.train_set, self.val_set = TensorDataset(x[train], labels[train]), TensorDataset(x[val], labels[val])
         if stage in ("test", "predict", None) and self.test_set is None:
             images, labels = load_split(self.data_dir, TEST_FILES)
-            self.test_set = TensorDataset(to_input(images, self.hparams.normalize).to(device), labels.to(device))
+            self.test_set = TensorDataset(to_input(images, self.hparams.normalize), labels)
+        # On the device the Trainer trains on, once it is attached (the CLI reads the data before): batches are
+        # then indexed there, with no copy per step.
+        device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+        for name in ("train_set", "val_set", "test_set"):
+            dataset = getattr(self, name)
+            if dataset is not None and dataset.tensors[0].device != device:
+                setattr(self, name, TensorDataset(*(t.to(device) for t in dataset.tensors)))
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         # Lightning calls this hook for every batch of every stage; `trainer.training` is False in
@@ -147,9 +154,10 @@ class MNISTDataModule(L.LightningDataModule):
 
     def _loader(self, dataset: TensorDataset, batch_size: int, shuffle: bool = False) -> DataLoader:
         images, trainer = dataset.tensors[0], self.trainer
-        # The shuffle's seed: the same in every process (the CLI seeds them all alike), reproducible with seed_everything.
+        # The shuffle's seed must be the same in every process: seed_everything's (it sets PL_GLOBAL_SEED), else ours.
+        seed = int(os.environ.get("PL_GLOBAL_SEED", self.hparams.seed))
         sampler = DeviceBatches(
-            len(images), batch_size, images.device, shuffle=shuffle, seed=torch.initial_seed() % 2**31,
+            len(images), batch_size, images.device, shuffle=shuffle, seed=seed,
             num_replicas=trainer.world_size if trainer else 1, rank=trainer.global_rank if trainer else 0,
         )  # fmt: skip
         # batch_size=None: the sampler yields whole batches of indices and TensorDataset takes them in one
@@ -166,7 +174,9 @@ class MNISTDataModule(L.LightningDataModule):
         return self._loader(self.test_set, self.hparams.eval_batch_size)
 
     def predict_dataloader(self) -> DataLoader:
-        if self.hparams.predict_path is None:
-            return self._loader(self.test_set, self.hparams.eval_batch_size)
+        if self.hparams.predict_path is None:  # MNIST's test set, with each image's index to name it by
+            images, labels = self.test_set.tensors
+            indexed = TensorDataset(images, labels, torch.arange(len(labels), device=labels.device))
+            return self._loader(indexed, self.hparams.eval_batch_size)
         # Decoding a photo takes far longer than the network: batch_size files a batch, so the bar moves.
         return DataLoader(self.predict_set, batch_size=self.hparams.batch_size, collate_fn=collate_images)

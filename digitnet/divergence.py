@@ -19,8 +19,8 @@ class TrainingDiverged(DigitnetError):
 class StopOnNonFiniteLoss(L.Callback):
     """Raises TrainingDiverged at the first NaN or infinite training loss, naming the step.
 
-    On one CPU process each step's loss is checked as it comes (0.1 us: a CPU tensor's value is there,
-    nothing to wait for). On a GPU reading a value waits for the device, so each loss is copied into a
+    On one CPU process each step's loss is checked as it comes (a CPU tensor's value is there, nothing to
+    wait for). On a GPU reading a value waits for the device, so each loss is copied into a
     small device buffer and the buffer is read every `check_every_n_steps` steps, at each epoch end, and
     before any checkpoint is written (which also checks the weights): no checkpoint ever holds a diverged
     model. Under DDP the processes agree on the first bad step with one all-reduce and stop together.

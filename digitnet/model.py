@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterable
 
@@ -141,8 +142,7 @@ class DigitClassifier(L.LightningModule):
             return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val/loss"}}
         if not self.hparams.cosine_decay:
             return optimizer
-        # The total is read at step 1, once the training batches are known (the factor is 1 at step 0 anyway).
-        decay = lambda step: half_cosine(step, self.trainer.estimated_stepping_batches) if step else 1.0  # noqa: E731
+        decay = functools.partial(half_cosine, total=self.trainer.estimated_stepping_batches)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, decay)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 

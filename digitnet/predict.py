@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import csv
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,12 +56,18 @@ class DigitRecognizer:
         self.standardize = standardize
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, map_location: str | torch.device = "cpu") -> DigitRecognizer:
-        """The network of a `DigitClassifier` checkpoint, with the data settings it was trained with."""
+    def from_checkpoint(cls, path: str | Path, map_location: str | torch.device = "cpu",
+                        weights_only: bool | None = None) -> DigitRecognizer:  # fmt: skip
+        """The network of a `DigitClassifier` checkpoint, with the data settings it was trained with.
+        `weights_only=False` reads one of a model built in Python with a functools.partial optimizer."""
         if not Path(path).is_file():
             raise DigitnetError(f"{path}: no such checkpoint")
-        model = DigitClassifier.load_from_checkpoint(path, map_location=map_location)
-        data = torch.load(path, map_location="cpu", weights_only=True).get("datamodule_hyper_parameters", {})
+        try:
+            model = DigitClassifier.load_from_checkpoint(path, map_location=map_location, weights_only=weights_only)
+            data = torch.load(path, map_location="cpu", weights_only=weights_only).get("datamodule_hyper_parameters", {})
+        except (pickle.UnpicklingError, RuntimeError, KeyError, TypeError, ValueError, EOFError) as err:
+            raise DigitnetError(f"{path}: not a checkpoint of digitnet's DigitClassifier ({type(err).__name__}: {err})"
+                                ) from None
         return cls(model.net, standardize=data.get("normalize", True))
 
     def inputs(self, images: list) -> torch.Tensor:
@@ -107,7 +114,7 @@ def default_checkpoint(root: str | Path = "lightning_logs") -> tuple[Path, str]:
             "train a model first (python -m digitnet fit) or pass --ckpt_path PATH"
         )
     folder = max(runs, key=runs.get)
-    run = folder.parent if folder.name == "checkpoints" else folder
+    run = folder.parent  # .../version_N/checkpoints -> .../version_N
     best = sorted(folder.glob("best-*.ckpt"), key=lambda p: p.stat().st_mtime)
     if best:
         return best[-1], f"the best checkpoint of the latest run, {run}"
@@ -115,17 +122,12 @@ def default_checkpoint(root: str | Path = "lightning_logs") -> tuple[Path, str]:
     return newest, f"the {'last' if newest.name == 'last.ckpt' else 'newest'} checkpoint of the latest run, {run}"
 
 
-def latest_checkpoint(root: str | Path = "lightning_logs") -> Path:
-    """The path alone of `default_checkpoint(root)`."""
-    return default_checkpoint(root)[0]
-
-
 class PredictionWriter(BasePredictionWriter):
     """Prints a line per image (file, digit, probability, or the error) and writes them all to a CSV
     file with the columns `COLUMNS`: `error` is empty for the images read, and says why for the others.
 
     Batches of image files are `ImageBatch`es (the images read, every file name and error); MNIST's test
-    images, in (images, labels) batches, are named by their index.
+    images, in (images, labels, indices) batches, are named by their index.
 
     Args:
         output: The CSV file to write; None prints only.
@@ -146,8 +148,8 @@ class PredictionWriter(BasePredictionWriter):
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx):
         if isinstance(batch, ImageBatch):
             files, errors = batch.files, batch.errors
-        else:
-            files = [f"MNIST test image {i}" for i in batch_indices]
+        else:  # MNIST's test set: (images, labels, indices)
+            files = [f"MNIST test image {i}" for i in batch[2].tolist()]
             errors = [""] * len(files)
         predictions = iter(top3(prediction))  # one per file without an error, in order
         for file, error in zip(files, errors):
@@ -179,4 +181,4 @@ class PredictionWriter(BasePredictionWriter):
         print(summary + (f". Wrote {self.output}" if self.output is not None else ""))
 
 
-__all__ = ["COLUMNS", "DigitRecognizer", "ImageError", "Prediction", "PredictionWriter", "default_checkpoint", "latest_checkpoint"]
+__all__ = ["COLUMNS", "DigitRecognizer", "ImageError", "Prediction", "PredictionWriter", "default_checkpoint"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import socket
+import sys
 from importlib.resources import files
 from pathlib import Path
 from typing import Literal, NamedTuple
@@ -21,9 +22,10 @@ from typing import Literal, NamedTuple
 import numpy as np
 import torch
 
+from digitnet.arguments import DigitnetParser, program_name
 from digitnet.errors import DigitnetError
 from digitnet.images import MAX_PIXELS, ImageError, mnist_pixels, open_image
-from digitnet.predict import DigitRecognizer, latest_checkpoint
+from digitnet.predict import DigitRecognizer, default_checkpoint, top3
 
 try:
     import litserve as ls
@@ -107,12 +109,12 @@ class DigitAPI(ls.LitAPI):
         if isinstance(output, Refusal):
             return JSONResponse({"error": output.reason}, status_code=output.status)
         pixels, probabilities = output
-        ranked = sorted(range(10), key=lambda d: -probabilities[d])
+        (best,) = top3(torch.tensor([probabilities]))  # as `predict` ranks them
         return JSONResponse({
-            "digit": ranked[0],
-            "probability": probabilities[ranked[0]],
+            "digit": best.digit,
+            "probability": probabilities[best.digit],
             "probabilities": probabilities,
-            "top3": [{"digit": d, "probability": probabilities[d]} for d in ranked[:3]],
+            "top3": [{"digit": d, "probability": probabilities[d]} for d, _ in best.top3],
             "pixels": pixels.tolist(),  # the (28, 28) uint8 image the network saw, white on black
         })  # fmt: skip
 
@@ -219,10 +221,10 @@ def serve(
     if max_batch_size < 1 or workers_per_device < 1 or batch_timeout < 0:
         raise DigitnetError("--max_batch_size and --workers_per_device take 1 or more, --batch_timeout 0 or more")
     if ckpt_path is None:
-        ckpt_path = str(latest_checkpoint())
-        print(f"Using {ckpt_path} (the best checkpoint of the latest run; --ckpt_path chooses another)")
-    elif not Path(ckpt_path).is_file():
-        raise DigitnetError(f"--ckpt_path {ckpt_path}: no such checkpoint")
+        path, what = default_checkpoint()
+        ckpt_path = str(path)
+        print(f"Using {ckpt_path} ({what}; --ckpt_path chooses another)")
+    DigitRecognizer.from_checkpoint(ckpt_path)  # a missing or foreign file stops here, not in a worker process
     check_port_free(host, port)
     server = build_server(ckpt_path, max_batch_size, batch_timeout, workers_per_device, accelerator)
     shown = "127.0.0.1" if host == "0.0.0.0" else "[::1]" if host == "::" else host
@@ -246,9 +248,8 @@ def check_port_free(host: str, port: int) -> None:
 
 def main(args: list[str] | None = None) -> None:
     """`python -m digitnet serve ARGS`; bad input raises DigitnetError."""
-    from jsonargparse import ArgumentParser
-
-    parser = ArgumentParser(prog="python -m digitnet serve", description=serve.__doc__.split("\n")[0])
+    DigitnetParser.read(["serve", *(sys.argv[2:] if args is None else args)], program_name())
+    parser = DigitnetParser(prog=f"{program_name()} serve", description=serve.__doc__.split("\n")[0], command="serve")
     parser.add_function_arguments(serve, as_group=False)
     config = parser.parse_args(args)
     serve(**config.as_dict())

@@ -105,6 +105,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--epochs", type=int, default=5, help="timed epochs per contender, after one warm-up epoch")
     parser.add_argument("--json", default=None, help="write the figures to this JSON file")
     parser.add_argument("--accelerator", default="auto", help="cpu, gpu or auto")
+    parser.add_argument("--compile", action="store_true",
+                        help="fit torch.compile(model) (Lightning compiles its forward and *_step methods) against the eager bare loop")
     args = parser.parse_args(argv)
     if args.epochs < 3:
         parser.error("--epochs must be at least 3: the figures are medians")
@@ -147,7 +149,7 @@ def main(argv: list[str] | None = None) -> dict:
         "naive": lambda: bare_epoch(*naive, dm.train_set, dm.val_set, batch_size, eval_batch_size),
     })
     trainer.callbacks.append(timer)
-    trainer.fit(cli.model, datamodule=dm)
+    trainer.fit(torch.compile(cli.model) if args.compile else cli.model, datamodule=dm)
 
     sec = {name: statistics.median(times[1:]) for name, times in timer.times.items()}  # drop warm-up
     model = cli.model.to(device).eval()
@@ -169,9 +171,11 @@ def main(argv: list[str] | None = None) -> dict:
         "lightning_version": L.__version__,
         "threads": torch.get_num_threads(),
         "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
+        "compiled": args.compile,
     }
     results["infer_ratio_module_to_plain"] = results["infer_images_per_sec"] / results["infer_plain_images_per_sec"]
     print(f"\ndevice: {results['device']}, torch {torch.__version__}, {results['threads']} threads, "
+          f"{'digitnet compiled, ' if args.compile else ''}"
           f"batch {batch_size}, {steps} steps/epoch, median of {args.epochs} epochs after 1 warm-up")
     print(f"{'contender':<10} {'sec/epoch':>9} {'x bare':>7} {'x floor':>8}")
     for name in ("floor", "bare", "digitnet", "naive"):

@@ -40,6 +40,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # this checkout's digitnet, even where another one is installed
 from digitnet.cli import build_cli  # noqa: E402
+from digitnet.cli import quiet_lightning as digitnet_quiet  # noqa: E402
 from digitnet.errors import DigitnetError  # noqa: E402
 
 CONFIGS = ROOT / "configs" / "optimizers"
@@ -92,23 +93,24 @@ def resolve_configs(entries: str) -> dict[str, Path]:
 
 
 def quiet_lightning() -> None:
-    """One line per run instead of Lightning's banners, tips and per-run notices."""
+    """One line per run: the CLI's quiet settings, and no model summary or per-run notices either."""
+    digitnet_quiet()
     for name in ("lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
-    warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\)")
+    # Each run's arguments go to build_cli while the script's own are in sys.argv, as intended here.
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended", category=UserWarning)
 
 
-def reuse_data(datamodule, cache: dict) -> None:
-    """Read and normalize MNIST once per data setting rather than once per run (about 1 s each):
-    setup() keeps splits that are already set. Settings that act on batches only (batch sizes, shift)
-    share the stored tensors."""
+def reuse_data(datamodule, cache: dict, stages: tuple[str, ...] = ("fit", "test")) -> None:
+    """Read and normalize MNIST once per data setting rather than once per run: setup() keeps splits that
+    are already set. Settings that act on batches only (batch sizes, shift) share the stored tensors. Only
+    the `stages` named are set up (tuning never reads the test images)."""
     stored = {k: v for k, v in datamodule.hparams.items() if k not in ("batch_size", "eval_batch_size", "shift")}
-    key = tuple(sorted((k, repr(v)) for k, v in stored.items())) + (datamodule.data_dir,)
+    key = tuple(sorted((k, repr(v)) for k, v in stored.items())) + (datamodule.data_dir, stages)
     if key not in cache:
         datamodule.prepare_data()
-        datamodule.setup("fit")
-        datamodule.setup("test")
+        for stage in stages:
+            datamodule.setup(stage)
         cache[key] = (datamodule.train_set, datamodule.val_set, datamodule.test_set)
     datamodule.train_set, datamodule.val_set, datamodule.test_set = cache[key]
 

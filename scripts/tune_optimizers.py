@@ -44,8 +44,9 @@ except ImportError:
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]  # this checkout's digitnet, and the scripts beside this one
-from compare_optimizers import quiet_lightning  # noqa: E402
+from compare_optimizers import quiet_lightning, reuse_data  # noqa: E402
 from digitnet.cli import build_cli  # noqa: E402
+from digitnet.divergence import TrainingDiverged  # noqa: E402
 from digitnet.errors import DigitnetError  # noqa: E402
 
 try:  # Ctrl-C during training: digitnet saves last.ckpt, then raises this
@@ -230,11 +231,11 @@ class Tuner:
         params = {name: suggest(trial, name, dist) for name, dist in self.space.params.items()}
         start = time.perf_counter()
         cli = build_cli(self.cli_args(trial, init_args(params)), run=False)
-        reuse_data(cli.datamodule, self.cache)
+        reuse_data(cli.datamodule, self.cache, stages=("fit",))  # never the test images
         try:
             cli.trainer.fit(cli.model, datamodule=cli.datamodule)
             score = float(cli.trainer.callback_metrics["val/acc"])  # the final weights, on the validation split
-        except DigitnetError as err:  # the loss turned NaN or infinite: the worst score, and the budget spent
+        except TrainingDiverged as err:  # the loss turned NaN or infinite: the worst score, and the budget spent
             trial.set_user_attr("diverged", str(err).split("\n")[0])
             score = 0.0
         finally:
@@ -286,16 +287,6 @@ def suggest(trial: optuna.Trial, name: str, dist: BaseDistribution):
     return trial.suggest_float(name, dist.low, dist.high, log=dist.log)
 
 
-def reuse_data(datamodule, cache: dict) -> None:
-    """Read MNIST's training file once per process: setup() keeps splits that are already set. Only the
-    fit stage is set up; the test images are never read while tuning."""
-    if "fit" not in cache:
-        datamodule.prepare_data()
-        datamodule.setup("fit")
-        cache["fit"] = (datamodule.train_set, datamodule.val_set)
-    datamodule.train_set, datamodule.val_set = cache["fit"]
-
-
 def remove_checkpoints(trainer) -> None:
     """Trials need no checkpoints (the config is the result): delete what the CLI's callbacks wrote."""
     for callback in trainer.checkpoint_callbacks:
@@ -341,7 +332,7 @@ def check_inputs(args: argparse.Namespace, cache: dict) -> None:
     """Bad arguments or missing data stop here, before any study or trial exists; the data stays in `cache`."""
     name = args.names[0]
     cli_args = Tuner(args, name, None, cache).cli_args(None, init_args(SEARCH_SPACES[name].keras_defaults))
-    reuse_data(build_cli(cli_args, run=False).datamodule, cache)
+    reuse_data(build_cli(cli_args, run=False).datamodule, cache, stages=("fit",))
 
 
 def run_until_complete(args: argparse.Namespace, tuners: list[Tuner], heartbeat: bool) -> bool:
@@ -388,7 +379,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{len(tuners)} studies of {args.trials} trials complete ({time.perf_counter() - start:.0f} s in this worker)")
     from study_report import write_record
 
-    write_record(args, studies, val_images=len(cache["fit"][1]))
+    write_record(args, studies, val_images=len(next(iter(cache.values()))[1]))
 
 
 if __name__ == "__main__":

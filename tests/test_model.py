@@ -123,7 +123,7 @@ def test_optimizers_are_fused_unless_configured():
     assert fused_if_available(torch.optim.Adam, params).defaults["fused"] is True
     assert fused_if_available(functools.partial(torch.optim.Adam, fused=False), params).defaults["fused"] is False
     assert type(fused_if_available(torch.optim.Adadelta, params)) is torch.optim.Adadelta  # none to fuse
-    optimizer = DigitClassifier().configure_optimizers()["optimizer"]
+    optimizer = DigitClassifier(cosine_decay=False).configure_optimizers()
     assert type(optimizer) is torch.optim.Adam and optimizer.defaults["fused"] is True
 
 

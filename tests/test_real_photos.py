@@ -6,7 +6,7 @@ import numpy as np
 
 from digitnet.cli import main
 from digitnet.mnist import TEST_FILES, load_split
-from digitnet.predict import latest_checkpoint
+from digitnet.predict import default_checkpoint
 from photos import KINDS, save_photo
 
 
@@ -17,7 +17,7 @@ def test_two_epochs_read_97_percent_of_200_photos_of_test_digits(real_mnist, tmp
     (tmp_path / "photos").mkdir()
     for n, i in enumerate(rng.choice(len(labels), 200, replace=False).tolist()):
         save_photo(images[i].numpy(), tmp_path / "photos" / f"{n:03d}_label{labels[i]}", rng, KINDS[n % len(KINDS)])
-    ckpt = latest_checkpoint(tmp_path / "lightning_logs")
+    ckpt = default_checkpoint(tmp_path / "lightning_logs")[0]
     main(["predict", f"--ckpt_path={ckpt}", "--data.predict_path=photos", "--output=photos.csv",
           "--trainer.enable_progress_bar=false"])  # fmt: skip
     with open(tmp_path / "photos.csv", newline="") as f:

@@ -17,7 +17,7 @@ from PIL import Image
 
 from digitnet.errors import DigitnetError
 from digitnet.images import ImageError, mnist_pixels, open_image
-from digitnet.predict import DigitRecognizer, latest_checkpoint
+from digitnet.predict import DigitRecognizer, default_checkpoint
 from serve_helpers import ServerProcess, have_real_mnist, mnist_test_set, trained_run
 
 pytest.importorskip("litserve", reason="needs the serve extra: pip install -e '.[serve]'")
@@ -27,7 +27,7 @@ CAP = 5 * 2**20  # digitnet.serve.MAX_UPLOAD_BYTES
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
-    return latest_checkpoint(trained_run(tmp_path_factory) / "lightning_logs")
+    return default_checkpoint(trained_run(tmp_path_factory) / "lightning_logs")[0]
 
 
 @pytest.fixture(scope="module")
