@@ -33,7 +33,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from digitnet.cli import build_cli
-from digitnet.model import DigitClassifier, fused_if_available, half_cosine
+from digitnet.model import DigitClassifier
+from digitnet.optim import fused_if_available, half_cosine
 
 
 def bare_epoch(net, optimizer, scheduler, train, val, batch_size: int, eval_batch_size: int) -> float:

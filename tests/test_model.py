@@ -117,7 +117,7 @@ def test_dropout_keeps_units_with_probability_one_minus_p_and_rescales():
 def test_optimizers_are_fused_unless_configured():
     import functools
 
-    from digitnet.model import fused_if_available
+    from digitnet.optim import fused_if_available
 
     params = list(MLP(hidden_sizes=(8,)).parameters())
     assert fused_if_available(torch.optim.Adam, params).defaults["fused"] is True
