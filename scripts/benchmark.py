@@ -25,6 +25,7 @@ import statistics
 import sys
 import tempfile
 import time
+import warnings
 
 import lightning as L
 import torch
@@ -107,11 +108,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--json", default=None, help="write the figures to this JSON file")
     parser.add_argument("--accelerator", default="auto", help="cpu, gpu or auto")
     parser.add_argument("--compile", action="store_true",
-                        help="fit torch.compile(model) (Lightning compiles its forward and *_step methods) against the eager bare loop")
+                        help="fit torch.compile(model): Lightning compiles its forward and *_step methods")
     args = parser.parse_args(argv)
     if args.epochs < 3:
         parser.error("--epochs must be at least 3: the figures are medians")
 
+    # The Trainer's arguments go to build_cli while this script's own are in sys.argv, as intended here.
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended", category=UserWarning)
     out = tempfile.mkdtemp(prefix="digitnet-bench-")
     cli_args = [f"--trainer.max_epochs={args.epochs + 1}", f"--trainer.default_root_dir={out}",
                 f"--trainer.accelerator={args.accelerator}", "--trainer.num_sanity_val_steps=0"]
