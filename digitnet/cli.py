@@ -230,8 +230,9 @@ def main(args: ArgsType = None) -> None:
         else:
             raise DigitnetError(f"unknown command {command!r}{suggest(command, COMMANDS)}; the commands are "
                                 f"{', '.join(COMMANDS)} (see {program} --help)")  # fmt: skip
-    except DigitnetError as err:
-        _say(f"digitnet: error: {err}", during_training=isinstance(err, TrainingDiverged))
+    except DigitnetError as err:  # as the parser's errors begin: "python -m digitnet fit: error: ..."
+        where = f"{program} {argv[0]}" if argv and argv[0] in COMMANDS else program
+        _say(f"{where}: error: {err}", during_training=isinstance(err, TrainingDiverged))
         sys.exit(2)
     except (TrainingInterrupted, SIGTERMException) as err:
         what = err if isinstance(err, TrainingInterrupted) else "stopped by SIGTERM; see last.ckpt for the latest state"
