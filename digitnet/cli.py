@@ -79,10 +79,14 @@ class DigitnetCLI(LightningCLI):
             parser.add_argument("--output", type=str | None, default=None,
                                 help="CSV file to write: file, digit, probability, top-3 digits and probabilities, error")  # fmt: skip
 
+    def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
+        super().parse_arguments(parser, args)
+        # Here, before Lightning reads the model's settings from the checkpoint to build it.
+        if self.config.get("subcommand") in ("validate", "test", "predict"):
+            self._check_checkpoint_path(self.config[self.config.subcommand], self.config.subcommand)
+
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
-        if self.subcommand in ("validate", "test", "predict"):
-            self._check_checkpoint_path(config)
         if self.subcommand == "predict" and config.trainer.logger in (None, True):
             # Predicting writes a CSV, not a run: no log folder or config.yaml to mistake for a training run.
             config.trainer.logger = False
@@ -102,8 +106,8 @@ class DigitnetCLI(LightningCLI):
             if run is not None and rank_zero_only.rank == 0:
                 print(f"Resuming {run} from its last checkpoint")
 
-    def _check_checkpoint_path(self, config) -> None:
-        if not config.ckpt_path and self.subcommand == "predict":
+    def _check_checkpoint_path(self, config, subcommand: str) -> None:
+        if not config.ckpt_path and subcommand == "predict":
             root = Path(config.trainer.default_root_dir or ".") / "lightning_logs"
             path, what = default_checkpoint(root)
             config.ckpt_path = str(path)

@@ -1,4 +1,5 @@
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -140,9 +141,10 @@ def test_help_lists_every_command_and_fit_help_starts_with_digitnet_s_options():
 def test_fit_is_quiet(mnist_dir):
     result = run_quietly("fit", f"--data.data_dir={mnist_dir}", "--data.val_size=20", "--trainer.fast_dev_run=true")
     assert result.returncode == 0, result.stderr
-    for noise in ("LeafSpec", "FLOPs", "Total Flops", "stepping batches", "litlogger", "does not have many workers",
-                  "GPU available", "Warning", "warn"):  # fmt: skip
+    for noise in ("LeafSpec", "0 Total Flops", "stepping batches", "litlogger", "does not have many workers",
+                  "GPU available", "Seed set", "Warning", "warn"):  # fmt: skip
         assert noise not in result.stderr + result.stdout, noise
+    assert re.search(r"\| MLP +\| [\d.]+ K +\| train \| [\d.]+ [KMG] ", result.stderr)  # the network's FLOPs, not 0
 
 
 def test_predict_names_what_it_picked_and_warns_of_nothing(mnist_dir, tmp_path):

@@ -117,7 +117,7 @@ def test_a_killed_worker_s_trial_runs_again_with_its_hyperparameters(tune, mnist
         if (out / "study.db").exists():
             try:
                 states = [t.state for t in trials(storage, "Adam")]
-            except KeyError:  # the study does not exist yet
+            except (KeyError, sqlalchemy.exc.OperationalError):  # the study or its tables do not exist yet
                 continue
             if states[1:2] == [TrialState.RUNNING]:
                 break
