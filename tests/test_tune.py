@@ -14,6 +14,7 @@ import torch
 import yaml
 
 optuna = pytest.importorskip("optuna")
+import sqlalchemy.exc  # noqa: E402  (optuna's RDB storage runs on SQLAlchemy)
 from optuna.trial import TrialState  # noqa: E402
 
 from digitnet.cli import main  # noqa: E402
