@@ -66,8 +66,9 @@ class DigitRecognizer:
             model = DigitClassifier.load_from_checkpoint(path, map_location=map_location, weights_only=weights_only)
             data = torch.load(path, map_location="cpu", weights_only=weights_only).get("datamodule_hyper_parameters", {})
         except (pickle.UnpicklingError, RuntimeError, KeyError, TypeError, ValueError, EOFError) as err:
-            raise DigitnetError(f"{path}: not a checkpoint of digitnet's DigitClassifier ({type(err).__name__}: {err})"
-                                ) from None
+            first_line = str(err).strip().splitlines()[0] if str(err).strip() else ""
+            raise DigitnetError(f"{path}: not a checkpoint of digitnet's DigitClassifier "
+                                f"({type(err).__name__}: {first_line})") from None
         return cls(model.net, standardize=data.get("normalize", True))
 
     def inputs(self, images: list) -> torch.Tensor:
