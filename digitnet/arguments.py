@@ -93,3 +93,9 @@ class DigitnetParser(LightningArgumentParser):
                 continue  # an argument of a class chosen on the command line (--model.optimizer.momentum)
             return f"unknown option --{key}{suggest(key, keys, prefix='--')}"
         return None
+
+
+def command_parser(command: str, description: str, args: list[str] | None) -> DigitnetParser:
+    """The parser of a command that is not a Trainer method (`export`, `serve`), with the same short errors."""
+    DigitnetParser.read([command, *(sys.argv[2:] if args is None else args)], program_name())
+    return DigitnetParser(prog=f"{program_name()} {command}", description=description, command=command)

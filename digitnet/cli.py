@@ -34,7 +34,7 @@ from digitnet.errors import DigitnetError
 from digitnet.faults import AtomicCheckpointIO, LastCheckpoint, TrainingInterrupted, continue_last_run, resume_command
 from digitnet.figures import TestFigures
 from digitnet.model import DigitClassifier
-from digitnet.predict import PredictionWriter, default_checkpoint
+from digitnet.predict import PredictionWriter, announce_default_checkpoint
 
 # One line each for `python -m digitnet --help`; the Trainer's docstrings describe Lightning, not digitnet.
 COMMANDS = {
@@ -109,9 +109,7 @@ class DigitnetCLI(LightningCLI):
     def _check_checkpoint_path(self, config, subcommand: str) -> None:
         if not config.ckpt_path and subcommand == "predict":
             root = Path(config.trainer.default_root_dir or ".") / "lightning_logs"
-            path, what = default_checkpoint(root)
-            config.ckpt_path = str(path)
-            print(f"Using {path} ({what}; --ckpt_path chooses another)")
+            config.ckpt_path = str(announce_default_checkpoint(root=root))
         elif config.ckpt_path and config.ckpt_path not in ("best", "last", "hpc", "registry"):
             if not Path(config.ckpt_path).is_file():
                 raise DigitnetError(f"--ckpt_path {config.ckpt_path}: no such checkpoint")

@@ -9,17 +9,16 @@ The ONNX model takes `image`, normalized (N, 1, 28, 28) float32 pixels as in tra
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from digitnet.arguments import DigitnetParser, program_name
+from digitnet.arguments import command_parser
 from digitnet.errors import DigitnetError
 from digitnet.mnist import TEST_FILES, default_data_dir, load_split
 from digitnet.pixels import describe, to_input
-from digitnet.predict import DigitRecognizer, default_checkpoint
+from digitnet.predict import DigitRecognizer, announce_default_checkpoint
 
 
 def export_onnx(
@@ -32,7 +31,8 @@ def export_onnx(
     """Export a checkpoint's network to ONNX, then check that onnxruntime gives PyTorch's logits.
 
     Args:
-        ckpt_path: The DigitClassifier checkpoint; default: the best of the latest run under lightning_logs/.
+        ckpt_path: The DigitClassifier checkpoint; default: the best (else the newest) checkpoint of the latest
+            run under lightning_logs/.
         output: The ONNX file to write (weights included).
         data_dir: Where MNIST's test images are, to check on; default: $DIGITNET_DATA_DIR, else ./data.
             Without them the check runs on random inputs.
@@ -49,9 +49,7 @@ def export_onnx(
     except ImportError as err:
         raise DigitnetError(f"export needs {err.name}: pip install -e '.[export]'") from None
     if ckpt_path is None:
-        path, what = default_checkpoint()
-        ckpt_path = str(path)
-        print(f"Exporting {ckpt_path} ({what}; --ckpt_path chooses another)")
+        ckpt_path = str(announce_default_checkpoint("Exporting"))
     recognizer = DigitRecognizer.from_checkpoint(ckpt_path)
     net = recognizer.net.cpu()
     batch = torch.export.Dim("batch")
@@ -93,10 +91,10 @@ def _check_batch(data_dir: str | None, n: int, standardize: bool) -> tuple[torch
 
 def main(args: list[str] | None = None) -> None:
     """`python -m digitnet export ARGS`; bad input raises DigitnetError."""
-    DigitnetParser.read(["export", *(sys.argv[2:] if args is None else args)], program_name())
-    parser = DigitnetParser(prog=f"{program_name()} export", description=export_onnx.__doc__.split("\n")[0], command="export")
+    parser = command_parser("export", export_onnx.__doc__.split("\n")[0], args)
     parser.add_argument("--ckpt_path", type=str | None, default=None,
-                        help="the DigitClassifier checkpoint; default: the best of the latest run under lightning_logs/")
+                        help="the DigitClassifier checkpoint; default: the best (else the newest) checkpoint "
+                             "of the latest run under lightning_logs/")
     parser.add_argument("--output", type=str, default="model.onnx", help="the ONNX file to write (weights included)")
     parser.add_argument("--data.data_dir", type=str | None, default=None,
                         help="MNIST's folder, for the check on its test images; default: $DIGITNET_DATA_DIR, else ./data")

@@ -123,6 +123,13 @@ def default_checkpoint(root: str | Path = "lightning_logs") -> tuple[Path, str]:
     return newest, f"the {'last' if newest.name == 'last.ckpt' else 'newest'} checkpoint of the latest run, {run}"
 
 
+def announce_default_checkpoint(verb: str = "Using", root: str | Path = "lightning_logs") -> Path:
+    """`default_checkpoint(root)`, after telling the user which one it is and how to choose another."""
+    path, what = default_checkpoint(root)
+    print(f"{verb} {path} ({what}; --ckpt_path chooses another)")
+    return path
+
+
 class PredictionWriter(BasePredictionWriter):
     """Prints a line per image (file, digit, probability, or the error) and writes them all to a CSV
     file with the columns `COLUMNS`: `error` is empty for the images read, and says why for the others.
@@ -182,4 +189,4 @@ class PredictionWriter(BasePredictionWriter):
         print(summary + (f". Wrote {self.output}" if self.output is not None else ""))
 
 
-__all__ = ["COLUMNS", "DigitRecognizer", "ImageError", "Prediction", "PredictionWriter", "default_checkpoint"]
+__all__ = ["COLUMNS", "DigitRecognizer", "ImageError", "Prediction", "PredictionWriter", "announce_default_checkpoint", "default_checkpoint"]

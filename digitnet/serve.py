@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import io
 import socket
-import sys
 from importlib.resources import files
 from pathlib import Path
 from typing import Literal, NamedTuple
@@ -22,10 +21,10 @@ from typing import Literal, NamedTuple
 import numpy as np
 import torch
 
-from digitnet.arguments import DigitnetParser, program_name
+from digitnet.arguments import command_parser
 from digitnet.errors import DigitnetError
 from digitnet.images import MAX_PIXELS, ImageError, mnist_pixels, open_image
-from digitnet.predict import DigitRecognizer, default_checkpoint, top3
+from digitnet.predict import DigitRecognizer, announce_default_checkpoint, top3
 
 try:
     import litserve as ls
@@ -205,7 +204,8 @@ def serve(
     """Serve a page to draw digits on and POST /predict for images, until Ctrl-C.
 
     Args:
-        ckpt_path: The DigitClassifier checkpoint; default: the best of the latest run under lightning_logs/.
+        ckpt_path: The DigitClassifier checkpoint; default: the best (else the newest) checkpoint of the latest
+            run under lightning_logs/.
         host: The address to listen on: 127.0.0.1 (this machine only), 0.0.0.0 or :: (every network
             interface: anyone who can reach this machine can use the page and the API).
         port: The TCP port, 1024-65535.
@@ -221,9 +221,7 @@ def serve(
     if max_batch_size < 1 or workers_per_device < 1 or batch_timeout < 0:
         raise DigitnetError("--max_batch_size and --workers_per_device take 1 or more, --batch_timeout 0 or more")
     if ckpt_path is None:
-        path, what = default_checkpoint()
-        ckpt_path = str(path)
-        print(f"Using {ckpt_path} ({what}; --ckpt_path chooses another)")
+        ckpt_path = str(announce_default_checkpoint())
     DigitRecognizer.from_checkpoint(ckpt_path)  # a missing or foreign file stops here, not in a worker process
     check_port_free(host, port)
     server = build_server(ckpt_path, max_batch_size, batch_timeout, workers_per_device, accelerator)
@@ -248,8 +246,7 @@ def check_port_free(host: str, port: int) -> None:
 
 def main(args: list[str] | None = None) -> None:
     """`python -m digitnet serve ARGS`; bad input raises DigitnetError."""
-    DigitnetParser.read(["serve", *(sys.argv[2:] if args is None else args)], program_name())
-    parser = DigitnetParser(prog=f"{program_name()} serve", description=serve.__doc__.split("\n")[0], command="serve")
+    parser = command_parser("serve", serve.__doc__.split("\n")[0], args)
     parser.add_function_arguments(serve, as_group=False)
     config = parser.parse_args(args)
     serve(**config.as_dict())
