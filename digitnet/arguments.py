@@ -82,7 +82,8 @@ class DigitnetParser(LightningArgumentParser):
                 optimizer_named = True
                 if value not in OPTIMIZERS and "." not in value:
                     return (f"unknown optimizer {value!r}{suggest(value, OPTIMIZERS)}; use one of "
-                            f"{', '.join(OPTIMIZERS)} (torch.optim), or an import path such as my_package.MyOptimizer")  # fmt: skip
+                            f"{', '.join(OPTIMIZERS)} (torch.optim), or an import path such as "
+                            "my_package.MyOptimizer")  # fmt: skip
             elif key.startswith("model.optimizer.") and not optimizer_named:
                 return ("name the optimizer before its arguments, e.g. --model.optimizer=Adam --model.optimizer.lr=0.01"
                         " (the default, Adam, is not spelled out)")  # fmt: skip

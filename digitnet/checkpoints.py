@@ -22,4 +22,5 @@ class BestCheckpoint(ModelCheckpoint):
 
     def __init__(self, dirpath: str | Path | None = None, filename: str | None = None, monitor: str | None = None,
                  mode: str = "min", save_top_k: int = 1, **kwargs) -> None:  # fmt: skip
-        super().__init__(dirpath=dirpath, filename=filename, monitor=monitor, mode=mode, save_top_k=save_top_k, **kwargs)
+        super().__init__(dirpath=dirpath, filename=filename, monitor=monitor, mode=mode, save_top_k=save_top_k,
+                         **kwargs)

@@ -77,7 +77,8 @@ class DigitnetCLI(LightningCLI):
         )
         if getattr(parser, "command", None) == "predict":  # an argument of `predict` alone, not Trainer.predict's
             parser.add_argument("--output", type=str | None, default=None,
-                                help="CSV file to write: file, digit, probability, top-3 digits and probabilities, error")  # fmt: skip
+                                help="CSV file to write: file, digit, probability, top-3 digits and "
+                                     "probabilities, error")  # fmt: skip
 
     def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
         super().parse_arguments(parser, args)
@@ -209,7 +210,8 @@ def quiet_lightning() -> None:
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.seed"):
         logging.getLogger(name).setLevel(logging.WARNING)
     # Lightning calls a torch pytree function that torch has deprecated; nothing a user can change.
-    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+                            category=FutureWarning)
     # Batches are indexed from tensors already on the device (digitnet.data): workers would only add IPC.
     warnings.filterwarnings("ignore", message=r"The '\w+' does not have many workers", module="lightning")
 

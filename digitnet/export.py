@@ -97,7 +97,8 @@ def main(args: list[str] | None = None) -> None:
                              "of the latest run under lightning_logs/")
     parser.add_argument("--output", type=str, default="model.onnx", help="the ONNX file to write (weights included)")
     parser.add_argument("--data.data_dir", type=str | None, default=None,
-                        help="MNIST's folder, for the check on its test images; default: $DIGITNET_DATA_DIR, else ./data")
+                        help="MNIST's folder, for the check on its test images; default: $DIGITNET_DATA_DIR, "
+                             "else ./data")
     parser.add_argument("--check_images", type=int, default=256, help="how many test images to compare the logits on")
     parser.add_argument("--tolerance", type=float, default=1e-4, help="largest absolute difference of logits accepted")
     config = parser.parse_args(args)

@@ -227,5 +227,6 @@ def mnist_pixels(image: str | Path | Image.Image | np.ndarray, max_pixels: int =
 
 
 def preprocess(image: str | Path | Image.Image | np.ndarray, standardize: bool = True) -> torch.Tensor:
-    """An image of one digit -> the model's (1, 28, 28) float32 input: `mnist_pixels`, then `digitnet.pixels.to_input`."""
+    """An image of one digit -> the model's (1, 28, 28) float32 input: `mnist_pixels`, then
+    `digitnet.pixels.to_input`."""
     return to_input(mnist_pixels(image), standardize)[0]

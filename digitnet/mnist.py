@@ -36,7 +36,8 @@ IDX_NDIM = {0x00000801: 1, 0x00000803: 3}  # magic number -> dimensions (unsigne
 
 def default_mirrors() -> list[str]:
     """The MNIST mirrors torchvision keeps current, tried in order."""
-    from torchvision.datasets import MNIST  # imported here: torchvision takes seconds to import, and only downloads need it
+    # Imported here: torchvision takes seconds to import, and only downloads need it.
+    from torchvision.datasets import MNIST
 
     return list(MNIST.mirrors)
 

@@ -64,7 +64,8 @@ class DigitRecognizer:
             raise DigitnetError(f"{path}: no such checkpoint")
         try:
             model = DigitClassifier.load_from_checkpoint(path, map_location=map_location, weights_only=weights_only)
-            data = torch.load(path, map_location="cpu", weights_only=weights_only).get("datamodule_hyper_parameters", {})
+            checkpoint = torch.load(path, map_location="cpu", weights_only=weights_only)
+            data = checkpoint.get("datamodule_hyper_parameters", {})
         except (pickle.UnpicklingError, RuntimeError, KeyError, TypeError, ValueError, EOFError) as err:
             first_line = str(err).strip().splitlines()[0] if str(err).strip() else ""
             raise DigitnetError(f"{path}: not a checkpoint of digitnet's DigitClassifier "
@@ -189,4 +190,5 @@ class PredictionWriter(BasePredictionWriter):
         print(summary + (f". Wrote {self.output}" if self.output is not None else ""))
 
 
-__all__ = ["COLUMNS", "DigitRecognizer", "ImageError", "Prediction", "PredictionWriter", "announce_default_checkpoint", "default_checkpoint"]
+__all__ = ["COLUMNS", "DigitRecognizer", "ImageError", "Prediction", "PredictionWriter", "announce_default_checkpoint",
+           "default_checkpoint"]
