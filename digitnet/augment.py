@@ -1,4 +1,4 @@
-"""Data augmentation on batches already on the device: a random translation per image.
+"""Data augmentation on batches already on the device: a random translation, or affine transform, per image.
 
 torchvision's RandomAffine(translate=...) on a batched tensor draws one translation for the whole batch;
 MNIST augmentation wants one per image, so this is written out as one pad and one gather.
@@ -29,3 +29,36 @@ def random_shift(images: torch.Tensor, max_shift: int, fill: float = 0.0) -> tor
     # dy * pw + dx before `source` in the padded image (never outside it, since |dx|, |dy| <= s).
     index = source.view(1, h * w) - (d[:, :1] * pw + d[:, 1:])  # (B, H * W)
     return padded.gather(2, index[:, None, :].expand(b, c, h * w)).view(b, c, h, w)
+
+
+def random_affine(images: torch.Tensor, degrees: float = 0.0, scale: float = 0.0, shift: float = 0.0,
+                  shear: float = 0.0, fill: float = 0.0) -> torch.Tensor:  # fmt: skip
+    """Rotate, scale, shear and translate each image by its own random amounts, in one batched resampling.
+
+    Each image of the (B, C, H, W) batch gets an angle in [-degrees, degrees], a zoom factor in
+    [1 - scale, 1 + scale], a shear angle in [-shear, shear] degrees (along x) and a translation in
+    [-shift, shift] pixels along x and y, about the image centre; pixels brought in from outside take
+    `fill`. torchvision's RandomAffine on a batch draws one transform for all of it, and per-image calls
+    would be a Python loop over the batch: here one affine_grid and one grid_sample do the whole batch
+    on its device, with torch's default generator (seed_everything makes it reproducible).
+    """
+    b, _, h, w = images.shape
+    device = images.device
+
+    def uniform(bound: float) -> torch.Tensor:  # (B,) in [-bound, bound]
+        return (torch.rand(b, device=device) * 2 - 1) * bound
+
+    angle, shear_angle = torch.deg2rad(uniform(degrees)), torch.deg2rad(uniform(shear))
+    zoom = 1 + uniform(scale)
+    cos, sin, tan = angle.cos(), angle.sin(), shear_angle.tan()
+    # affine_grid maps each output pixel to where it samples the input, in [-1, 1] coordinates: the inverse
+    # of the transform applied to the image. Forward: rotate(angle) @ shear_x(tan) * zoom, then translate.
+    # Its inverse, (shear_x^-1 @ rotate(-angle)) / zoom, as a (B, 2, 2) matrix:
+    inverse = torch.stack([torch.stack([cos + tan * sin, sin - tan * cos], 1), torch.stack([-sin, cos], 1)], 1)
+    inverse = inverse / zoom[:, None, None]
+    # A translation by t pixels is 2t/W in grid units; the inverse maps output x to input x - t.
+    t = torch.stack([uniform(shift) * 2 / w, uniform(shift) * 2 / h], 1)  # (B, 2): x, y
+    theta = torch.cat([inverse, -(inverse @ t[:, :, None])], 2)  # (B, 2, 3)
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    # grid_sample fills with 0 outside the image: shift the background to 0 and back.
+    return F.grid_sample(images - fill, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + fill

@@ -16,7 +16,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
-from digitnet.augment import random_shift
+from digitnet.augment import random_affine, random_shift
 from digitnet.errors import DigitnetError
 from digitnet.image_files import ImageFiles, collate_images, list_files
 from digitnet.mnist import FILES, TEST_FILES, TRAIN_FILES, default_data_dir, download, find_file, load_split, not_found
@@ -79,6 +79,12 @@ class MNISTDataModule(L.LightningDataModule):
             image of each training batch moves by its own random dx and dy in [-shift, shift], the
             uncovered border filled with background (a 0 pixel); validation, test and predict batches
             are never moved. 0 (the default) turns it off.
+        rotate: Data augmentation: the largest random rotation of a training image, in degrees (0: off).
+        scale: Data augmentation: the largest random zoom of a training image, as a fraction: 0.1 scales
+            each by a factor in [0.9, 1.1] (0: off).
+        shear: Data augmentation: the largest random shear of a training image along x, in degrees (0: off).
+            With any of rotate, scale and shear on, each image gets its own random affine transform, its
+            translation drawn from [-shift, shift] pixels without rounding to whole pixels.
     """
 
     def __init__(
@@ -93,6 +99,9 @@ class MNISTDataModule(L.LightningDataModule):
         mirrors: list[str] | None = None,
         predict_path: str | None = None,
         shift: int = 0,
+        rotate: float = 0.0,
+        scale: float = 0.0,
+        shear: float = 0.0,
     ) -> None:
         super().__init__()
         for name, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size), ("val_size", val_size)):
@@ -100,9 +109,12 @@ class MNISTDataModule(L.LightningDataModule):
                 raise DigitnetError(f"--data.{name} must be at least 1, got {value}")
         if not 0 <= shift < 28:
             raise DigitnetError(f"--data.shift must be between 0 (off) and 27 pixels, got {shift}")
+        for name, value, top in (("rotate", rotate, 180), ("scale", scale, 1), ("shear", shear, 60)):
+            if not 0 <= value < top:
+                raise DigitnetError(f"--data.{name} must be at least 0 (off) and below {top}, got {value}")
         self.save_hyperparameters()
         self.data_dir = data_dir or default_data_dir()
-        # What a 0 pixel becomes in to_input (-0.4242 when normalized): the fill of shifted images.
+        # What a 0 pixel becomes in to_input (-0.4242 when normalized): the fill of moved images.
         self.background = float(to_input(torch.zeros(28, 28), normalize).min())
         self.train_set = self.val_set = self.test_set = None  # TensorDatasets of (images, labels)
         self.predict_set = None  # ImageFiles, when predict_path is set
@@ -147,10 +159,15 @@ class MNISTDataModule(L.LightningDataModule):
         # Lightning calls this hook for every batch of every stage; `trainer.training` is False in
         # validation (also the one inside fit), sanity checks, test and predict. It also passes the model
         # summary's example input through it, a bare tensor, which is no training batch.
-        if self.hparams.shift == 0 or self.trainer is None or not self.trainer.training or torch.is_tensor(batch):
+        hp = self.hparams
+        if self.trainer is None or not self.trainer.training or torch.is_tensor(batch):
             return batch
         x, y = batch  # (B, 1, 28, 28) float32 on the device, (B,) int64
-        return random_shift(x, self.hparams.shift, self.background), y
+        if hp.rotate or hp.scale or hp.shear:
+            return random_affine(x, hp.rotate, hp.scale, hp.shift, hp.shear, self.background), y
+        if hp.shift:
+            return random_shift(x, hp.shift, self.background), y
+        return batch
 
     def _loader(self, dataset: TensorDataset, batch_size: int, shuffle: bool = False) -> DataLoader:
         images, trainer = dataset.tensors[0], self.trainer

@@ -11,7 +11,7 @@ import torch
 
 from conftest import idx_bytes, synthetic_digits, write_mnist
 from digitnet import mnist
-from digitnet.augment import random_shift
+from digitnet.augment import random_affine, random_shift
 from digitnet.data import DeviceBatches, MNISTDataModule
 from digitnet.mnist import read_idx
 from digitnet.pixels import to_input
@@ -347,3 +347,75 @@ def test_bad_shift_raises(shift):
     with pytest.raises(DigitnetError, match=r"shift must be between 0 \(off\) and 27 pixels, got") as err:
         MNISTDataModule(shift=shift)
     assert "\n" not in str(err.value)
+
+
+def dot_images(n: int, row: int, col: int) -> torch.Tensor:
+    """(n, 1, 28, 28) zeros with one bright 2x2 dot whose centre lies at (row + 0.5, col + 0.5)."""
+    images = torch.zeros(n, 1, 28, 28)
+    images[:, :, row : row + 2, col : col + 2] = 1.0
+    return images
+
+
+def dot_centre(images: torch.Tensor) -> torch.Tensor:
+    """(N, 2) centre of mass (row, col) of each image, measured from the image centre (14, 14)."""
+    mass = images[:, 0].clamp(min=0)
+    grid = torch.arange(28.0) + 0.5 - 14  # pixel centres
+    total = mass.sum((1, 2))
+    return torch.stack([(mass.sum(2) * grid).sum(1) / total, (mass.sum(1) * grid).sum(1) / total], 1)
+
+
+def test_random_affine_with_nothing_drawn_is_the_identity():
+    images = torch.rand(4, 1, 28, 28)
+    assert torch.allclose(random_affine(images, fill=-0.4), images, atol=1e-5)
+
+
+def test_random_affine_rotates_each_image_by_its_own_angle_within_bounds():
+    torch.manual_seed(0)
+    images = dot_images(64, 3, 13)  # a dot 10 pixels above the centre
+    before = dot_centre(images)[0]
+    after = dot_centre(random_affine(images, degrees=30))
+    radius = after.norm(dim=1)
+    assert torch.allclose(radius, before.norm().expand(64), atol=0.3)  # a rotation keeps the distance
+    angle = torch.rad2deg(torch.atan2(after[:, 1], -after[:, 0]))  # 0 straight above the centre
+    assert angle.abs().max() <= 30.5 and angle.abs().max() > 20 and angle.std() > 10  # each its own angle
+
+
+def test_random_affine_scales_and_shifts_within_bounds():
+    torch.manual_seed(0)
+    images = dot_images(64, 3, 13)
+    distance = dot_centre(images)[0].norm()
+    scaled = dot_centre(random_affine(images, scale=0.2)).norm(dim=1) / distance
+    assert scaled.min() >= 0.78 and scaled.max() <= 1.22 and scaled.max() - scaled.min() > 0.2
+    centre = dot_images(64, 13, 13)  # a dot at the centre, moved by at most 3 pixels in x and y
+    moved = dot_centre(random_affine(centre, shift=3))
+    assert moved.abs().max() <= 3.05 and moved.abs().max() > 2 and moved.std(0).min() > 1
+
+
+def test_random_affine_fills_what_it_brings_in_and_is_reproducible():
+    images = torch.ones(8, 1, 28, 28)
+    torch.manual_seed(1)
+    out = random_affine(images, degrees=45, fill=-7.0)
+    assert out.min() == pytest.approx(-7.0, abs=1e-4)  # corners rotated in from outside: the fill
+    assert out.max() == pytest.approx(1.0, abs=1e-4) and out.shape == images.shape
+    torch.manual_seed(1)
+    assert torch.equal(random_affine(images, degrees=45, fill=-7.0), out)
+
+
+def test_training_batches_get_the_affine_transform_and_the_others_do_not(mnist_dir):
+    L.seed_everything(0)
+    dm, model = fit_and_test(mnist_dir, rotate=15, scale=0.1, shift=1)
+    x = torch.cat([x for x, _ in model.seen["train"]])
+    stored = dm.train_set.tensors[0].flatten(1)
+    unchanged = (x.flatten(1)[:, None, :] == stored[None]).all(-1).any(1)
+    assert not unchanged.any()  # every training image was resampled
+    assert x.min() >= dm.background - 1e-4  # no darker-than-background pixels: the fill is the background
+    val = model.seen["val"]
+    assert torch.equal(torch.cat([x for x, _ in val[1:]]), dm.val_set.tensors[0])
+    assert torch.equal(torch.cat([x for x, _ in model.seen["test"]]), dm.test_set.tensors[0])
+
+
+@pytest.mark.parametrize("setting", [{"rotate": -1}, {"rotate": 180}, {"scale": 1.0}, {"shear": -5}])
+def test_bad_affine_settings_raise(setting):
+    (name, value), = setting.items()
+    with pytest.raises(DigitnetError, match=rf"--data.{name} must be at least 0 \(off\) and below \d+, got {value}"):
+        MNISTDataModule(**setting)
