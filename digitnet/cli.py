@@ -14,10 +14,12 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import pickle
 import sys
 import warnings
 from pathlib import Path
 
+import torch
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ProgressBar, TQDMProgressBar
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
@@ -34,7 +36,7 @@ from digitnet.errors import DigitnetError
 from digitnet.faults import AtomicCheckpointIO, LastCheckpoint, TrainingInterrupted, continue_last_run, resume_command
 from digitnet.figures import TestFigures
 from digitnet.model import DigitClassifier
-from digitnet.predict import PredictionWriter, announce_default_checkpoint
+from digitnet.predict import PredictionWriter, announce_default_checkpoint, legacy_net
 
 # One line each for `python -m digitnet --help`; the Trainer's docstrings describe Lightning, not digitnet.
 COMMANDS = {
@@ -67,6 +69,8 @@ class DigitnetCLI(LightningCLI):
         parser.set_defaults(
             {
                 "trainer.max_epochs": 5,
+                # The report's dense net, named so that `--model.net.dropout=0.3` needs no `--model.net=MLP`.
+                "model.net": {"class_path": "digitnet.nets.MLP"},
                 "checkpoint.monitor": "val/acc",
                 "checkpoint.mode": "max",
                 # last.ckpt is LastCheckpoint's: save_last=True refreshes it only when val/acc improves.
@@ -95,11 +99,14 @@ class DigitnetCLI(LightningCLI):
         # Log each run under lightning_logs/<optimizer>/version_N unless the user chose a logger.
         if config.trainer.logger in (None, True):
             optimizer = config.model.optimizer or "torch.optim.Adam"  # None: the model's default
-            class_path = optimizer if isinstance(optimizer, str) else optimizer.class_path
+            name = (optimizer if isinstance(optimizer, str) else optimizer.class_path).rsplit(".", 1)[-1]
+            net = config.model.net.class_path.rsplit(".", 1)[-1] if config.model.net else "MLP"
+            if net != "MLP":  # the report's net keeps lightning_logs/<optimizer>; others are named first
+                name = f"{net}-{name}"
             root = config.trainer.default_root_dir or "."
             config.trainer.logger = {
                 "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
-                "init_args": {"save_dir": os.path.join(root, "lightning_logs"), "name": class_path.rsplit(".", 1)[-1],
+                "init_args": {"save_dir": os.path.join(root, "lightning_logs"), "name": name,
                               "default_hp_metric": False},  # hp_metric is the test accuracy (DigitClassifier)
             }  # fmt: skip
         if self.subcommand == "fit" and config.ckpt_path == "last":
@@ -114,6 +121,7 @@ class DigitnetCLI(LightningCLI):
         elif config.ckpt_path and config.ckpt_path not in ("best", "last", "hpc", "registry"):
             if not Path(config.ckpt_path).is_file():
                 raise DigitnetError(f"--ckpt_path {config.ckpt_path}: no such checkpoint")
+            check_not_legacy(config.ckpt_path)
         # Restoring a checkpoint's state, ModelCheckpoint warns when its folder differs from the checkpoint's:
         # a warning about saving, and nothing is saved outside `fit`.
         warnings.filterwarnings("ignore", message="The dirpath has changed from", category=UserWarning)
@@ -179,6 +187,20 @@ class DigitnetCLI(LightningCLI):
             print(f"Test loss: {results[0]['test/loss']:.4f}  Test accuracy: {results[0]['test/acc']:.4f}")
             if isinstance(self.trainer.logger, TensorBoardLogger):
                 print(f"TensorBoard logs: {self.trainer.logger.log_dir}  (tensorboard --logdir lightning_logs)")
+
+
+def check_not_legacy(ckpt_path: str) -> None:
+    """Lightning's CLI builds the model from a checkpoint's settings; those of digitnet 0.1 name options that
+    are gone (`--model.hidden_sizes`, `--model.dropout`), so say what still reads such a checkpoint."""
+    try:
+        hparams = torch.load(ckpt_path, map_location="cpu", weights_only=True).get("hyper_parameters", {})
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, AttributeError):
+        return  # not a checkpoint torch reads safely: Lightning's own error follows
+    if isinstance(hparams, dict) and legacy_net(hparams) is not None:
+        raise DigitnetError(
+            f"--ckpt_path {ckpt_path}: written by digitnet 0.1, before --model.net; this command cannot rebuild "
+            "it, but DigitRecognizer.from_checkpoint, `serve` and `export` read it; or retrain (python -m digitnet fit)"
+        )
 
 
 def build_cli(args: ArgsType = None, run: bool = True) -> DigitnetCLI:

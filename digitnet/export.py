@@ -59,7 +59,7 @@ def export_onnx(
     )  # fmt: skip
     model = onnx.load(output)
     scaling = describe(recognizer.standardize)
-    model.doc_string = f"digitnet MLP from {Path(ckpt_path).name}: image (N, 1, 28, 28) float32 = {scaling}, " \
+    model.doc_string = f"digitnet {type(net).__name__} from {Path(ckpt_path).name}: image (N, 1, 28, 28) float32 = {scaling}, " \
                        "MNIST-style (white digit on black, centred) -> logits (N, 10)"  # fmt: skip
     onnx.helper.set_model_props(model, {"input_scaling": scaling, "source_checkpoint": str(ckpt_path)})
     onnx.save(model, output)

@@ -1,4 +1,4 @@
-"""The report's dense network as a plain nn.Module, and the LightningModule that trains it."""
+"""The LightningModule that trains a network of `digitnet.nets` (the report's dense `MLP` by default)."""
 
 from __future__ import annotations
 
@@ -7,45 +7,32 @@ import functools
 import lightning as L
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable, instantiate_class
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from digitnet.errors import DigitnetError
+from digitnet.nets import MLP, net_config
 from digitnet.optim import fused_if_available, half_cosine
 
 
-class Dropout(nn.Dropout):
-    """nn.Dropout with its mask drawn as uniform noise >= p on the CPU: the same distribution, but torch's
-    CPU `bernoulli_` costs more than the 512x512 matmul beside it (see the README's Speed section)."""
+def callable_config(value):
+    """An optimizer or scheduler as plain settings where it is a class or a functools.partial of one with
+    keyword arguments (as built in Python); the CLI's settings and anything else are kept as they are."""
+    if isinstance(value, type):
+        return {"class_path": f"{value.__module__}.{value.__qualname__}", "init_args": {}}
+    if isinstance(value, functools.partial) and isinstance(value.func, type) and not value.args:
+        cls, kwargs = value.func, {k: list(v) if isinstance(v, tuple) else v for k, v in value.keywords.items()}
+        return {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": kwargs}
+    return value
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0 or x.device.type != "cpu":
-            return super().forward(x)
-        return x * torch.rand_like(x).ge_(self.p).mul_(1 / (1 - self.p))  # (B, H) mask: 0 or 1/(1-p)
 
-
-class MLP(nn.Sequential):
-    """Flatten -> [Linear -> ReLU -> Dropout] per hidden layer -> Linear to class logits.
-
-    With the defaults this is the Keras report's model: 784-512-512-10, ReLU, dropout 0.2.
-    Weights start Glorot-uniform and biases at zero, Keras's defaults for Dense layers.
-    """
-
-    def __init__(self, hidden_sizes: tuple[int, ...] = (512, 512), dropout: float = 0.2,
-                 in_features: int = 28 * 28, num_classes: int = 10) -> None:  # fmt: skip
-        layers: list[nn.Module] = [nn.Flatten()]  # (B, 1, 28, 28) -> (B, 784)
-        for size in hidden_sizes:
-            layers += [nn.Linear(in_features, size), nn.ReLU(), Dropout(dropout)]
-            in_features = size
-        layers.append(nn.Linear(in_features, num_classes))  # (B, hidden) -> (B, 10) logits
-        super().__init__(*layers)
-        for layer in self:
-            if isinstance(layer, nn.Linear):
-                nn.init.xavier_uniform_(layer.weight)
-                nn.init.zeros_(layer.bias)
+def from_config(value):
+    """The callable that `{"class_path": ..., "init_args": ...}` settings describe; anything else as it is."""
+    if isinstance(value, dict):
+        return functools.partial(instantiate_class, init=value)  # called with the params (or the optimizer)
+    return value
 
 
 def accuracy() -> MulticlassAccuracy:
@@ -54,11 +41,12 @@ def accuracy() -> MulticlassAccuracy:
 
 
 class DigitClassifier(L.LightningModule):
-    """Trains `MLP` with cross-entropy on its logits; loss and accuracy per split.
+    """Trains a network with cross-entropy on its logits; loss and accuracy per split.
 
     Args:
-        hidden_sizes: Width of each hidden layer.
-        dropout: Dropout probability after each hidden layer.
+        net: The network, any nn.Module from normalized (B, 1, 28, 28) images to (B, 10) logits; None means
+            the report's `MLP()`. From the command line: `--model.net=ConvNet --model.net.width=32`,
+            `--model.net.dropout=0.3` (the MLP's), or a class of your own by import path.
         optimizer: Any torch.optim optimizer and its arguments, e.g. from the command line
             `--model.optimizer=SGD --model.optimizer.lr=0.05 --model.optimizer.momentum=0.9`.
             None means Adam with torch's defaults (None, not Adam, as the default: an optimizer named on
@@ -67,22 +55,31 @@ class DigitClassifier(L.LightningModule):
             (ReduceLROnPlateau watches val/loss).
         cosine_decay: Without an lr_scheduler, decay the learning rate to zero along a half cosine over
             all training steps (see the README's Results); False keeps the report's constant learning rate.
+
+    `net`, `optimizer` and `lr_scheduler` may also be given as the settings checkpoints store,
+    `{"class_path": ..., "init_args": {...}}`: a model built in Python, with a network object and a
+    `functools.partial` optimizer, is saved that way, so every checkpoint reloads with
+    `DigitClassifier.load_from_checkpoint(path)` alone.
     """
 
     def __init__(
         self,
-        hidden_sizes: tuple[int, ...] = (512, 512),
-        dropout: float = 0.2,
+        net: nn.Module | None = None,
         optimizer: OptimizerCallable | None = None,
         lr_scheduler: LRSchedulerCallable | None = None,
         cosine_decay: bool = True,
     ) -> None:
         super().__init__()
-        if not 0 <= dropout < 1:
-            raise DigitnetError(f"--model.dropout must be in [0, 1), got {dropout}")
-        self.save_hyperparameters()
-        self.make_optimizer, self.make_lr_scheduler = optimizer or torch.optim.Adam, lr_scheduler
-        self.net = MLP(tuple(hidden_sizes), dropout)
+        self.save_hyperparameters(ignore=["net"])
+        if isinstance(net, dict):
+            net = instantiate_class((), net)
+        self.net = MLP() if net is None else net
+        # Plain settings instead of the objects, which torch.load(weights_only=True) refuses to unpickle.
+        self.hparams["net"] = net_config(self.net)
+        for name in ("optimizer", "lr_scheduler"):
+            self.hparams[name] = callable_config(self.hparams[name])
+        self.make_optimizer = from_config(optimizer) or torch.optim.Adam
+        self.make_lr_scheduler = from_config(lr_scheduler)
         self.example_input_array = torch.zeros(1, 1, 28, 28)  # gives the model summary its sizes and FLOPs
         self.train_acc, self.val_acc, self.test_acc = accuracy(), accuracy(), accuracy()
         # nan_strategy="disable": no check that reads every value back from the device; a NaN loss shows as NaN.

@@ -63,14 +63,20 @@ class DigitRecognizer:
         if not Path(path).is_file():
             raise DigitnetError(f"{path}: no such checkpoint")
         try:
-            model = DigitClassifier.load_from_checkpoint(path, map_location=map_location, weights_only=weights_only)
-            checkpoint = torch.load(path, map_location="cpu", weights_only=weights_only)
-            data = checkpoint.get("datamodule_hyper_parameters", {})
+            checkpoint = torch.load(path, map_location=map_location, weights_only=weights_only)
+            hparams = checkpoint.get("hyper_parameters", {})
+            if legacy_net(hparams) is not None:  # digitnet 0.1: the MLP's settings were the model's own
+                model = DigitClassifier(net=legacy_net(hparams))
+                model.load_state_dict(checkpoint["state_dict"])
+            else:
+                model = DigitClassifier.load_from_checkpoint(path, map_location=map_location,
+                                                             weights_only=weights_only)  # fmt: skip
         except (pickle.UnpicklingError, RuntimeError, KeyError, TypeError, ValueError, EOFError) as err:
             first_line = str(err).strip().splitlines()[0] if str(err).strip() else ""
             raise DigitnetError(f"{path}: not a checkpoint of digitnet's DigitClassifier "
                                 f"({type(err).__name__}: {first_line})") from None
-        return cls(model.net, standardize=data.get("normalize", True))
+        data = checkpoint.get("datamodule_hyper_parameters", {})
+        return cls(model.net.to(map_location), standardize=data.get("normalize", True))
 
     def inputs(self, images: list) -> torch.Tensor:
         """The (N, 1, 28, 28) float32 model input for a list of images (see `predict`)."""
@@ -98,6 +104,16 @@ class DigitRecognizer:
         and preprocessed.
         """
         return self.predict_many([image])[0]
+
+
+def legacy_net(hparams: dict) -> dict | None:
+    """The network settings of a checkpoint written by digitnet 0.1, before `--model.net`: its model's own
+    `hidden_sizes` and `dropout` were the MLP's. None for any other checkpoint."""
+    if "net" in hparams or not {"hidden_sizes", "dropout"} & set(hparams):
+        return None
+    init_args = {k: list(hparams[k]) if k == "hidden_sizes" else hparams[k] for k in ("hidden_sizes", "dropout")
+                 if k in hparams}  # fmt: skip
+    return {"class_path": "digitnet.nets.MLP", "init_args": init_args}
 
 
 def _is_mnist_array(image) -> bool:

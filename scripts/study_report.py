@@ -65,9 +65,12 @@ def describe(space: SearchSpace) -> str:
 def _fixed(epochs: int, optimizer: dict) -> dict:
     """The config: the report's model and training from FIXED, then the optimizer."""
     config: dict = {"trainer": {"max_epochs": epochs}}
-    for key, value in FIXED.items():
-        section, name = key.split(".")
-        config.setdefault(section, {})[name] = value
+    for key, value in FIXED.items():  # "model.net.dropout" -> {"model": {"net": {"dropout": ...}}}
+        *sections, name = key.split(".")
+        place = config
+        for section in sections:
+            place = place.setdefault(section, {})
+        place[name] = value
     config["model"]["optimizer"] = optimizer
     return config
 

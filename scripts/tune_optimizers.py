@@ -96,7 +96,7 @@ SEARCH_SPACES: dict[str, SearchSpace] = {
     ),
 }
 # The report's model and training, the same for every trial (and written into every config).
-FIXED = {"model.dropout": 0.2, "model.cosine_decay": True, "data.batch_size": 128}
+FIXED = {"model.net.dropout": 0.2, "model.cosine_decay": True, "data.batch_size": 128}
 TRAIN_SEED = 100  # every trial's seed_everything; the 10-seed comparison uses seeds 0-9
 OVER_BUDGET = "over_budget"  # user attribute of a trial asked for after the budget was spent: not trained
 

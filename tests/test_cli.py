@@ -8,7 +8,7 @@ import pytest
 import torch
 import yaml
 
-from digitnet import DigitClassifier
+from digitnet import MLP, DigitClassifier
 from digitnet.cli import main
 
 
@@ -154,7 +154,7 @@ def test_predict_names_what_it_picked_and_warns_of_nothing(mnist_dir, tmp_path):
 
     # The README's own Python snippet: a plain Trainer, logging to lightning_logs/version_0, no best-*.ckpt.
     L.Trainer(max_epochs=1, enable_progress_bar=False).fit(
-        DigitClassifier(hidden_sizes=(16,)), MNISTDataModule(data_dir=str(mnist_dir), val_size=20))
+        DigitClassifier(net=MLP(hidden_sizes=(16,))), MNISTDataModule(data_dir=str(mnist_dir), val_size=20))
     result = run_quietly("predict", f"--data.data_dir={mnist_dir}", "--trainer.enable_progress_bar=false")
     assert result.returncode == 0, result.stderr
     assert "the newest checkpoint of the latest run, lightning_logs/version_0" in result.stdout

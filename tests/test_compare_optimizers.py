@@ -156,7 +156,7 @@ def test_settings_name_the_optimizer_model_and_data_arguments(script, tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump({
         "trainer": {"max_epochs": 15},
-        "model": {"dropout": 0.2, "optimizer": {"class_path": "torch.optim.SGD", "init_args": {"lr": 0.1}}},
+        "model": {"net": {"dropout": 0.2}, "optimizer": {"class_path": "torch.optim.SGD", "init_args": {"lr": 0.1}}},
         "data": {"shift": 1},
     }))
     assert script.settings(config) == "SGD lr=0.1; dropout=0.2; shift=1"

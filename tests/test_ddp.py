@@ -25,7 +25,7 @@ def test_two_processes_see_each_training_image_once_per_epoch_and_sync_metrics(t
     record = tmp_path / "record"
     record.mkdir()
     args = ["fit", f"--data.data_dir={mnist}", "--data.val_size=20", "--data.batch_size=16",
-            "--model.hidden_sizes=[64]", f"--trainer.max_epochs={EPOCHS}", "--trainer.enable_progress_bar=false"]
+            "--model.net.hidden_sizes=[64]", f"--trainer.max_epochs={EPOCHS}", "--trainer.enable_progress_bar=false"]
 
     ddp = digitnet_process(*args, "--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.strategy=ddp",
                            "--trainer.callbacks+=probes.Probe", f"--trainer.callbacks.record={record}")

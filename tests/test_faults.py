@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from conftest import write_mnist
-from digitnet import DigitClassifier, MNISTDataModule
+from digitnet import MLP, DigitClassifier, MNISTDataModule
 from digitnet.cli import main
 from digitnet.divergence import StopOnNonFiniteLoss, TrainingDiverged
 from digitnet.faults import AtomicCheckpointIO, LastCheckpoint, continue_last_run, resume_command
@@ -26,7 +26,7 @@ def fit_args(tmp_path: Path) -> list[str]:
     """3 epochs of 20 steps, last.ckpt every 8 steps, on a small model."""
     mnist = write_mnist(tmp_path / "mnist", n_train=420)
     return ["fit", f"--data.data_dir={mnist}", "--data.val_size=20", "--data.batch_size=20",
-            "--model.hidden_sizes=[64]", "--trainer.max_epochs=3", "--trainer.enable_progress_bar=false", "--last_checkpoint.every_n_train_steps=8"]
+            "--model.net.hidden_sizes=[64]", "--trainer.max_epochs=3", "--trainer.enable_progress_bar=false", "--last_checkpoint.every_n_train_steps=8"]
 
 
 def load(path: Path) -> dict:
@@ -180,7 +180,7 @@ def fit_until_diverged(tmp_path: Path, callbacks: list[L.Callback]) -> tuple[L.T
                         default_root_dir=tmp_path, limit_val_batches=0)
     datamodule = MNISTDataModule(data_dir=str(write_mnist(tmp_path / "mnist", n_train=420)), batch_size=20, val_size=20)
     with pytest.raises(TrainingDiverged) as error:
-        trainer.fit(NaNFromStep(hidden_sizes=(16,)), datamodule)
+        trainer.fit(NaNFromStep(net=MLP(hidden_sizes=(16,))), datamodule)
     return trainer, str(error.value)
 
 
@@ -208,5 +208,5 @@ def test_non_finite_weights_are_never_checkpointed(tmp_path):
                         callbacks=[StopOnNonFiniteLoss(), PoisonLastStep(), LastCheckpoint(every_n_train_steps=0)])
     datamodule = MNISTDataModule(data_dir=str(write_mnist(tmp_path / "mnist", n_train=420)), batch_size=20, val_size=20)
     with pytest.raises(TrainingDiverged, match="the weights are NaN or infinite at step 20"):
-        trainer.fit(DigitClassifier(hidden_sizes=(16,)), datamodule)
+        trainer.fit(DigitClassifier(net=MLP(hidden_sizes=(16,))), datamodule)
     assert not list(tmp_path.glob("**/*.ckpt"))

@@ -1,8 +1,10 @@
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
 
-from digitnet import DigitClassifier, MLP
+from digitnet import ConvNet, DigitClassifier, MLP
 from digitnet.cli import build_cli
 from digitnet.errors import DigitnetError
 
@@ -42,16 +44,17 @@ def test_each_optimizer_from_the_cli_lowers_the_loss(name, mnist_dir):
     assert nn.functional.cross_entropy(model(x), y).item() < 0.5 * first
 
 
+@pytest.mark.parametrize("net", [MLP, ConvNet])
 @pytest.mark.parametrize("dropout", [1.0, -0.1])
-def test_bad_dropout(dropout):
-    with pytest.raises(DigitnetError, match=r"--model.dropout must be in \[0, 1\)"):
-        DigitClassifier(dropout=dropout)
+def test_bad_dropout(net, dropout):
+    with pytest.raises(DigitnetError, match=r"--model.net.dropout must be in \[0, 1\)"):
+        net(dropout=dropout)
 
 
 def test_plain_python_use_and_checkpoint_reload(tmp_path):
     import lightning as L
 
-    model = DigitClassifier(hidden_sizes=(32, 16), dropout=0.1)
+    model = DigitClassifier(net=MLP(hidden_sizes=(32, 16), dropout=0.1))
     trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, max_epochs=0)
     trainer.strategy.connect(model)
     path = tmp_path / "m.ckpt"
@@ -60,24 +63,107 @@ def test_plain_python_use_and_checkpoint_reload(tmp_path):
     x = torch.randn(5, 1, 28, 28)
     model.eval(), reloaded.eval()
     assert torch.equal(model(x), reloaded(x))
-    assert reloaded.hparams.hidden_sizes == (32, 16)
+    assert reloaded.hparams.net == {"class_path": "digitnet.nets.MLP", "init_args": {"hidden_sizes": [32, 16], "dropout": 0.1}}
+    assert reloaded.net.hidden_sizes == (32, 16) and reloaded.net.dropout == 0.1
 
 
-def test_python_built_model_with_partial_optimizer_reloads_with_weights_only_false(tmp_path):
-    import functools
+class TinyNet(nn.Module):
+    """A network of the user's own, for --model.net=test_model.TinyNet: keeps its argument as an attribute."""
 
+    def __init__(self, hidden: int = 8) -> None:
+        super().__init__()
+        self.hidden = hidden
+        self.layers = nn.Sequential(nn.Flatten(), nn.Linear(784, hidden), nn.ReLU(), nn.Linear(hidden, 10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+def save(model, path):
     import lightning as L
 
-    model = DigitClassifier(optimizer=functools.partial(torch.optim.SGD, lr=0.1, momentum=0.5))
     trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, max_epochs=0)
     trainer.strategy.connect(model)
-    trainer.save_checkpoint(tmp_path / "m.ckpt")
-    with pytest.raises(Exception):  # a functools.partial is a Python object, not weights: torch refuses it by default
-        DigitClassifier.load_from_checkpoint(tmp_path / "m.ckpt")
-    reloaded = DigitClassifier.load_from_checkpoint(tmp_path / "m.ckpt", weights_only=False)  # as the README says
+    trainer.save_checkpoint(path)
+    return path
+
+
+def test_convnet_is_small_and_maps_images_to_logits():
+    net = ConvNet()
+    assert 30_000 < sum(p.numel() for p in net.parameters()) < 40_000
+    assert net(torch.rand(3, 1, 28, 28)).shape == (3, 10)
+    assert sum(p.numel() for p in ConvNet(width=32).parameters()) > 100_000
+    with pytest.raises(DigitnetError, match="--model.net.width must be at least 1, got 0"):
+        ConvNet(width=0)
+
+
+@pytest.mark.parametrize("net", [ConvNet(width=4, dropout=0.3), MLP(hidden_sizes=(8,)), TinyNet(hidden=5)])
+def test_python_built_model_reloads_from_its_checkpoint_alone(tmp_path, net):
+    import functools
+
+    # The README's "train in your own code": a network object and a functools.partial optimizer. Both are
+    # saved as plain settings, so torch.load's default weights_only=True reads the checkpoint.
+    model = DigitClassifier(net=net, optimizer=functools.partial(torch.optim.SGD, lr=0.1, momentum=0.5))
+    reloaded = DigitClassifier.load_from_checkpoint(save(model, tmp_path / "m.ckpt"))
+    assert type(reloaded.net) is type(net)
+    assert {k: getattr(reloaded.net, k) for k in vars(net) if not k.startswith("_") and k != "training"} == {
+        k: getattr(net, k) for k in vars(net) if not k.startswith("_") and k != "training"}  # fmt: skip
+    x = torch.randn(5, 1, 28, 28)
+    model.eval(), reloaded.eval()
+    assert torch.equal(model(x), reloaded(x))
     optimizer = reloaded.make_optimizer(reloaded.parameters())
     assert type(optimizer) is torch.optim.SGD
     assert optimizer.defaults["lr"] == 0.1 and optimizer.defaults["momentum"] == 0.5
+
+
+def test_the_network_is_chosen_on_the_command_line(mnist_dir):
+    cli = build_cli(["--model.net=ConvNet", "--model.net.width=4", f"--data.data_dir={mnist_dir}"], run=False)
+    assert type(cli.model.net) is ConvNet and cli.model.net.width == 4
+    cli = build_cli(["--model.net=test_model.TinyNet", "--model.net.hidden=3", f"--data.data_dir={mnist_dir}"],
+                    run=False)  # fmt: skip
+    assert type(cli.model.net).__name__ == "TinyNet" and cli.model.net.hidden == 3
+    cli = build_cli(["--model.net.dropout=0.4", f"--data.data_dir={mnist_dir}"], run=False)  # the default MLP's
+    assert type(cli.model.net) is MLP and cli.model.net.dropout == 0.4 and cli.model.net.hidden_sizes == (512, 512)
+
+
+def test_a_cli_trained_convnet_reloads_everywhere_with_identical_logits(mnist_dir, capsys):
+    from digitnet import DigitRecognizer
+    from digitnet.cli import main
+
+    main(["fit", "--model.net=ConvNet", "--model.net.width=4", f"--data.data_dir={mnist_dir}", "--data.val_size=20",
+          "--trainer.max_epochs=1", "--trainer.enable_progress_bar=false", "--test_figures.mistakes=0"])
+    (best,) = Path("lightning_logs/ConvNet-Adam/version_0/checkpoints").glob("best-*.ckpt")
+    model = DigitClassifier.load_from_checkpoint(best).eval()
+    assert type(model.net) is ConvNet and model.net.width == 4
+    recognizer = DigitRecognizer.from_checkpoint(best)
+    x = torch.randn(6, 1, 28, 28)
+    assert torch.equal(model(x), recognizer.net(x))
+    main(["test", f"--ckpt_path={best}", f"--data.data_dir={mnist_dir}", "--trainer.enable_progress_bar=false"])
+    assert "test/acc" in capsys.readouterr().out
+
+
+def test_a_checkpoint_of_digitnet_0_1_still_reads(tmp_path, mnist_dir, capsys):
+    from digitnet import DigitRecognizer
+    from digitnet.cli import main
+
+    # Before --model.net, the MLP's settings were the model's own hyperparameters.
+    net = MLP(hidden_sizes=(16,))
+    checkpoint = {
+        "state_dict": {f"net.{k}": v for k, v in net.state_dict().items()},
+        "hyper_parameters": {"hidden_sizes": (16,), "dropout": 0.2, "optimizer": None, "lr_scheduler": None,
+                             "cosine_decay": True},
+        "datamodule_hyper_parameters": {"normalize": True},
+        "pytorch-lightning_version": "2.6.6",
+    }  # fmt: skip
+    torch.save(checkpoint, tmp_path / "old.ckpt")
+    recognizer = DigitRecognizer.from_checkpoint(tmp_path / "old.ckpt")
+    x = torch.randn(3, 1, 28, 28)
+    assert torch.equal(recognizer.net(x), net.eval()(x))
+    with pytest.raises(SystemExit) as exit:
+        main(["test", f"--ckpt_path={tmp_path / 'old.ckpt'}", f"--data.data_dir={mnist_dir}"])
+    assert exit.value.code == 2
+    error = capsys.readouterr().err.strip()
+    assert "\n" not in error and "written by digitnet 0.1" in error and "DigitRecognizer.from_checkpoint" in error
 
 
 def test_cosine_decay_reaches_zero_at_the_last_step(mnist_dir):
@@ -85,7 +171,7 @@ def test_cosine_decay_reaches_zero_at_the_last_step(mnist_dir):
 
     from digitnet import MNISTDataModule
 
-    model = DigitClassifier(hidden_sizes=(16,))
+    model = DigitClassifier(net=MLP(hidden_sizes=(16,)))
     lrs = []
 
     class Record(L.Callback):
@@ -100,7 +186,7 @@ def test_cosine_decay_reaches_zero_at_the_last_step(mnist_dir):
 
 
 def test_dropout_keeps_units_with_probability_one_minus_p_and_rescales():
-    from digitnet.model import Dropout
+    from digitnet.nets import Dropout
 
     layer = Dropout(0.2)
     x = torch.ones(1000, 512, requires_grad=True)
@@ -142,7 +228,7 @@ def test_trainer_gradient_clipping_still_applies(clip, mnist_dir):
 
     trainer = L.Trainer(max_steps=3, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         callbacks=[Record()], limit_val_batches=0, gradient_clip_val=clip)
-    model = DigitClassifier(hidden_sizes=(16,), optimizer=torch.optim.SGD)
+    model = DigitClassifier(net=MLP(hidden_sizes=(16,)), optimizer=torch.optim.SGD)
     trainer.fit(model, MNISTDataModule(data_dir=str(mnist_dir), batch_size=20, val_size=20))
     assert len(norms) == 3
     if clip is None:
@@ -165,7 +251,7 @@ def test_torch_compile_traces_each_step_once(mnist_dir):
 
     trainer = L.Trainer(max_epochs=3, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, log_every_n_steps=2, callbacks=[FailOnRecompile()])
-    model = torch.compile(DigitClassifier(hidden_sizes=(16,)), backend="eager")  # dynamo's tracing, no codegen
+    model = torch.compile(DigitClassifier(net=MLP(hidden_sizes=(16,))), backend="eager")  # dynamo's tracing, no codegen
     try:
         trainer.fit(model, MNISTDataModule(data_dir=str(mnist_dir), batch_size=20, val_size=20))
     finally:

@@ -32,6 +32,20 @@ def trained(tmp_path_factory) -> tuple[Path, Path]:
     return default_checkpoint(root / "lightning_logs")[0], data
 
 
+@pytest.fixture(scope="module")
+def trained_convnet(tmp_path_factory) -> tuple[Path, Path]:
+    """The same as `trained` with a small ConvNet: the commands work on it without being told which net it is."""
+    root = tmp_path_factory.mktemp("run_convnet")
+    data = write_mnist(root / "mnist")
+    main(["fit", "--model.net=ConvNet", "--model.net.width=4", f"--data.data_dir={data}", "--data.val_size=20",
+          "--data.batch_size=32", "--trainer.max_epochs=1", "--trainer.enable_progress_bar=false",
+          f"--trainer.default_root_dir={root}"])  # fmt: skip
+    return default_checkpoint(root / "lightning_logs")[0], data
+
+
+BOTH_NETS = pytest.mark.parametrize("run", ["trained", "trained_convnet"])
+
+
 def photo_folder(folder: Path) -> list[Path]:
     """One photo of each kind (grey PNG, RGB PNG, RGBA PNG, JPEG)."""
     folder.mkdir(exist_ok=True)
@@ -119,8 +133,9 @@ def test_predict_without_ckpt_path_says_which_it_uses(trained, tmp_path, capsys)
     assert f"Using {ckpt} (the best checkpoint of the latest run" in out and "Predicted 4 of 4 images" in out
 
 
-def test_python_api_matches_the_cli(trained, tmp_path, capsys):
-    ckpt, _ = trained
+@BOTH_NETS
+def test_python_api_matches_the_cli(run, request, tmp_path, capsys):
+    ckpt, _ = request.getfixturevalue(run)
     photos = photo_folder(tmp_path / "in")
     main(["predict", f"--ckpt_path={ckpt}", "--data.predict_path=in", "--output=out.csv",
           "--trainer.enable_progress_bar=false"])  # fmt: skip
@@ -149,9 +164,10 @@ def test_readme_snippet_runs_as_written(trained, tmp_path, capsys):
     assert lines[0].startswith("Prediction(digit=") and lines[1].isdigit() and lines[2].startswith("tensor([")
 
 
-def test_onnx_export_matches_pytorch(trained, tmp_path, capsys):
+@BOTH_NETS
+def test_onnx_export_matches_pytorch(run, request, tmp_path, capsys):
     ort = pytest.importorskip("onnxruntime")
-    ckpt, data = trained
+    ckpt, data = request.getfixturevalue(run)
     main(["export", f"--ckpt_path={ckpt}", "--output=model.onnx", f"--data.data_dir={data}"])
     assert "on 40 MNIST test images: max |logit difference|" in capsys.readouterr().out
     session = ort.InferenceSession("model.onnx", providers=["CPUExecutionProvider"])

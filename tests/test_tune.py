@@ -64,7 +64,7 @@ def test_two_optimizers_two_trials_one_epoch_write_configs_and_record(tune, mnis
         done = [t for t in trials(storage, name) if t.state == TrialState.COMPLETE]
         assert [t.number for t in done] == [0, 1]
         config = yaml.safe_load((configs / f"{name.lower()}.yaml").read_text())
-        assert config["model"]["dropout"] == 0.2 and config["trainer"]["max_epochs"] == 1
+        assert config["model"]["net"]["dropout"] == 0.2 and config["trainer"]["max_epochs"] == 1
         assert config["model"]["optimizer"]["class_path"] == f"torch.optim.{name}"
         for path in (configs / f"{name.lower()}.yaml", configs / "keras" / f"{name.lower()}.yaml"):
             main(["fit", f"--config={path}", f"--data.data_dir={mnist_dir}", *TINY, "--trainer.fast_dev_run=true"])

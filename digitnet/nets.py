@@ -1,0 +1,101 @@
+"""The networks: plain nn.Modules from normalized (B, 1, 28, 28) images to (B, 10) logits, no Lightning needed.
+
+`MLP` is the Keras report's dense network, digitnet's default; `ConvNet` a small convolutional network that reads
+handwriting from outside MNIST far better. `DigitClassifier(net=...)` trains either, or any module of yours with
+the same input and output (`--model.net=ConvNet --model.net.width=32`, `--model.net=mypackage.MyNet`).
+
+Each keeps its `__init__` arguments as attributes of the same names: that is how `DigitClassifier` writes a net
+given to it in Python into its checkpoint as plain settings (`net_config`), so that it reloads with no arguments.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import torch
+from torch import nn
+
+from digitnet.errors import DigitnetError
+
+
+class Dropout(nn.Dropout):
+    """nn.Dropout with its mask drawn as uniform noise >= p on the CPU: the same distribution, but torch's
+    CPU `bernoulli_` costs more than the 512x512 matmul beside it (see docs on speed in the README)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0 or x.device.type != "cpu":
+            return super().forward(x)
+        return x * torch.rand_like(x).ge_(self.p).mul_(1 / (1 - self.p))  # (B, H) mask: 0 or 1/(1-p)
+
+
+class MLP(nn.Sequential):
+    """Flatten -> [Linear -> ReLU -> Dropout] per hidden layer -> Linear to class logits.
+
+    With the defaults this is the Keras report's model: 784-512-512-10, ReLU, dropout 0.2.
+    Weights start Glorot-uniform and biases at zero, Keras's defaults for Dense layers.
+
+    Args:
+        hidden_sizes: Width of each hidden layer.
+        dropout: Dropout probability after each hidden layer.
+    """
+
+    def __init__(self, hidden_sizes: tuple[int, ...] = (512, 512), dropout: float = 0.2) -> None:
+        if not 0 <= dropout < 1:
+            raise DigitnetError(f"--model.net.dropout must be in [0, 1), got {dropout}")
+        self.hidden_sizes, self.dropout = tuple(hidden_sizes), dropout
+        layers: list[nn.Module] = [nn.Flatten()]  # (B, 1, 28, 28) -> (B, 784)
+        width = 28 * 28
+        for size in self.hidden_sizes:
+            layers += [nn.Linear(width, size), nn.ReLU(), Dropout(dropout)]
+            width = size
+        layers.append(nn.Linear(width, 10))  # (B, hidden) -> (B, 10) logits
+        super().__init__(*layers)
+        for layer in self:
+            if isinstance(layer, nn.Linear):
+                nn.init.xavier_uniform_(layer.weight)
+                nn.init.zeros_(layer.bias)
+
+
+def conv_block(cin: int, cout: int) -> list[nn.Module]:
+    # No conv bias: the batch norm right after it has its own shift.
+    return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+
+class ConvNet(nn.Sequential):
+    """A small VGG-style convolutional network with batch norm: 3x3 convolutions at 28, 14 and 7 pixels,
+    max-pooling between them, global average pooling, dropout, then a linear layer to the logits.
+
+    (B, 1, 28, 28) -> conv w @28 -> pool -> conv 2w, conv 2w @14 -> pool -> conv 4w @7 -> mean over 7x7
+    -> (B, 4w) -> (B, 10). Global pooling instead of a dense layer on the flattened maps keeps it small
+    (about 33k parameters at width 16) and makes it care less where in the frame a stroke lies.
+
+    Args:
+        width: Channels of the first convolution; the next ones have 2x and 4x as many.
+        dropout: Dropout probability before the last layer.
+    """
+
+    def __init__(self, width: int = 16, dropout: float = 0.1) -> None:
+        if width < 1:
+            raise DigitnetError(f"--model.net.width must be at least 1, got {width}")
+        if not 0 <= dropout < 1:
+            raise DigitnetError(f"--model.net.dropout must be in [0, 1), got {dropout}")
+        self.width, self.dropout = width, dropout
+        w = width
+        super().__init__(
+            *conv_block(1, w), nn.MaxPool2d(2),  # (B, w, 14, 14)
+            *conv_block(w, 2 * w), *conv_block(2 * w, 2 * w), nn.MaxPool2d(2),  # (B, 2w, 7, 7)
+            *conv_block(2 * w, 4 * w),  # (B, 4w, 7, 7)
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(),  # (B, 4w)
+            nn.Dropout(dropout), nn.Linear(4 * w, 10),  # (B, 10) logits
+        )  # fmt: skip
+
+
+def net_config(net: nn.Module) -> dict:
+    """A network as the settings that rebuild it, `{"class_path": ..., "init_args": {...}}`, the form
+    LightningCLI and `lightning.pytorch.cli.instantiate_class` read: the arguments of its class's
+    `__init__` that it keeps as attributes of the same names (the rest take their defaults)."""
+    cls = type(net)
+    parameters = inspect.signature(cls.__init__).parameters
+    init_args = {name: getattr(net, name) for name in list(parameters)[1:] if hasattr(net, name)}
+    init_args = {k: list(v) if isinstance(v, tuple) else v for k, v in init_args.items()}  # YAML- and torch.load-safe
+    return {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": init_args}
