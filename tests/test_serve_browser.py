@@ -1,6 +1,7 @@
 """The drawing page in headless Chromium, driven by Playwright: mouse strokes on the canvas come back as
-digits. Needs the system's Chromium (Playwright brings its driver only) and the real MNIST, for a model
-that reads handwriting; skipped, saying how to get them, when either is missing.
+digits, with their probabilities drawn as bars. What is checked is what a person sees: the text shown and
+the bars' rendered widths. Needs the system's Chromium (Playwright brings its driver only) and the real
+MNIST, for a model that reads handwriting; skipped, saying how to get them, when either is missing.
 
 DIGITNET_UPDATE_SCREENSHOT=1 also writes the README's screenshot, docs/draw.png."""
 
@@ -66,6 +67,30 @@ def draw(page, strokes: list[list[tuple[float, float]]]) -> str:
     return page.inner_text("#digit")
 
 
+def shown_probabilities(page) -> list[float]:
+    """The ten probabilities the page prints beside the bars, 0-1."""
+    return [float(text.rstrip("%")) / 100 for text in page.locator("#bars .pct").all_inner_texts()]
+
+
+def bar_fractions(page) -> list[float]:
+    """How much of each digit's bar is drawn filled: the fill's rendered width over its bar's."""
+    fractions = []
+    for li in page.locator("#bars li").all():
+        bar, fill = li.locator(".bar").bounding_box(), li.locator(".fill").bounding_box()
+        fractions.append(fill["width"] / bar["width"])
+    return fractions
+
+
+def assert_bars_drawn(page, clear_digit: int | None = None) -> None:
+    """Each bar is drawn as long as its number says; for a clear digit, its bar nearly full and the other
+    nine nearly empty."""
+    fractions, shown = bar_fractions(page), shown_probabilities(page)
+    assert all(abs(f - p) < 0.02 for f, p in zip(fractions, shown)), (fractions, shown)
+    if clear_digit is not None:
+        assert fractions[clear_digit] > 0.9, f"{clear_digit}'s bar drawn {fractions[clear_digit]:.0%} full"
+        assert max(f for d, f in enumerate(fractions) if d != clear_digit) < 0.1, fractions
+
+
 def one() -> list[list[tuple[float, float]]]:
     return [[(140, 40 + 20 * i) for i in range(11)]]  # a vertical bar, top to bottom
 
@@ -119,10 +144,13 @@ def traced(image: np.ndarray) -> list[list[tuple[float, float]]]:
 
 def test_drawing_a_1_a_0_and_a_traced_test_digit_shows_them(page, tmp_path):
     assert draw(page, one()) == "1"
+    assert_bars_drawn(page, 1)
     assert draw(page, zero()) == "0"
+    assert_bars_drawn(page, 0)
     images, labels = mnist_test_set()
     index = int((labels == 2).nonzero()[0][0])  # the first 2 of the test set
     assert draw(page, traced(images[index])) == "2"
+    assert_bars_drawn(page)  # read less surely than the drawn 1 and 0: only the lengths are checked
 
     # The 28x28 preview shows the image the model saw: drawn, not blank.
     ink = page.evaluate("""() => {
