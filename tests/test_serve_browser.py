@@ -1,7 +1,8 @@
 """The drawing page in headless Chromium, driven by Playwright: mouse strokes on the canvas come back as
-digits, with their probabilities drawn as bars. What is checked is what a person sees: the text shown and
-the bars' rendered widths. Needs the system's Chromium (Playwright brings its driver only) and the real
-MNIST, for a model that reads handwriting; skipped, saying how to get them, when either is missing.
+digits, with their probabilities drawn as bars, and the served network named. What is checked is what a
+person sees: the text shown and the bars' rendered widths. Needs the system's Chromium (Playwright brings
+its driver only) and the real MNIST, for a model that reads handwriting; skipped, saying how to get them,
+when either is missing.
 
 DIGITNET_UPDATE_SCREENSHOT=1 also writes the README's screenshot, docs/draw.png."""
 
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from digitnet.predict import DigitRecognizer, default_checkpoint
 from serve_helpers import SOURCE, ServerProcess, have_real_mnist, mnist_test_set, trained_run
 
 playwright = pytest.importorskip("playwright.sync_api", reason="needs playwright: pip install -e '.[dev]'")
@@ -33,9 +35,14 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def run(tmp_path_factory) -> Path:
+    return trained_run(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def server(run):
     # No --ckpt_path: serve picks the latest run's best checkpoint, as after `python -m digitnet fit`.
-    server = ServerProcess(cwd=trained_run(tmp_path_factory))
+    server = ServerProcess(cwd=run)
     yield server
     server.stop()
 
@@ -164,6 +171,15 @@ def test_drawing_a_1_a_0_and_a_traced_test_digit_shows_them(page, tmp_path):
     page.screenshot(path=tmp_path / "draw.png")
     if os.environ.get("DIGITNET_UPDATE_SCREENSHOT") == "1":
         shutil.copyfile(tmp_path / "draw.png", SOURCE / "docs" / "draw.png")
+
+
+def test_the_page_names_the_served_network(page, run):
+    checkpoint = default_checkpoint(run / "lightning_logs")[0]  # the one serve picked
+    net = DigitRecognizer.from_checkpoint(checkpoint).net
+    name, parameters = type(net).__name__, sum(p.numel() for p in net.parameters())
+    page.wait_for_function("document.getElementById('model').textContent !== ''", timeout=10_000)
+    assert page.inner_text("#net") == name
+    assert page.inner_text("#model") == f"Read by {name}, {parameters:,} parameters, from {checkpoint.name}"
 
 
 def test_clear_empties_the_answer_and_the_page_loads_nothing_from_elsewhere(page, server):
