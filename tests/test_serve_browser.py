@@ -1,8 +1,8 @@
 """The drawing page in headless Chromium, driven by Playwright: mouse strokes on the canvas come back as
-digits, with their probabilities drawn as bars, and the served network named. What is checked is what a
-person sees: the text shown and the bars' rendered widths. Needs the system's Chromium (Playwright brings
-its driver only) and the real MNIST, for a model that reads handwriting; skipped, saying how to get them,
-when either is missing.
+digits, with their probabilities drawn as bars, "not sure" for a low probability, and the served network
+named. What is checked is what a person sees: the text shown and the bars' rendered widths. Needs the
+system's Chromium (Playwright brings its driver only) and the real MNIST, for a model that reads
+handwriting; skipped, saying how to get them, when either is missing.
 
 DIGITNET_UPDATE_SCREENSHOT=1 also writes the README's screenshot, docs/draw.png."""
 
@@ -180,6 +180,47 @@ def test_the_page_names_the_served_network(page, run):
     page.wait_for_function("document.getElementById('model').textContent !== ''", timeout=10_000)
     assert page.inner_text("#net") == name
     assert page.inner_text("#model") == f"Read by {name}, {parameters:,} parameters, from {checkpoint.name}"
+
+
+def answer_with(probabilities: list[float]) -> dict:
+    """A /predict answer, as the server would send it, for the given ten probabilities."""
+    ranked = sorted(range(10), key=lambda d: -probabilities[d])
+    return {
+        "digit": ranked[0],
+        "probability": probabilities[ranked[0]],
+        "probabilities": probabilities,
+        "top3": [{"digit": d, "probability": probabilities[d]} for d in ranked[:3]],
+        "pixels": [[0] * 28 for _ in range(28)],
+        "net": "Crafted",
+    }
+
+
+def test_a_low_probability_says_not_sure_and_names_the_two_likeliest(page):
+    # The network's own answers to a scribble vary with the checkpoint; answers with chosen probabilities
+    # (the page's /predict requests answered by Playwright) test the page's decision deterministically.
+    threshold = page.evaluate("NOT_SURE_BELOW")
+    unsure = [0.03] * 10
+    unsure[4], unsure[9] = 0.41, 0.35
+    assert 0.41 < threshold
+    rest = (1 - threshold) / 9
+    sure = [rest] * 10
+    sure[4] = threshold  # just sure: at the threshold the digit is stated
+    answer = {}
+    page.route("**/predict", lambda route: route.fulfill(json=answer))
+    try:
+        answer.update(answer_with(unsure))
+        assert draw(page, zero()) == "?"
+        assert page.inner_text("#probability") == "not sure"
+        assert page.inner_text("#status") == "Not sure: 4 (41.0%) or 9 (35.0%)."
+        assert page.locator("#bars li.top").count() == 0  # no bar is marked as the answer
+        assert shown_probabilities(page)[4] == 0.41  # the numbers are still all shown
+
+        answer.update(answer_with(sure))
+        assert draw(page, zero()) == "4"
+        assert page.inner_text("#status").startswith("Read as 4;")
+    finally:
+        page.unroute("**/predict")
+    assert draw(page, one()) == "1"  # the server's own answers again
 
 
 def test_clear_empties_the_answer_and_the_page_loads_nothing_from_elsewhere(page, server):
