@@ -51,7 +51,7 @@ def server(run):
 def page(server):
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
-        page = browser.new_page(viewport={"width": 760, "height": 520})
+        page = browser.new_page(viewport={"width": 760, "height": 540})
         page.goto(server.url + "/")
         yield page
         browser.close()
