@@ -5,8 +5,10 @@
 
 LitServe (Lightning's serving engine, on FastAPI and uvicorn) runs `DigitAPI` in an inference worker per
 device: the upload is decoded with `digitnet.images.open_image`, made into MNIST pixels with `mnist_pixels`
-and read by the checkpoint's network, exactly as `python -m digitnet predict` does. The page
-(`digitnet/static/draw.html`) is served at `/` by the same server. Needs the `serve` extra:
+and read by the checkpoint's network, exactly as `python -m digitnet predict` does; each answer names the
+network's class (`"net": "MLP"`). The page (`digitnet/static/draw.html`) is served at `/` by the same server,
+and says which network reads the drawings from LitServe's `GET /info`, whose `"model"` is `describe`'s
+{"net": class name, "parameters": count, "checkpoint": file name}. Needs the `serve` extra:
 pip install -e '.[serve]'.
 """
 
@@ -76,6 +78,7 @@ class DigitAPI(ls.LitAPI):
     def setup(self, device: str) -> None:
         self.recognizer = DigitRecognizer.from_checkpoint(self.ckpt_path, map_location=device)
         self.device = torch.device(device)
+        self.net_name = type(self.recognizer.net).__name__
 
     def decode_request(self, request) -> np.ndarray | Refusal:
         upload = request.get("file") if hasattr(request, "get") else None
@@ -115,7 +118,17 @@ class DigitAPI(ls.LitAPI):
             "probabilities": probabilities,
             "top3": [{"digit": d, "probability": probabilities[d]} for d, _ in best.top3],
             "pixels": pixels.tolist(),  # the (28, 28) uint8 image the network saw, white on black
+            "net": self.net_name,
         })  # fmt: skip
+
+
+def describe(net: torch.nn.Module, ckpt_path: str | Path) -> dict:
+    """What the page says about the served network: its class name, its parameter count and the checkpoint."""
+    return {
+        "net": type(net).__name__,
+        "parameters": sum(p.numel() for p in net.parameters()),
+        "checkpoint": Path(ckpt_path).name,
+    }
 
 
 class DrawPage:
@@ -171,15 +184,20 @@ def build_server(
     workers_per_device: int = 1,
     accelerator: str = "auto",
     max_upload_bytes: int = MAX_UPLOAD_BYTES,
+    model: dict | None = None,
 ) -> ls.LitServer:
-    """The LitServer of `serve`: DigitAPI at POST /predict, the page at /, LitServe's /health, and every
-    error (4xx from the API or the engine, 404, 500) as {"error": reason}."""
+    """The LitServer of `serve`: DigitAPI at POST /predict, the page at /, LitServe's /health and /info (with
+    `model`, the checkpoint's `describe`, read from it when not given), and every error (4xx from the API or
+    the engine, 404, 500) as {"error": reason}."""
     page = files("digitnet").joinpath("static", "draw.html").read_bytes()
+    if model is None:
+        model = describe(DigitRecognizer.from_checkpoint(ckpt_path).net, ckpt_path)
     server = ls.LitServer(
         DigitAPI(ckpt_path, max_batch_size=max_batch_size, batch_timeout=batch_timeout),
         accelerator=accelerator,  # "auto": the GPU when there is one
         workers_per_device=workers_per_device,
         max_payload_size=max_upload_bytes,
+        model_metadata=model,  # GET /info answers {"model": model, "server": LitServe's settings}
         middlewares=[(DrawPage, {"page": page}), (UploadCheck, {"max_bytes": max_upload_bytes})],
     )
 
@@ -222,9 +240,10 @@ def serve(
         raise DigitnetError("--max_batch_size and --workers_per_device take 1 or more, --batch_timeout 0 or more")
     if ckpt_path is None:
         ckpt_path = str(announce_default_checkpoint())
-    DigitRecognizer.from_checkpoint(ckpt_path)  # a missing or foreign file stops here, not in a worker process
+    # A missing or foreign file stops here, not in a worker process; the network loaded is described on the page.
+    model = describe(DigitRecognizer.from_checkpoint(ckpt_path).net, ckpt_path)
     check_port_free(host, port)
-    server = build_server(ckpt_path, max_batch_size, batch_timeout, workers_per_device, accelerator)
+    server = build_server(ckpt_path, max_batch_size, batch_timeout, workers_per_device, accelerator, model=model)
     shown = "127.0.0.1" if host == "0.0.0.0" else "[::1]" if host == "::" else host
     print(f"Draw a digit at http://{shown}:{port}/  (API: POST http://{shown}:{port}{API_PATH}; Ctrl-C stops)",
           flush=True)  # fmt: skip

@@ -76,7 +76,7 @@ def test_the_page_health_and_known_digits(server):
     files = digit_pngs(20)
     answers = [post(server.url, data).json() for data, _ in files]
     for answer in answers:
-        assert set(answer) == {"digit", "probability", "probabilities", "top3", "pixels"}
+        assert set(answer) == {"digit", "probability", "probabilities", "top3", "pixels", "net"}
         assert len(answer["probabilities"]) == 10 and abs(sum(answer["probabilities"]) - 1) < 1e-4
         assert answer["top3"][0] == {"digit": answer["digit"], "probability": answer["probability"]}
         assert np.array(answer["pixels"]).shape == (28, 28)
@@ -87,11 +87,17 @@ def test_the_page_health_and_known_digits(server):
 
 def test_answers_equal_digit_recognizer(server, checkpoint, tmp_path):
     recognizer = DigitRecognizer.from_checkpoint(checkpoint)
+    net = type(recognizer.net).__name__
+    # /info's "model" is what the page shows: the checkpoint's network, its size and its file.
+    parameters = sum(p.numel() for p in recognizer.net.parameters())
+    model = httpx.get(server.url + "/info", timeout=10).json()["model"]
+    assert model == {"net": net, "parameters": parameters, "checkpoint": checkpoint.name}
     for i, (data, _) in enumerate(digit_pngs(8)):
         path = tmp_path / f"{i}.png"
         path.write_bytes(data)
         answer = post(server.url, data).json()
         expected = recognizer.predict(path)
+        assert answer["net"] == net
         assert answer["digit"] == expected.digit
         assert answer["probability"] == pytest.approx(expected.probability, abs=1e-6)
         assert [(t["digit"]) for t in answer["top3"]] == [d for d, _ in expected.top3]

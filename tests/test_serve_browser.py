@@ -1,6 +1,8 @@
 """The drawing page in headless Chromium, driven by Playwright: mouse strokes on the canvas come back as
-digits. Needs the system's Chromium (Playwright brings its driver only) and the real MNIST, for a model
-that reads handwriting; skipped, saying how to get them, when either is missing.
+digits, with their probabilities drawn as bars, "not sure" for a low probability, and the served network
+named. What is checked is what a person sees: the text shown and the bars' rendered widths. Needs the
+system's Chromium (Playwright brings its driver only) and the real MNIST, for a model that reads
+handwriting; skipped, saying how to get them, when either is missing.
 
 DIGITNET_UPDATE_SCREENSHOT=1 also writes the README's screenshot, docs/draw.png."""
 
@@ -14,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from digitnet.predict import DigitRecognizer, default_checkpoint
 from serve_helpers import SOURCE, ServerProcess, have_real_mnist, mnist_test_set, trained_run
 
 playwright = pytest.importorskip("playwright.sync_api", reason="needs playwright: pip install -e '.[dev]'")
@@ -32,9 +35,14 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def run(tmp_path_factory) -> Path:
+    return trained_run(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def server(run):
     # No --ckpt_path: serve picks the latest run's best checkpoint, as after `python -m digitnet fit`.
-    server = ServerProcess(cwd=trained_run(tmp_path_factory))
+    server = ServerProcess(cwd=run)
     yield server
     server.stop()
 
@@ -43,7 +51,7 @@ def server(tmp_path_factory):
 def page(server):
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
-        page = browser.new_page(viewport={"width": 760, "height": 520})
+        page = browser.new_page(viewport={"width": 760, "height": 540})
         page.goto(server.url + "/")
         yield page
         browser.close()
@@ -64,6 +72,30 @@ def draw(page, strokes: list[list[tuple[float, float]]]) -> str:
         page.mouse.up()
     page.wait_for_function("document.body.dataset.state === 'ready'", timeout=15_000)
     return page.inner_text("#digit")
+
+
+def shown_probabilities(page) -> list[float]:
+    """The ten probabilities the page prints beside the bars, 0-1."""
+    return [float(text.rstrip("%")) / 100 for text in page.locator("#bars .pct").all_inner_texts()]
+
+
+def bar_fractions(page) -> list[float]:
+    """How much of each digit's bar is drawn filled: the fill's rendered width over its bar's."""
+    fractions = []
+    for li in page.locator("#bars li").all():
+        bar, fill = li.locator(".bar").bounding_box(), li.locator(".fill").bounding_box()
+        fractions.append(fill["width"] / bar["width"])
+    return fractions
+
+
+def assert_bars_drawn(page, clear_digit: int | None = None) -> None:
+    """Each bar is drawn as long as its number says; for a clear digit, its bar nearly full and the other
+    nine nearly empty."""
+    fractions, shown = bar_fractions(page), shown_probabilities(page)
+    assert all(abs(f - p) < 0.02 for f, p in zip(fractions, shown)), (fractions, shown)
+    if clear_digit is not None:
+        assert fractions[clear_digit] > 0.9, f"{clear_digit}'s bar drawn {fractions[clear_digit]:.0%} full"
+        assert max(f for d, f in enumerate(fractions) if d != clear_digit) < 0.1, fractions
 
 
 def one() -> list[list[tuple[float, float]]]:
@@ -119,10 +151,13 @@ def traced(image: np.ndarray) -> list[list[tuple[float, float]]]:
 
 def test_drawing_a_1_a_0_and_a_traced_test_digit_shows_them(page, tmp_path):
     assert draw(page, one()) == "1"
+    assert_bars_drawn(page, 1)
     assert draw(page, zero()) == "0"
+    assert_bars_drawn(page, 0)
     images, labels = mnist_test_set()
     index = int((labels == 2).nonzero()[0][0])  # the first 2 of the test set
     assert draw(page, traced(images[index])) == "2"
+    assert_bars_drawn(page)  # read less surely than the drawn 1 and 0: only the lengths are checked
 
     # The 28x28 preview shows the image the model saw: drawn, not blank.
     ink = page.evaluate("""() => {
@@ -136,6 +171,56 @@ def test_drawing_a_1_a_0_and_a_traced_test_digit_shows_them(page, tmp_path):
     page.screenshot(path=tmp_path / "draw.png")
     if os.environ.get("DIGITNET_UPDATE_SCREENSHOT") == "1":
         shutil.copyfile(tmp_path / "draw.png", SOURCE / "docs" / "draw.png")
+
+
+def test_the_page_names_the_served_network(page, run):
+    checkpoint = default_checkpoint(run / "lightning_logs")[0]  # the one serve picked
+    net = DigitRecognizer.from_checkpoint(checkpoint).net
+    name, parameters = type(net).__name__, sum(p.numel() for p in net.parameters())
+    page.wait_for_function("document.getElementById('model').textContent !== ''", timeout=10_000)
+    assert page.inner_text("#net") == name
+    assert page.inner_text("#model") == f"Read by {name}, {parameters:,} parameters, from {checkpoint.name}"
+
+
+def answer_with(probabilities: list[float]) -> dict:
+    """A /predict answer, as the server would send it, for the given ten probabilities."""
+    ranked = sorted(range(10), key=lambda d: -probabilities[d])
+    return {
+        "digit": ranked[0],
+        "probability": probabilities[ranked[0]],
+        "probabilities": probabilities,
+        "top3": [{"digit": d, "probability": probabilities[d]} for d in ranked[:3]],
+        "pixels": [[0] * 28 for _ in range(28)],
+        "net": "Crafted",
+    }
+
+
+def test_a_low_probability_says_not_sure_and_names_the_two_likeliest(page):
+    # The network's own answers to a scribble vary with the checkpoint; answers with chosen probabilities
+    # (the page's /predict requests answered by Playwright) test the page's decision deterministically.
+    threshold = page.evaluate("NOT_SURE_BELOW")
+    unsure = [0.03] * 10
+    unsure[4], unsure[9] = 0.41, 0.35
+    assert 0.41 < threshold
+    rest = (1 - threshold) / 9
+    sure = [rest] * 10
+    sure[4] = threshold  # just sure: at the threshold the digit is stated
+    answer = {}
+    page.route("**/predict", lambda route: route.fulfill(json=answer))
+    try:
+        answer.update(answer_with(unsure))
+        assert draw(page, zero()) == "?"
+        assert page.inner_text("#probability") == "not sure"
+        assert page.inner_text("#status") == "Not sure: 4 (41.0%) or 9 (35.0%)."
+        assert page.locator("#bars li.top").count() == 0  # no bar is marked as the answer
+        assert shown_probabilities(page)[4] == 0.41  # the numbers are still all shown
+
+        answer.update(answer_with(sure))
+        assert draw(page, zero()) == "4"
+        assert page.inner_text("#status").startswith("Read as 4;")
+    finally:
+        page.unroute("**/predict")
+    assert draw(page, one()) == "1"  # the server's own answers again
 
 
 def test_clear_empties_the_answer_and_the_page_loads_nothing_from_elsewhere(page, server):
