@@ -14,12 +14,10 @@ from __future__ import annotations
 import importlib
 import logging
 import os
-import pickle
 import sys
 import warnings
 from pathlib import Path
 
-import torch
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ProgressBar, TQDMProgressBar
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
@@ -29,14 +27,14 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException, SI
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from digitnet.arguments import DigitnetParser, program_name, suggest
-from digitnet.checkpoints import BestCheckpoint
+from digitnet.checkpoints import BestCheckpoint, legacy_net, read_checkpoint
 from digitnet.data import MNISTDataModule
 from digitnet.divergence import StopOnNonFiniteLoss, TrainingDiverged
 from digitnet.errors import DigitnetError
 from digitnet.faults import AtomicCheckpointIO, LastCheckpoint, TrainingInterrupted, continue_last_run, resume_command
 from digitnet.figures import TestFigures
 from digitnet.model import DigitClassifier
-from digitnet.predict import PredictionWriter, announce_default_checkpoint, legacy_net
+from digitnet.predict import PredictionWriter, announce_default_checkpoint
 
 # One line each for `python -m digitnet --help`; the Trainer's docstrings describe Lightning, not digitnet.
 COMMANDS = {
@@ -121,7 +119,7 @@ class DigitnetCLI(LightningCLI):
         elif config.ckpt_path and config.ckpt_path not in ("best", "last", "hpc", "registry"):
             if not Path(config.ckpt_path).is_file():
                 raise DigitnetError(f"--ckpt_path {config.ckpt_path}: no such checkpoint")
-            check_not_legacy(config.ckpt_path)
+            check_checkpoint(config.ckpt_path)
         # Restoring a checkpoint's state, ModelCheckpoint warns when its folder differs from the checkpoint's:
         # a warning about saving, and nothing is saved outside `fit`.
         warnings.filterwarnings("ignore", message="The dirpath has changed from", category=UserWarning)
@@ -189,13 +187,11 @@ class DigitnetCLI(LightningCLI):
                 print(f"TensorBoard logs: {self.trainer.logger.log_dir}  (tensorboard --logdir lightning_logs)")
 
 
-def check_not_legacy(ckpt_path: str) -> None:
-    """Lightning's CLI builds the model from a checkpoint's settings; those of digitnet 0.1 name options that
-    are gone (`--model.hidden_sizes`, `--model.dropout`), so say what still reads such a checkpoint."""
-    try:
-        hparams = torch.load(ckpt_path, map_location="cpu", weights_only=True).get("hyper_parameters", {})
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, AttributeError):
-        return  # not a checkpoint torch reads safely: Lightning's own error follows
+def check_checkpoint(ckpt_path: str) -> None:
+    """Lightning's CLI builds the model from a checkpoint's settings with tracebacks for a file it cannot
+    read; read it first for a one-line error. Those of digitnet 0.1 name options that are gone
+    (`--model.hidden_sizes`, `--model.dropout`): say what still reads such a checkpoint."""
+    hparams = read_checkpoint(ckpt_path).get("hyper_parameters", {})
     if isinstance(hparams, dict) and legacy_net(hparams) is not None:
         raise DigitnetError(
             f"--ckpt_path {ckpt_path}: written by digitnet 0.1, before --model.net; this command cannot rebuild "

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import csv
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from PIL import Image
 from torch import nn
 
+from digitnet.checkpoints import legacy_net, read_checkpoint
 from digitnet.errors import DigitnetError
 from digitnet.image_files import ImageBatch
 from digitnet.images import ImageError, mnist_pixels
@@ -60,19 +60,17 @@ class DigitRecognizer:
                         weights_only: bool | None = None) -> DigitRecognizer:  # fmt: skip
         """The network of a `DigitClassifier` checkpoint, with the data settings it was trained with.
         `weights_only=False` reads one of a model built in Python with a functools.partial optimizer."""
-        if not Path(path).is_file():
-            raise DigitnetError(f"{path}: no such checkpoint")
+        checkpoint = read_checkpoint(path, map_location, weights_only)
+        hparams = checkpoint.get("hyper_parameters", {})
         try:
-            checkpoint = torch.load(path, map_location=map_location, weights_only=weights_only)
-            hparams = checkpoint.get("hyper_parameters", {})
             if legacy_net(hparams) is not None:  # digitnet 0.1: the MLP's settings were the model's own
                 model = DigitClassifier(net=legacy_net(hparams))
                 model.load_state_dict(checkpoint["state_dict"])
             else:
                 model = DigitClassifier.load_from_checkpoint(path, map_location=map_location,
                                                              weights_only=weights_only)  # fmt: skip
-        except (pickle.UnpicklingError, RuntimeError, KeyError, TypeError, ValueError, EOFError) as err:
-            first_line = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        except (RuntimeError, KeyError, TypeError, ValueError, ImportError, AttributeError) as err:
+            first_line = (str(err).strip().splitlines() or [""])[0]
             raise DigitnetError(f"{path}: not a checkpoint of digitnet's DigitClassifier "
                                 f"({type(err).__name__}: {first_line})") from None
         data = checkpoint.get("datamodule_hyper_parameters", {})
@@ -104,16 +102,6 @@ class DigitRecognizer:
         and preprocessed.
         """
         return self.predict_many([image])[0]
-
-
-def legacy_net(hparams: dict) -> dict | None:
-    """The network settings of a checkpoint written by digitnet 0.1, before `--model.net`: its model's own
-    `hidden_sizes` and `dropout` were the MLP's. None for any other checkpoint."""
-    if "net" in hparams or not {"hidden_sizes", "dropout"} & set(hparams):
-        return None
-    init_args = {k: list(hparams[k]) if k == "hidden_sizes" else hparams[k] for k in ("hidden_sizes", "dropout")
-                 if k in hparams}  # fmt: skip
-    return {"class_path": "digitnet.nets.MLP", "init_args": init_args}
 
 
 def _is_mnist_array(image) -> bool:

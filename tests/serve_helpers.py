@@ -49,11 +49,11 @@ def mnist_test_set() -> tuple[np.ndarray, np.ndarray]:
     return read("t10k-images-idx3-ubyte", 16).reshape(-1, 28, 28), read("t10k-labels-idx1-ubyte", 8)
 
 
-def trained_run(tmp_path_factory) -> Path:
-    """A folder whose lightning_logs/ holds one trained run: 1 epoch on the real MNIST when present (about
-    10 s, 96-97% test accuracy), else a few steps on the synthetic digits. Trained once per session, by
+def trained_run(tmp_path_factory, net: str = "MLP") -> Path:
+    """A folder whose lightning_logs/ holds one trained run of `net` (MLP or ConvNet): 1 epoch on the real
+    MNIST when present, else a few steps on the synthetic digits. Trained once per session and network, by
     `python -m digitnet fit` as a user would, and shared by the serve test modules."""
-    root = tmp_path_factory.getbasetemp() / "serve_run"
+    root = tmp_path_factory.getbasetemp() / f"serve_run_{net}"
     done = root / "trained"
     if done.exists():
         return root
@@ -63,8 +63,8 @@ def trained_run(tmp_path_factory) -> Path:
     else:
         data = write_mnist(root / "synthetic")
         args = [f"--data.data_dir={data}", "--data.val_size=20", "--data.batch_size=32", "--trainer.max_epochs=3"]
-    command = [sys.executable, "-m", "digitnet", "fit", "--model.optimizer=Adam", "--trainer.accelerator=cpu",
-               "--trainer.enable_progress_bar=false", *args]  # fmt: skip
+    command = [sys.executable, "-m", "digitnet", "fit", f"--model.net={net}", "--model.optimizer=Adam",
+               "--trainer.accelerator=cpu", "--trainer.enable_progress_bar=false", *args]  # fmt: skip
     result = subprocess.run(command, cwd=root, env=digitnet_env(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     done.touch()

@@ -257,3 +257,26 @@ def test_torch_compile_traces_each_step_once(mnist_dir):
     finally:
         torch.compiler.set_stance("default")
     assert trainer.current_epoch == 3 and "train/acc" in trainer.callback_metrics
+
+
+def test_a_checkpoint_holding_python_objects_is_a_one_line_error(tmp_path, mnist_dir, capsys):
+    import functools
+
+    from digitnet import DigitRecognizer
+    from digitnet.cli import main
+
+    # digitnet 0.1 pickled a Python-built model's functools.partial optimizer into its checkpoint.
+    net = MLP(hidden_sizes=(16,))
+    torch.save({"state_dict": {f"net.{k}": v for k, v in net.state_dict().items()},
+                "hyper_parameters": {"hidden_sizes": (16,), "dropout": 0.2,
+                                     "optimizer": functools.partial(torch.optim.SGD, lr=0.1)},
+                "pytorch-lightning_version": "2.6.6"}, tmp_path / "partial.ckpt")  # fmt: skip
+    with pytest.raises(DigitnetError, match=r"partial.ckpt: holds Python objects .* weights_only=False\)?$"):
+        DigitRecognizer.from_checkpoint(tmp_path / "partial.ckpt")
+    assert DigitRecognizer.from_checkpoint(tmp_path / "partial.ckpt", weights_only=False).net(torch.zeros(1, 1, 28, 28)).shape == (1, 10)
+    (tmp_path / "junk.ckpt").write_text("not a checkpoint")
+    for name in ("partial.ckpt", "junk.ckpt"):
+        with pytest.raises(SystemExit) as exit:
+            main(["predict", f"--ckpt_path={tmp_path / name}", f"--data.data_dir={mnist_dir}"])
+        error = capsys.readouterr().err.strip()
+        assert exit.value.code == 2 and "\n" not in error and error.startswith("python -m digitnet predict: error:")

@@ -26,9 +26,10 @@ pytest.importorskip("litserve", reason="needs the serve extra: pip install -e '.
 CAP = 5 * 2**20  # digitnet.serve.MAX_UPLOAD_BYTES
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    return default_checkpoint(trained_run(tmp_path_factory) / "lightning_logs")[0]
+@pytest.fixture(scope="module", params=["MLP", "ConvNet"])
+def checkpoint(request, tmp_path_factory) -> Path:
+    """The best checkpoint of a short run of each network: serve works on either without being told which."""
+    return default_checkpoint(trained_run(tmp_path_factory, request.param) / "lightning_logs")[0]
 
 
 @pytest.fixture(scope="module")

@@ -36,7 +36,7 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
-    return trained_run(tmp_path_factory)
+    return trained_run(tmp_path_factory, "ConvNet")  # the better reader of drawings; test_serve tries both nets
 
 
 @pytest.fixture(scope="module")
