@@ -32,7 +32,7 @@ from digitnet.data import MNISTDataModule
 from digitnet.divergence import StopOnNonFiniteLoss, TrainingDiverged
 from digitnet.errors import DigitnetError
 from digitnet.faults import AtomicCheckpointIO, LastCheckpoint, TrainingInterrupted, continue_last_run, resume_command
-from digitnet.figures import TestFigures
+from digitnet.figures import CurvesLayout, TestFigures
 from digitnet.model import DigitClassifier
 from digitnet.predict import PredictionWriter, announce_default_checkpoint
 
@@ -184,7 +184,8 @@ class DigitnetCLI(LightningCLI):
             print(f"Best checkpoint: {best}")
             print(f"Test loss: {results[0]['test/loss']:.4f}  Test accuracy: {results[0]['test/acc']:.4f}")
             if isinstance(self.trainer.logger, TensorBoardLogger):
-                print(f"TensorBoard logs: {self.trainer.logger.log_dir}  (tensorboard --logdir lightning_logs)")
+                print(f"TensorBoard logs: {self.trainer.logger.log_dir}  (tensorboard --logdir lightning_logs, "
+                      "then http://localhost:6006/#custom_scalars)")
 
 
 def check_checkpoint(ckpt_path: str) -> None:
@@ -212,7 +213,7 @@ def build_cli(args: ArgsType = None, run: bool = True) -> DigitnetCLI:
         MNISTDataModule,
         seed_everything_default=0,
         parser_class=DigitnetParser,
-        trainer_defaults={"callbacks": [StopOnNonFiniteLoss()]},
+        trainer_defaults={"callbacks": [StopOnNonFiniteLoss(), CurvesLayout()]},
         auto_configure_optimizers=False,
         save_config_kwargs={"overwrite": True},
         parser_kwargs={"prog": program_name(), **subcommands},

@@ -1,5 +1,6 @@
-"""What the model gets wrong, as pictures: after `test`, TensorBoard's Images tab shows the confusion
-matrix and the test images the model got wrong with the highest confidence."""
+"""What TensorBoard shows beyond Lightning's scalars: the training curves side by side in its Custom Scalars tab
+(`CurvesLayout`), and what the model gets wrong, as pictures: after `test`, the Images tab shows the confusion
+matrix and the test images the model got wrong with the highest confidence (`TestFigures`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,22 @@ from matplotlib.figure import Figure
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from digitnet.errors import DigitnetError
+
+
+# TensorBoard's Custom Scalars tab: training and validation on the same axes, every run in each chart.
+# Its Time Series tab, the one it opens on, sorts groups by name, so test/, train/ and val/ come after Lightning's
+# `epoch` and `hp_metric`; http://localhost:6006/#custom_scalars opens straight on these two charts.
+LAYOUT = {"digitnet": {"accuracy (train/acc, val/acc)": ["Multiline", ["train/acc", "val/acc"]],
+                       "loss (train/loss, val/loss)": ["Multiline", ["train/loss", "val/loss"]]}}  # fmt: skip
+
+
+class CurvesLayout(Callback):
+    """Writes `LAYOUT` into each TensorBoard log at the start of `fit`, for the Custom Scalars tab."""
+
+    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger) and trainer.is_global_zero:
+                logger.experiment.add_custom_scalars(LAYOUT)
 
 
 class TestFigures(Callback):

@@ -55,6 +55,7 @@ class DigitClassifier(L.LightningModule):
             (ReduceLROnPlateau watches val/loss).
         cosine_decay: Without an lr_scheduler, decay the learning rate to zero along a half cosine over
             all training steps (see the README's Results); False keeps the report's constant learning rate.
+        compile: Compile the network with torch.compile before training (`--model.compile=true`).
 
     `net`, `optimizer` and `lr_scheduler` may also be given as the settings checkpoints store,
     `{"class_path": ..., "init_args": {...}}`: a model built in Python, with a network object and a
@@ -68,6 +69,7 @@ class DigitClassifier(L.LightningModule):
         optimizer: OptimizerCallable | None = None,
         lr_scheduler: LRSchedulerCallable | None = None,
         cosine_decay: bool = True,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["net"])
@@ -85,46 +87,47 @@ class DigitClassifier(L.LightningModule):
         # nan_strategy="disable": no check that reads every value back from the device; a NaN loss shows as NaN.
         self.val_loss, self.test_loss = MeanMetric(nan_strategy="disable"), MeanMetric(nan_strategy="disable")
 
+    def configure_model(self) -> None:
+        if self.hparams.compile:
+            # The network alone, in place (its parameters keep their names in the checkpoint): the steps around
+            # it are Python bookkeeping that changes every step, which torch.compile would trace again and again.
+            self.net.compile()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)  # (B, 1, 28, 28) normalized -> (B, 10) logits
 
-    # The *_step methods hold the arithmetic alone, so that torch.compile(model) compiles them once; the
-    # bookkeeping (metrics, logging: Python counters that change every step) lives in the *_batch_end hooks.
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
         logits = self(x)
-        return {"loss": F.cross_entropy(logits, y), "logits": logits.detach()}
-
-    def on_train_batch_end(self, outputs: dict[str, torch.Tensor], batch, batch_idx: int) -> None:
-        self.train_acc.update(outputs["logits"], batch[1])
-        # Logged only on the steps the logger writes: a self.log call costs about a tenth of this model's step.
+        loss = F.cross_entropy(logits, y)
+        self.train_acc.update(logits.detach(), y)
+        # Logged only on the steps the logger writes: a self.log call costs more than a small model's step.
         every = self.trainer.log_every_n_steps
         if every and self.global_step % every == 0:
-            self.log("train/loss", outputs["loss"])
+            self.log("train/loss", loss)
+        return loss
 
     def on_train_epoch_end(self) -> None:
         self.log("train/acc", self.train_acc)  # computed over every process, then reset, by Lightning
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        return self(batch[0])
-
-    def on_validation_batch_end(self, logits: torch.Tensor, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
-        self.val_loss.update(F.cross_entropy(logits, batch[1]), weight=len(logits))
-        self.val_acc.update(logits, batch[1])
-
-    def on_validation_epoch_end(self) -> None:
-        self.log_dict({"val/loss": self.val_loss, "val/acc": self.val_acc}, prog_bar=True)
+        return self.evaluate(batch, "val")
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        return self(batch[0])
+        return self.evaluate(batch, "test")  # the logits go on to TestFigures
 
-    def on_test_batch_end(self, logits: torch.Tensor, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
-        self.test_loss.update(F.cross_entropy(logits, batch[1]), weight=len(logits))
-        self.test_acc.update(logits, batch[1])
+    def evaluate(self, batch: tuple[torch.Tensor, torch.Tensor], split: str) -> torch.Tensor:
+        """Loss and accuracy of a validation or test batch, logged once per epoch over every process."""
+        x, y = batch
+        logits = self(x)
+        loss, acc = getattr(self, f"{split}_loss"), getattr(self, f"{split}_acc")
+        loss.update(F.cross_entropy(logits, y), weight=len(y))
+        acc.update(logits, y)
+        self.log_dict({f"{split}/loss": loss, f"{split}/acc": acc}, prog_bar=split == "val")
+        return logits
 
     def on_test_epoch_end(self) -> None:
         accuracy = self.test_acc.compute()  # over every process
-        self.log_dict({"test/loss": self.test_loss, "test/acc": self.test_acc})
         for logger in self.loggers:  # TensorBoard's HParams tab compares runs by hp_metric: the test accuracy
             if isinstance(logger, TensorBoardLogger):
                 logger.log_hyperparams(self.hparams, {"hp_metric": accuracy})

@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--json", default=None, help="write the figures to this JSON file")
     parser.add_argument("--accelerator", default="auto", help="cpu, gpu or auto")
     parser.add_argument("--compile", action="store_true",
-                        help="fit torch.compile(model): Lightning compiles its forward and *_step methods")
+                        help="fit with --model.compile=true: the network compiled by torch.compile")
     args = parser.parse_args(argv)
     if args.epochs < 3:
         parser.error("--epochs must be at least 3: the figures are medians")
@@ -120,6 +120,8 @@ def main(argv: list[str] | None = None) -> dict:
                 f"--trainer.accelerator={args.accelerator}", "--trainer.num_sanity_val_steps=0"]
     if args.data_dir:
         cli_args.append(f"--data.data_dir={args.data_dir}")
+    if args.compile:
+        cli_args.append("--model.compile=true")
     cli = build_cli(cli_args, run=False)
     dm, trainer = cli.datamodule, cli.trainer
     device = trainer.strategy.root_device
@@ -153,7 +155,7 @@ def main(argv: list[str] | None = None) -> dict:
         "naive": lambda: bare_epoch(*naive, dm.train_set, dm.val_set, batch_size, eval_batch_size),
     })
     trainer.callbacks.append(timer)
-    trainer.fit(torch.compile(cli.model) if args.compile else cli.model, datamodule=dm)
+    trainer.fit(cli.model, datamodule=dm)
 
     sec = {name: statistics.median(times[1:]) for name, times in timer.times.items()}  # drop warm-up
     model = cli.model.to(device).eval()

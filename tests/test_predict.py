@@ -190,6 +190,22 @@ def test_fit_logs_confusion_matrix_and_mistakes_to_tensorboard(trained):
     assert {"test/confusion_matrix", "test/mistakes"} <= tags
 
 
+def test_fit_writes_the_custom_scalars_layout_of_the_curves(trained):
+    from tensorboard.backend.event_processing.event_accumulator import TENSORS, EventAccumulator
+    from tensorboard.plugins.custom_scalar import layout_pb2, metadata
+
+    layouts = []
+    for events in trained[0].parents[1].glob("events.out.tfevents.*"):
+        accumulator = EventAccumulator(str(events), size_guidance={TENSORS: 0})
+        accumulator.Reload()
+        if metadata.CONFIG_SUMMARY_TAG in accumulator.Tags()[TENSORS]:
+            (event,) = accumulator.Tensors(metadata.CONFIG_SUMMARY_TAG)
+            layouts.append(layout_pb2.Layout.FromString(event.tensor_proto.string_val[0]))
+    (layout,) = layouts
+    charts = {chart.title: list(chart.multiline.tag) for category in layout.category for chart in category.chart}
+    assert sorted(tag for tags in charts.values() for tag in tags) == ["train/acc", "train/loss", "val/acc", "val/loss"]
+
+
 def test_test_subcommand_logs_the_figures_and_the_hparams_metric(trained, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import IMAGES, SCALARS, EventAccumulator
 
