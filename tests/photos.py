@@ -1,6 +1,8 @@
 """Fake "photos" of handwritten digits for the tests, made from MNIST-style 28x28 images: inverted to dark
 ink, scaled up, placed off-centre on a larger sheet with a paper tone and a little noise, and saved as
-a grey PNG, an RGB PNG, an RGBA PNG (transparent sheet) or a JPEG."""
+a grey PNG, an RGB PNG, an RGBA PNG (transparent sheet) or a JPEG. Digit-like drawings at any size and pen
+width (`draw_digit`), and the pieces of harder pictures: ink on paper (`on_paper`), cropped to the ink
+(`cropped_to_ink`), a sheet on a dark desk (`on_desk`)."""
 
 from __future__ import annotations
 
@@ -42,17 +44,51 @@ def save_photo(digit: np.ndarray, path: Path, rng: np.random.Generator, kind: st
     return path
 
 
+# The strokes of `drawn_digits`, in pixels of a 112 x 112 canvas: a PIL drawing method and its coordinates.
+SHAPES = {
+    "zero": ("ellipse", (30, 10, 82, 102)),
+    "one": ("line", (60, 8, 52, 104)),
+    "seven": ("line", (24, 14, 86, 14, 46, 104)),
+    "four": ("line", (66, 104, 66, 8, 20, 72, 92, 72)),
+}
+
+
+def draw_digit(name: str, size: int = 112, width: int = 12) -> np.ndarray:
+    """One of the `SHAPES`, white on black on a size x size canvas, drawn with a pen `width` pixels wide."""
+    canvas = Image.new("L", (size, size), 0)
+    kind, xy = SHAPES[name]
+    xy = [v * size / 112 for v in xy]
+    draw = ImageDraw.Draw(canvas)
+    if kind == "ellipse":
+        draw.ellipse(xy, outline=255, width=width)
+    else:
+        draw.line(xy, fill=255, width=width, joint="curve")
+    return np.asarray(canvas)
+
+
 def drawn_digits() -> dict[str, np.ndarray]:
     """A few digit-like (28, 28) uint8 drawings, white on black, for tests that run without MNIST."""
-    shapes = {
-        "zero": lambda d: d.ellipse((30, 10, 82, 102), outline=255, width=12),
-        "one": lambda d: d.line((60, 8, 52, 104), fill=255, width=12),
-        "seven": lambda d: d.line((24, 14, 86, 14, 46, 104), fill=255, width=12, joint="curve"),
-        "four": lambda d: (d.line((66, 104, 66, 8, 20, 72, 92, 72), fill=255, width=12, joint="curve")),
-    }
-    digits = {}
-    for name, draw in shapes.items():
-        canvas = Image.new("L", (112, 112), 0)
-        draw(ImageDraw.Draw(canvas))
-        digits[name] = np.asarray(canvas.resize((28, 28), Image.Resampling.BOX))
-    return digits
+    small = {name: Image.fromarray(draw_digit(name)).resize((28, 28), Image.Resampling.BOX) for name in SHAPES}
+    return {name: np.asarray(image) for name, image in small.items()}
+
+
+def on_paper(coverage: np.ndarray, rng: np.random.Generator, paper: float = 190, pen: float = 40) -> np.ndarray:
+    """Ink `coverage` (0-1, or 0-255) as a grey photo: pen on a paper tone, with a little noise. uint8."""
+    coverage = coverage / 255 if coverage.dtype == np.uint8 else coverage
+    gray = paper - (paper - pen) * coverage + rng.normal(0, 3, coverage.shape)
+    return np.clip(gray, 0, 255).astype(np.uint8)
+
+
+def cropped_to_ink(image: np.ndarray, ink: np.ndarray) -> np.ndarray:
+    """`image` cut down to the bounding box of the pixels where `ink` is true: no margin left."""
+    rows, cols = np.nonzero(ink)
+    return image[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+
+
+def on_desk(sheet: np.ndarray, frame: tuple[int, int], angle: float = 0.0, desk: float = 15) -> np.ndarray:
+    """A grey `sheet` photographed on a dark desk: centred in a frame of (height, width), turned by `angle`
+    degrees with the desk showing around it (where the frame is larger than the sheet, or at its corners)."""
+    height, width = frame
+    canvas = Image.new("L", (width, height), int(desk))
+    canvas.paste(Image.fromarray(sheet), ((width - sheet.shape[1]) // 2, (height - sheet.shape[0]) // 2))
+    return np.asarray(canvas.rotate(angle, Image.Resampling.BICUBIC, fillcolor=int(desk)))

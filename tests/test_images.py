@@ -1,5 +1,6 @@
 """The MNIST-style preprocessing of photos (digitnet.images), without a model."""
 
+import io
 import re
 import struct
 import zlib
@@ -12,8 +13,10 @@ from PIL import Image
 from digitnet.pixels import MEAN, STD
 from digitnet.errors import DigitnetError
 from digitnet.image_files import ImageFiles, collate_images, list_files
-from digitnet.images import ImageError, mnist_pixels, preprocess
-from photos import KINDS, drawn_digits, photo, save_photo
+from digitnet.images import ImageError, components, mnist_pixels, preprocess, stroke_width
+from photos import KINDS, cropped_to_ink, draw_digit, drawn_digits, on_desk, on_paper, photo, save_photo
+
+NAMES = ["zero", "one", "seven", "four"]
 
 
 def centre_of_mass(pixels: np.ndarray) -> tuple[float, float]:
@@ -40,18 +43,30 @@ def test_output_has_mnist_geometry(name, digit):
     assert pixels.max() > 240 and np.median(pixels) == 0
 
 
+def shift_error(pixels: np.ndarray, mnist: np.ndarray) -> float:
+    """Mean absolute difference, out of 255. Centring rounds the shift to whole pixels, as MNIST did: the
+    images are compared up to a shift of one pixel."""
+    a, b = pixels.astype(float), mnist.astype(float)
+    return min(np.abs(np.roll(a, (dy, dx), axis=(0, 1)) - b).mean() for dy in (-1, 0, 1) for dx in (-1, 0, 1))
+
+
+def assert_reads_as(pixels: np.ndarray, mnist: np.ndarray, bound: float = 12) -> None:
+    """MNIST's geometry (longer side 20 pixels, centre of mass at (14, 14)), and the digit `mnist` holds."""
+    assert pixels.shape == (28, 28) and pixels.dtype == np.uint8
+    assert max(ink_extent(pixels)) in (19, 20, 21)
+    assert np.allclose(centre_of_mass(pixels), (14, 14), atol=0.6)
+    error = shift_error(pixels, mnist)
+    assert error < bound, error
+
+
 @pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("name", ["zero", "one", "seven", "four"])
+@pytest.mark.parametrize("name", NAMES)
 def test_photos_are_brought_back_to_the_mnist_digit(tmp_path, kind, name):
     mnist = mnist_pixels(drawn_digits()[name])  # the drawing as MNIST would hold it
     path = save_photo(mnist, tmp_path / name, np.random.default_rng(len(name)), kind)
-    recovered = mnist_pixels(path).astype(float)
+    recovered = mnist_pixels(path)
     assert np.allclose(centre_of_mass(recovered), (14, 14), atol=0.6)
-    # Centring rounds the shift to whole pixels, as MNIST did: compare up to a shift of one pixel.
-    error = min(
-        np.abs(np.roll(recovered, (dy, dx), axis=(0, 1)) - mnist).mean() for dy in (-1, 0, 1) for dx in (-1, 0, 1)
-    )
-    assert error < 12, error  # out of 255
+    assert shift_error(recovered, mnist) < 12
 
 
 def test_light_on_dark_and_dark_on_light_agree():
@@ -77,6 +92,130 @@ def test_small_drawing_and_normalization():
     assert x.min().item() == pytest.approx(-MEAN / STD) and x.max().item() == pytest.approx((1 - MEAN) / STD)
     plain = preprocess(Image.fromarray(drawing), standardize=False)
     assert plain.min() == 0 and plain.max() == 1
+
+
+def scaled(digit: np.ndarray, size: int) -> np.ndarray:
+    return np.asarray(Image.fromarray(digit).resize((size, size), Image.Resampling.BICUBIC))
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("polarity", ["dark on white", "light on black"])
+def test_a_digit_cropped_to_its_ink_is_read(name, polarity):
+    # No paper margin: the ink covers much of the picture and touches all four edges. Taking the median
+    # for the paper read the ink as paper, or found no ink at all.
+    digit = scaled(drawn_digits()[name], 64)
+    crop = cropped_to_ink(digit, digit > 0)
+    image = 255 - crop if polarity == "dark on white" else crop
+    assert_reads_as(mnist_pixels(image), mnist_pixels(drawn_digits()[name]))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_photo_cropped_to_its_ink_is_read(name):
+    drawing = draw_digit(name, 224, 24)
+    crop = Image.fromarray(cropped_to_ink(on_paper(drawing, np.random.default_rng(4)), drawing > 0))
+    jpeg = io.BytesIO()
+    crop.save(jpeg, "JPEG", quality=75)
+    for image in (crop, Image.open(jpeg)):
+        assert_reads_as(mnist_pixels(image), mnist_pixels(drawing))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_digit_touching_the_edges_is_read(name):
+    drawing = draw_digit(name, 224, 24)
+    ink = cropped_to_ink(drawing, drawing > 0)
+    page = np.zeros((300, 260), np.uint8)
+    page[-ink.shape[0] :, : ink.shape[1]] = ink  # on the bottom and left edges, paper above and to the right
+    assert_reads_as(mnist_pixels(on_paper(page, np.random.default_rng(5))), mnist_pixels(drawing))
+
+
+@pytest.mark.parametrize("name", ["zero", "four"])
+def test_a_tiny_digit_on_a_large_page_is_read(name):
+    page = np.zeros((1000, 1500), np.uint8)
+    page[600:640, 300:340] = scaled(drawn_digits()[name], 40)  # the digit's ink is 30 pixels tall
+    image = Image.fromarray(on_paper(page, np.random.default_rng(6)))
+    assert_reads_as(mnist_pixels(image), mnist_pixels(drawn_digits()[name]))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_thick_strokes_are_read(name):
+    thick = draw_digit(name, 112, 30)  # strokes over a quarter of the digit's width
+    mnist = mnist_pixels(thick)
+    assert stroke_width(mnist / 255) > 4
+    for image in (on_paper(np.pad(thick, 40), np.random.default_rng(7)), cropped_to_ink(255 - thick, thick > 0)):
+        assert_reads_as(mnist_pixels(image), mnist)
+
+
+@pytest.mark.parametrize("name", ["zero", "seven"])
+def test_a_hairline_on_a_big_digit_is_read(name):
+    hairline = draw_digit(name, 448, 1)  # a 1-pixel pen
+    pixels = mnist_pixels(on_paper(np.pad(hairline, 30), np.random.default_rng(8)))
+    assert_reads_as(pixels, mnist_pixels(hairline))
+    assert 1.5 < stroke_width(pixels / 255) < 3  # thickened to about MNIST's 2 pixels
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("angle", [0, 5])
+def test_a_sheet_on_a_dark_desk_is_read(name, angle):
+    # A grey sheet over the middle 80% of the frame, the rest near black (turned: the sheet too). The desk
+    # touches the image's edges: background, not ink, else the digit shrinks into a corner of the box.
+    drawing = draw_digit(name, 160, 16)
+    sheet = on_paper(np.pad(drawing, ((40, 40), (20, 20))), np.random.default_rng(9), paper=150)  # 240 x 200
+    turned = np.asarray(Image.fromarray(drawing).rotate(angle, Image.Resampling.BICUBIC, expand=True))
+    assert_reads_as(mnist_pixels(on_desk(sheet, (300, 250), angle)), mnist_pixels(turned))
+
+
+@pytest.mark.parametrize("name", ["zero", "seven"])
+def test_the_desk_at_a_turned_sheets_corners_or_side_is_not_ink(name):
+    drawing = draw_digit(name, 160, 16)
+    rng = np.random.default_rng(10)
+    turned = np.asarray(Image.fromarray(drawing).rotate(6, Image.Resampling.BICUBIC, expand=True))
+    corners = on_desk(on_paper(np.pad(drawing, 60), rng, paper=160), (260, 260), 6)  # the sheet overfills the frame
+    assert_reads_as(mnist_pixels(corners), mnist_pixels(turned))
+    beside = on_paper(np.pad(drawing, ((50, 50), (40, 60))), rng, paper=160)
+    beside[:, :25] = 20  # the desk along the left edge
+    assert_reads_as(mnist_pixels(beside), mnist_pixels(drawing))
+
+
+def blank_picture(kind: str) -> np.ndarray | Image.Image:
+    rng = np.random.default_rng(11)
+    if kind == "flat":
+        return np.full((80, 120), 200, np.uint8)
+    if kind == "paper texture":  # grain, and a gentle unevenness
+        grain = rng.normal(0, 8, (300, 400)) + scaled((rng.random((4, 4)) * 255).astype(np.uint8), 400)[:300] / 20
+        return np.clip(190 + grain, 0, 255).astype(np.uint8)
+    if kind == "JPEG of an empty page":
+        page, jpeg = Image.fromarray(on_paper(np.zeros((480, 640)), rng, paper=200)), io.BytesIO()
+        page.convert("RGB").save(jpeg, "JPEG", quality=50)
+        return Image.open(jpeg)
+    angle = {"empty sheet on a desk": 0, "empty turned sheet on a desk": 5}[kind]
+    return on_desk(on_paper(np.zeros((240, 200)), rng, paper=150), (300, 250), angle)
+
+
+@pytest.mark.parametrize(
+    "kind", ["flat", "paper texture", "JPEG of an empty page", "empty sheet on a desk", "empty turned sheet on a desk"]
+)
+def test_pictures_without_ink_are_blank(kind):
+    with pytest.raises(ImageError, match="^blank: no ink found"):
+        mnist_pixels(blank_picture(kind))
+
+
+def test_components_are_the_8_connected_regions():
+    rng = np.random.default_rng(12)
+    for _ in range(30):
+        mask = rng.random(rng.integers(1, 25, 2)) < rng.uniform(0.2, 0.7)
+        labels = components(mask)
+        # Reference: every pixel takes the largest index among itself and its 8 neighbours, until nothing changes.
+        h, w = mask.shape
+        flood = np.where(mask, np.arange(1, h * w + 1).reshape(h, w), 0)
+        while True:
+            padded = np.pad(flood, 1)
+            around = [padded[1 + y : h + 1 + y, 1 + x : w + 1 + x] for y in (-1, 0, 1) for x in (-1, 0, 1)]
+            grown = np.where(mask, np.max(around, axis=0), 0)
+            if np.array_equal(grown, flood):
+                break
+            flood = grown
+        assert np.array_equal(labels > 0, mask) and set(labels[mask]) == set(range(1, labels.max() + 1))
+        assert len(set(zip(labels[mask], flood[mask]))) == labels.max() == len(np.unique(flood[mask]))
 
 
 def huge_png(path, side: int = 9000):
