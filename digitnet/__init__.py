@@ -5,7 +5,7 @@ from digitnet.errors import DigitnetError
 from digitnet.images import mnist_pixels, preprocess
 from digitnet.model import DigitClassifier
 from digitnet.nets import MLP, ConvNet
-from digitnet.predict import DigitRecognizer, Prediction
+from digitnet.recognizer import DigitRecognizer, Prediction
 
 __all__ = [
     "ConvNet", "MLP", "DigitClassifier", "DigitRecognizer", "DigitnetError", "MNISTDataModule", "Prediction",

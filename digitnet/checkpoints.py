@@ -1,16 +1,22 @@
-"""Checkpoints: the best one of a run (Lightning's ModelCheckpoint, documented for digitnet's `--checkpoint.*`
-flags), and reading one that a user names, with a one-line error for anything torch or Lightning would answer
-with a traceback."""
+"""Which checkpoint: the best one of a run (Lightning's ModelCheckpoint, documented for digitnet's
+`--checkpoint.*` flags), the one `predict`, `export` and `serve` use when none is named (`default_checkpoint`),
+the run `fit --ckpt_path last` continues (`continue_last_run`, `resume_command`), and reading a file a user
+names with a one-line error for anything torch or Lightning would answer with a traceback (`read_checkpoint`).
+Writing checkpoints that survive a crash is `digitnet.faults`'."""
 
 from __future__ import annotations
 
 import pickle
+import re
+import shlex
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from digitnet.arguments import program_name
 from digitnet.errors import DigitnetError
 
 
@@ -66,3 +72,78 @@ def legacy_net(hparams: dict) -> dict | None:
     init_args = {k: list(hparams[k]) if k == "hidden_sizes" else hparams[k] for k in ("hidden_sizes", "dropout")
                  if k in hparams}  # fmt: skip
     return {"class_path": "digitnet.nets.MLP", "init_args": init_args}
+
+
+def default_checkpoint(root: str | Path = "lightning_logs") -> tuple[Path, str]:
+    """The checkpoint `predict`, `export` and `serve` use without --ckpt_path, and what it is: of the run under
+    `root` whose checkpoints were written last, its best (`best-*.ckpt`), else its newest checkpoint."""
+    runs: dict[Path, float] = {}
+    for ckpt in Path(root).glob("**/checkpoints/*.ckpt"):
+        runs[ckpt.parent] = max(runs.get(ckpt.parent, 0.0), ckpt.stat().st_mtime)
+    if not runs:
+        raise DigitnetError(
+            f"no --ckpt_path given and no checkpoint under {Path(root).resolve()}; "
+            "train a model first (python -m digitnet fit) or pass --ckpt_path PATH"
+        )
+    folder = max(runs, key=runs.get)
+    run = folder.parent  # .../version_N/checkpoints -> .../version_N
+    best = sorted(folder.glob("best-*.ckpt"), key=lambda p: p.stat().st_mtime)
+    if best:
+        return best[-1], f"the best checkpoint of the latest run, {run}"
+    newest = max(folder.glob("*.ckpt"), key=lambda p: (p.name == "last.ckpt", p.stat().st_mtime))
+    return newest, f"the {'last' if newest.name == 'last.ckpt' else 'newest'} checkpoint of the latest run, {run}"
+
+
+def announce_default_checkpoint(verb: str = "Using", root: str | Path = "lightning_logs") -> Path:
+    """`default_checkpoint(root)`, after telling the user which one it is and how to choose another."""
+    path, what = default_checkpoint(root)
+    print(f"{verb} {path} ({what}; --ckpt_path chooses another)")
+    return path
+
+
+def continue_last_run(logger: Any, ckpt_dirpath: str | None) -> Path | None:
+    """For `fit --ckpt_path last`: point a TensorBoard or CSV logger config (a dict or jsonargparse
+    Namespace with save_dir, name and version init_args) at the newest run folder that holds a
+    last*.ckpt, so that Lightning finds it and the run continues there. Returns that folder.
+
+    Lightning looks for last.ckpt in this run's own checkpoints/ folder; without a fixed version the
+    logger would open a new, empty version_N folder and the run would start from scratch.
+    """
+    if ckpt_dirpath is not None or not hasattr(logger, "get"):
+        return None  # a fixed checkpoint folder: Lightning finds last.ckpt there itself
+    init = logger.get("init_args")
+    if not str(logger.get("class_path", "")).endswith(("TensorBoardLogger", "CSVLogger")) or init is None:
+        return None
+    if init.get("version") is not None:
+        return None
+    root, name = Path(init.get("save_dir") or "."), init.get("name", "lightning_logs")
+    runs = root / name if name else root
+    found = runs.glob("version_*/checkpoints/last*.ckpt")
+    lasts = [p for p in found if re.fullmatch(r"version_\d+", p.parents[1].name)]
+    if not lasts:
+        return None  # Lightning warns that there is no last checkpoint and trains from scratch
+    run = max(lasts, key=lambda p: p.stat().st_mtime).parents[1]
+    if isinstance(init, dict):
+        init["version"] = int(run.name.removeprefix("version_"))
+    else:
+        init.version = int(run.name.removeprefix("version_"))
+    warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")  # it is ours
+    return run
+
+
+def resume_command(args: Any) -> str | None:
+    """The command that resumes an interrupted `fit`: the same arguments with `--ckpt_path last`
+    (None when `args` are not those of `fit`)."""
+    if not isinstance(args, (list, tuple)):
+        return "the same command with --ckpt_path last"
+    if "fit" not in args:
+        return None
+    kept, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg == "--ckpt_path":
+            skip = True
+        elif not arg.startswith("--ckpt_path="):
+            kept.append(arg)
+    return shlex.join([*program_name().split(), *kept, "--ckpt_path", "last"])

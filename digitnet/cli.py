@@ -27,14 +27,15 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException, SI
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from digitnet.arguments import DigitnetParser, program_name, suggest
-from digitnet.checkpoints import BestCheckpoint, legacy_net, read_checkpoint
+from digitnet.checkpoints import (BestCheckpoint, announce_default_checkpoint, continue_last_run, legacy_net,
+                                  read_checkpoint, resume_command)
 from digitnet.data import MNISTDataModule
 from digitnet.divergence import StopOnNonFiniteLoss, TrainingDiverged
 from digitnet.errors import DigitnetError
-from digitnet.faults import AtomicCheckpointIO, LastCheckpoint, TrainingInterrupted, continue_last_run, resume_command
+from digitnet.faults import AtomicCheckpointIO, LastCheckpoint, TrainingInterrupted
 from digitnet.figures import CurvesLayout, TestFigures
 from digitnet.model import DigitClassifier
-from digitnet.predict import PredictionWriter, announce_default_checkpoint
+from digitnet.predict import PredictionWriter
 
 # One line each for `python -m digitnet --help`; the Trainer's docstrings describe Lightning, not digitnet.
 COMMANDS = {
@@ -132,8 +133,8 @@ class DigitnetCLI(LightningCLI):
         callbacks = config.get("callbacks") or []
         callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
         if config.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in callbacks):
-            # Lightning's default bar refreshes, and formats its metrics, on every step: about 10% of
-            # an epoch of this small model on 2 CPU cores. Every 20 steps looks the same to a person.
+            # Lightning's default bar refreshes, and formats its metrics, on every step, a cost the size of a
+            # small model's step (docs/speed.md). Every 20 steps looks the same to a person.
             kwargs["callbacks"] = [*callbacks, TQDMProgressBar(refresh_rate=20)]
         try:
             trainer = super().instantiate_trainer(**kwargs)

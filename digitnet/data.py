@@ -1,9 +1,9 @@
 """MNIST as a LightningDataModule: the files read once into tensors on the training device, batches drawn there.
 
-The four IDX files are decoded once into uint8 tensors, scaled once (`digitnet.pixels`) into one float32
+The four IDX files are decoded once into uint8 tensors, scaled once (`digitnet.images.to_input`) into one float32
 tensor, and moved to the device the Trainer trains on. A batch is then one index operation there:
 torchvision's per-sample path (PIL image -> ToTensor -> Normalize, then collate) costs more per epoch
-than the model's own arithmetic on 2 CPU cores, and copying each batch to a GPU would wait for it.
+than a small model's own arithmetic on a CPU, and copying each batch to a GPU would wait for it.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from digitnet.augment import random_affine, random_shift
 from digitnet.errors import DigitnetError
-from digitnet.image_files import ImageFiles, collate_images, list_files
+from digitnet.predict import ImageFiles, collate_images, list_files
 from digitnet.mnist import FILES, TEST_FILES, TRAIN_FILES, default_data_dir, download, find_file, load_split, not_found
-from digitnet.pixels import to_input
+from digitnet.images import to_input
 
 
 class DeviceBatches(DistributedSampler):

@@ -1,5 +1,18 @@
-"""The one exception type the CLI turns into a short message instead of a traceback."""
+"""The exception types the CLI turns into a short message instead of a traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
 
 
 class DigitnetError(ValueError):
     """Bad input from the user (a missing or corrupt file, a bad setting); the message says what to do."""
+
+
+class ImageError(DigitnetError):
+    """An image that cannot be used: `reason` in one line (the `error` column of `predict`), and the file
+    it came from, when there is one, in the message."""
+
+    def __init__(self, reason: str, source: str | Path | None = None) -> None:
+        super().__init__(f"{source}: {reason}" if source is not None else reason)
+        self.reason, self.source = reason, source

@@ -17,8 +17,9 @@ import torch
 from digitnet.arguments import command_parser
 from digitnet.errors import DigitnetError
 from digitnet.mnist import TEST_FILES, default_data_dir, load_split
-from digitnet.pixels import describe, to_input
-from digitnet.predict import DigitRecognizer, announce_default_checkpoint
+from digitnet.images import describe, to_input
+from digitnet.checkpoints import announce_default_checkpoint
+from digitnet.recognizer import DigitRecognizer
 
 
 def export_onnx(

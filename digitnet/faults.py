@@ -10,18 +10,14 @@ What it does not do, and this module adds:
 - `LastCheckpoint`: last.ckpt at every epoch end and N training steps after its last save. (ModelCheckpoint's
   save_last=True refreshes it, since Lightning 2.6, only when val/acc improves.)
 - Ctrl-C finishes the current step, saves last.ckpt and stops (`TrainingInterrupted`).
-- `continue_last_run`: `--ckpt_path last` looks in the run's own checkpoints/ folder, and a new run
-  gets a new version_N folder, so without it the resumed run would find nothing and start over.
+- which run `--ckpt_path last` continues, and the command that resumes one, are `digitnet.checkpoints`'.
 """
 
 from __future__ import annotations
 
 import os
-import re
-import shlex
 import signal
 import threading
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +27,6 @@ from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from digitnet.arguments import program_name
 from digitnet.errors import DigitnetError
 
 
@@ -189,51 +184,3 @@ class LastCheckpoint(Checkpoint):
         # here at once, and a save waits for all of them: leave it to the last periodic save.
         if isinstance(exception, SIGTERMException) and trainer.world_size == 1:
             self.save(trainer)
-
-
-def continue_last_run(logger: Any, ckpt_dirpath: str | None) -> Path | None:
-    """For `fit --ckpt_path last`: point a TensorBoard or CSV logger config (a dict or jsonargparse
-    Namespace with save_dir, name and version init_args) at the newest run folder that holds a
-    last*.ckpt, so that Lightning finds it and the run continues there. Returns that folder.
-
-    Lightning looks for last.ckpt in this run's own checkpoints/ folder; without a fixed version the
-    logger would open a new, empty version_N folder and the run would start from scratch.
-    """
-    if ckpt_dirpath is not None or not hasattr(logger, "get"):
-        return None  # a fixed checkpoint folder: Lightning finds last.ckpt there itself
-    init = logger.get("init_args")
-    if not str(logger.get("class_path", "")).endswith(("TensorBoardLogger", "CSVLogger")) or init is None:
-        return None
-    if init.get("version") is not None:
-        return None
-    root, name = Path(init.get("save_dir") or "."), init.get("name", "lightning_logs")
-    runs = root / name if name else root
-    found = runs.glob("version_*/checkpoints/last*.ckpt")
-    lasts = [p for p in found if re.fullmatch(r"version_\d+", p.parents[1].name)]
-    if not lasts:
-        return None  # Lightning warns that there is no last checkpoint and trains from scratch
-    run = max(lasts, key=lambda p: p.stat().st_mtime).parents[1]
-    if isinstance(init, dict):
-        init["version"] = int(run.name.removeprefix("version_"))
-    else:
-        init.version = int(run.name.removeprefix("version_"))
-    warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")  # it is ours
-    return run
-
-
-def resume_command(args: Any) -> str | None:
-    """The command that resumes an interrupted `fit`: the same arguments with `--ckpt_path last`
-    (None when `args` are not those of `fit`)."""
-    if not isinstance(args, (list, tuple)):
-        return "the same command with --ckpt_path last"
-    if "fit" not in args:
-        return None
-    kept, skip = [], False
-    for arg in args:
-        if skip:
-            skip = False
-        elif arg == "--ckpt_path":
-            skip = True
-        elif not arg.startswith("--ckpt_path="):
-            kept.append(arg)
-    return shlex.join([*program_name().split(), *kept, "--ckpt_path", "last"])

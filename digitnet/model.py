@@ -13,6 +13,7 @@ from torch import nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from digitnet.errors import DigitnetError
 from digitnet.nets import MLP, net_config
 from digitnet.optim import fused_if_available, half_cosine
 
@@ -55,6 +56,8 @@ class DigitClassifier(L.LightningModule):
             (ReduceLROnPlateau watches val/loss).
         cosine_decay: Without an lr_scheduler, decay the learning rate to zero along a half cosine over
             all training steps (see the README's Results); False keeps the report's constant learning rate.
+        label_smoothing: Training targets put this much probability on the other nine digits, spread evenly
+            (0 is the report's plain cross-entropy); validation and test losses are always plain.
         compile: Compile the network with torch.compile before training (`--model.compile=true`).
 
     `net`, `optimizer` and `lr_scheduler` may also be given as the settings checkpoints store,
@@ -69,9 +72,12 @@ class DigitClassifier(L.LightningModule):
         optimizer: OptimizerCallable | None = None,
         lr_scheduler: LRSchedulerCallable | None = None,
         cosine_decay: bool = True,
+        label_smoothing: float = 0.0,
         compile: bool = False,
     ) -> None:
         super().__init__()
+        if not 0 <= label_smoothing < 1:
+            raise DigitnetError(f"--model.label_smoothing must be in [0, 1), got {label_smoothing}")
         self.save_hyperparameters(ignore=["net"])
         if isinstance(net, dict):
             net = instantiate_class((), net)
@@ -99,7 +105,7 @@ class DigitClassifier(L.LightningModule):
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
         logits = self(x)
-        loss = F.cross_entropy(logits, y)
+        loss = F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing)
         self.train_acc.update(logits.detach(), y)
         # Logged only on the steps the logger writes: a self.log call costs more than a small model's step.
         every = self.trainer.log_every_n_steps

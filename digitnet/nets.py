@@ -87,6 +87,12 @@ class ConvNet(nn.Sequential):
             *conv_block(2 * w, 4 * w), nn.MaxPool2d(2),  # (B, 4w, 3, 3)
             nn.Flatten(), nn.Dropout(dropout), nn.Linear(36 * w, 10),  # (B, 36w) -> (B, 10) logits
         )  # fmt: skip
+        self.to(memory_format=torch.channels_last)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Channels last (NHWC), weights and input: oneDNN's CPU convolutions and cuDNN's tensor-core ones
+        # are faster on it than on torch's default NCHW; the results are the same.
+        return super().forward(x.contiguous(memory_format=torch.channels_last))
 
 
 def net_config(net: nn.Module) -> dict:

@@ -1,138 +1,81 @@
-"""Reading digits with a trained model: the Python API (`DigitRecognizer`) and the CSV writer behind
-`python -m digitnet predict --data.predict_path PATH --output OUT.csv`."""
+"""`python -m digitnet predict --data.predict_path PATH --output OUT.csv`: image files as the data of `predict`
+(`list_files`, `ImageFiles`, read one by one with `digitnet.images.preprocess`, a file that cannot be used
+reported with its reason without stopping the others) and the writer of its lines and CSV (`PredictionWriter`)."""
 
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+import glob
+import os
 from pathlib import Path
+from typing import NamedTuple
 
-import numpy as np
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
-from PIL import Image
-from torch import nn
 
-from digitnet.checkpoints import legacy_net, read_checkpoint
 from digitnet.errors import DigitnetError
-from digitnet.image_files import ImageBatch
-from digitnet.images import ImageError, mnist_pixels
-from digitnet.pixels import to_input
-from digitnet.model import DigitClassifier
+from digitnet.images import MAX_PIXELS, SIZE, ImageError, preprocess
+from digitnet.recognizer import top3
 
 COLUMNS = ["file", "digit", "probability", "top1", "top1_probability", "top2", "top2_probability",
            "top3", "top3_probability", "error"]  # fmt: skip
 
 
-@dataclass(frozen=True)
-class Prediction:
-    """The most likely digit, its probability, and the three most likely digits with theirs."""
+class ImageBatch(NamedTuple):
+    """A batch of image files: the readable ones stacked, and every file with its error ("" when read)."""
 
-    digit: int
-    probability: float
-    top3: tuple[tuple[int, float], ...]
-
-
-def top3(probabilities: torch.Tensor) -> list[Prediction]:
-    """(N, 10) class probabilities -> N predictions."""
-    values, digits = probabilities.float().topk(3, dim=1)
-    return [
-        Prediction(d[0], p[0], tuple(zip(d, p)))
-        for d, p in zip(digits.tolist(), values.tolist())
-    ]
+    images: torch.Tensor  # (G, 1, 28, 28) float32: the files without an error, in order
+    files: list[str]
+    errors: list[str]
 
 
-class DigitRecognizer:
-    """A trained classifier and MNIST's preprocessing: digits from image files, PIL images or arrays.
+def list_files(path: str | Path) -> list[Path]:
+    """The files PATH names: the file itself, a folder's files (not its hidden ones, not its
+    subfolders'), or a glob's matches (`**` recurses), in sorted order."""
+    text = os.path.expanduser(str(path))
+    p = Path(text)
+    if p.is_file():
+        return [p]
+    if p.is_dir():
+        files = sorted(f for f in p.iterdir() if f.is_file() and not f.name.startswith("."))
+    elif glob.has_magic(text):
+        files = sorted(Path(f) for f in glob.glob(text, recursive=True) if os.path.isfile(f))
+    else:
+        raise DigitnetError(
+            f"{path}: no such file or folder; --data.predict_path takes an image file, a folder or a quoted glob "
+            "such as 'scans/*.png'"
+        )
+    if not files:
+        raise DigitnetError(f"{path}: no files found")
+    return files
 
-    Args:
-        net: Any module mapping normalized (N, 1, 28, 28) images to (N, 10) logits, such as `MLP`.
-        standardize: Whether the net was trained on standardized pixels (the default, `--data.normalize=true`)
-            or on plain pixels / 255.
+
+class ImageFiles(torch.utils.data.Dataset):
+    """Image files, each read and preprocessed when indexed: (input (1, 28, 28) or None, file, error).
+
+    A file that cannot be used yields None and its reason instead of raising, so that one bad file
+    does not stop a folder.
     """
 
-    def __init__(self, net: nn.Module, standardize: bool = True) -> None:
-        self.net = net.eval()
-        self.standardize = standardize
+    def __init__(self, files: list[Path], standardize: bool = True, max_pixels: int = MAX_PIXELS) -> None:
+        self.files, self.standardize, self.max_pixels = files, standardize, max_pixels
 
-    @classmethod
-    def from_checkpoint(cls, path: str | Path, map_location: str | torch.device = "cpu",
-                        weights_only: bool | None = None) -> DigitRecognizer:  # fmt: skip
-        """The network of a `DigitClassifier` checkpoint, with the data settings it was trained with.
-        `weights_only=False` reads one of a model built in Python with a functools.partial optimizer."""
-        checkpoint = read_checkpoint(path, map_location, weights_only)
-        hparams = checkpoint.get("hyper_parameters", {})
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor | None, str, str]:
+        path = self.files[index]
         try:
-            if legacy_net(hparams) is not None:  # digitnet 0.1: the MLP's settings were the model's own
-                model = DigitClassifier(net=legacy_net(hparams))
-                model.load_state_dict(checkpoint["state_dict"])
-            else:
-                model = DigitClassifier.load_from_checkpoint(path, map_location=map_location,
-                                                             weights_only=weights_only)  # fmt: skip
-        except (RuntimeError, KeyError, TypeError, ValueError, ImportError, AttributeError) as err:
-            first_line = (str(err).strip().splitlines() or [""])[0]
-            raise DigitnetError(f"{path}: not a checkpoint of digitnet's DigitClassifier "
-                                f"({type(err).__name__}: {first_line})") from None
-        data = checkpoint.get("datamodule_hyper_parameters", {})
-        return cls(model.net.to(map_location), standardize=data.get("normalize", True))
-
-    def inputs(self, images: list) -> torch.Tensor:
-        """The (N, 1, 28, 28) float32 model input for a list of images (see `predict`)."""
-        pixels = [
-            np.asarray(image) if _is_mnist_array(image) else mnist_pixels(image)
-            for image in images
-        ]
-        return to_input(np.stack(pixels), self.standardize)
-
-    @torch.no_grad()
-    def predict_many(self, images: list) -> list[Prediction]:
-        """Predictions for a list of images (see `predict`); raises ImageError on the first unusable one."""
-        parameter = next(self.net.parameters(), None)
-        x = self.inputs(images)
-        if parameter is not None:
-            x = x.to(parameter.device)
-        return top3(self.net(x).softmax(dim=1))
-
-    def predict(self, image: str | Path | Image.Image | np.ndarray | torch.Tensor) -> Prediction:
-        """The digit in one image.
-
-        `image` is a file path or a PIL image (a photo, scan or drawing, preprocessed as MNIST was made:
-        see `digitnet.images.mnist_pixels`), or a 28x28 array of MNIST pixels (0-255, white digit on
-        black, centred as in MNIST), used as it is. Any other 2-D array is taken as a greyscale picture
-        and preprocessed.
-        """
-        return self.predict_many([image])[0]
+            return preprocess(path, self.standardize, self.max_pixels), str(path), ""
+        except ImageError as err:
+            return None, str(path), err.reason
 
 
-def _is_mnist_array(image) -> bool:
-    return isinstance(image, (np.ndarray, torch.Tensor)) and tuple(image.shape) == (28, 28)
-
-
-def default_checkpoint(root: str | Path = "lightning_logs") -> tuple[Path, str]:
-    """The checkpoint `predict`, `export` and `serve` use without --ckpt_path, and what it is: of the run under
-    `root` whose checkpoints were written last, its best (`best-*.ckpt`), else its newest checkpoint."""
-    runs: dict[Path, float] = {}
-    for ckpt in Path(root).glob("**/checkpoints/*.ckpt"):
-        runs[ckpt.parent] = max(runs.get(ckpt.parent, 0.0), ckpt.stat().st_mtime)
-    if not runs:
-        raise DigitnetError(
-            f"no --ckpt_path given and no checkpoint under {Path(root).resolve()}; "
-            "train a model first (python -m digitnet fit) or pass --ckpt_path PATH"
-        )
-    folder = max(runs, key=runs.get)
-    run = folder.parent  # .../version_N/checkpoints -> .../version_N
-    best = sorted(folder.glob("best-*.ckpt"), key=lambda p: p.stat().st_mtime)
-    if best:
-        return best[-1], f"the best checkpoint of the latest run, {run}"
-    newest = max(folder.glob("*.ckpt"), key=lambda p: (p.name == "last.ckpt", p.stat().st_mtime))
-    return newest, f"the {'last' if newest.name == 'last.ckpt' else 'newest'} checkpoint of the latest run, {run}"
-
-
-def announce_default_checkpoint(verb: str = "Using", root: str | Path = "lightning_logs") -> Path:
-    """`default_checkpoint(root)`, after telling the user which one it is and how to choose another."""
-    path, what = default_checkpoint(root)
-    print(f"{verb} {path} ({what}; --ckpt_path chooses another)")
-    return path
+def collate_images(items: list[tuple[torch.Tensor | None, str, str]]) -> ImageBatch:
+    """ImageFiles items -> one ImageBatch."""
+    good = [x for x, _, error in items if not error]
+    x = torch.stack(good) if good else torch.empty(0, 1, SIZE, SIZE)
+    return ImageBatch(x, [file for _, file, _ in items], [error for _, _, error in items])
 
 
 class PredictionWriter(BasePredictionWriter):
@@ -192,7 +135,3 @@ class PredictionWriter(BasePredictionWriter):
         if failed:
             summary += f"; {failed} could not be read (see the error {'column' if self.output else 'lines'})"
         print(summary + (f". Wrote {self.output}" if self.output is not None else ""))
-
-
-__all__ = ["COLUMNS", "DigitRecognizer", "ImageError", "Prediction", "PredictionWriter", "announce_default_checkpoint",
-           "default_checkpoint"]

@@ -26,7 +26,8 @@ import torch
 from digitnet.arguments import command_parser
 from digitnet.errors import DigitnetError
 from digitnet.images import MAX_PIXELS, ImageError, mnist_pixels, open_image
-from digitnet.predict import DigitRecognizer, announce_default_checkpoint, top3
+from digitnet.checkpoints import announce_default_checkpoint
+from digitnet.recognizer import DigitRecognizer, top3
 
 try:
     import litserve as ls

@@ -14,7 +14,7 @@ from digitnet import mnist
 from digitnet.augment import random_affine, random_shift
 from digitnet.data import DeviceBatches, MNISTDataModule
 from digitnet.mnist import read_idx
-from digitnet.pixels import to_input
+from digitnet.images import to_input
 from digitnet.errors import DigitnetError
 
 

@@ -15,7 +15,8 @@ from conftest import write_mnist
 from digitnet import MLP, DigitClassifier, MNISTDataModule
 from digitnet.cli import main
 from digitnet.divergence import StopOnNonFiniteLoss, TrainingDiverged
-from digitnet.faults import AtomicCheckpointIO, LastCheckpoint, continue_last_run, resume_command
+from digitnet.checkpoints import continue_last_run, resume_command
+from digitnet.faults import AtomicCheckpointIO, LastCheckpoint
 from probes import ROOT, digitnet_process
 
 STEPS_PER_EPOCH = 20  # 420 training images, 20 held out, batches of 20

@@ -10,10 +10,11 @@ import pytest
 import torch
 from PIL import Image
 
-from digitnet.pixels import MEAN, STD
+from digitnet.images import MEAN, STD
 from digitnet.errors import DigitnetError
-from digitnet.image_files import ImageFiles, collate_images, list_files
-from digitnet.images import ImageError, components, mnist_pixels, preprocess, stroke_width
+from digitnet.predict import ImageFiles, collate_images, list_files
+from digitnet.images import ImageError, mnist_pixels, preprocess, stroke_width
+from digitnet.ink import components
 from photos import KINDS, cropped_to_ink, draw_digit, drawn_digits, on_desk, on_paper, photo, save_photo
 
 NAMES = ["zero", "one", "seven", "four"]

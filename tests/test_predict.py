@@ -14,7 +14,8 @@ import torch
 from conftest import write_mnist
 from digitnet import DigitRecognizer, mnist_pixels
 from digitnet.cli import main
-from digitnet.predict import COLUMNS, default_checkpoint
+from digitnet.checkpoints import default_checkpoint
+from digitnet.predict import COLUMNS
 from photos import KINDS, drawn_digits, save_photo
 from test_cli import run_cli
 from test_images import write_bad_files

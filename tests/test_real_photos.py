@@ -6,7 +6,7 @@ import numpy as np
 
 from digitnet.cli import main
 from digitnet.mnist import TEST_FILES, load_split
-from digitnet.predict import default_checkpoint
+from digitnet.checkpoints import default_checkpoint
 from photos import KINDS, save_photo
 
 

@@ -18,7 +18,8 @@ from PIL import Image
 
 from digitnet.errors import DigitnetError
 from digitnet.images import ImageError, mnist_pixels, open_image
-from digitnet.predict import DigitRecognizer, default_checkpoint
+from digitnet.checkpoints import default_checkpoint
+from digitnet.recognizer import DigitRecognizer
 from serve_helpers import ServerProcess, have_real_mnist, mnist_test_set, trained_run
 
 pytest.importorskip("litserve", reason="needs the serve extra: pip install -e '.[serve]'")

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from digitnet.predict import DigitRecognizer, default_checkpoint
+from digitnet.checkpoints import default_checkpoint
+from digitnet.recognizer import DigitRecognizer
 from serve_helpers import SOURCE, ServerProcess, have_real_mnist, mnist_test_set, trained_run
 
 playwright = pytest.importorskip("playwright.sync_api", reason="needs playwright: pip install -e '.[dev]'")

@@ -1,0 +1,284 @@
+"""Where the ink is, in a greyscale photo, scan or drawing of one digit: `ink_map`, (H, W) ink in [0, 1].
+
+The paper's level under uneven light, a dark desk or border around the sheet, paper that the ink covers
+almost entirely (a digit cropped to its ink), specks of noise and marks along the edges: each is one
+function here. numpy only (scipy is an optional extra that the package does not import), so connected
+regions are labelled by a small routine of its own.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from digitnet.errors import ImageError
+
+# Ink must differ from the paper by at least this much (out of 255) and by 6 noise sigmas.
+MIN_CONTRAST = 16.0
+# ... and make a mark of at least this many pixels: JPEG's and the sensor's noise leave isolated specks.
+MIN_MARK = 8
+
+
+def histogram(values: np.ndarray) -> tuple[np.ndarray, int]:
+    """Counts of whole grey levels (values rounded), from the lowest level; and that level."""
+    levels = np.round(values).astype(np.int64).ravel()
+    low = int(levels.min())
+    return np.bincount(levels - low), low
+
+
+def otsu_threshold(values: np.ndarray) -> float:
+    """The level t that splits `values` into `< t` and `>= t` with the most between-class variance (Otsu's
+    method): between ink and paper however much of the picture the ink covers."""
+    counts, low = histogram(values)
+    p, level = counts / counts.sum(), np.arange(len(counts))
+    w = np.cumsum(p)[:-1]  # share of the values in levels 0..k, for each split k
+    mu = np.cumsum(p * level)[:-1]  # their summed levels
+    between = (float(p @ level) * w - mu) ** 2 / np.maximum(w * (1 - w), 1e-12)
+    if len(between) == 0:  # one level
+        return low + 0.5
+    # Splits inside an empty stretch of the histogram tie; the first one gives the same two classes as the last.
+    return float(low + np.argmax(between >= between.max() * (1 - 1e-9)) + 0.5)
+
+
+def bimodal(values: np.ndarray, t: float) -> bool:
+    """Whether the histogram of `values`, split at `t`, has a valley between the two classes' medians under 70%
+    of the peaks on either side of it: two tones, not one tone's noise, texture or shading split in two."""
+    counts, low = histogram(values)
+    hist = np.convolve(counts, np.ones(9), "same")
+    a, b = (int(np.round(np.median(values[side]))) - low for side in (values < t, values >= t))
+    valley = a + int(np.argmin(hist[a : b + 1]))
+    return bool(hist[valley] < 0.7 * min(hist[: valley + 1].max(), hist[valley:].max()))
+
+
+def components(mask: np.ndarray) -> np.ndarray:
+    """(H, W) int32 labels 1, 2, ... of the 8-connected regions of a boolean mask (0 outside it).
+
+    Runs of each row are joined to the runs they touch in the row above, and the joins merged by union-find on
+    whole arrays at once: no pixel loop in Python, and no scipy.
+    """
+    h, w = mask.shape
+    steps = np.diff(np.pad(mask, ((0, 0), (1, 1))).astype(np.int8), axis=1)
+    row, start = np.nonzero(steps == 1)
+    end = np.nonzero(steps == -1)[1]  # exclusive; runs come in row-major order, so starts and ends pair up
+    if len(row) == 0:
+        return np.zeros((h, w), np.int32)
+    # The runs of the row above touching run b (diagonals too) form one stretch [lo, hi) of the run list.
+    key = row * (w + 2)
+    lo = np.searchsorted(key + end, key - (w + 2) + start, side="left")
+    hi = np.searchsorted(key + start, key - (w + 2) + end, side="right")
+    count = np.maximum(hi - lo, 0)
+    b = np.repeat(np.arange(len(row)), count)
+    a = np.repeat(lo, count) + np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
+    parent = np.arange(len(row))
+    while len(a):  # hook the larger root of each join to the smaller, then flatten the trees
+        ra, rb = parent[a], parent[b]
+        np.minimum.at(parent, np.maximum(ra, rb), np.minimum(ra, rb))
+        while not np.array_equal(parent[parent], parent):
+            parent = parent[parent]
+        joined = parent[a] != parent[b]
+        a, b = a[joined], b[joined]
+    label = np.unique(parent, return_inverse=True)[1].astype(np.int32) + 1
+    length = end - start
+    pixels = np.repeat(row * w + start - np.cumsum(length) + length, length) + np.arange(length.sum())
+    labels = np.zeros(h * w, np.int32)
+    labels[pixels] = np.repeat(label, length)
+    return labels.reshape(h, w)
+
+
+def border_pixels(mask: np.ndarray) -> np.ndarray:
+    """The values along the image's four edges, as one 1-D array."""
+    return np.concatenate([mask[0], mask[-1], mask[1:-1, 0], mask[1:-1, -1]])
+
+
+def touching_border(mask: np.ndarray) -> np.ndarray:
+    """The regions of a boolean mask that reach the image's edges."""
+    labels = components(mask)
+    edge = np.unique(border_pixels(labels))
+    return np.isin(labels, edge[edge > 0])
+
+
+def dilate(mask: np.ndarray, radius: int) -> np.ndarray:
+    """The mask grown by `radius` pixels (a square), as two 1-D passes."""
+    x, k = torch.from_numpy(mask.astype(np.float32))[None, None], 2 * radius + 1
+    x = F.max_pool2d(x, (1, k), stride=1, padding=(0, radius))
+    return F.max_pool2d(x, (k, 1), stride=1, padding=(radius, 0))[0, 0].numpy() > 0
+
+
+def opening(mask: np.ndarray, radius: int) -> np.ndarray:
+    """The mask less its parts narrower than 2 * radius + 1 pixels (erosion, then dilation)."""
+    return dilate(~dilate(~mask, radius), radius)
+
+
+def is_sheet(region: np.ndarray, marked: bool) -> bool:
+    """Whether a region looks like a sheet of paper: it fills 90% of a rectangle turned by up to 15 degrees.
+
+    No digit does (a filled 0 fills 79% of its box). An unmarked light bar could be a thick 1 as well as a
+    blank sheet: it is taken for a sheet only when it is less than 2.2 times as long as wide.
+    """
+    rows = np.nonzero(region.any(1))[0]
+    left = region.argmax(1)[rows]
+    right = region.shape[1] - 1 - region[:, ::-1].argmax(1)[rows]
+    y, x = np.r_[rows, rows].astype(float), np.r_[left, right].astype(float)  # the hull is among these points
+    boxes = []
+    for angle in np.deg2rad(np.arange(-15, 16)):
+        u, v = x * np.cos(angle) + y * np.sin(angle), y * np.cos(angle) - x * np.sin(angle)
+        boxes.append((np.ptp(u) + 1, np.ptp(v) + 1))
+    long, short = max(min(boxes, key=np.prod)), min(min(boxes, key=np.prod))
+    return region.sum() / (long * short) >= 0.9 and (marked or long < 2.2 * short)
+
+
+def sheet_region(gray: np.ndarray, size: int = 256) -> np.ndarray | None:
+    """For a photo of a light sheet on a dark desk (or in a dark border): the sheet, less a margin along its
+    edge; None for a picture without such a frame.
+
+    The frame is the dark pixels (of Otsu's split) connected to the image's edges, when they cover at least
+    40% of those edges and enclose a sheet: 40% of the picture or more, at least 80% light, a rectangle
+    (`is_sheet`). A light-on-dark digit is enclosed by its dark background too, but is no light rectangle.
+    Strokes running into the sheet's edge are thinner than a frame: they are cut off it. Frames are big:
+    they are found on a copy of the image `size` pixels at most a side.
+    """
+    h, w = gray.shape
+    scale = min(1.0, size / max(h, w))
+    small = F.interpolate(torch.from_numpy(gray)[None, None], scale_factor=scale, mode="area")[0, 0].numpy()
+    t = otsu_threshold(small)
+    dark = small < t
+    outside = touching_border(dark)
+    # The opening cuts thin parts off the frame: strokes that run into the sheet's edge stay cut off, the
+    # frame's own narrow stretches (where a turned sheet nears the image's edge) go back to it.
+    frame = touching_border(opening(dark, max(1, round(0.03 * max(small.shape)))))
+    frame |= touching_border(outside & ~frame)
+    inside = ~frame
+    marks = int((dark & inside).sum())
+    if border_pixels(outside).mean() < 0.4 or inside.mean() < 0.4 or marks > 0.2 * inside.sum():
+        return None
+    if not bimodal(small.ravel(), t):  # a shadow darkens the paper gradually; a desk is a tone of its own
+        return None
+    if not is_sheet(inside, marked=marks > 0.002 * inside.sum()):
+        return None
+    full = F.interpolate(torch.from_numpy(frame.astype(np.float32))[None, None], size=(h, w))[0, 0].numpy() > 0
+    # The sheet's edge is blurred (focus, rotation, JPEG): a margin along it goes with the frame.
+    return ~dilate(full, max(2, round(0.01 * max(h, w))))
+
+
+def paper_level(gray: np.ndarray, paper: np.ndarray | None = None, blocks: int = 8) -> np.ndarray:
+    """(H, W) estimate of the paper's grey level under uneven light: a quadratic surface fitted to the
+    median of the `paper` pixels (default: all) of each of blocks x blocks tiles, leaving out tiles under a
+    quarter paper. Tiles that the ink dominates lie off the surface; they are dropped and the surface
+    refitted. Images under 64 pixels a side get one flat level, the median."""
+    paper = np.ones(gray.shape, bool) if paper is None else paper
+    flat = np.full_like(gray, np.median(gray[paper]))
+    h, w = gray.shape
+    if min(h, w) < 64:
+        return flat
+    medians, centres = [], []
+    for r in np.array_split(np.arange(h), blocks):
+        for c in np.array_split(np.arange(w), blocks):
+            tile = gray[r[0] : r[-1] + 1, c[0] : c[-1] + 1][paper[r[0] : r[-1] + 1, c[0] : c[-1] + 1]]
+            if tile.size >= 0.25 * len(r) * len(c):
+                medians.append(np.median(tile)), centres.append((r.mean() / h, c.mean() / w))
+
+    def basis(y: np.ndarray, x: np.ndarray) -> np.ndarray:  # (..., 6): 1, y, x, y^2, xy, x^2
+        return np.stack([np.ones_like(y), y, x, y * y, x * y, x * x], axis=-1)
+
+    if len(medians) < 12:
+        return flat
+    A, b = basis(*np.array(centres).T), np.array(medians)
+    fit = np.full_like(b, np.median(b))  # start flat, at the median tile
+    for _ in range(4):
+        residual = np.abs(b - fit)
+        keep = residual <= 3 * (1.4826 * np.median(residual) + 2.0)  # + 2 grey levels: noise alone is paper
+        if keep.sum() < 12:  # too few tiles of paper left for 6 coefficients: one flat level
+            return flat
+        coef = np.linalg.lstsq(A[keep], b[keep], rcond=None)[0]
+        fit = A @ coef
+    y, x = np.meshgrid(np.arange(h, dtype=np.float32) / h, np.arange(w, dtype=np.float32) / w, indexing="ij")
+    return (basis(y, x) @ coef.astype(np.float32)).astype(np.float32)
+
+
+def paper_deviation(gray: np.ndarray, paper: np.ndarray) -> tuple[np.ndarray, float]:
+    """The image less the paper's level (`paper_level` of the `paper` pixels), and how far from it ink must
+    lie: MIN_CONTRAST, or 6 noise sigmas (from the paper's median absolute deviation) when that is more."""
+    deviation = gray - paper_level(gray, paper)
+    sigma = 1.4826 * float(np.median(np.abs(deviation[paper])))
+    return deviation, max(6 * sigma, MIN_CONTRAST)
+
+
+def two_tones(gray: np.ndarray, flat: np.ndarray, valid: np.ndarray, dark_ink: bool | None) -> tuple | None:
+    """(deviation, threshold, dark_ink) as `paper_deviation` gives them, when the ink covers enough of the
+    picture to be a tone of its own (a digit cropped to its ink, with no paper margin); else None.
+
+    Otsu's split gives the two tones, when the histogram has a peak for each (`bimodal`). The paper is the
+    tone along the image's edges, which a digit only touches here and there (unless `dark_ink` is given).
+    Its level is fitted to its pixels away from the ink (the strokes' blurred edges drag the median of the
+    whole class towards the ink), judged on `flat`, the image less the level fitted to every pixel, so that
+    they are not all on the bright side of a shadow. Ink lies beyond the paper's noise, and at most halfway
+    to the ink's tone. A split of one tone's shading leaves most of the other class near the paper: None.
+    """
+    t = otsu_threshold(gray[valid])
+    dark = valid & (gray < t)
+    light = valid & ~dark
+    if not dark.any() or not light.any() or not bimodal(gray[valid], t):
+        return None
+    if dark_ink is None:
+        edges = border_pixels(dark).mean()  # a tie (a digit touching half the edges): the minority is ink
+        dark_ink = bool(edges < 0.5 if edges != 0.5 else dark.sum() < light.sum())
+    paper, ink = (light, dark) if dark_ink else (dark, light)
+    middle = np.median(flat[paper])
+    core = paper & ((flat > middle) if dark_ink else (flat < middle))
+    deviation, threshold = paper_deviation(gray, core if core.any() else paper)
+    gap = float(np.median(-deviation[ink] if dark_ink else deviation[ink]))
+    threshold = max(MIN_CONTRAST, min(threshold, gap / 2))
+    apart = (-deviation[ink] if dark_ink else deviation[ink]) > threshold
+    return (deviation, threshold, dark_ink) if apart.mean() >= 0.5 else None
+
+
+def border_junk(labels: np.ndarray) -> np.ndarray:
+    """The marks (`components` labels) that lie along the image's edges rather than cross them: a desk, the
+    dark corners of a turned sheet, a shadow along a scan's edge. They touch the edge over half their outline
+    or more; a stroke that runs into an edge touches it over its width. Only dropped when the digit is
+    elsewhere (a mark off the edges, elongated and of 20 pixels or more): a digit cropped to its ink keeps
+    all of its strokes."""
+    edge = np.unique(border_pixels(labels))
+    edge = edge[edge > 0]
+    area = np.bincount(labels.ravel())
+    outline = np.zeros_like(area)  # pixel sides between a mark and the paper, per mark
+    for a, b in ((labels[1:], labels[:-1]), (labels[:, 1:], labels[:, :-1])):
+        np.add.at(outline, a[a != b], 1), np.add.at(outline, b[a != b], 1)
+    inner = np.setdiff1d(np.arange(1, len(area)), edge)
+    width = 2 * area[inner] / np.maximum(outline[inner], 1)  # as `stroke_width`
+    if len(edge) == 0 or not ((area[inner] >= 20) & (area[inner] >= 4 * width**2)).any():
+        return np.zeros(labels.shape, bool)
+    contact = np.bincount(border_pixels(labels), minlength=len(area))
+    return np.isin(labels, edge[contact[edge] >= 0.5 * outline[edge]])
+
+
+def ink_map(gray: np.ndarray) -> np.ndarray:
+    """(H, W) ink in [0, 1] (1 = stroke core, 0 = paper) from a greyscale image of any polarity.
+
+    A dark frame around a sheet is left out (`sheet_region`). The paper's level and noise come from every
+    pixel (`paper_deviation`), or, when the ink covers much of the picture, from the paper's tone alone
+    (`two_tones`). Ink lies on the side of the paper that `two_tones` found, else on the side with more
+    strongly deviating mass; dark ink on light paper is inverted. The paper tone is subtracted and the
+    contrast stretched, so that a grey sheet under dim, uneven light and a white scan give the same strokes.
+    Marks of fewer than MIN_MARK pixels are no ink; junk along the image's edges (`border_junk`) is dropped.
+    """
+    sheet = sheet_region(gray)
+    valid = np.ones(gray.shape, bool) if sheet is None else sheet
+    dark_ink = True if sheet is not None else None  # a sheet on a desk: dark ink on the light sheet
+    deviation, threshold = paper_deviation(gray, valid)  # every pixel taken for paper, the ink for outliers
+    reading = two_tones(gray, deviation, valid, dark_ink)
+    if reading is not None:  # the ink covers too much of the picture to be outliers
+        deviation, threshold, dark_ink = reading
+    if dark_ink is None:
+        bright = deviation[valid & (deviation > threshold)].sum()
+        dark_ink = bool(-deviation[valid & (deviation < -threshold)].sum() > bright)
+    ink = np.where(valid, -deviation if dark_ink else deviation, 0)  # ink is now brighter than the paper
+    labels = components(ink > threshold)
+    if labels.max() == 0 or np.bincount(labels.ravel())[1:].max() < MIN_MARK:
+        raise ImageError(f"blank: no ink found (the {'image' if sheet is None else 'sheet'} is one flat tone)")
+    marks = (labels > 0) & ~border_junk(labels)
+    full = float(np.percentile(ink[marks], 90))  # the strokes' core: MNIST's saturated pixels
+    level = np.clip(np.where(dilate(marks, 1), ink, 0) / full, 0, 1)  # the marks and their blurred edges only
+    # Soft threshold: paper texture and noise below 30% of the stroke contrast vanish, the core saturates.
+    return np.clip((level - 0.3) / 0.4, 0, 1).astype(np.float32)

@@ -1,0 +1,92 @@
+"""Reading digits in Python with a trained model: `DigitRecognizer` and its `Prediction`s."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from digitnet.checkpoints import legacy_net, read_checkpoint
+from digitnet.errors import DigitnetError
+from digitnet.images import preprocess
+from digitnet.model import DigitClassifier
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The most likely digit, its probability, and the three most likely digits with theirs."""
+
+    digit: int
+    probability: float
+    top3: tuple[tuple[int, float], ...]
+
+
+def top3(probabilities: torch.Tensor) -> list[Prediction]:
+    """(N, 10) class probabilities -> N predictions."""
+    values, digits = probabilities.float().topk(3, dim=1)
+    return [
+        Prediction(d[0], p[0], tuple(zip(d, p)))
+        for d, p in zip(digits.tolist(), values.tolist())
+    ]
+
+
+class DigitRecognizer:
+    """A trained classifier and MNIST's preprocessing: digits from image files, PIL images or arrays.
+
+    Args:
+        net: Any module mapping normalized (N, 1, 28, 28) images to (N, 10) logits, such as `MLP`.
+        standardize: Whether the net was trained on standardized pixels (the default, `--data.normalize=true`)
+            or on plain pixels / 255.
+    """
+
+    def __init__(self, net: nn.Module, standardize: bool = True) -> None:
+        self.net = net.eval()
+        self.standardize = standardize
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, map_location: str | torch.device = "cpu",
+                        weights_only: bool | None = None) -> DigitRecognizer:  # fmt: skip
+        """The network of a `DigitClassifier` checkpoint, with the data settings it was trained with.
+        `weights_only=False` reads one of a model built in Python with a functools.partial optimizer."""
+        checkpoint = read_checkpoint(path, map_location, weights_only)
+        hparams = checkpoint.get("hyper_parameters", {})
+        try:
+            if legacy_net(hparams) is not None:  # digitnet 0.1: the MLP's settings were the model's own
+                model = DigitClassifier(net=legacy_net(hparams))
+                model.load_state_dict(checkpoint["state_dict"])
+            else:
+                model = DigitClassifier.load_from_checkpoint(path, map_location=map_location,
+                                                             weights_only=weights_only)  # fmt: skip
+        except (RuntimeError, KeyError, TypeError, ValueError, ImportError, AttributeError) as err:
+            first_line = (str(err).strip().splitlines() or [""])[0]
+            raise DigitnetError(f"{path}: not a checkpoint of digitnet's DigitClassifier "
+                                f"({type(err).__name__}: {first_line})") from None
+        data = checkpoint.get("datamodule_hyper_parameters", {})
+        return cls(model.net.to(map_location), standardize=data.get("normalize", True))
+
+    def inputs(self, images: list) -> torch.Tensor:
+        """The (N, 1, 28, 28) float32 model input for a list of images (see `predict`)."""
+        return torch.stack([preprocess(image, self.standardize) for image in images])
+
+    @torch.no_grad()
+    def predict_many(self, images: list) -> list[Prediction]:
+        """Predictions for a list of images (see `predict`); raises ImageError on the first unusable one."""
+        parameter = next(self.net.parameters(), None)
+        x = self.inputs(images)
+        if parameter is not None:
+            x = x.to(parameter.device)
+        return top3(self.net(x).softmax(dim=1))
+
+    def predict(self, image: str | Path | Image.Image | np.ndarray | torch.Tensor) -> Prediction:
+        """The digit in one image.
+
+        `image` is a file path or a PIL image (a photo, scan or drawing, preprocessed as MNIST was made:
+        see `digitnet.images.mnist_pixels`), or a 28x28 array of MNIST pixels (0-255, white digit on
+        black, centred as in MNIST), used as it is. Any other 2-D array is taken as a greyscale picture
+        and preprocessed.
+        """
+        return self.predict_many([image])[0]
