@@ -205,7 +205,7 @@ def build_cli(args: ArgsType = None, run: bool = True) -> DigitnetCLI:
     """The CLI over DigitClassifier and MNISTDataModule; `run=False` only builds the model, data and trainer."""
     DigitnetParser.read(sys.argv[1:] if args is None else args if isinstance(args, list) else [], program_name())
     # A short usage line: argparse's lists each of the ~100 options, a screen of text before the help.
-    subcommands = {name: {"command": name, "description": COMMANDS[name].capitalize() + ".",
+    subcommands = {name: {"command": name, "description": COMMANDS[name][0].upper() + COMMANDS[name][1:] + ".",
                           "usage": f"{program_name()} {name} [--config FILE] [--model.* VALUE] [--data.* VALUE] "
                                    "[--trainer.* VALUE] [--ckpt_path CKPT] ..."}
                    for name in LightningCLI.subcommands()}  # fmt: skip

@@ -93,14 +93,11 @@ def _check_batch(data_dir: str | None, n: int, standardize: bool) -> tuple[torch
 def main(args: list[str] | None = None) -> None:
     """`python -m digitnet export ARGS`; bad input raises DigitnetError."""
     parser = command_parser("export", export_onnx.__doc__.split("\n")[0], args)
-    parser.add_argument("--ckpt_path", type=str | None, default=None,
-                        help="the DigitClassifier checkpoint; default: the best (else the newest) checkpoint "
-                             "of the latest run under lightning_logs/")
-    parser.add_argument("--output", type=str, default="model.onnx", help="the ONNX file to write (weights included)")
+    # The flags come from export_onnx's signature and docstring, but the data folder's, which is spelled as in
+    # fit, test and predict.
+    parser.add_function_arguments(export_onnx, as_group=False, skip={"data_dir"})
     parser.add_argument("--data.data_dir", type=str | None, default=None,
                         help="MNIST's folder, for the check on its test images; default: $DIGITNET_DATA_DIR, "
                              "else ./data")
-    parser.add_argument("--check_images", type=int, default=256, help="how many test images to compare the logits on")
-    parser.add_argument("--tolerance", type=float, default=1e-4, help="largest absolute difference of logits accepted")
-    config = parser.parse_args(args)
-    export_onnx(config.ckpt_path, config.output, config.data.data_dir, config.check_images, config.tolerance)
+    config = parser.parse_args(args).as_dict()
+    export_onnx(data_dir=config.pop("data")["data_dir"], **config)

@@ -55,7 +55,7 @@ class DigitClassifier(L.LightningModule):
         lr_scheduler: Optional torch.optim.lr_scheduler class and arguments, stepped once per epoch
             (ReduceLROnPlateau watches val/loss).
         cosine_decay: Without an lr_scheduler, decay the learning rate to zero along a half cosine over
-            all training steps (see the README's Results); False keeps the report's constant learning rate.
+            all training steps (see docs/optimizers.md); False keeps the report's constant learning rate.
         label_smoothing: Training targets put this much probability on the other nine digits, spread evenly
             (0 is the report's plain cross-entropy); validation and test losses are always plain.
         compile: Compile the network with torch.compile before training (`--model.compile=true`).

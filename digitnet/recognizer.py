@@ -51,7 +51,8 @@ class DigitRecognizer:
     def from_checkpoint(cls, path: str | Path, map_location: str | torch.device = "cpu",
                         weights_only: bool | None = None) -> DigitRecognizer:  # fmt: skip
         """The network of a `DigitClassifier` checkpoint, with the data settings it was trained with.
-        `weights_only=False` reads one of a model built in Python with a functools.partial optimizer."""
+        `weights_only=False` reads a checkpoint that holds Python objects (one that digitnet 0.1 wrote of a
+        model built in Python with a functools.partial optimizer): only for files you trust."""
         checkpoint = read_checkpoint(path, map_location, weights_only)
         hparams = checkpoint.get("hyper_parameters", {})
         try:

@@ -2,7 +2,7 @@
 
     python scripts/robustness.py --data_dir "$DIGITNET_DATA_DIR" --images 1000 \
         --ckpt MLP=lightning_logs/Adam/version_0/checkpoints/last.ckpt \
-        --ckpt ConvNet=lightning_logs/ConvNet-AdamW/version_0/checkpoints/last.ckpt --out robustness
+        --ckpt ConvNet=lightning_logs/ConvNet-Adam/version_0/checkpoints/last.ckpt --out robustness
 
 From the first `--images` digits of MNIST's test set (never seen in training), each kind below is made as an
 image file, the way people hand digits in, and every file is read as `python -m digitnet predict` reads it

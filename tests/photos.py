@@ -6,10 +6,14 @@ width (`draw_digit`), and the pieces of harder pictures: ink on paper (`on_paper
 
 from __future__ import annotations
 
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from digitnet.images import mnist_pixels
 
 KINDS = ("png", "rgb", "rgba", "jpeg")
 
@@ -92,3 +96,39 @@ def on_desk(sheet: np.ndarray, frame: tuple[int, int], angle: float = 0.0, desk:
     canvas = Image.new("L", (width, height), int(desk))
     canvas.paste(Image.fromarray(sheet), ((width - sheet.shape[1]) // 2, (height - sheet.shape[0]) // 2))
     return np.asarray(canvas.rotate(angle, Image.Resampling.BICUBIC, fillcolor=int(desk)))
+
+
+def huge_png(path, side: int = 9000):
+    """A valid white PNG of side x side pixels that is only ~100 KB on disk: a decompression bomb."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    compressor = zlib.compressobj(9)
+    row = b"\x00" + b"\xff" * side  # filter byte + one row of white
+    data = b"".join(compressor.compress(row) for _ in range(side)) + compressor.flush()
+    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)  # 8-bit greyscale
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b""))
+    return path
+
+
+def write_bad_files(folder) -> dict[str, str]:
+    """One file of each kind of trouble, and the words its reason must contain."""
+    folder.mkdir(exist_ok=True)
+    good = photo(mnist_pixels(drawn_digits()["zero"]), np.random.default_rng(2), "png")
+    good.save(folder / "whole.png")
+    (folder / "empty.png").write_bytes(b"")
+    (folder / "notes.txt").write_text("not a picture")
+    (folder / "cut.png").write_bytes((folder / "whole.png").read_bytes()[:3000])
+    good.save(folder / "whole.jpg", quality=90)
+    (folder / "cut.jpg").write_bytes((folder / "whole.jpg").read_bytes()[:1500])
+    Image.new("RGB", (120, 80), (200, 190, 170)).save(folder / "blank.jpg")
+    huge_png(folder / "huge.png")
+    (folder / "whole.png").unlink(), (folder / "whole.jpg").unlink()
+    return {
+        "empty.png": "empty file (0 bytes)",
+        "notes.txt": "not an image",
+        "cut.png": "truncated",
+        "cut.jpg": "truncated",
+        "blank.jpg": "blank: no ink",
+        "huge.png": "too large: 9000x9000 pixels",
+    }

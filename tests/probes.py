@@ -1,6 +1,6 @@
-"""What the fault and DDP tests use to watch a `python -m digitnet` subprocess: `digitnet_process` runs
-it, and the callback `Probe`, added with `--trainer.callbacks+=probes.Probe`, records what each of its
-processes sees or sends its own process a signal at a given training step."""
+"""What the fault and DDP tests use to watch a `python -m digitnet` subprocess (run by
+`helpers.run_digitnet`): the callback `Probe`, added with `--trainer.callbacks+=probes.Probe`, records what
+each of its processes sees or sends its own process a signal at a given training step."""
 
 from __future__ import annotations
 
@@ -8,22 +8,10 @@ import hashlib
 import json
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import lightning as L
 import torch
-
-ROOT = Path(__file__).parents[1]
-
-
-def digitnet_process(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    """`python -m digitnet ARGS` in a subprocess that imports this checkout's digitnet and this module."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
-    command = [sys.executable, "-m", "digitnet", *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
-
 
 class Probe(L.Callback):
     """Records what its process sees, or sends it a signal at a given training step.

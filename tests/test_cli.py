@@ -1,7 +1,5 @@
-import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -10,15 +8,10 @@ import yaml
 
 from digitnet import MLP, DigitClassifier
 from digitnet.cli import main
+from helpers import run_digitnet
 
 
 ROOT = Path(__file__).parents[1]
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    """`python -m digitnet ARGS` in a subprocess, importing this checkout's digitnet."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "digitnet", *args], capture_output=True, text=True, timeout=120, env=env)
 
 
 def test_fit_fast_dev_run(mnist_dir):
@@ -66,16 +59,18 @@ def test_fit_logs_per_optimizer_tests_best_and_reloads(mnist_dir, tmp_path, caps
         (["--trainer.profiler=nonsense"], "bad --trainer settings: When passing string value for the `profiler`"),
     ],
 )
+@pytest.mark.slow  # a subprocess
 def test_bad_input_exits_nonzero_without_traceback(mnist_dir, tmp_path, args, message):
-    result = run_cli("fit", f"--data.data_dir={mnist_dir}", "--data.val_size=20", *args)
+    result = run_digitnet("fit", f"--data.data_dir={mnist_dir}", "--data.val_size=20", *args)
     assert result.returncode != 0
     assert message in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
     assert not (tmp_path / "lightning_logs").exists()  # nothing half-written
 
 
+@pytest.mark.slow  # a subprocess
 def test_missing_data_exits_with_a_paragraph(tmp_path):
-    result = run_cli("fit", f"--data.data_dir={tmp_path / 'nowhere'}", "--data.mirrors=[http://127.0.0.1:9/]")
+    result = run_digitnet("fit", f"--data.data_dir={tmp_path / 'nowhere'}", "--data.mirrors=[http://127.0.0.1:9/]")
     assert result.returncode == 2
     assert "MNIST was not found in" in result.stderr and "DIGITNET_DATA_DIR" in result.stderr
     assert "Traceback" not in result.stderr
@@ -95,7 +90,7 @@ def test_an_optimizer_named_on_the_command_line_gets_its_own_defaults(name, mnis
 
 
 def run_quietly(*args: str) -> subprocess.CompletedProcess:
-    result = run_cli(*args)
+    result = run_digitnet(*args)
     assert "Traceback" not in result.stderr + result.stdout
     return result
 
@@ -109,6 +104,7 @@ def run_quietly(*args: str) -> subprocess.CompletedProcess:
         (["--trainer.max_epohcs=3"], "did you mean --trainer.max_epochs?"),
     ],
 )
+@pytest.mark.slow  # a subprocess
 def test_a_bad_command_line_is_two_lines_with_the_fix_and_a_runnable_help_command(args, expected, mnist_dir):
     result = run_quietly("fit", f"--data.data_dir={mnist_dir}", *args)
     assert result.returncode == 2
@@ -119,6 +115,7 @@ def test_a_bad_command_line_is_two_lines_with_the_fix_and_a_runnable_help_comman
     assert "usage:" not in result.stderr and "Subtypes" not in result.stderr and "__main__" not in result.stderr
 
 
+@pytest.mark.slow  # a subprocess
 def test_unknown_command_and_export_s_old_data_dir_spelling(mnist_dir):
     result = run_quietly("fitt")
     assert result.returncode == 2 and "unknown command 'fitt' (did you mean fit?)" in result.stderr
@@ -126,6 +123,7 @@ def test_unknown_command_and_export_s_old_data_dir_spelling(mnist_dir):
     assert result.returncode == 2 and "unknown option --data_dir (did you mean --data.data_dir?)" in result.stderr
 
 
+@pytest.mark.slow  # a subprocess
 def test_help_lists_every_command_and_fit_help_starts_with_digitnet_s_options():
     result = run_quietly("--help")
     assert result.returncode == 0
@@ -138,6 +136,7 @@ def test_help_lists_every_command_and_fit_help_starts_with_digitnet_s_options():
     assert "jsonargparse#" not in fit and "do not save anything" not in fit and "Every logged metrics" not in fit
 
 
+@pytest.mark.slow  # a subprocess
 def test_fit_is_quiet(mnist_dir):
     result = run_quietly("fit", f"--data.data_dir={mnist_dir}", "--data.val_size=20", "--trainer.fast_dev_run=true")
     assert result.returncode == 0, result.stderr
@@ -147,6 +146,7 @@ def test_fit_is_quiet(mnist_dir):
     assert re.search(r"\| MLP +\| [\d.]+ K +\| train \| [\d.]+ [KMG] ", result.stderr)  # the network's FLOPs, not 0
 
 
+@pytest.mark.slow  # a subprocess
 def test_predict_names_what_it_picked_and_warns_of_nothing(mnist_dir, tmp_path):
     import lightning as L
 

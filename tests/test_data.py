@@ -3,7 +3,6 @@ import gzip
 import hashlib
 import http.server
 import threading
-from pathlib import Path
 
 import lightning as L
 import pytest

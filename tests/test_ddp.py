@@ -5,12 +5,15 @@ import hashlib
 import json
 from collections import Counter
 
+import pytest
 import torch
 
 from conftest import idx_bytes, write_mnist
 from digitnet import MNISTDataModule
 from digitnet.cli import build_cli, main
-from probes import digitnet_process
+from helpers import run_digitnet
+
+pytestmark = pytest.mark.slow  # two processes of DDP per test
 
 EPOCHS = 3
 
@@ -27,7 +30,7 @@ def test_two_processes_see_each_training_image_once_per_epoch_and_sync_metrics(t
     args = ["fit", f"--data.data_dir={mnist}", "--data.val_size=20", "--data.batch_size=16",
             "--model.net.hidden_sizes=[64]", f"--trainer.max_epochs={EPOCHS}", "--trainer.enable_progress_bar=false"]
 
-    ddp = digitnet_process(*args, "--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.strategy=ddp",
+    ddp = run_digitnet(*args, "--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.strategy=ddp",
                            "--trainer.callbacks+=probes.Probe", f"--trainer.callbacks.record={record}")
     assert ddp.returncode == 0, ddp.stderr
     ranks = [json.loads((record / f"rank{r}.json").read_text()) for r in (0, 1)]

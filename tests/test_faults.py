@@ -4,7 +4,6 @@ import json
 import os
 import shlex
 import subprocess
-import sys
 from pathlib import Path
 
 import lightning as L
@@ -17,7 +16,7 @@ from digitnet.cli import main
 from digitnet.divergence import StopOnNonFiniteLoss, TrainingDiverged
 from digitnet.checkpoints import continue_last_run, resume_command
 from digitnet.faults import AtomicCheckpointIO, LastCheckpoint
-from probes import ROOT, digitnet_process
+from helpers import run_digitnet, run_python
 
 STEPS_PER_EPOCH = 20  # 420 training images, 20 held out, batches of 20
 
@@ -60,8 +59,9 @@ def assert_resumes_and_finishes(args: list[str], run: Path, from_step: int, tmp_
     assert "Test accuracy:" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # a subprocess
 def test_sigkill_mid_epoch_then_ckpt_path_last_finishes_the_planned_epochs(fit_args, tmp_path, capsys):
-    killed = digitnet_process(*fit_args, *probe(signal_at_step=29))  # epoch 1, batch 9 of 20
+    killed = run_digitnet(*fit_args, *probe(signal_at_step=29))  # epoch 1, batch 9 of 20
     assert killed.returncode == -9, killed.stderr
     run = tmp_path / "lightning_logs" / "Adam" / "version_0"
     last = load(run / "checkpoints" / "last.ckpt")
@@ -71,9 +71,10 @@ def test_sigkill_mid_epoch_then_ckpt_path_last_finishes_the_planned_epochs(fit_a
     assert_resumes_and_finishes(fit_args + ["--ckpt_path", "last"], run, 28, tmp_path, capsys)
 
 
+@pytest.mark.slow  # a subprocess
 @pytest.mark.parametrize("signal_name, status", [("SIGINT", 130), ("SIGTERM", 143)])
 def test_ctrl_c_saves_last_and_prints_the_resume_command(fit_args, tmp_path, capsys, signal_name, status):
-    stopped = digitnet_process(*fit_args, *probe(signal_at_step=13, signal_name=signal_name))
+    stopped = run_digitnet(*fit_args, *probe(signal_at_step=13, signal_name=signal_name))
     assert stopped.returncode == status, stopped.stderr
     assert "Traceback" not in stopped.stderr + stopped.stdout
     run = tmp_path / "lightning_logs" / "Adam" / "version_0"
@@ -137,10 +138,10 @@ else:
     os.fsync = kill  # every byte is in the temporary file, not yet renamed
 AtomicCheckpointIO().save_checkpoint(checkpoint, sys.argv[1])
 """
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, timeout=120, env=env)
+    return run_python(script, str(path))
 
 
+@pytest.mark.slow  # a subprocess
 @pytest.mark.parametrize("when", ["pickling", "before_rename"])
 def test_a_kill_while_writing_a_checkpoint_leaves_the_previous_one(tmp_path, when):
     path = tmp_path / "checkpoints" / "last.ckpt"

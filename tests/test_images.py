@@ -2,20 +2,18 @@
 
 import io
 import re
-import struct
-import zlib
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from digitnet.images import MEAN, STD
 from digitnet.errors import DigitnetError
-from digitnet.predict import ImageFiles, collate_images, list_files
-from digitnet.images import ImageError, mnist_pixels, preprocess, stroke_width
+from digitnet.images import MEAN, STD, ImageError, mnist_pixels, preprocess, stroke_width
 from digitnet.ink import components
-from photos import KINDS, cropped_to_ink, draw_digit, drawn_digits, on_desk, on_paper, photo, save_photo
+from digitnet.predict import ImageFiles, collate_images, list_files
+from photos import (KINDS, cropped_to_ink, draw_digit, drawn_digits, on_desk, on_paper, photo, save_photo,
+                    write_bad_files)
 
 NAMES = ["zero", "one", "seven", "four"]
 
@@ -217,42 +215,6 @@ def test_components_are_the_8_connected_regions():
             flood = grown
         assert np.array_equal(labels > 0, mask) and set(labels[mask]) == set(range(1, labels.max() + 1))
         assert len(set(zip(labels[mask], flood[mask]))) == labels.max() == len(np.unique(flood[mask]))
-
-
-def huge_png(path, side: int = 9000):
-    """A valid white PNG of side x side pixels that is only ~100 KB on disk: a decompression bomb."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    compressor = zlib.compressobj(9)
-    row = b"\x00" + b"\xff" * side  # filter byte + one row of white
-    data = b"".join(compressor.compress(row) for _ in range(side)) + compressor.flush()
-    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)  # 8-bit greyscale
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b""))
-    return path
-
-
-def write_bad_files(folder) -> dict[str, str]:
-    """One file of each kind of trouble, and the words its reason must contain."""
-    folder.mkdir(exist_ok=True)
-    good = photo(mnist_pixels(drawn_digits()["zero"]), np.random.default_rng(2), "png")
-    good.save(folder / "whole.png")
-    (folder / "empty.png").write_bytes(b"")
-    (folder / "notes.txt").write_text("not a picture")
-    (folder / "cut.png").write_bytes((folder / "whole.png").read_bytes()[:3000])
-    good.save(folder / "whole.jpg", quality=90)
-    (folder / "cut.jpg").write_bytes((folder / "whole.jpg").read_bytes()[:1500])
-    Image.new("RGB", (120, 80), (200, 190, 170)).save(folder / "blank.jpg")
-    huge_png(folder / "huge.png")
-    (folder / "whole.png").unlink(), (folder / "whole.jpg").unlink()
-    return {
-        "empty.png": "empty file (0 bytes)",
-        "notes.txt": "not an image",
-        "cut.png": "truncated",
-        "cut.jpg": "truncated",
-        "blank.jpg": "blank: no ink",
-        "huge.png": "too large: 9000x9000 pixels",
-    }
 
 
 def test_each_bad_file_gives_its_reason(tmp_path):

@@ -16,9 +16,8 @@ from digitnet import DigitRecognizer, mnist_pixels
 from digitnet.cli import main
 from digitnet.checkpoints import default_checkpoint
 from digitnet.predict import COLUMNS
-from photos import KINDS, drawn_digits, save_photo
-from test_cli import run_cli
-from test_images import write_bad_files
+from photos import KINDS, drawn_digits, save_photo, write_bad_files
+from helpers import run_digitnet
 
 README = Path(__file__).parents[1] / "README.md"
 
@@ -62,11 +61,12 @@ def read_csv(path: Path) -> dict[str, dict]:
     return {Path(row["file"]).name: row for row in rows}
 
 
+@pytest.mark.slow  # a subprocess
 def test_predict_reads_the_good_files_and_gives_each_bad_one_its_reason(trained, tmp_path):
     ckpt, _ = trained
     photos = photo_folder(tmp_path / "in")
     reasons = write_bad_files(tmp_path / "in")
-    result = run_cli("predict", f"--ckpt_path={ckpt}", f"--data.predict_path={tmp_path / 'in'}", "--output=out.csv")
+    result = run_digitnet("predict", f"--ckpt_path={ckpt}", f"--data.predict_path={tmp_path / 'in'}", "--output=out.csv")
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stdout + result.stderr
     rows = read_csv(tmp_path / "out.csv")
@@ -84,10 +84,11 @@ def test_predict_reads_the_good_files_and_gives_each_bad_one_its_reason(trained,
     assert not (tmp_path / "lightning_logs").exists() and not (tmp_path / "config.yaml").exists()  # no run written
 
 
+@pytest.mark.slow  # a subprocess
 def test_predict_fails_only_when_no_image_is_readable(trained, tmp_path):
     ckpt, _ = trained
     write_bad_files(tmp_path / "bad")
-    result = run_cli("predict", f"--ckpt_path={ckpt}", f"--data.predict_path={tmp_path / 'bad'}/*.png")
+    result = run_digitnet("predict", f"--ckpt_path={ckpt}", f"--data.predict_path={tmp_path / 'bad'}/*.png")
     assert result.returncode == 2
     assert "error: empty file" in result.stdout and "no image could be read" in result.stderr
     assert "Traceback" not in result.stdout + result.stderr

@@ -1,6 +1,10 @@
 """Trains on the real MNIST; skipped when it is absent (set DIGITNET_DATA_DIR)."""
 
+import pytest
+
 from digitnet.cli import main
+
+pytestmark = pytest.mark.slow  # training on the real MNIST
 
 
 def test_one_epoch_of_adam_reaches_96_percent(real_mnist, capsys):

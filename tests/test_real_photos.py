@@ -1,5 +1,6 @@
 """A model trained on the real MNIST reads photos made from MNIST test digits; skipped when MNIST is absent."""
 
+import pytest
 import csv
 
 import numpy as np
@@ -8,6 +9,8 @@ from digitnet.cli import main
 from digitnet.mnist import TEST_FILES, load_split
 from digitnet.checkpoints import default_checkpoint
 from photos import KINDS, save_photo
+
+pytestmark = pytest.mark.slow  # training on the real MNIST
 
 
 def test_two_epochs_read_97_percent_of_200_photos_of_test_digits(real_mnist, tmp_path, capsys):
