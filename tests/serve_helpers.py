@@ -63,7 +63,9 @@ def trained_run(tmp_path_factory, net: str = "MLP") -> Path:
     else:
         data = write_mnist(root / "synthetic")
         args = [f"--data.data_dir={data}", "--data.val_size=20", "--data.batch_size=32", "--trainer.max_epochs=3"]
-    command = [sys.executable, "-m", "digitnet", "fit", f"--model.net={net}", "--model.optimizer=Adam",
+    # MLP is the default; as a bare name it is ambiguous (torchvision.ops has an MLP too), so it is not named.
+    choice = [] if net == "MLP" else [f"--model.net={net}"]
+    command = [sys.executable, "-m", "digitnet", "fit", *choice, "--model.optimizer=Adam",
                "--trainer.accelerator=cpu", "--trainer.enable_progress_bar=false", *args]  # fmt: skip
     result = subprocess.run(command, cwd=root, env=digitnet_env(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
