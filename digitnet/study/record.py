@@ -1,15 +1,21 @@
-"""The record of a finished tune_optimizers.py study: configs, tuning.md and the plots.
+"""The record of a finished tuning: configs, tuning.md and the plots.
 
-    write_record(args, studies, val_images)   called by the worker that completes the last trial
+    write_record(args, studies, val_images)   by the worker that completes the last trial (digitnet.study.tune),
+                                              or again by scripts/study_report.py
 
-Every file is written to a temporary name and renamed, so workers finishing together never leave a
-half-written one.
+    OUT/configs/<name>.yaml         each optimizer's best trial as a config for `python -m digitnet fit --config`
+    OUT/configs/keras/<name>.yaml   the same model and training with Keras's defaults (the report's baseline)
+    OUT/tuning.md                   the record: search spaces, budget, best trial per optimizer, the plots
+    OUT/history.png                 best validation accuracy so far against the trial number
+    OUT/sensitivity.png             validation error against the learning rate, every trial
+    OUT/slice_<name>.png            Optuna's slice plot: the score against each hyperparameter
+
+--configs_dir and --report_dir copy them elsewhere (configs/optimizers, docs/optimizers). Every file is written
+whole or not at all (digitnet.files), so workers finishing together never leave a half-written one.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 import warnings
 from pathlib import Path
 
@@ -17,7 +23,8 @@ import optuna
 import yaml
 from optuna.trial import TrialState
 
-from tune_optimizers import FIXED, SEARCH_SPACES, TRAIN_SEED, SearchSpace, init_args
+from digitnet.files import atomic_write, replacing
+from digitnet.study.spaces import FIXED, SEARCH_SPACES, TRAIN_SEED, init_args
 
 PLOTS = ("history.png", "sensitivity.png")
 
@@ -27,39 +34,26 @@ def write_record(args, studies: dict[str, optuna.Study], val_images: int) -> Non
     (out / "configs" / "keras").mkdir(parents=True, exist_ok=True)
     written = []
     for name, study in studies.items():
-        written.append(_write(out / "configs" / f"{name.lower()}.yaml", tuned_config(name, study, args, val_images)))
-        written.append(_write(out / "configs" / "keras" / f"{name.lower()}.yaml", keras_config(name, args.epochs)))
+        file = f"{name.lower()}.yaml"
+        written.append(atomic_write(out / "configs" / file, tuned_config(name, study, args, val_images)))
+        written.append(atomic_write(out / "configs" / "keras" / file, keras_config(name, args.epochs)))
     plot_history(studies, out / "history.png")
     plot_sensitivity(studies, out / "sensitivity.png")
     slices = [plot_slice(name, study, out / f"slice_{name.lower()}.png") for name, study in studies.items()]
-    _write(out / "tuning.md", record(args, studies, val_images, slices))
+    atomic_write(out / "tuning.md", record(args, studies, val_images, slices))
     print(f"wrote {out}/configs/*.yaml, configs/keras/*.yaml, tuning.md, {', '.join(PLOTS)}, slice_*.png")
     if args.configs_dir:
         for path in written:
-            target = Path(args.configs_dir) / path.relative_to(out / "configs")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, target)
+            atomic_write(Path(args.configs_dir) / path.relative_to(out / "configs"), path.read_bytes())
         print(f"copied the configs to {args.configs_dir}/")
     if args.report_dir:
-        Path(args.report_dir).mkdir(parents=True, exist_ok=True)
         for name in ("tuning.md", *PLOTS, *(p.name for p in slices)):
-            shutil.copyfile(out / name, Path(args.report_dir) / name)
+            atomic_write(Path(args.report_dir) / name, (out / name).read_bytes())
         print(f"copied tuning.md and the plots to {args.report_dir}/")
 
 
 def completed(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     return sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), key=lambda t: t.number)
-
-
-def describe(space: SearchSpace) -> str:
-    """'lr log-uniform [0.0001, 1]; nesterov in {True, False}'"""
-    parts = []
-    for name, dist in space.params.items():
-        if isinstance(dist, optuna.distributions.CategoricalDistribution):
-            parts.append(f"{name} in {{{', '.join(map(str, dist.choices))}}}")
-        else:
-            parts.append(f"{name} {'log-' if dist.log else ''}uniform [{dist.low:g}, {dist.high:g}]")
-    return "; ".join(parts)
 
 
 def _fixed(epochs: int, optimizer: dict) -> dict:
@@ -80,10 +74,11 @@ def tuned_config(name: str, study: optuna.Study, args, val_images: int) -> str:
     header = [
         f"# {name} for the report's network, tuned by scripts/tune_optimizers.py; regenerate, do not edit:",
         f"#   python -m digitnet fit --config configs/optimizers/{name.lower()}.yaml",
-        f"# Best of {trials} trials (the budget of every optimizer) of Optuna study digitnet-{name} (TPE, seed {args.seed}):",
+        f"# Best of {trials} trials (the budget of every optimizer) of Optuna study digitnet-{name} "
+        f"(TPE, seed {args.seed}):",
         f"# trial {best.number}, validation accuracy {100 * best.value:.2f}% (final weights, {val_images:,} validation "
         "images; the test set was not used).",
-        f"# Search space: {describe(space)}.",
+        f"# Search space: {space.describe()}.",
         "# Values rounded to 4 significant digits. Model and training are the report's (784-512-512-10, dropout 0.2,",
         f"# batch 128, {args.epochs} epochs), the lr decayed to zero along a half cosine (digitnet's default).",
     ]
@@ -94,7 +89,8 @@ def tuned_config(name: str, study: optuna.Study, args, val_images: int) -> str:
 def keras_config(name: str, epochs: int) -> str:
     space = SEARCH_SPACES[name]
     header = [
-        f"# {name} with Keras's default settings: the report's one-shot baseline, written by scripts/tune_optimizers.py.",
+        f"# {name} with Keras's default settings: the report's one-shot baseline, written by "
+        "scripts/tune_optimizers.py.",
         f"#   python -m digitnet fit --config configs/optimizers/keras/{name.lower()}.yaml",
         "# Same model and training as the tuned configs (the lr decays along a half cosine in both), so the two rows",
         "# of an optimizer differ in its hyperparameters only.",
@@ -108,11 +104,13 @@ def record(args, studies: dict[str, optuna.Study], val_images: int, slices: list
     lines = [
         "# The optimizer study",
         "",
-        "Written by `scripts/tune_optimizers.py` from its Optuna storage; rerunning its command rewrites it (a complete",
+        "Written by `scripts/tune_optimizers.py` from its Optuna storage; rerunning its command rewrites it "
+        "(a complete",
         "study trains nothing more). The configs it chose are in [configs/optimizers/](../../configs/optimizers), and",
         "their rerun over 10 seeds is [summary.md](summary.md).",
         "",
-        f"Every optimizer had the same budget: **{budget} trials**, proposed by Optuna's TPE sampler (seed {args.seed}; "
+        f"Every optimizer had the same budget: **{budget} trials**, proposed by Optuna's TPE sampler "
+        f"(seed {args.seed}; "
         "the first 10 trials at random, then TPE), no pruning. Every trial trains the report's network "
         f"(784-512-512-10, ReLU, dropout 0.2) at batch 128 for {args.epochs} epochs, the learning rate decayed to zero "
         f"along a half cosine, seed {TRAIN_SEED}, through the code path of `python -m digitnet fit`, and is scored by "
@@ -133,7 +131,8 @@ def record(args, studies: dict[str, optuna.Study], val_images: int, slices: list
         keras = space.keras_defaults
         for param, dist in space.params.items():
             key = param.removeprefix("1-")
-            default = keras.get(key, keras.get("betas", [None, None])[int(key[-1]) - 1] if key.startswith("beta") else None)
+            beta = keras.get("betas", [None, None])[int(key[-1]) - 1] if key.startswith("beta") else None
+            default = keras.get(key, beta)
             if isinstance(dist, optuna.distributions.CategoricalDistribution):
                 shown = f"one of {', '.join(map(str, dist.choices))}"
             else:
@@ -147,7 +146,8 @@ def record(args, studies: dict[str, optuna.Study], val_images: int, slices: list
         "",
         "## Best trial per optimizer",
         "",
-        "| optimizer | best trial | val accuracy (%) | settings (rounded, as in the config) | median trial (%) | diverged | s / trial |",
+        "| optimizer | best trial | val accuracy (%) | settings (rounded, as in the config) | median trial (%) "
+        "| diverged | s / trial |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, study in studies.items():
@@ -208,7 +208,8 @@ def plot_sensitivity(studies: dict[str, optuna.Study], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
     for name, study in studies.items():
         trials = completed(study)
-        ax.scatter([t.params["lr"] for t in trials], [max(100 * (1 - t.value), 0.01) for t in trials], s=18, alpha=0.7, label=name)
+        errors = [max(100 * (1 - t.value), 0.01) for t in trials]  # 100%: diverged; 0.01 keeps a log axis
+        ax.scatter([t.params["lr"] for t in trials], errors, s=18, alpha=0.7, label=name)
     ax.set(xscale="log", yscale="log", xlabel="learning rate", ylabel="validation error (%), log scale",
            title="Sensitivity to the learning rate (100%: diverged)")
     ax.grid(alpha=0.3, which="both")
@@ -230,14 +231,6 @@ def plot_slice(name: str, study: optuna.Study, path: Path) -> Path:
 
 
 def _save(fig, path: Path) -> None:
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}{path.suffix}")
-    fig.savefig(tmp, dpi=100)
+    with replacing(path) as tmp:
+        fig.savefig(tmp, dpi=100)
     _pyplot().close(fig)
-    os.replace(tmp, path)
-
-
-def _write(path: Path, text: str) -> Path:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path
