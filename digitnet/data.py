@@ -197,3 +197,25 @@ class MNISTDataModule(L.LightningDataModule):
             return self._loader(indexed, self.hparams.eval_batch_size)
         # Decoding a photo takes far longer than the network: batch_size files a batch, so the bar moves.
         return DataLoader(self.predict_set, batch_size=self.hparams.batch_size, collate_fn=collate_images)
+
+
+# What acts on batches, not on the stored tensors (digitnet.augment moves each batch on the device).
+BATCH_SETTINGS = ("batch_size", "eval_batch_size", "shift", "rotate", "scale", "shear")
+
+
+def reuse_data(datamodule: MNISTDataModule, cache: dict, stages: tuple[str, ...] = ("fit", "test")) -> None:
+    """Let many runs in one process share MNIST's tensors: read and scale the files once per data setting.
+
+    The first datamodule of a setting is set up for `stages` and its datasets kept in `cache` (any dict the
+    caller holds on to); a later one with the same setting gets them as they are, and its own `setup()`
+    keeps datasets already set. Settings that act on batches only (batch sizes, augmentation) share the
+    tensors. Only the `stages` named are set up: tuning passes ("fit",) and never reads the test images.
+    """
+    stored = {k: v for k, v in datamodule.hparams.items() if k not in BATCH_SETTINGS}
+    key = tuple(sorted((k, repr(v)) for k, v in stored.items())) + (datamodule.data_dir, stages)
+    if key not in cache:
+        datamodule.prepare_data()
+        for stage in stages:
+            datamodule.setup(stage)
+        cache[key] = (datamodule.train_set, datamodule.val_set, datamodule.test_set)
+    datamodule.train_set, datamodule.val_set, datamodule.test_set = cache[key]

@@ -11,13 +11,13 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
-import tempfile
 import urllib.request
 from pathlib import Path
 
 import torch
 
 from digitnet.errors import DigitnetError
+from digitnet.files import atomic_write
 
 TRAIN_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte")
 TEST_FILES = ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
@@ -130,23 +130,10 @@ def download(data_dir: str | Path, mirrors: list[str] | None = None, timeout: fl
             except (OSError, EOFError, ValueError) as err:  # URLError, timeouts, bad gzip are OSErrors
                 failures.append(f"{url} ({getattr(err, 'reason', err)})")
                 continue
-            write_atomic(data_dir / f"{name}.gz", payload)
+            atomic_write(data_dir / f"{name}.gz", payload)
             break
         else:
             raise not_found(data_dir, failures)
-
-
-def write_atomic(path: Path, payload: bytes) -> None:
-    """Write `payload` to a temporary file beside `path`, then rename it: never a partial file at `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def not_found(data_dir: Path, failures: list[str]) -> DigitnetError:

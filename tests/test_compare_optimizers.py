@@ -1,7 +1,6 @@
-"""scripts/compare_optimizers.py on the tiny synthetic MNIST, and the config files it reads."""
+"""The comparison (digitnet.study.compare, scripts/compare_optimizers.py) on the tiny synthetic MNIST, its
+statistics and summary, and the config files it reads."""
 
-import functools
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -11,26 +10,13 @@ import torch
 import yaml
 
 from digitnet.cli import build_cli, main
+from digitnet.study import compare, stats
+from digitnet.study import summary as report  # `summary`: the tests' name for summary.md's text
 
 ROOT = Path(__file__).parents[1]
 OPTIMIZER_CONFIGS = sorted((ROOT / "configs" / "optimizers").glob("*.yaml"))
 KERAS_CONFIGS = sorted((ROOT / "configs" / "optimizers" / "keras").glob("*.yaml"))
 PRESETS = sorted((ROOT / "configs").glob("*.yaml"))
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("compare_optimizers", ROOT / "scripts" / "compare_optimizers.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-script_module = functools.cache(load_script)
-
-
-@pytest.fixture(scope="module")
-def script():
-    return script_module()
 
 
 def test_the_report_s_four_optimizers_have_configs():
@@ -50,9 +36,9 @@ def test_the_cli_accepts_each_config(config, mnist_dir):
     main(["fit", f"--config={config}", f"--data.data_dir={mnist_dir}", "--data.val_size=20", "--trainer.fast_dev_run=true"])
 
 
-def test_one_optimizer_one_seed_one_epoch(script, mnist_dir, tmp_path, capsys):
+def test_one_optimizer_one_seed_one_epoch(mnist_dir, tmp_path, capsys):
     out = tmp_path / "cmp"
-    script.main([f"--data_dir={mnist_dir}", f"--out={out}", "--optimizers=SGD", "--seeds=1", "--epochs=1",
+    compare.main([f"--data_dir={mnist_dir}", f"--out={out}", "--optimizers=SGD", "--seeds=1", "--epochs=1",
                  "--data.val_size=20"])
 
     results = pd.read_csv(out / "results.csv")
@@ -70,11 +56,11 @@ def test_one_optimizer_one_seed_one_epoch(script, mnist_dir, tmp_path, capsys):
     assert "SGD seed 0: test acc" in lines[0] and lines[-1].startswith("1 runs in")
 
 
-def test_a_run_is_the_cli_s_fit_with_that_config_and_seed(script, mnist_dir, tmp_path):
+def test_a_run_is_the_cli_s_fit_with_that_config_and_seed(mnist_dir, tmp_path):
     # The script trains through the CLI: the same config and seed end in the same weights as
     # `python -m digitnet fit --config ... --seed_everything ...`.
     common = ["--data.val_size=20", "--data.batch_size=32"]
-    script.main([f"--data_dir={mnist_dir}", f"--out={tmp_path / 'cmp'}", "--optimizers=Adam", "--seeds=2", "--epochs=2", *common])
+    compare.main([f"--data_dir={mnist_dir}", f"--out={tmp_path / 'cmp'}", "--optimizers=Adam", "--seeds=2", "--epochs=2", *common])
     main(["fit", f"--config={ROOT / 'configs/optimizers/adam.yaml'}", "--seed_everything=1", "--trainer.max_epochs=2",
           f"--data.data_dir={mnist_dir}", *common, "--trainer.enable_progress_bar=false"])
     ours = torch.load(tmp_path / "cmp/Adam/seed_1/checkpoints/last.ckpt", weights_only=True)["state_dict"]
@@ -95,11 +81,11 @@ def test_unset_optimizer_arguments_keep_torch_s_defaults(config, mnist_dir):
     assert as_tuples({k: actual[k] for k in expected}) == as_tuples(expected)
 
 
-def test_curves_come_from_the_event_files(script, mnist_dir, tmp_path):
-    script.main([f"--data_dir={mnist_dir}", f"--out={tmp_path}", "--optimizers=SGD,Adam", "--seeds=2", "--epochs=3",
+def test_curves_come_from_the_event_files(mnist_dir, tmp_path):
+    compare.main([f"--data_dir={mnist_dir}", f"--out={tmp_path}", "--optimizers=SGD,Adam", "--seeds=2", "--epochs=3",
                  "--data.val_size=20"])
     results = pd.read_csv(tmp_path / "results.csv")
-    curves = script.read_curves({(r.optimizer, r.seed): r.log_dir for r in results.itertuples()})
+    curves = report.read_curves({(r.optimizer, r.seed): r.log_dir for r in results.itertuples()})
     assert len(curves) == 2 * 2 * 3 and sorted(curves.epoch.unique()) == [1, 2, 3]
     # The best epoch's val/acc in the event file is the score the checkpoint callback kept.
     best = curves.groupby(["optimizer", "seed"]).val_acc.max()
@@ -113,33 +99,33 @@ def test_welch_holm_calls_a_clear_difference_different_and_one_distribution_not(
         "worse": list(rng.normal(0.980, 0.001, 10)),
         "worse again": list(rng.normal(0.980, 0.001, 10)),  # a second draw of the same distribution
     }
-    tests = {(t["a"], t["b"]): t for t in script_module().pairwise_tests(samples)}
+    tests = {(t["a"], t["b"]): t for t in stats.pairwise_tests(samples)}
     assert tests[("better", "worse")]["different"] and tests[("better", "worse again")]["different"]
     same = tests.get(("worse", "worse again")) or tests[("worse again", "worse")]
     assert not same["different"] and same["p_holm"] >= same["p"]
 
 
-def test_holm_adjusts_p_values_step_down(script):
+def test_holm_adjusts_p_values_step_down():
     # Holm's rule on the sorted p-values: the k-th smallest times (m - k + 1), kept non-decreasing.
     rng = np.random.default_rng(1)
     base = rng.normal(0, 1, 8)
-    tests = script.pairwise_tests({"a": list(base + 3), "b": list(base + 0.9), "c": list(base)})
+    tests = stats.pairwise_tests({"a": list(base + 3), "b": list(base + 0.9), "c": list(base)})
     ps = [t["p"] for t in tests]
     assert ps == sorted(ps)
     expected = [min(1, 3 * ps[0]), min(1, max(3 * ps[0], 2 * ps[1])), min(1, max(3 * ps[0], 2 * ps[1], ps[2]))]
     assert [t["p_holm"] for t in tests] == pytest.approx(expected)
 
 
-def test_summary_shows_intervals_and_names_only_pairs_that_pass(script, monkeypatch):
+def test_summary_shows_intervals_and_names_only_pairs_that_pass(monkeypatch):
     rng = np.random.default_rng(2)
     accs = {"A": rng.normal(0.990, 0.001, 10), "B": rng.normal(0.980, 0.001, 10), "C": rng.normal(0.9801, 0.001, 10)}
     results = pd.DataFrame({
         "optimizer": [k for k in accs for _ in range(10)], "test_acc": np.concatenate(list(accs.values())),
         "test_loss": 0.05, "best_val_acc": 0.99, "sec_per_epoch": 2.0, "epochs": 5,
     })
-    monkeypatch.setattr(script, "settings", lambda path: f"{path.stem} lr=1; dropout=0.2")
-    summary = script.summarize(results, {name: Path(f"{name}.yaml") for name in "ABC"}, test_images=10_000)
-    mean, low, high = (100 * v for v in script.mean_ci(accs["A"]))
+    monkeypatch.setattr(report, "settings", lambda path: f"{path.stem} lr=1; dropout=0.2")
+    summary = report.summarize(results, {name: Path(f"{name}.yaml") for name in "ABC"}, test_images=10_000)
+    mean, low, high = (100 * v for v in stats.mean_ci(accs["A"]))
     assert f"| A | A lr=1 | {mean:.2f} | {low:.2f}-{high:.2f} |" in summary
     assert "Every row: dropout=0.2." in summary and "10 seeds per row" in summary
     assert "- A > B: +" in summary and "- A > C: +" in summary
@@ -147,28 +133,28 @@ def test_summary_shows_intervals_and_names_only_pairs_that_pass(script, monkeypa
     assert "seeds on)" in summary and "Holm's correction for 3 tests" in summary
 
 
-def test_seeds_needed_is_the_fewest_seeds_from_which_a_pair_stays_different(script):
+def test_seeds_needed_is_the_fewest_seeds_from_which_a_pair_stays_different():
     samples = {"a": [0.990, 0.991, 0.989, 0.990, 0.991, 0.990], "b": [0.985, 0.990, 0.980, 0.982, 0.981, 0.983]}
-    assert script.seeds_needed(samples) == {("a", "b"): 5}  # p = 0.44, 0.22, 0.075, 0.020, 0.0057 for 2-6 seeds
+    assert stats.seeds_needed(samples) == {("a", "b"): 5}  # p = 0.44, 0.22, 0.075, 0.020, 0.0057 for 2-6 seeds
 
 
-def test_settings_name_the_optimizer_model_and_data_arguments(script, tmp_path):
+def test_settings_name_the_optimizer_model_and_data_arguments(tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump({
         "trainer": {"max_epochs": 15},
         "model": {"net": {"dropout": 0.2}, "optimizer": {"class_path": "torch.optim.SGD", "init_args": {"lr": 0.1}}},
         "data": {"shift": 1},
     }))
-    assert script.settings(config) == "SGD lr=0.1; dropout=0.2; shift=1"
+    assert report.settings(config) == "SGD lr=0.1; dropout=0.2; shift=1"
 
 
-def test_unknown_optimizer_lists_the_configs(script, capsys):
+def test_unknown_optimizer_lists_the_configs(capsys):
     with pytest.raises(SystemExit, match="use one of adadelta, adam, keras/adadelta, keras/adam, keras/nadam, keras/sgd, nadam, sgd"):
-        script.main(["--optimizers=RMSprop"])
+        compare.main(["--optimizers=RMSprop"])
 
 
-def test_readme_block_is_replaced(script, tmp_path):
+def test_readme_block_is_replaced(tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text("# x\n<!-- begin docs/a/summary.md -->\nold\n<!-- end docs/a/summary.md -->\nafter\n")
-    script.update_readme(readme, "docs/a/summary.md", "new table\n")
+    report.update_readme(readme, "docs/a/summary.md", "new table\n")
     assert readme.read_text() == "# x\n<!-- begin docs/a/summary.md -->\nnew table\n<!-- end docs/a/summary.md -->\nafter\n"

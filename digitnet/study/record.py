@@ -1,0 +1,236 @@
+"""The record of a finished tuning: configs, tuning.md and the plots.
+
+    write_record(args, studies, val_images)   by the worker that completes the last trial (digitnet.study.tune),
+                                              or again by scripts/study_report.py
+
+    OUT/configs/<name>.yaml         each optimizer's best trial as a config for `python -m digitnet fit --config`
+    OUT/configs/keras/<name>.yaml   the same model and training with Keras's defaults (the report's baseline)
+    OUT/tuning.md                   the record: search spaces, budget, best trial per optimizer, the plots
+    OUT/history.png                 best validation accuracy so far against the trial number
+    OUT/sensitivity.png             validation error against the learning rate, every trial
+    OUT/slice_<name>.png            Optuna's slice plot: the score against each hyperparameter
+
+--configs_dir and --report_dir copy them elsewhere (configs/optimizers, docs/optimizers). Every file is written
+whole or not at all (digitnet.files), so workers finishing together never leave a half-written one.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import optuna
+import yaml
+from optuna.trial import TrialState
+
+from digitnet.files import atomic_write, replacing
+from digitnet.study.spaces import FIXED, SEARCH_SPACES, TRAIN_SEED, init_args
+
+PLOTS = ("history.png", "sensitivity.png")
+
+
+def write_record(args, studies: dict[str, optuna.Study], val_images: int) -> None:
+    out = Path(args.out)
+    (out / "configs" / "keras").mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, study in studies.items():
+        file = f"{name.lower()}.yaml"
+        written.append(atomic_write(out / "configs" / file, tuned_config(name, study, args, val_images)))
+        written.append(atomic_write(out / "configs" / "keras" / file, keras_config(name, args.epochs)))
+    plot_history(studies, out / "history.png")
+    plot_sensitivity(studies, out / "sensitivity.png")
+    slices = [plot_slice(name, study, out / f"slice_{name.lower()}.png") for name, study in studies.items()]
+    atomic_write(out / "tuning.md", record(args, studies, val_images, slices))
+    print(f"wrote {out}/configs/*.yaml, configs/keras/*.yaml, tuning.md, {', '.join(PLOTS)}, slice_*.png")
+    if args.configs_dir:
+        for path in written:
+            atomic_write(Path(args.configs_dir) / path.relative_to(out / "configs"), path.read_bytes())
+        print(f"copied the configs to {args.configs_dir}/")
+    if args.report_dir:
+        for name in ("tuning.md", *PLOTS, *(p.name for p in slices)):
+            atomic_write(Path(args.report_dir) / name, (out / name).read_bytes())
+        print(f"copied tuning.md and the plots to {args.report_dir}/")
+
+
+def completed(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    return sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), key=lambda t: t.number)
+
+
+def _fixed(epochs: int, optimizer: dict) -> dict:
+    """The config: the report's model and training from FIXED, then the optimizer."""
+    config: dict = {"trainer": {"max_epochs": epochs}}
+    for key, value in FIXED.items():  # "model.net.dropout" -> {"model": {"net": {"dropout": ...}}}
+        *sections, name = key.split(".")
+        place = config
+        for section in sections:
+            place = place.setdefault(section, {})
+        place[name] = value
+    config["model"]["optimizer"] = optimizer
+    return config
+
+
+def tuned_config(name: str, study: optuna.Study, args, val_images: int) -> str:
+    space, best, trials = SEARCH_SPACES[name], study.best_trial, len(completed(study))
+    header = [
+        f"# {name} for the report's network, tuned by scripts/tune_optimizers.py; regenerate, do not edit:",
+        f"#   python -m digitnet fit --config configs/optimizers/{name.lower()}.yaml",
+        f"# Best of {trials} trials (the budget of every optimizer) of Optuna study digitnet-{name} "
+        f"(TPE, seed {args.seed}):",
+        f"# trial {best.number}, validation accuracy {100 * best.value:.2f}% (final weights, {val_images:,} validation "
+        "images; the test set was not used).",
+        f"# Search space: {space.describe()}.",
+        "# Values rounded to 4 significant digits. Model and training are the report's (784-512-512-10, dropout 0.2,",
+        f"# batch 128, {args.epochs} epochs), the lr decayed to zero along a half cosine (digitnet's default).",
+    ]
+    optimizer = {"class_path": space.class_path, "init_args": init_args(best.params, digits=4)}
+    return "\n".join(header) + "\n" + yaml.safe_dump(_fixed(args.epochs, optimizer), sort_keys=False)
+
+
+def keras_config(name: str, epochs: int) -> str:
+    space = SEARCH_SPACES[name]
+    header = [
+        f"# {name} with Keras's default settings: the report's one-shot baseline, written by "
+        "scripts/tune_optimizers.py.",
+        f"#   python -m digitnet fit --config configs/optimizers/keras/{name.lower()}.yaml",
+        "# Same model and training as the tuned configs (the lr decays along a half cosine in both), so the two rows",
+        "# of an optimizer differ in its hyperparameters only.",
+    ]
+    optimizer = {"class_path": space.class_path, "init_args": dict(space.keras_defaults)}
+    return "\n".join(header) + "\n" + yaml.safe_dump(_fixed(epochs, optimizer), sort_keys=False)
+
+
+def record(args, studies: dict[str, optuna.Study], val_images: int, slices: list[Path]) -> str:
+    budget = args.trials
+    lines = [
+        "# The optimizer study",
+        "",
+        "Written by `scripts/tune_optimizers.py` from its Optuna storage; rerunning its command rewrites it "
+        "(a complete",
+        "study trains nothing more). The configs it chose are in [configs/optimizers/](../../configs/optimizers), and",
+        "their rerun over 10 seeds is [summary.md](summary.md).",
+        "",
+        f"Every optimizer had the same budget: **{budget} trials**, proposed by Optuna's TPE sampler "
+        f"(seed {args.seed}; "
+        "the first 10 trials at random, then TPE), no pruning. Every trial trains the report's network "
+        f"(784-512-512-10, ReLU, dropout 0.2) at batch 128 for {args.epochs} epochs, the learning rate decayed to zero "
+        f"along a half cosine, seed {TRAIN_SEED}, through the code path of `python -m digitnet fit`, and is scored by "
+        f"the validation accuracy of its final weights on the {val_images:,} validation images. "
+        "The test images are never loaded while tuning.",
+        "",
+        "## Search spaces",
+        "",
+        "A name `1-x` means 1 - x is sampled (log-uniform: momentum, betas and rho close to 1 get as many trials as",
+        "those far from it). weight_decay is 0 throughout (the report's network has none); NAdam keeps torch's",
+        "momentum_decay of 0.004 (Keras's schedule_decay).",
+        "",
+        "| optimizer | hyperparameter | distribution | Keras default |",
+        "| --- | --- | --- | --- |",
+    ]
+    for name in studies:
+        space = SEARCH_SPACES[name]
+        keras = space.keras_defaults
+        for param, dist in space.params.items():
+            key = param.removeprefix("1-")
+            beta = keras.get("betas", [None, None])[int(key[-1]) - 1] if key.startswith("beta") else None
+            default = keras.get(key, beta)
+            if isinstance(dist, optuna.distributions.CategoricalDistribution):
+                shown = f"one of {', '.join(map(str, dist.choices))}"
+            else:
+                shown = f"{'log-' if dist.log else ''}uniform [{dist.low:g}, {dist.high:g}]"
+            if default is None and key == "nesterov":
+                default = False
+            default = ("" if default is None else str(default) if isinstance(default, bool)
+                       else f"{1 - default:g}" if param.startswith("1-") else f"{default:g}")
+            lines.append(f"| {name} ({space.class_path}) | {param} | {shown} | {default} |")
+    lines += [
+        "",
+        "## Best trial per optimizer",
+        "",
+        "| optimizer | best trial | val accuracy (%) | settings (rounded, as in the config) | median trial (%) "
+        "| diverged | s / trial |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, study in studies.items():
+        trials, best = completed(study), study.best_trial
+        values = sorted(t.value for t in trials)
+        settings = ", ".join(f"{k}={v}" for k, v in init_args(best.params, digits=4).items())
+        diverged = sum("diverged" in t.user_attrs for t in trials)
+        seconds = [t.user_attrs["seconds"] for t in trials if "seconds" in t.user_attrs]
+        lines.append(f"| {name} | {best.number} of {len(trials)} | {100 * best.value:.2f} | {settings} | "
+                     f"{100 * values[len(values) // 2]:.2f} | {diverged} | {sum(seconds) / max(len(seconds), 1):.1f} |")
+    lines += [
+        "",
+        "## The search",
+        "",
+        "![Best validation accuracy so far against the number of trials](history.png)",
+        "",
+        "![Validation error against the learning rate, every trial](sensitivity.png)",
+        "",
+        "Optuna's slice plots, the score against each hyperparameter: "
+        + ", ".join(f"[{p.stem.removeprefix('slice_')}]({p.name})" for p in slices) + ".",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_history(studies: dict[str, optuna.Study], path: Path) -> None:
+    """Best validation accuracy so far against the number of trials, one line per optimizer."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
+    lows, highs = [], []
+    for name, study in studies.items():
+        values = [100 * t.value for t in completed(study)]
+        best = [max(values[: i + 1]) for i in range(len(values))]
+        ax.step(range(1, len(best) + 1), best, where="post", marker="o", markersize=3, label=name)
+        lows.append(best[min(2, len(best) - 1)])
+        highs.append(best[-1])
+    ax.set_ylim(bottom=max(min(lows), max(highs) - 3) - 0.05, top=max(highs) + 0.1)
+    ax.set(xlabel="trials", ylabel="best validation accuracy so far (%)",
+           title="The search, optimizer by optimizer (the same budget each)")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    _save(fig, path)
+
+
+def plot_sensitivity(studies: dict[str, optuna.Study], path: Path) -> None:
+    """Validation error against the learning rate, every trial (its other hyperparameters vary)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
+    for name, study in studies.items():
+        trials = completed(study)
+        errors = [max(100 * (1 - t.value), 0.01) for t in trials]  # 100%: diverged; 0.01 keeps a log axis
+        ax.scatter([t.params["lr"] for t in trials], errors, s=18, alpha=0.7, label=name)
+    ax.set(xscale="log", yscale="log", xlabel="learning rate", ylabel="validation error (%), log scale",
+           title="Sensitivity to the learning rate (100%: diverged)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    _save(fig, path)
+
+
+def plot_slice(name: str, study: optuna.Study, path: Path) -> Path:
+    """Optuna's own slice plot: the score against each hyperparameter, coloured by trial number."""
+    plt = _pyplot()
+    with warnings.catch_warnings():  # a hyperparameter with one value so far: matplotlib widens its axis
+        warnings.simplefilter("ignore", UserWarning)
+        axes = optuna.visualization.matplotlib.plot_slice(study)
+    fig = (axes.flat[0] if hasattr(axes, "flat") else axes).figure
+    fig.suptitle(f"{name}: validation accuracy against each hyperparameter")
+    _save(fig, path)
+    plt.close("all")
+    return path
+
+
+def _save(fig, path: Path) -> None:
+    with replacing(path) as tmp:
+        fig.savefig(tmp, dpi=100)
+    _pyplot().close(fig)

@@ -1,0 +1,41 @@
+"""What every run of the study shares: it trains through the package's CLI (`build_cli`), as
+`python -m digitnet fit` trains, logs to TensorBoard in a folder of its own, and says one line when it ends."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+from digitnet.cli import quiet_lightning as cli_quiet_lightning
+
+
+def logged_run_args(save_dir: str | Path, name: str, version: str) -> list[str]:
+    """CLI flags of one run: TensorBoard logs in SAVE_DIR/NAME/VERSION, no progress bar or model summary.
+
+    hp_metric is the test accuracy that DigitClassifier logs after `test` (as the CLI's own logger has it),
+    not Lightning's placeholder.
+    """
+    return [
+        "--trainer.logger=lightning.pytorch.loggers.TensorBoardLogger",
+        f"--trainer.logger.save_dir={save_dir}",
+        f"--trainer.logger.name={name}",
+        f"--trainer.logger.version={version}",
+        "--trainer.logger.default_hp_metric=false",
+        "--trainer.enable_progress_bar=false",
+        "--trainer.enable_model_summary=false",
+    ]
+
+
+def flag_value(value: object) -> str:
+    """A value as the CLI reads it: True -> 'true'."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def quiet_lightning() -> None:
+    """One line per run: the CLI's quiet settings, and no model summary or per-run notices either."""
+    cli_quiet_lightning()
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    # Each run's arguments go to build_cli while the program's own are in sys.argv, as intended here.
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended", category=UserWarning)

@@ -1,0 +1,69 @@
+"""The Optuna storage that the workers of a study share.
+
+    OUT/journal.log                        the default: Optuna's JournalStorage in a file, for processes on one machine
+    postgresql+psycopg://user@host/db      several machines: an RDB storage on a PostgreSQL server (or MySQL)
+    sqlite:///OUT/study.db                 the default before journal.log; its studies continue where they exist
+
+Optuna recommends the journal file for several processes on one machine and an RDB server for several
+machines; it "would never recommend SQLite3 for parallel optimization" (concurrent workers get "database is
+locked", it has no SELECT ... FOR UPDATE, and it breaks on NFS). A journal file is an append-only log of
+operations that each worker replays, its appends serialized by a lock file (JournalFileSymlinkLock, Optuna's
+default, made with link(2); JournalFileOpenLock on Windows, where symlinks need a privilege, as Optuna advises).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from optuna.storages import BaseStorage, JournalStorage, RDBStorage
+from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock, JournalFileSymlinkLock
+
+from digitnet.errors import DigitnetError
+
+JOURNAL = "journal.log"  # the default storage, in the output folder
+LEGACY_SQLITE = "study.db"  # the default storage of earlier versions
+
+
+def default_storage(out: str | Path) -> tuple[str, str | None]:
+    """The storage of OUT when --storage is not given, and a note to print when it is not the default."""
+    journal, sqlite = Path(out) / JOURNAL, Path(out) / LEGACY_SQLITE
+    if sqlite.is_file() and not journal.exists():
+        url = f"sqlite:///{sqlite}"
+        return url, (f"continuing the studies in {sqlite} (SQLite, the default storage of earlier versions; "
+                     f"--storage {url} chooses it, and a new --out starts in {JOURNAL})")  # fmt: skip
+    return str(journal), None
+
+
+def open_storage(url: str) -> BaseStorage:
+    """A JournalStorage for a *.log file path, else an RDBStorage for a database URL."""
+    if url.endswith(".log") and "://" not in url:
+        Path(url).parent.mkdir(parents=True, exist_ok=True)
+        lock = JournalFileOpenLock(url) if os.name == "nt" else JournalFileSymlinkLock(url)
+        return JournalStorage(JournalFileBackend(url, lock_obj=lock))
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    import sqlalchemy.engine
+    import sqlalchemy.exc
+
+    # SQLite: wait for another worker's write for up to a minute rather than fail with "database is locked".
+    engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None
+    for attempt in range(5):  # workers starting together on a new database race to create its tables
+        try:
+            return RDBStorage(url, engine_kwargs=engine_kwargs)
+        except ImportError as err:  # the database's driver: Optuna raises this from SQLAlchemy's ModuleNotFoundError
+            driver = getattr(err.__cause__, "name", None) or "its driver"
+            # SQLAlchemy before 2.1 reads postgresql:// as postgresql+psycopg2://; the study extra has psycopg (3).
+            hint = "; use postgresql+psycopg://..." if driver == "psycopg2" else ""
+            raise DigitnetError(f"--storage {url.split('://')[0]}://...: {driver} is not installed{hint} "
+                                "(pip install -e '.[study]' installs psycopg)") from None  # fmt: skip
+        except sqlalchemy.exc.ArgumentError as err:
+            raise DigitnetError(f"--storage {url}: not a database URL nor a *.log journal file ({err})") from None
+        except sqlalchemy.exc.SQLAlchemyError as err:  # also a server that is not up (yet)
+            if attempt == 4:
+                shown = sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+                reason = str(err.orig if getattr(err, "orig", None) else err).strip().splitlines()[0]
+                raise DigitnetError(f"--storage {shown}: {reason}") from None
+            time.sleep(1 + attempt)
+

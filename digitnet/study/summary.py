@@ -1,0 +1,145 @@
+"""The comparison's report: summary.md (each config's mean test accuracy with its interval, then the pairs a
+corrected test calls different), curves.png (validation curves from the TensorBoard event files), and the
+README block that holds summary.md."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from digitnet.errors import DigitnetError
+from digitnet.files import atomic_write, replacing
+from digitnet.study.stats import mean_ci, mean_std, pairwise_tests, seeds_needed
+
+
+def read_curves(log_dirs: dict[tuple[str, int], str]) -> pd.DataFrame:
+    """val/acc and val/loss per epoch of each run, from its TensorBoard event files.
+
+    Returns columns optimizer, seed, epoch (1-based), val_acc, val_loss. Validation runs once per
+    epoch, so the k-th value of a tag (in step order) belongs to epoch k.
+    """
+    from tensorboard.backend.event_processing.event_accumulator import SCALARS, EventAccumulator
+
+    frames = []
+    for (label, seed), log_dir in log_dirs.items():
+        events = EventAccumulator(log_dir, size_guidance={SCALARS: 0})  # 0: keep every value
+        events.Reload()
+        columns = {}
+        for tag in ("val/acc", "val/loss"):
+            values = sorted(events.Scalars(tag), key=lambda e: e.step)
+            columns[tag.replace("/", "_")] = [e.value for e in values]
+        frame = pd.DataFrame(columns)
+        frame.insert(0, "epoch", range(1, len(frame) + 1))
+        frame.insert(0, "seed", seed)
+        frame.insert(0, "optimizer", label)
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def plot_curves(curves: pd.DataFrame, path: Path) -> None:
+    """Validation accuracy and loss against epoch: the mean over seeds, with a min-max band."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display needed
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")
+    for ax, column, title in zip(axes, ("val_acc", "val_loss"), ("validation accuracy (%)", "validation loss")):
+        scale = 100 if column == "val_acc" else 1
+        for label, runs in curves.groupby("optimizer", sort=False):
+            stats = runs.groupby("epoch")[column].agg(["mean", "min", "max"]) * scale
+            line, = ax.plot(stats.index, stats["mean"], marker="o", label=f"{label} ({runs['seed'].nunique()} seeds)")
+            ax.fill_between(stats.index, stats["min"], stats["max"], color=line.get_color(), alpha=0.2, linewidth=0)
+        ax.set(title=title, xlabel="epoch")
+        ax.grid(alpha=0.3)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    axes[0].legend(title="mean, min-max band")
+    with replacing(path) as tmp:
+        fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+
+
+def settings(config: Path) -> str:
+    """The model and data settings a config file sets, as 'SGD lr=0.1, momentum=0.9; dropout=0.2; shift=2'."""
+    content = yaml.safe_load(config.read_text()) or {}
+    model, data = content.get("model") or {}, content.get("data") or {}
+    optimizer = model.pop("optimizer", {}) or {}
+    net = model.pop("net", None) or {}  # the network's settings, e.g. {"dropout": 0.2}, shown as the model's
+    if isinstance(net, dict):
+        model = {**(net.get("init_args") or {k: v for k, v in net.items() if k != "class_path"}), **model}
+    if isinstance(optimizer, str):
+        optimizer = {"class_path": optimizer}
+    name = optimizer.get("class_path", "Adam").rsplit(".", 1)[-1]
+    parts = [" ".join([name] + [", ".join(f"{k}={v}" for k, v in (optimizer.get("init_args") or {}).items())]).strip()]
+    parts += [f"{k}={v}" for k, v in (model | data).items()]
+    return "; ".join(parts)
+
+
+def settings_parts(configs: dict[str, Path]) -> tuple[dict[str, str], str]:
+    """Each config's settings, less those every config shares, which are returned apart."""
+    parts = {label: settings(path).split("; ") for label, path in configs.items()}
+    first = next(iter(parts.values()))
+    common = [p for p in first[1:] if all(p in q[1:] for q in parts.values())] if len(parts) > 1 else []
+    return {label: "; ".join(p for p in q if p not in common) for label, q in parts.items()}, "; ".join(common)
+
+
+def summarize(results: pd.DataFrame, configs: dict[str, Path], test_images: int, alpha: float = 0.05) -> str:
+    """Markdown: one row per optimizer (mean and 95% interval), then the pairs a corrected test calls different."""
+    groups = dict(tuple(results.groupby("optimizer", sort=False)))
+    seeds = sorted({len(g) for g in groups.values()})
+    shown, common = settings_parts({label: configs[label] for label in groups})
+    lines = [
+        f"Test accuracy of the final weights on the {test_images:,} MNIST test images, "
+        f"{_count(seeds, 'seed')} per row, {_count(sorted(set(results['epochs'])), 'epoch')} each: the mean and its "
+        "95% confidence interval (Student's t)." + (f" Every row: {common}." if common else ""),
+        "",
+        "| optimizer | settings | test accuracy (%) | 95% interval | test loss | best val accuracy (%) | s / epoch |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for label, runs in groups.items():
+        mean, low, high = (100 * v for v in mean_ci(runs["test_acc"]))
+        lines.append(
+            f"| {label} | {shown[label]} | {mean:.2f} | {low:.2f}-{high:.2f} | {mean_std(runs['test_loss'], 1, 4)} | "
+            f"{mean_std(runs['best_val_acc'], 100)} | {runs['sec_per_epoch'].mean():.1f} |"
+        )
+    lines.append("")
+    if len(groups) < 2 or seeds[0] < 2:
+        lines.append("Differences: not tested; it takes at least two optimizers with two seeds each.")
+        return "\n".join(lines) + "\n"
+    samples = {label: list(runs["test_acc"]) for label, runs in groups.items()}
+    tests = pairwise_tests(samples, alpha)
+    needed = seeds_needed(samples, alpha)
+    lines += [f"Differences: Welch's t-test for each of the {len(tests)} pairs, Holm's correction for {len(tests)} "
+              f"tests; a pair is called different when its corrected p-value is below {alpha}.", ""]
+    for t in (t for t in tests if t["different"]):
+        lines.append(f"- {t['a']} > {t['b']}: +{100 * t['diff']:.2f} points (p = {t['p']:.2g}, "
+                     f"corrected {t['p_holm']:.2g}; different from {needed[(t['a'], t['b'])]} seeds on)")
+    if not any(t["different"] for t in tests):
+        lines.append("- none: no optimizer is shown to beat another here")
+    same = [t for t in tests if not t["different"]]
+    if same:
+        lines += ["", "Not shown different: " + ", ".join(
+            f"{t['a']} vs {t['b']} ({100 * t['diff']:+.2f}, corrected p {t['p_holm']:.2g})" for t in same) + "."]
+    p = results.groupby("optimizer")["test_acc"].mean().median()  # a typical row: not pulled down by failed settings
+    lines += ["", "As estimates of the accuracy on new digits, the means also carry the test set's own sampling "
+              f"error, the same for every row: about ±{100 * math.sqrt(p * (1 - p) / test_images):.2f} points "
+              f"(binomial standard error at {100 * p:.1f}%, the median row, on {test_images:,} images)."]
+    return "\n".join(lines) + "\n"
+
+
+def _count(values: list[int], noun: str) -> str:
+    return f"{'/'.join(map(str, values))} {noun}{'s' if values[-1] > 1 else ''}"
+
+
+def update_readme(readme: Path, name: str, text: str) -> None:
+    """Replace what lies between '<!-- begin NAME -->' and '<!-- end NAME -->' in README with `text`."""
+    begin, end = f"<!-- begin {name} -->", f"<!-- end {name} -->"
+    content = readme.read_text()
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
+    if not pattern.search(content):
+        raise DigitnetError(f"{readme} has no block '{begin}' ... '{end}' to replace")
+    atomic_write(readme, pattern.sub(lambda _: f"{begin}\n{text}{end}", content, count=1))

@@ -1,0 +1,317 @@
+"""Tune each optimizer with the same Optuna budget, then write its best trial as a config.
+
+One study per optimizer (digitnet.study.spaces: SGD with momentum/Nesterov, Adam, NAdam, Adadelta), each with
+the same seeded sampler and the same number of trials (--trials). The model and training are fixed at the
+report's (784-512-512-10, dropout 0.2, batch 128, 5 epochs) with digitnet's default learning-rate decay; every
+trial trains through the package's CLI (build_cli), as `python -m digitnet fit` trains, and is scored by the
+validation accuracy of its final weights. The test set is never loaded. No pruning: every trial costs the same
+5 epochs, so the budget is the same for every optimizer.
+
+The studies live in one Optuna storage (--storage; by default the journal file OUT/journal.log, see
+digitnet.study.storage). Several processes or machines running the same command against one storage split
+the budget: together they run exactly --trials trials per optimizer. A killed worker's trial is run again,
+with the same hyperparameters, by whichever worker notices that its heartbeat stopped (after 3 x --heartbeat
+seconds; digitnet.study.heartbeat). The worker that completes the last trial writes the record
+(digitnet.study.record): OUT/configs/<name>.yaml, OUT/tuning.md and the plots.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+import zlib
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from digitnet.cli import build_cli
+from digitnet.data import reuse_data
+from digitnet.divergence import TrainingDiverged
+from digitnet.errors import DigitnetError
+from digitnet.faults import TrainingInterrupted
+from digitnet.study.heartbeat import Heartbeat, rerun, rerun_stale_trials
+from digitnet.study.record import write_record
+from digitnet.study.runs import flag_value, logged_run_args, quiet_lightning
+from digitnet.study.spaces import FIXED, SEARCH_SPACES, TRAIN_SEED, init_args
+from digitnet.study.storage import JOURNAL, default_storage, open_storage
+
+OVER_BUDGET = "over_budget"  # user attribute of a trial asked for after the budget was spent: not trained
+LIVE = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
+REPORT_DESCRIPTION = ("Write the record of complete tuning studies again (configs, tuning.md, plots) from their "
+                      "storage, without training: the same arguments as scripts/tune_optimizers.py.")  # fmt: skip
+
+
+def parse_args(argv: list[str] | None, description: str = __doc__.split("\n\n")[0]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=description,
+        epilog="Other arguments go to every trial's CLI: e.g. --data.val_size=1000 --trainer.accelerator=cpu",
+    )
+    add = parser.add_argument
+    add("--data_dir", default=None, help="folder with the four MNIST files (default: $DIGITNET_DATA_DIR, else ./data)")
+    add("--out", default="study", help="output folder: the default storage, TensorBoard logs, configs and the record")
+    add("--optimizers", default=",".join(SEARCH_SPACES), help=f"comma-separated, from {', '.join(SEARCH_SPACES)}")
+    add("--trials", type=int, default=36, help="the budget: trials per optimizer, over all workers (default 36)")
+    add("--epochs", type=int, default=5, help="training epochs per trial (the report's 5)")
+    add("--storage", default=None,
+        help="an Optuna storage shared by all workers: a JournalStorage file (*.log; processes on one machine) or a "
+             "database URL (postgresql+psycopg://user:password@host/db for several machines, sqlite:///file.db); "
+             f"default: OUT/{JOURNAL}, or OUT/study.db where an earlier version started the studies")  # fmt: skip
+    add("--seed", type=int, default=0, help="the sampler's seed (TPE; the same for every optimizer)")
+    add("--heartbeat", type=int, default=20,
+        help="seconds between a running trial's heartbeats; after 3 missed ones the trial is run again")
+    add("--requeue_running", action="store_true",
+        help="run every RUNNING trial again now, without waiting for its heartbeat to stop "
+             "(only when no other worker is alive)")  # fmt: skip
+    add("--configs_dir", default=None, help="also write the configs here (e.g. configs/optimizers)")
+    add("--report_dir", default=None, help="also copy tuning.md and the plots here (e.g. docs/optimizers)")
+    args, args.cli_args = parser.parse_known_args(argv)
+    if any(not a.startswith("--") for a in args.cli_args[:1]):
+        parser.error(f"unrecognized arguments: {' '.join(args.cli_args)}")
+    if min(args.trials, args.epochs, args.heartbeat) < 1:
+        parser.error("--trials, --epochs and --heartbeat must be at least 1")
+    args.names = [n.strip() for n in args.optimizers.split(",") if n.strip()]
+    unknown = [n for n in args.names if n not in SEARCH_SPACES]
+    if unknown or not args.names:
+        parser.error(f"unknown optimizer {', '.join(unknown) or '(none)'}; use some of {', '.join(SEARCH_SPACES)} "
+                     "(another torch.optim class needs its entry in digitnet.study.spaces.SEARCH_SPACES)")
+    args.storage_note = None
+    if args.storage is None:
+        args.storage, args.storage_note = default_storage(args.out)
+    return args
+
+
+class SeededPerTrial(optuna.samplers.BaseSampler):
+    """TPE (independent, 10 random startup trials) whose random numbers depend on the seed, the trial
+    number and the parameter only: one worker always proposes the same trials, and several workers
+    sharing a study propose different ones (one seeded sampler per worker would repeat each other's)."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+
+    def infer_relative_search_space(self, study, trial):
+        return {}
+
+    def sample_relative(self, study, trial, search_space):
+        return {}
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        seed = zlib.crc32(f"{self.seed}/{trial.number}/{param_name}".encode())
+        return optuna.samplers.TPESampler(seed=seed).sample_independent(study, trial, param_name, param_distribution)
+
+
+def within_budget(study: optuna.Study, number: int, budget: int) -> bool:
+    """Whether trial `number` holds one of the budget's places: fewer than `budget` live trials (complete,
+    running or queued) precede it. Trial numbers come from the storage, so concurrent workers agree."""
+    earlier = [t for t in study.get_trials(deepcopy=False, states=LIVE) if t.number < number]
+    return len(earlier) < budget
+
+
+class Tuner:
+    """Runs one optimizer's trials in this process while the study's budget has places left."""
+
+    def __init__(self, args: argparse.Namespace, name: str, study: optuna.Study | None, data_cache: dict) -> None:
+        self.args, self.name, self.study, self.cache = args, name, study, data_cache
+        self.space = SEARCH_SPACES[name]
+        self.grace = 3 * args.heartbeat
+
+    def has_work(self) -> bool:
+        trials = self.study.get_trials(deepcopy=False)
+        live = [t for t in trials if t.state in LIVE]
+        return any(t.state == TrialState.WAITING for t in trials) or len(live) < self.args.trials
+
+    def run(self) -> None:
+        """Ask, train and tell, one trial after another (Optuna's ask-and-tell interface). A dead worker's
+        trial is failed first, so that ask() takes its queued rerun before proposing a new trial."""
+        while self.has_work():
+            rerun_stale_trials(self.study, self.grace)
+            trial = self.study.ask()
+            with Heartbeat(trial, self.args.heartbeat):  # from the moment the trial exists
+                if not within_budget(self.study, trial.number, self.args.trials):
+                    trial.set_user_attr(OVER_BUDGET, True)
+                    self.study.tell(trial, state=TrialState.PRUNED)
+                    return
+                try:
+                    score = self.objective(trial)
+                except BaseException:  # Ctrl-C or a crash: the trial failed, and a new one takes its place
+                    self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+                    raise
+            # skip_if_finished: another worker took this one for dead (its heartbeat late) and reruns it
+            self.study.tell(trial, score, skip_if_finished=True)
+
+    def objective(self, trial: optuna.Trial) -> float:
+        params = self.space.suggest(trial)
+        start = time.perf_counter()
+        cli = build_cli(self.cli_args(trial, init_args(params)), run=False)
+        reuse_data(cli.datamodule, self.cache, stages=("fit",))  # never the test images
+        try:
+            cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+            score = float(cli.trainer.callback_metrics["val/acc"])  # the final weights, on the validation split
+        except TrainingDiverged as err:  # the loss turned NaN or infinite: the worst score, and the budget spent
+            trial.set_user_attr("diverged", str(err).split("\n")[0])
+            score = 0.0
+        finally:
+            remove_checkpoints(cli.trainer)
+        seconds = time.perf_counter() - start
+        trial.set_user_attr("seconds", round(seconds, 1))
+        self.report(trial, params, score, seconds)
+        return score
+
+    def cli_args(self, trial: optuna.Trial | None, optimizer_args: dict) -> list[str]:
+        args = [
+            f"--model.optimizer={self.space.class_path}",
+            *(f"--model.optimizer.{k}={flag_value(v)}" for k, v in optimizer_args.items()),
+            *(f"--{k}={flag_value(v)}" for k, v in FIXED.items()),
+            f"--trainer.max_epochs={self.args.epochs}",
+            f"--seed_everything={TRAIN_SEED}",
+            *logged_run_args(Path(self.args.out) / "logs", self.name, f"trial_{trial.number if trial else 'check'}"),
+        ]
+        if self.args.data_dir:
+            args.append(f"--data.data_dir={self.args.data_dir}")
+        return args + self.args.cli_args
+
+    def report(self, trial: optuna.Trial, params: dict, score: float, seconds: float) -> None:
+        done = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        best = max(done, key=lambda t: t.value, default=None)
+        if best is None or score > best.value:
+            best_text = "new best"
+        else:
+            best_text = f"best {100 * best.value:.2f}% (trial {best.number})"
+        shown = "  ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+        note = "  DIVERGED" if "diverged" in trial.user_attrs else ""
+        print(f"{self.name:>9} trial {trial.number:3d} ({len(done) + 1}/{self.args.trials}): "
+              f"val acc {100 * score:6.2f}%{note}  {shown}  | {best_text}  {seconds:.1f} s", flush=True)
+
+
+def remove_checkpoints(trainer) -> None:
+    """Trials need no checkpoints (the config is the result): delete what the CLI's callbacks wrote."""
+    for callback in trainer.checkpoint_callbacks:
+        folder = getattr(callback, "dirpath", None)
+        if folder and Path(folder).is_dir():
+            for path in Path(folder).glob("*.ckpt"):
+                path.unlink(missing_ok=True)
+            if not any(Path(folder).iterdir()):
+                Path(folder).rmdir()
+
+
+def load_studies(args: argparse.Namespace, program: str, create: bool = True) -> dict[str, optuna.Study]:
+    """One study per optimizer, created by the first worker, loaded by the others. A study records the
+    settings it was started with; continuing it with others would mix two experiments."""
+    if args.storage_note:
+        print(f"{program}: {args.storage_note}")
+    if not create and "://" not in args.storage and not Path(args.storage).is_file():
+        raise DigitnetError(f"no studies in {args.storage}: scripts/tune_optimizers.py with these arguments runs them")
+    storage = open_storage(args.storage)
+    settings = {"epochs": args.epochs, "seed": args.seed, "extra_args": " ".join(args.cli_args), "space": None}
+    studies = {}
+    for name in args.names:
+        study_name, sampler = f"digitnet-{name}", SeededPerTrial(args.seed)
+        if create:
+            study = optuna.create_study(study_name=study_name, storage=storage, direction="maximize", sampler=sampler,
+                                        load_if_exists=True)  # fmt: skip
+        elif study_name in optuna.get_all_study_names(storage):
+            study = optuna.load_study(study_name=study_name, storage=storage, sampler=sampler)
+        else:
+            raise DigitnetError(f"no study {study_name} in {args.storage}: scripts/tune_optimizers.py with these "
+                                "arguments runs it")  # fmt: skip
+        settings["space"] = repr(SEARCH_SPACES[name])
+        for key, value in settings.items():
+            if key not in study.user_attrs and create:
+                study.set_user_attr(key, value)
+            elif study.user_attrs.get(key) != value:
+                raise DigitnetError(f"study {study_name} in {args.storage} was started with {key}="
+                                    f"{study.user_attrs.get(key)!r}, not {value!r}; use another --out or --storage "
+                                    "for a new study")  # fmt: skip
+        studies[name] = study
+    return studies
+
+
+def requeue_running(study: optuna.Study) -> None:
+    """Fail every RUNNING trial and queue its hyperparameters again, without waiting for its heartbeat."""
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        rerun(study, trial)
+
+
+def is_complete(study: optuna.Study, budget: int) -> bool:
+    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) >= budget
+
+
+def check_inputs(args: argparse.Namespace, cache: dict) -> int:
+    """Bad arguments or missing data stop here, before any study or trial exists; the data stays in `cache`.
+    Returns the number of validation images."""
+    name = args.names[0]
+    cli_args = Tuner(args, name, None, cache).cli_args(None, init_args(SEARCH_SPACES[name].keras_defaults))
+    datamodule = build_cli(cli_args, run=False).datamodule
+    reuse_data(datamodule, cache, stages=("fit",))
+    return len(datamodule.val_set)
+
+
+def run_until_complete(args: argparse.Namespace, tuners: list[Tuner]) -> None:
+    """Run trials while the budget has places; then wait for other workers' trials, rerunning any whose
+    heartbeat stops, until every study is complete."""
+    waiting = False
+    while not all(is_complete(t.study, args.trials) for t in tuners):
+        busy = [t for t in tuners if t.has_work()]
+        for tuner in busy:
+            tuner.run()
+        if busy:
+            waiting = False
+            continue
+        if not waiting:
+            running = sum(len(t.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))) for t in tuners)
+            print(f"{running} trials are running in other workers; waiting for them (one silent for "
+                  f"{3 * args.heartbeat} s is run again here); the last one writes the configs and record", flush=True)
+            waiting = True
+        time.sleep(min(args.heartbeat, 2))
+        for tuner in tuners:
+            rerun_stale_trials(tuner.study, tuner.grace)
+
+
+def quiet_optuna() -> None:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    warnings.filterwarnings("ignore", message="The number of training batches")  # tiny data sets
+
+
+def main(argv: list[str] | None = None) -> None:
+    """scripts/tune_optimizers.py: one worker of the study."""
+    args = parse_args(argv)
+    quiet_lightning()
+    quiet_optuna()
+    cache, start = {}, time.perf_counter()
+    try:
+        val_images = check_inputs(args, cache)
+        studies = load_studies(args, "tune_optimizers")
+        if args.requeue_running:
+            for study in studies.values():
+                requeue_running(study)
+        tuners = [Tuner(args, name, study, cache) for name, study in studies.items()]
+        run_until_complete(args, tuners)
+    except DigitnetError as err:
+        sys.exit(f"tune_optimizers: error: {err}")
+    except (KeyboardInterrupt, TrainingInterrupted):
+        sys.exit("tune_optimizers: interrupted; rerun the same command to go on (a new trial takes the interrupted "
+                 "one's place)")  # fmt: skip
+    seconds = time.perf_counter() - start
+    print(f"{len(tuners)} studies of {args.trials} trials complete ({seconds:.0f} s in this worker)")
+    write_record(args, studies, val_images)
+
+
+def report(argv: list[str] | None = None) -> None:
+    """scripts/study_report.py: the record of complete studies, written again; nothing is trained."""
+    args = parse_args(argv, REPORT_DESCRIPTION)
+    quiet_lightning()
+    quiet_optuna()
+    try:
+        val_images = check_inputs(args, {})  # the validation split's size, as the record states it
+        studies = load_studies(args, "study_report", create=False)
+        short = [f"{name} ({sum(t.state == TrialState.COMPLETE for t in study.trials)} of {args.trials})"
+                 for name, study in studies.items() if not is_complete(study, args.trials)]  # fmt: skip
+        if short:
+            raise DigitnetError(f"not complete: {', '.join(short)} trials; scripts/tune_optimizers.py with these "
+                                "arguments completes them")  # fmt: skip
+    except DigitnetError as err:
+        sys.exit(f"study_report: error: {err}")
+    write_record(args, studies, val_images)
