@@ -13,6 +13,8 @@ from digitnet.cli import build_cli, main
 from digitnet.study import compare, stats
 from digitnet.study import summary as report  # `summary`: the tests' name for summary.md's text
 
+pytestmark = pytest.mark.slow  # the optimizer study: real training runs
+
 ROOT = Path(__file__).parents[1]
 OPTIMIZER_CONFIGS = sorted((ROOT / "configs" / "optimizers").glob("*.yaml"))
 KERAS_CONFIGS = sorted((ROOT / "configs" / "optimizers" / "keras").glob("*.yaml"))

@@ -13,6 +13,8 @@ import pytest
 import torch
 import yaml
 
+pytestmark = pytest.mark.slow  # the optimizer study: worker processes, a PostgreSQL server
+
 optuna = pytest.importorskip("optuna")
 from optuna.trial import TrialState  # noqa: E402
 
