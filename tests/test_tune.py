@@ -165,11 +165,11 @@ def test_a_killed_worker_s_trial_runs_again_with_its_hyperparameters(mnist_dir, 
     args = ["--optimizers=Adam", "--trials=3", "--epochs=10", "--heartbeat=1"]
     first = worker(mnist_dir, out, *args)
 
-    def second_trial_running() -> bool:  # kill -9 it in the middle of its second trial
-        states = [t.state for t in trials(storage, "Adam")] if (out / "journal.log").exists() else []
-        return states[1:2] == [TrialState.RUNNING]
+    def second_trial_training() -> bool:  # kill -9 it in the middle of its second trial, its hyperparameters chosen
+        second = trials(storage, "Adam")[1:2] if (out / "journal.log").exists() else []
+        return [(t.state, len(t.params)) for t in second] == [(TrialState.RUNNING, 4)]
 
-    wait_for(second_trial_running, first, "its second trial started")
+    wait_for(second_trial_training, first, "its second trial started training")
     first.send_signal(signal.SIGKILL)
     first.wait()
 

@@ -44,26 +44,44 @@ def open_storage(url: str) -> BaseStorage:
         return JournalStorage(JournalFileBackend(url, lock_obj=lock))
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    import sqlalchemy.engine
     import sqlalchemy.exc
 
     # SQLite: wait for another worker's write for up to a minute rather than fail with "database is locked".
     engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None
-    for attempt in range(5):  # workers starting together on a new database race to create its tables
+    for attempt in range(5):
         try:
             return RDBStorage(url, engine_kwargs=engine_kwargs)
-        except ImportError as err:  # the database's driver: Optuna raises this from SQLAlchemy's ModuleNotFoundError
+        except ImportError as err:  # the database's driver: Optuna raises it from SQLAlchemy's ModuleNotFoundError
             driver = getattr(err.__cause__, "name", None) or "its driver"
-            # SQLAlchemy before 2.1 reads postgresql:// as postgresql+psycopg2://; the study extra has psycopg (3).
-            hint = "; use postgresql+psycopg://..." if driver == "psycopg2" else ""
-            raise DigitnetError(f"--storage {url.split('://')[0]}://...: {driver} is not installed{hint} "
-                                "(pip install -e '.[study]' installs psycopg)") from None  # fmt: skip
+            if driver == "psycopg2":  # SQLAlchemy before 2.1 reads postgresql:// so; the study extra has psycopg 3
+                hint = "use postgresql+psycopg://..., whose driver pip install -e '.[study]' installs"
+            elif driver == "psycopg":
+                hint = "pip install -e '.[study]' installs it"
+            else:
+                hint = "install it (the study extra holds PostgreSQL's driver, psycopg, only)"
+            raise DigitnetError(f"--storage {url.split('://')[0]}://...: {driver} is not installed; {hint}") from None
         except sqlalchemy.exc.ArgumentError as err:
-            raise DigitnetError(f"--storage {url}: not a database URL nor a *.log journal file ({err})") from None
-        except sqlalchemy.exc.SQLAlchemyError as err:  # also a server that is not up (yet)
-            if attempt == 4:
-                shown = sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+            raise DigitnetError(f"--storage {shown(url)}: neither a database URL nor a *.log journal file ({err})") \
+                from None
+        except sqlalchemy.exc.SQLAlchemyError as err:
+            # Workers that start together on a new database race to create its tables: another's came first
+            # (SQLite: the file is locked). A server that refuses the connection is an error at once.
+            racing = url.startswith("sqlite") or not isinstance(err, sqlalchemy.exc.OperationalError)
+            if attempt == 4 or not racing:
                 reason = str(err.orig if getattr(err, "orig", None) else err).strip().splitlines()[0]
-                raise DigitnetError(f"--storage {shown}: {reason}") from None
+                raise DigitnetError(f"--storage {shown(url)}: {reason}") from None
             time.sleep(1 + attempt)
+
+
+def shown(url: str) -> str:
+    """A storage as messages show it: a database URL without its password."""
+    if "://" not in url:
+        return url
+    import sqlalchemy.engine
+    import sqlalchemy.exc
+
+    try:
+        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    except sqlalchemy.exc.ArgumentError:
+        return url
 

@@ -36,7 +36,7 @@ from digitnet.study.heartbeat import Heartbeat, rerun, rerun_stale_trials
 from digitnet.study.record import write_record
 from digitnet.study.runs import flag_value, logged_run_args, quiet_lightning
 from digitnet.study.spaces import FIXED, SEARCH_SPACES, TRAIN_SEED, init_args
-from digitnet.study.storage import JOURNAL, default_storage, open_storage
+from digitnet.study.storage import JOURNAL, default_storage, open_storage, shown
 
 OVER_BUDGET = "over_budget"  # user attribute of a trial asked for after the budget was spent: not trained
 LIVE = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
@@ -214,14 +214,14 @@ def load_studies(args: argparse.Namespace, program: str, create: bool = True) ->
         elif study_name in optuna.get_all_study_names(storage):
             study = optuna.load_study(study_name=study_name, storage=storage, sampler=sampler)
         else:
-            raise DigitnetError(f"no study {study_name} in {args.storage}: scripts/tune_optimizers.py with these "
-                                "arguments runs it")  # fmt: skip
+            raise DigitnetError(f"no study {study_name} in {shown(args.storage)}: scripts/tune_optimizers.py with "
+                                "these arguments runs it")  # fmt: skip
         settings["space"] = repr(SEARCH_SPACES[name])
         for key, value in settings.items():
             if key not in study.user_attrs and create:
                 study.set_user_attr(key, value)
             elif study.user_attrs.get(key) != value:
-                raise DigitnetError(f"study {study_name} in {args.storage} was started with {key}="
+                raise DigitnetError(f"study {study_name} in {shown(args.storage)} was started with {key}="
                                     f"{study.user_attrs.get(key)!r}, not {value!r}; use another --out or --storage "
                                     "for a new study")  # fmt: skip
         studies[name] = study
