@@ -37,7 +37,7 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
-    return trained_run(tmp_path_factory, "ConvNet")  # the better reader of drawings; test_serve tries both nets
+    return trained_run(tmp_path_factory)  # the MLP; test_serve.py serves both networks
 
 
 @pytest.fixture(scope="module")
