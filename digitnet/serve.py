@@ -18,7 +18,7 @@ import io
 import socket
 from importlib.resources import files
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import Literal
 
 import numpy as np
 import torch
@@ -30,30 +30,16 @@ from digitnet.predict import DigitRecognizer, announce_default_checkpoint, top3
 
 try:
     import litserve as ls
-    from starlette.datastructures import Headers, UploadFile
+    from starlette.datastructures import UploadFile
     from starlette.exceptions import HTTPException
     from starlette.requests import Request
     from starlette.responses import JSONResponse, Response
-    from starlette.types import ASGIApp, Receive, Scope, Send
+
+    from digitnet.serve_http import API_PATH, MAX_UPLOAD_BYTES, USAGE, DrawPage, Refusal, UploadCheck, too_large
 except ImportError as err:  # the package imports without the extra; `serve` says what to install
     raise DigitnetError(f"serve needs {err.name}: pip install -e '.[serve]'") from None
 
-# Uploads are photos or drawings of one digit: a few MB is plenty, and a bigger body is refused before it
-# is read whole (by its Content-Length, or as it arrives when it has none).
-MAX_UPLOAD_BYTES = 5 * 2**20
-API_PATH = "/predict"
-USAGE = (
-    "send the image as a multipart form field named 'file', e.g. "
-    f"curl -F file=@digit.png http://HOST:PORT{API_PATH}"
-)
 HOSTS = ("127.0.0.1", "0.0.0.0", "::")  # the hosts LitServer.run accepts
-
-
-class Refusal(NamedTuple):
-    """A request that cannot be answered with a digit: the HTTP status and the reason for the client."""
-
-    status: int
-    reason: str
 
 
 class DigitAPI(ls.LitAPI):
@@ -129,52 +115,6 @@ def describe(net: torch.nn.Module, ckpt_path: str | Path) -> dict:
         "parameters": sum(p.numel() for p in net.parameters()),
         "checkpoint": Path(ckpt_path).name,
     }
-
-
-class DrawPage:
-    """ASGI middleware answering `GET /` with the drawing page. LitServe registers `/` itself ("litserve
-    running") and Starlette's first matching route wins, so the page is served in front of the router."""
-
-    def __init__(self, app: ASGIApp, page: bytes) -> None:
-        self.app, self.page = app, page
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == "/" and scope["method"] in ("GET", "HEAD"):
-            response = Response(self.page, media_type="text/html; charset=utf-8", headers={"Cache-Control": "no-cache"})
-            await response(scope, receive, send)
-        else:
-            await self.app(scope, receive, send)
-
-
-class UploadCheck:
-    """ASGI middleware refusing a `POST /predict` that cannot be a form upload before its body is read: an
-    empty body, a body that is not multipart/form-data (LitServe would parse it as JSON and answer 500),
-    or a Content-Length over `max_bytes` (a 100 MB upload is refused at once; with `Expect: 100-continue`,
-    as curl sends for large files, it is not even sent). Bodies without a Content-Length are capped by
-    LitServer's `max_payload_size` as they arrive."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == API_PATH and scope["method"] == "POST":
-            headers = Headers(scope=scope)
-            length = headers.get("content-length", "")
-            refusal = None
-            if length == "0":
-                refusal = Refusal(400, f"empty request body: {USAGE}")
-            elif not headers.get("content-type", "").startswith("multipart/form-data"):
-                refusal = Refusal(415, f"not a multipart form upload: {USAGE}")
-            elif length.isdigit() and int(length) > self.max_bytes:
-                refusal = Refusal(413, too_large(self.max_bytes))
-            if refusal is not None:
-                await JSONResponse({"error": refusal.reason}, status_code=refusal.status)(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
-
-
-def too_large(max_bytes: int) -> str:
-    return f"request body over the limit of {max_bytes / 2**20:g} MB: send a smaller image"
 
 
 def build_server(
