@@ -10,12 +10,21 @@ network's class (`"net": "MLP"`). The page (`digitnet/static/draw.html`) is serv
 and says which network reads the drawings from LitServe's `GET /info`, whose `"model"` is `describe`'s
 {"net": class name, "parameters": count, "checkpoint": file name}. Needs the `serve` extra:
 pip install -e '.[serve]'.
+
+Faults (docs/serving.md): a request that waits over `--timeout` seconds in the queue gets LitServe's 504; an
+inference worker that dies is started again (LitServe's `restart_workers`), and the requests it held get a 504
+from `serve_http.AnswerDeadline`.
+
+For tests only: DIGITNET_SERVE_PREDICT_DELAY=SECONDS makes every call of `predict` that much slower, so that a
+test can make a request wait past --timeout, or catch a worker in the middle of a request, on any machine.
 """
 
 from __future__ import annotations
 
 import io
+import os
 import socket
+import time
 from importlib.resources import files
 from pathlib import Path
 from typing import Literal
@@ -35,11 +44,13 @@ try:
     from starlette.requests import Request
     from starlette.responses import JSONResponse, Response
 
-    from digitnet.serve_http import API_PATH, MAX_UPLOAD_BYTES, USAGE, DrawPage, Refusal, UploadCheck, too_large
+    from digitnet.serve_http import (ANSWER_GRACE_S, API_PATH, MAX_UPLOAD_BYTES, USAGE, AnswerDeadline, DrawPage,
+                                     Refusal, UploadCheck, server_error, timed_out, too_large)  # fmt: skip
 except ImportError as err:  # the package imports without the extra; `serve` says what to install
     raise DigitnetError(f"serve needs {err.name}: pip install -e '.[serve]'") from None
 
 HOSTS = ("127.0.0.1", "0.0.0.0", "::")  # the hosts LitServer.run accepts
+PREDICT_DELAY_VAR = "DIGITNET_SERVE_PREDICT_DELAY"  # tests only: seconds added to every predict
 
 
 class DigitAPI(ls.LitAPI):
@@ -65,6 +76,7 @@ class DigitAPI(ls.LitAPI):
         self.recognizer = DigitRecognizer.from_checkpoint(self.ckpt_path, map_location=device)
         self.device = torch.device(device)
         self.net_name = type(self.recognizer.net).__name__
+        self.predict_delay = float(os.environ.get(PREDICT_DELAY_VAR, 0))  # read in the worker process
 
     def decode_request(self, request) -> np.ndarray | Refusal:
         upload = request.get("file") if hasattr(request, "get") else None
@@ -87,6 +99,8 @@ class DigitAPI(ls.LitAPI):
     def predict(self, x):
         items = x if isinstance(x, list) else [x]  # a list when batching, one item when not
         images = [item for item in items if not isinstance(item, Refusal)]
+        if self.predict_delay:
+            time.sleep(self.predict_delay)
         if images:
             inputs = self.recognizer.inputs(images).to(self.device)  # (N, 1, 28, 28), normalized as in training
             probabilities = iter(self.recognizer.net(inputs).softmax(dim=1).cpu().tolist())  # N x 10
@@ -123,27 +137,38 @@ def build_server(
     batch_timeout: float = 0.005,
     workers_per_device: int = 1,
     accelerator: str = "auto",
+    timeout: float = 10.0,
     max_upload_bytes: int = MAX_UPLOAD_BYTES,
     model: dict | None = None,
 ) -> ls.LitServer:
     """The LitServer of `serve`: DigitAPI at POST /predict, the page at /, LitServe's /health and /info (with
     `model`, the checkpoint's `describe`, read from it when not given), and every error (4xx from the API or
-    the engine, 404, 500) as {"error": reason}."""
+    the engine, 404, 500, 504) as {"error": reason}.
+
+    A dead inference worker is started again (`restart_workers`) rather than stopping the server: a page that
+    people keep open outlives a worker killed for memory or by a driver fault. The requests it held are
+    answered by `AnswerDeadline`; those waiting in the queue are read by the new worker, or time out."""
     page = files("digitnet").joinpath("static", "draw.html").read_bytes()
     if model is None:
         model = describe(DigitRecognizer.from_checkpoint(ckpt_path).net, ckpt_path)
+    deadline = timeout + ANSWER_GRACE_S
     server = ls.LitServer(
         DigitAPI(ckpt_path, max_batch_size=max_batch_size, batch_timeout=batch_timeout),
         accelerator=accelerator,  # "auto": the GPU when there is one
         workers_per_device=workers_per_device,
+        timeout=timeout,  # seconds a request may wait in the queue for a worker, then LitServe answers 504
+        restart_workers=True,
         max_payload_size=max_upload_bytes,
         model_metadata=model,  # GET /info answers {"model": model, "server": LitServe's settings}
-        middlewares=[(DrawPage, {"page": page}), (UploadCheck, {"max_bytes": max_upload_bytes})],
+        middlewares=[(DrawPage, {"page": page}), (UploadCheck, {"max_bytes": max_upload_bytes}),
+                     (AnswerDeadline, {"seconds": deadline, "reason": timed_out(deadline)})],  # fmt: skip
     )
 
     async def error_json(request: Request, exc: HTTPException) -> JSONResponse:
-        # LitServe's own size cap says "Payload too large"; say what the limit is.
-        reason = too_large(max_upload_bytes) if exc.status_code == 413 else str(exc.detail)
+        # LitServe's own reasons ("Payload too large", "Request timed out", "Internal server error") say
+        # neither the limit nor what to do.
+        reasons = {413: too_large(max_upload_bytes), 504: timed_out(timeout), 500: server_error()}
+        reason = reasons.get(exc.status_code, str(exc.detail))
         return JSONResponse({"error": reason}, status_code=exc.status_code, headers=exc.headers)
 
     server.app.add_exception_handler(HTTPException, error_json)
@@ -158,6 +183,7 @@ def serve(
     batch_timeout: float = 0.005,
     workers_per_device: int = 1,
     accelerator: Literal["auto", "cpu", "cuda", "mps"] = "auto",
+    timeout: float = 10.0,
 ) -> None:
     """Serve a page to draw digits on and POST /predict for images, until Ctrl-C.
 
@@ -171,6 +197,8 @@ def serve(
         batch_timeout: Seconds to wait for a batch to fill, with max_batch_size > 1.
         workers_per_device: Inference processes per device (CPU or each GPU).
         accelerator: auto (the GPU when there is one), cpu, cuda or mps.
+        timeout: Seconds a request may wait for an inference worker; then it is answered 504 (busy, or a worker
+            restarting), and at the latest a second later if the worker holding it died.
     """
     if host not in HOSTS:
         raise DigitnetError(f"--host {host}: use one of {', '.join(HOSTS)} (LitServe listens on these only)")
@@ -178,12 +206,15 @@ def serve(
         raise DigitnetError(f"--port {port}: use a port from 1024 to 65535")
     if max_batch_size < 1 or workers_per_device < 1 or batch_timeout < 0:
         raise DigitnetError("--max_batch_size and --workers_per_device take 1 or more, --batch_timeout 0 or more")
+    if not timeout > batch_timeout:  # LitServe's own rule; also refuses 0, negative and nan
+        raise DigitnetError(f"--timeout {timeout:g}: use more seconds than --batch_timeout ({batch_timeout:g})")
     if ckpt_path is None:
         ckpt_path = str(announce_default_checkpoint())
     # A missing or foreign file stops here, not in a worker process; the network loaded is described on the page.
     model = describe(DigitRecognizer.from_checkpoint(ckpt_path).net, ckpt_path)
     check_port_free(host, port)
-    server = build_server(ckpt_path, max_batch_size, batch_timeout, workers_per_device, accelerator, model=model)
+    server = build_server(ckpt_path, max_batch_size, batch_timeout, workers_per_device, accelerator, timeout,
+                          model=model)  # fmt: skip
     shown = "127.0.0.1" if host == "0.0.0.0" else "[::1]" if host == "::" else host
     print(f"Draw a digit at http://{shown}:{port}/  (API: POST http://{shown}:{port}{API_PATH}; Ctrl-C stops)",
           flush=True)  # fmt: skip
