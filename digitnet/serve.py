@@ -13,7 +13,7 @@ pip install -e '.[serve]'.
 
 Faults (docs/serving.md): a request that waits over `--timeout` seconds in the queue gets LitServe's 504; an
 inference worker that dies is started again (LitServe's `restart_workers`), and the requests it held get a 504
-from `serve_http.AnswerDeadline`.
+from `serve_http.AnswerDeadline`; SIGTERM stops every process of the server as Ctrl-C does.
 
 For tests only: DIGITNET_SERVE_PREDICT_DELAY=SECONDS makes every call of `predict` that much slower, so that a
 test can make a request wait past --timeout, or catch a worker in the middle of a request, on any machine.
@@ -21,8 +21,10 @@ test can make a request wait past --timeout, or catch a worker in the middle of 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import signal
 import socket
 import time
 from importlib.resources import files
@@ -185,7 +187,7 @@ def serve(
     accelerator: Literal["auto", "cpu", "cuda", "mps"] = "auto",
     timeout: float = 10.0,
 ) -> None:
-    """Serve a page to draw digits on and POST /predict for images, until Ctrl-C.
+    """Serve a page to draw digits on and POST /predict for images, until Ctrl-C or SIGTERM.
 
     Args:
         ckpt_path: The DigitClassifier checkpoint; default: the best (else the newest) checkpoint of the latest
@@ -218,8 +220,41 @@ def serve(
     shown = "127.0.0.1" if host == "0.0.0.0" else "[::1]" if host == "::" else host
     print(f"Draw a digit at http://{shown}:{port}/  (API: POST http://{shown}:{port}{API_PATH}; Ctrl-C stops)",
           flush=True)  # fmt: skip
-    # LitServe handles Ctrl-C: it stops uvicorn and the inference workers, then returns.
-    server.run(host=host, port=port, generate_client_file=False, access_log=False)
+    with stop_on_signals(server):
+        # LitServe handles Ctrl-C: it stops uvicorn and the inference workers, then returns.
+        server.run(host=host, port=port, generate_client_file=False, access_log=False)
+
+
+@contextlib.contextmanager
+def stop_on_signals(server: ls.LitServer):
+    """While serving, SIGTERM stops the server as Ctrl-C does, and neither signal has a worker restarted.
+
+    LitServe stops its processes on KeyboardInterrupt only: SIGTERM (a service manager's, a container
+    runtime's, `kill PID`) would end the main process alone and leave uvicorn's process answering, the
+    inference worker and the multiprocessing manager running. Ctrl-C and a service manager also signal the
+    worker, which ends at once: without `restart_workers = False` LitServe's monitor could start a new one
+    while the server stops. A second signal while stopping is ignored: stopping takes a few seconds.
+    Processes forked from this one (uvicorn's, the manager) inherit the handler and keep their old behaviour."""
+    main_pid = os.getpid()
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def stop(signum, frame) -> None:
+        if os.getpid() != main_pid:
+            signal.signal(signum, previous[signum])
+            signal.raise_signal(signum)
+            return
+        for sig in previous:
+            signal.signal(sig, lambda *_: None)
+        server.restart_workers = False
+        raise KeyboardInterrupt
+
+    for sig in previous:
+        signal.signal(sig, stop)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def check_port_free(host: str, port: int) -> None:

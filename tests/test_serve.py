@@ -1,7 +1,7 @@
 """`python -m digitnet serve` as a client sees it: a real server process on a free port of 127.0.0.1,
 answering POST /predict with the digits `DigitRecognizer` reads, and every bad request with a 4xx and
-{"error": reason}, after which it goes on answering; a request that waits too long with a 504, and a killed
-inference worker with a new one."""
+{"error": reason}, after which it goes on answering; a request that waits too long with a 504, a killed
+inference worker with a new one, and SIGTERM by stopping every process of the server."""
 
 from __future__ import annotations
 
@@ -27,7 +27,8 @@ from PIL import Image
 from digitnet.errors import DigitnetError
 from digitnet.images import ImageError, mnist_pixels, open_image
 from digitnet.predict import DigitRecognizer, default_checkpoint
-from serve_helpers import ServerProcess, have_real_mnist, inference_workers, mnist_test_set, trained_run
+from serve_helpers import (ServerProcess, descendants, have_real_mnist, inference_workers, mnist_test_set, running,
+                           trained_run)  # fmt: skip
 
 pytest.importorskip("litserve", reason="needs the serve extra: pip install -e '.[serve]'")
 
@@ -337,3 +338,19 @@ def test_a_killed_inference_worker_is_replaced_and_only_requests_sent_before_it_
         assert all(status == 200 for sent, _, status, _ in outcomes if sent > back)
     finally:
         assert server.stop() == 0, server.output()
+
+
+def test_sigterm_stops_every_process_of_the_server_and_frees_its_port(one_checkpoint, tmp_path):
+    server = ServerProcess(f"--ckpt_path={one_checkpoint}", cwd=tmp_path)
+    try:
+        assert post(server.url, DIGIT).status_code == 200
+        children = descendants(server.process.pid)  # uvicorn's process, the inference worker, the manager, ...
+        assert len(inference_workers(server.process.pid)) == 1 and len(children) >= 3
+        os.kill(server.process.pid, signal.SIGTERM)  # the server's process only, as `kill PID` does
+        assert server.process.wait(timeout=300) in (0, 143), server.output()
+        wait_for(lambda: not any(map(running, children)), "the server's child processes to end", limit=60)
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", server.port), timeout=5).close()
+        assert "Traceback" not in server.output(), server.output()
+    finally:
+        server.stop()
