@@ -10,15 +10,26 @@ network's class (`"net": "MLP"`). The page (`digitnet/static/draw.html`) is serv
 and says which network reads the drawings from LitServe's `GET /info`, whose `"model"` is `describe`'s
 {"net": class name, "parameters": count, "checkpoint": file name}. Needs the `serve` extra:
 pip install -e '.[serve]'.
+
+Faults (docs/serving.md): a request that waits over `--timeout` seconds in the queue gets LitServe's 504; an
+inference worker that dies is started again (LitServe's `restart_workers`), and the requests it held get a 504
+from `serve_http.AnswerDeadline`; SIGTERM stops every process of the server as Ctrl-C does.
+
+For tests only: DIGITNET_SERVE_PREDICT_DELAY=SECONDS makes every call of `predict` that much slower, so that a
+test can make a request wait past --timeout, or catch a worker in the middle of a request, on any machine.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
+import signal
 import socket
+import time
 from importlib.resources import files
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import Literal
 
 import numpy as np
 import torch
@@ -31,30 +42,18 @@ from digitnet.recognizer import DigitRecognizer, top3
 
 try:
     import litserve as ls
-    from starlette.datastructures import Headers, UploadFile
+    from starlette.datastructures import UploadFile
     from starlette.exceptions import HTTPException
     from starlette.requests import Request
     from starlette.responses import JSONResponse, Response
-    from starlette.types import ASGIApp, Receive, Scope, Send
+
+    from digitnet.serve_http import (ANSWER_GRACE_S, API_PATH, MAX_UPLOAD_BYTES, USAGE, AnswerDeadline, DrawPage,
+                                     Refusal, UploadCheck, server_error, timed_out, too_large)  # fmt: skip
 except ImportError as err:  # the package imports without the extra; `serve` says what to install
     raise DigitnetError(f"serve needs {err.name}: pip install -e '.[serve]'") from None
 
-# Uploads are photos or drawings of one digit: a few MB is plenty, and a bigger body is refused before it
-# is read whole (by its Content-Length, or as it arrives when it has none).
-MAX_UPLOAD_BYTES = 5 * 2**20
-API_PATH = "/predict"
-USAGE = (
-    "send the image as a multipart form field named 'file', e.g. "
-    f"curl -F file=@digit.png http://HOST:PORT{API_PATH}"
-)
 HOSTS = ("127.0.0.1", "0.0.0.0", "::")  # the hosts LitServer.run accepts
-
-
-class Refusal(NamedTuple):
-    """A request that cannot be answered with a digit: the HTTP status and the reason for the client."""
-
-    status: int
-    reason: str
+PREDICT_DELAY_VAR = "DIGITNET_SERVE_PREDICT_DELAY"  # tests only: seconds added to every predict
 
 
 class DigitAPI(ls.LitAPI):
@@ -80,6 +79,7 @@ class DigitAPI(ls.LitAPI):
         self.recognizer = DigitRecognizer.from_checkpoint(self.ckpt_path, map_location=device)
         self.device = torch.device(device)
         self.net_name = type(self.recognizer.net).__name__
+        self.predict_delay = float(os.environ.get(PREDICT_DELAY_VAR, 0))  # read in the worker process
 
     def decode_request(self, request) -> np.ndarray | Refusal:
         upload = request.get("file") if hasattr(request, "get") else None
@@ -102,6 +102,8 @@ class DigitAPI(ls.LitAPI):
     def predict(self, x):
         items = x if isinstance(x, list) else [x]  # a list when batching, one item when not
         images = [item for item in items if not isinstance(item, Refusal)]
+        if self.predict_delay:
+            time.sleep(self.predict_delay)
         if images:
             inputs = self.recognizer.inputs(images).to(self.device)  # (N, 1, 28, 28), normalized as in training
             probabilities = iter(self.recognizer.net(inputs).softmax(dim=1).cpu().tolist())  # N x 10
@@ -132,79 +134,44 @@ def describe(net: torch.nn.Module, ckpt_path: str | Path) -> dict:
     }
 
 
-class DrawPage:
-    """ASGI middleware answering `GET /` with the drawing page. LitServe registers `/` itself ("litserve
-    running") and Starlette's first matching route wins, so the page is served in front of the router."""
-
-    def __init__(self, app: ASGIApp, page: bytes) -> None:
-        self.app, self.page = app, page
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == "/" and scope["method"] in ("GET", "HEAD"):
-            response = Response(self.page, media_type="text/html; charset=utf-8", headers={"Cache-Control": "no-cache"})
-            await response(scope, receive, send)
-        else:
-            await self.app(scope, receive, send)
-
-
-class UploadCheck:
-    """ASGI middleware refusing a `POST /predict` that cannot be a form upload before its body is read: an
-    empty body, a body that is not multipart/form-data (LitServe would parse it as JSON and answer 500),
-    or a Content-Length over `max_bytes` (a 100 MB upload is refused at once; with `Expect: 100-continue`,
-    as curl sends for large files, it is not even sent). Bodies without a Content-Length are capped by
-    LitServer's `max_payload_size` as they arrive."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == API_PATH and scope["method"] == "POST":
-            headers = Headers(scope=scope)
-            length = headers.get("content-length", "")
-            refusal = None
-            if length == "0":
-                refusal = Refusal(400, f"empty request body: {USAGE}")
-            elif not headers.get("content-type", "").startswith("multipart/form-data"):
-                refusal = Refusal(415, f"not a multipart form upload: {USAGE}")
-            elif length.isdigit() and int(length) > self.max_bytes:
-                refusal = Refusal(413, too_large(self.max_bytes))
-            if refusal is not None:
-                await JSONResponse({"error": refusal.reason}, status_code=refusal.status)(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
-
-
-def too_large(max_bytes: int) -> str:
-    return f"request body over the limit of {max_bytes / 2**20:g} MB: send a smaller image"
-
-
 def build_server(
     ckpt_path: str,
     max_batch_size: int = 1,
     batch_timeout: float = 0.005,
     workers_per_device: int = 1,
     accelerator: str = "auto",
+    timeout: float = 10.0,
     max_upload_bytes: int = MAX_UPLOAD_BYTES,
     model: dict | None = None,
 ) -> ls.LitServer:
     """The LitServer of `serve`: DigitAPI at POST /predict, the page at /, LitServe's /health and /info (with
     `model`, the checkpoint's `describe`, read from it when not given), and every error (4xx from the API or
-    the engine, 404, 500) as {"error": reason}."""
+    the engine, 404, 500, 504) as {"error": reason}.
+
+    A dead inference worker is started again (`restart_workers`) rather than stopping the server: a page that
+    people keep open outlives a worker killed for memory or by a driver fault. The requests it held are
+    answered by `AnswerDeadline`; those waiting in the queue are read by the new worker, or time out."""
     page = files("digitnet").joinpath("static", "draw.html").read_bytes()
     if model is None:
         model = describe(DigitRecognizer.from_checkpoint(ckpt_path).net, ckpt_path)
+    deadline = timeout + ANSWER_GRACE_S
     server = ls.LitServer(
         DigitAPI(ckpt_path, max_batch_size=max_batch_size, batch_timeout=batch_timeout),
         accelerator=accelerator,  # "auto": the GPU when there is one
         workers_per_device=workers_per_device,
+        timeout=timeout,  # seconds a request may wait in the queue for a worker, then LitServe answers 504
+        restart_workers=True,
         max_payload_size=max_upload_bytes,
         model_metadata=model,  # GET /info answers {"model": model, "server": LitServe's settings}
-        middlewares=[(DrawPage, {"page": page}), (UploadCheck, {"max_bytes": max_upload_bytes})],
+        middlewares=[(DrawPage, {"page": page}), (UploadCheck, {"max_bytes": max_upload_bytes}),
+                     (AnswerDeadline, {"seconds": deadline, "reason": timed_out(deadline)})],  # fmt: skip
     )
 
     async def error_json(request: Request, exc: HTTPException) -> JSONResponse:
-        # LitServe's own size cap says "Payload too large"; say what the limit is.
-        reason = too_large(max_upload_bytes) if exc.status_code == 413 else str(exc.detail)
+        # LitServe's own reasons ("Payload too large", "Request timed out", "Internal server error") say
+        # neither the limit nor what to do.
+        reasons = {413: too_large(max_upload_bytes), 504: timed_out(timeout), 500: server_error()}
+        reason = reasons.get(exc.status_code, str(exc.detail))
         return JSONResponse({"error": reason}, status_code=exc.status_code, headers=exc.headers)
 
     server.app.add_exception_handler(HTTPException, error_json)
@@ -219,8 +186,9 @@ def serve(
     batch_timeout: float = 0.005,
     workers_per_device: int = 1,
     accelerator: Literal["auto", "cpu", "cuda", "mps"] = "auto",
+    timeout: float = 10.0,
 ) -> None:
-    """Serve a page to draw digits on and POST /predict for images, until Ctrl-C.
+    """Serve a page to draw digits on and POST /predict for images, until Ctrl-C or SIGTERM.
 
     Args:
         ckpt_path: The DigitClassifier checkpoint; default: the best (else the newest) checkpoint of the latest
@@ -232,6 +200,8 @@ def serve(
         batch_timeout: Seconds to wait for a batch to fill, with max_batch_size > 1.
         workers_per_device: Inference processes per device (CPU or each GPU).
         accelerator: auto (the GPU when there is one), cpu, cuda or mps.
+        timeout: Seconds a request may wait for an inference worker; then it is answered 504 (busy, or a worker
+            restarting), and at the latest a second later if the worker holding it died.
     """
     if host not in HOSTS:
         raise DigitnetError(f"--host {host}: use one of {', '.join(HOSTS)} (LitServe listens on these only)")
@@ -239,17 +209,53 @@ def serve(
         raise DigitnetError(f"--port {port}: use a port from 1024 to 65535")
     if max_batch_size < 1 or workers_per_device < 1 or batch_timeout < 0:
         raise DigitnetError("--max_batch_size and --workers_per_device take 1 or more, --batch_timeout 0 or more")
+    if not timeout > batch_timeout:  # LitServe's own rule; also refuses 0, negative and nan
+        raise DigitnetError(f"--timeout {timeout:g}: use more seconds than --batch_timeout ({batch_timeout:g})")
     if ckpt_path is None:
         ckpt_path = str(announce_default_checkpoint())
     # A missing or foreign file stops here, not in a worker process; the network loaded is described on the page.
     model = describe(DigitRecognizer.from_checkpoint(ckpt_path).net, ckpt_path)
     check_port_free(host, port)
-    server = build_server(ckpt_path, max_batch_size, batch_timeout, workers_per_device, accelerator, model=model)
+    server = build_server(ckpt_path, max_batch_size, batch_timeout, workers_per_device, accelerator, timeout,
+                          model=model)  # fmt: skip
     shown = "127.0.0.1" if host == "0.0.0.0" else "[::1]" if host == "::" else host
     print(f"Draw a digit at http://{shown}:{port}/  (API: POST http://{shown}:{port}{API_PATH}; Ctrl-C stops)",
           flush=True)  # fmt: skip
-    # LitServe handles Ctrl-C: it stops uvicorn and the inference workers, then returns.
-    server.run(host=host, port=port, generate_client_file=False, access_log=False)
+    with stop_on_signals(server):
+        # LitServe handles Ctrl-C: it stops uvicorn and the inference workers, then returns.
+        server.run(host=host, port=port, generate_client_file=False, access_log=False)
+
+
+@contextlib.contextmanager
+def stop_on_signals(server: ls.LitServer):
+    """While serving, SIGTERM stops the server as Ctrl-C does, and neither signal has a worker restarted.
+
+    LitServe stops its processes on KeyboardInterrupt only: SIGTERM (a service manager's, a container
+    runtime's, `kill PID`) would end the main process alone and leave uvicorn's process answering, the
+    inference worker and the multiprocessing manager running. Ctrl-C and a service manager also signal the
+    worker, which ends at once: without `restart_workers = False` LitServe's monitor could start a new one
+    while the server stops. A second signal while stopping is ignored: stopping takes a few seconds.
+    Processes forked from this one (uvicorn's, the manager) inherit the handler and keep their old behaviour."""
+    main_pid = os.getpid()
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def stop(signum, frame) -> None:
+        if os.getpid() != main_pid:
+            signal.signal(signum, previous[signum])
+            signal.raise_signal(signum)
+            return
+        for sig in previous:
+            signal.signal(sig, lambda *_: None)
+        server.restart_workers = False
+        raise KeyboardInterrupt
+
+    for sig in previous:
+        signal.signal(sig, stop)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def check_port_free(host: str, port: int) -> None:

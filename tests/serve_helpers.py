@@ -1,6 +1,6 @@
 """What the serve tests share: a checkpoint trained once per test session (on the real MNIST when present,
 else on the tiny synthetic set), and `ServerProcess`, `python -m digitnet serve` on a free port of
-127.0.0.1, stopped as Ctrl-C would stop it."""
+127.0.0.1, stopped as Ctrl-C would stop it; and the server's processes, as Linux's /proc lists them."""
 
 from __future__ import annotations
 
@@ -21,9 +21,49 @@ from conftest import REAL_MNIST, write_mnist
 SOURCE = Path(__file__).parents[1]
 
 
-def digitnet_env() -> dict[str, str]:
-    """The environment of a subprocess that imports this checkout's digitnet."""
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(SOURCE), os.environ.get("PYTHONPATH", "")])}
+def digitnet_env(**extra: str) -> dict[str, str]:
+    """The environment of a subprocess that imports this checkout's digitnet, with `extra` variables."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(SOURCE), os.environ.get("PYTHONPATH", "")]), **extra}
+
+
+def descendants(pid: int) -> list[int]:
+    """The processes started by `pid`, their own children and so on, from every /proc/N/stat's parent pid."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()  # after "pid (command name)"
+        except OSError:  # ended while listing
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+    found, todo = [], [pid]
+    while todo:
+        ancestor = todo.pop()
+        children = [child for child, parent in parents.items() if parent == ancestor]
+        found += children
+        todo += children
+    return found
+
+
+def running(pid: int) -> bool:
+    """Whether `pid` is a process that has not ended (an ended one not yet reaped, a zombie, has ended)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+    except OSError:
+        return ""
+
+
+def inference_workers(server_pid: int) -> list[int]:
+    """The server's inference workers: LitServe starts them with multiprocessing's spawn method, so theirs is
+    the command line of `spawn_main` (uvicorn's process and the manager are forked: the server's own command
+    line; multiprocessing's resource tracker runs `resource_tracker`)."""
+    return [pid for pid in descendants(server_pid) if running(pid) and "spawn_main" in command_line(pid)]
 
 
 def mnist_file(name: str) -> Path | None:
@@ -89,20 +129,22 @@ def _restore_sigint() -> None:
 
 
 class ServerProcess:
-    """`python -m digitnet serve ARGS --port P` in `cwd`, in its own process group; `url` once /health says ok.
+    """`python -m digitnet serve ARGS --port P` in `cwd` (with `env`'s variables), in its own process group;
+    `url` once /health says ok.
 
     Stopped with SIGINT to the whole group, as Ctrl-C in a terminal does (LitServe's inference worker,
     uvicorn's process and the multiprocessing manager are children), then killed if still there after 20 s.
     """
 
-    def __init__(self, *args: str, cwd: Path, startup_timeout: float = 90) -> None:
+    def __init__(self, *args: str, cwd: Path, startup_timeout: float = 90, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = cwd / f"serve-{self.port}.log"
         command = [sys.executable, "-m", "digitnet", "serve", *args, f"--port={self.port}"]
         with open(self.log, "w") as log:
-            self.process = subprocess.Popen(command, cwd=cwd, env=digitnet_env(), stdout=log, stderr=subprocess.STDOUT,
-                                            start_new_session=True, preexec_fn=_restore_sigint)  # fmt: skip
+            self.process = subprocess.Popen(command, cwd=cwd, env=digitnet_env(**(env or {})), stdout=log,
+                                            stderr=subprocess.STDOUT, start_new_session=True,
+                                            preexec_fn=_restore_sigint)  # fmt: skip
         deadline = time.monotonic() + startup_timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -1,14 +1,22 @@
 """`python -m digitnet serve` as a client sees it: a real server process on a free port of 127.0.0.1,
 answering POST /predict with the digits `DigitRecognizer` reads, and every bad request with a 4xx and
-{"error": reason}, after which it goes on answering."""
+{"error": reason}, after which it goes on answering; a request that waits too long with a 504, a killed
+inference worker with a new one, and SIGTERM by stopping every process of the server."""
 
 from __future__ import annotations
 
+import asyncio
 import io
+import json
+import os
 import re
+import signal
 import socket
 import struct
+import threading
+import time
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -20,7 +28,8 @@ from digitnet.errors import DigitnetError
 from digitnet.images import ImageError, mnist_pixels, open_image
 from digitnet.checkpoints import default_checkpoint
 from digitnet.recognizer import DigitRecognizer
-from serve_helpers import ServerProcess, have_real_mnist, mnist_test_set, trained_run
+from serve_helpers import (ServerProcess, descendants, have_real_mnist, inference_workers, mnist_test_set, running,
+                           trained_run)  # fmt: skip
 
 pytest.importorskip("litserve", reason="needs the serve extra: pip install -e '.[serve]'")
 
@@ -31,6 +40,12 @@ CAP = 5 * 2**20  # digitnet.serve.MAX_UPLOAD_BYTES
 def checkpoint(tmp_path_factory) -> Path:
     # The MLP's run. A ConvNet checkpoint was served and answered the same tests, but its server's Ctrl-C once
     # printed a traceback from LitServe's worker monitor, which the server fixture refuses: left for a later change.
+    return default_checkpoint(trained_run(tmp_path_factory) / "lightning_logs")[0]
+
+
+@pytest.fixture(scope="module")
+def one_checkpoint(tmp_path_factory) -> Path:
+    """One network's checkpoint, for the tests of the server's processes (the same for either network)."""
     return default_checkpoint(trained_run(tmp_path_factory) / "lightning_logs")[0]
 
 
@@ -201,11 +216,12 @@ def test_bad_settings_are_errors_that_say_what_to_do(checkpoint):
         port = taken.getsockname()[1]
         with pytest.raises(DigitnetError, match=f"cannot listen on 127.0.0.1:{port}.*choose another port"):
             main([f"--ckpt_path={checkpoint}", f"--port={port}"])
+    for timeout in ("0", "-1", "0.001"):  # the last under the default --batch_timeout of 0.005 s
+        with pytest.raises(DigitnetError, match=f"--timeout {timeout}: use more seconds than --batch_timeout"):
+            main([f"--ckpt_path={checkpoint}", f"--timeout={timeout}"])
 
 
 def test_with_batching_a_bad_upload_does_not_fail_the_good_ones_batched_with_it(checkpoint, tmp_path):
-    from concurrent.futures import ThreadPoolExecutor
-
     server = ServerProcess(f"--ckpt_path={checkpoint}", "--max_batch_size=8", "--batch_timeout=0.1", cwd=tmp_path)
     try:
         uploads = [DIGIT, b"not an image", DIGIT, blank_png(), DIGIT, DIGIT]
@@ -214,3 +230,129 @@ def test_with_batching_a_bad_upload_does_not_fail_the_good_ones_batched_with_it(
         assert statuses == [200, 422, 200, 422, 200, 200]
     finally:
         assert server.stop() == 0
+
+
+def test_litserve_s_own_errors_say_what_to_do(one_checkpoint):
+    from starlette.exceptions import HTTPException
+
+    from digitnet.serve import build_server, server_error, timed_out, too_large
+
+    handler = build_server(str(one_checkpoint), timeout=2.5).app.exception_handlers[HTTPException]
+    for exc, reason in ((HTTPException(504, "Request timed out"), timed_out(2.5)),  # waited too long in the queue
+                        (HTTPException(500, "Internal server error"), server_error()),
+                        (HTTPException(413, "Payload too large"), too_large(CAP))):  # fmt: skip
+        response = asyncio.run(handler(None, exc))
+        assert response.status_code == exc.status_code and response.body == f'{{"error":"{reason}"}}'.encode()
+    assert "2.5 s" in timed_out(2.5) and "again" in timed_out(2.5) and "again" in server_error()
+
+
+def test_a_request_not_answered_within_the_timeout_gets_a_504_that_says_to_retry(one_checkpoint, tmp_path):
+    # Each predict takes 3 s here, longer than --timeout 0.5 and its grace of 1 s: of two requests sent
+    # together one waits 3 s in the queue, the other as long for its answer; neither can be answered in time.
+    server = ServerProcess(f"--ckpt_path={one_checkpoint}", "--timeout=0.5", cwd=tmp_path,
+                           env={"DIGITNET_SERVE_PREDICT_DELAY": "3"})  # fmt: skip
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            responses = list(pool.map(lambda _: post(server.url, DIGIT), range(2)))
+        for response in responses:
+            assert response.status_code == 504, response.text
+            assert set(response.json()) == {"error"}
+            assert re.fullmatch(r"no answer within 1\.5 s: .*send the request again.*", response.json()["error"])
+    finally:
+        assert server.stop() == 0, server.output()
+
+
+class Load:
+    """`clients` threads, each posting DIGIT again as soon as it has an answer, until `stop`; `outcomes` holds
+    (sent, answered, status, body or the connection error) for each request, times from time.monotonic()."""
+
+    def __init__(self, url: str, clients: int) -> None:
+        self.url, self.outcomes, self.lock, self.done = url, [], threading.Lock(), threading.Event()
+        self.threads = [threading.Thread(target=self.client) for _ in range(clients)]
+        for thread in self.threads:
+            thread.start()
+
+    def client(self) -> None:
+        with httpx.Client(timeout=120) as http:
+            while not self.done.is_set():
+                sent = time.monotonic()
+                try:
+                    response = http.post(f"{self.url}/predict", files={"file": ("d.png", DIGIT, "image/png")})
+                    outcome = (sent, time.monotonic(), response.status_code, response.text)
+                except httpx.TransportError as err:
+                    outcome = (sent, time.monotonic(), None, repr(err))
+                with self.lock:
+                    self.outcomes.append(outcome)
+
+    def answered(self, sent_after: float = 0) -> int:
+        """How many requests sent after `sent_after` were answered 200."""
+        with self.lock:
+            return sum(1 for sent, _, status, _ in self.outcomes if sent > sent_after and status == 200)
+
+    def stop(self) -> list[tuple[float, float, int | None, str]]:
+        self.done.set()
+        for thread in self.threads:
+            thread.join()
+        return self.outcomes
+
+
+def wait_for(condition, what: str, limit: float = 300) -> float:
+    """Poll `condition` until it holds; returns when (time.monotonic()). `limit` only keeps a broken server
+    from hanging the test: a slow machine waits longer, it does not fail."""
+    give_up = time.monotonic() + limit
+    while not condition():
+        assert time.monotonic() < give_up, f"still waiting, after {limit} s, for {what}"
+        time.sleep(0.05)
+    return time.monotonic()
+
+
+def health(url: str) -> str:
+    try:
+        return httpx.get(f"{url}/health", timeout=5).text
+    except httpx.TransportError as err:
+        return repr(err)
+
+
+def test_a_killed_inference_worker_is_replaced_and_only_requests_sent_before_it_is_back_fail(one_checkpoint,
+                                                                                              tmp_path):  # fmt: skip
+    # Each predict takes 0.2 s, so that the worker is in the middle of a request when it is killed.
+    server = ServerProcess(f"--ckpt_path={one_checkpoint}", "--timeout=3", cwd=tmp_path,
+                           env={"DIGITNET_SERVE_PREDICT_DELAY": "0.2"})  # fmt: skip
+    try:
+        (worker,) = inference_workers(server.process.pid)
+        load = Load(server.url, clients=4)
+        wait_for(lambda: load.answered() >= 8, "8 answers before the kill")
+        os.kill(worker, signal.SIGKILL)
+        killed = time.monotonic()
+        # Back: a new worker, and LitServe's /health says ok again (it says "not ready" while the worker starts).
+        back = wait_for(lambda: [w for w in inference_workers(server.process.pid) if w != worker]
+                        and health(server.url) == "ok", "a new inference worker")  # fmt: skip
+        wait_for(lambda: load.answered(sent_after=back) >= 20, "20 answers to requests sent after the restart")
+        outcomes = load.stop()
+        assert server.process.poll() is None, server.output()  # the server lives on
+
+        assert not [o for o in outcomes if o[2] is None], "connection errors"
+        failed = [(sent, answered, status, body) for sent, answered, status, body in outcomes if status != 200]
+        for sent, answered, status, body in failed:
+            assert 500 <= status < 600 and "send the request again" in json.loads(body)["error"], body
+            assert killed < answered and sent < back, "a request failed before the kill or was sent after the restart"
+        assert failed, "the request the worker held when it was killed was not failed"
+        assert all(status == 200 for sent, _, status, _ in outcomes if sent > back)
+    finally:
+        assert server.stop() == 0, server.output()
+
+
+def test_sigterm_stops_every_process_of_the_server_and_frees_its_port(one_checkpoint, tmp_path):
+    server = ServerProcess(f"--ckpt_path={one_checkpoint}", cwd=tmp_path)
+    try:
+        assert post(server.url, DIGIT).status_code == 200
+        children = descendants(server.process.pid)  # uvicorn's process, the inference worker, the manager, ...
+        assert len(inference_workers(server.process.pid)) == 1 and len(children) >= 3
+        os.kill(server.process.pid, signal.SIGTERM)  # the server's process only, as `kill PID` does
+        assert server.process.wait(timeout=300) in (0, 143), server.output()
+        wait_for(lambda: not any(map(running, children)), "the server's child processes to end", limit=60)
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", server.port), timeout=5).close()
+        assert "Traceback" not in server.output(), server.output()
+    finally:
+        server.stop()

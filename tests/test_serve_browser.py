@@ -236,3 +236,25 @@ def test_clear_empties_the_answer_and_the_page_loads_nothing_from_elsewhere(page
     page.focus("#clear")
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.id") == "photo"
+
+
+def test_a_5xx_shows_its_reason_and_the_next_drawing_is_read(page):
+    # While a worker restarts the server may answer 504 {"error": reason}; a proxy in front of it may answer
+    # with a page of its own. Either is shown as an error, and the page goes on reading drawings.
+    from digitnet.serve import timed_out
+
+    answer = {}  # how Playwright answers the page's requests to /predict (one drawing may send several)
+    page.route("**/predict", lambda route: route.fulfill(**answer))
+    try:
+        answer.update(status=504, json={"error": timed_out(11)})
+        draw(page, one())
+        assert page.inner_text("#status") == timed_out(11)
+        assert page.get_attribute("#status", "class") == "error" and page.inner_text("#digit") == ""
+        answer.clear()
+        answer.update(status=502, body="<html>Bad Gateway</html>", content_type="text/html")
+        draw(page, one())
+        assert page.inner_text("#status") == "the server answered 502: draw again to retry"
+    finally:
+        page.unroute("**/predict")
+    assert draw(page, one()) == "1"
+    assert page.get_attribute("#status", "class") == ""
