@@ -76,6 +76,10 @@ class DigitAPI(ls.LitAPI):
         self.ckpt_path, self.max_pixels = ckpt_path, max_pixels
 
     def setup(self, device: str) -> None:
+        # Runs in the inference worker. Ctrl-C signals the terminal's whole process group: the worker, caught
+        # in the middle of a request, would print a KeyboardInterrupt traceback. The server's main process
+        # stops it anyway (SIGTERM), as it stops it after the main process's own SIGTERM.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         self.recognizer = DigitRecognizer.from_checkpoint(self.ckpt_path, map_location=device)
         self.device = torch.device(device)
         self.net_name = type(self.recognizer.net).__name__
