@@ -10,6 +10,8 @@ import sys
 import torch
 from lightning.pytorch.cli import LightningArgumentParser
 
+from digitnet.nets import NETS
+
 OPTIMIZERS = sorted(
     name
     for name, obj in vars(torch.optim).items()
@@ -94,6 +96,18 @@ class DigitnetParser(LightningArgumentParser):
                 continue  # an argument of a class chosen on the command line (--model.optimizer.momentum)
             return f"unknown option --{key}{suggest(key, keys, prefix='--')}"
         return None
+
+
+def with_net_paths(argv: list[str]) -> list[str]:
+    """`argv` with `--model.net=MLP` (or `ConvNet`) spelled `--model.net=digitnet.nets.MLP`: jsonargparse finds
+    a bare class name among every imported subclass of nn.Module, and torchvision.ops has an MLP too."""
+    argv = list(argv)
+    for i, arg in enumerate(argv):
+        if arg.startswith("--model.net=") and arg.partition("=")[2] in NETS:
+            argv[i] = f"--model.net=digitnet.nets.{arg.partition('=')[2]}"
+        elif arg == "--model.net" and i + 1 < len(argv) and argv[i + 1] in NETS:
+            argv[i + 1] = f"digitnet.nets.{argv[i + 1]}"
+    return argv
 
 
 def command_parser(command: str, description: str, args: list[str] | None) -> DigitnetParser:

@@ -26,7 +26,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
-from digitnet.arguments import DigitnetParser, program_name, suggest
+from digitnet.arguments import DigitnetParser, program_name, suggest, with_net_paths
 from digitnet.checkpoints import (BestCheckpoint, announce_default_checkpoint, continue_last_run, legacy_net,
                                   read_checkpoint, resume_command)
 from digitnet.data import MNISTDataModule
@@ -84,6 +84,8 @@ class DigitnetCLI(LightningCLI):
                                      "probabilities, error")  # fmt: skip
 
     def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
+        if args is None or isinstance(args, list):  # a command line (None: sys.argv), not a dict of settings
+            args = with_net_paths(sys.argv[1:] if args is None else args)
         super().parse_arguments(parser, args)
         # Here, before Lightning reads the model's settings from the checkpoint to build it.
         if self.config.get("subcommand") in ("validate", "test", "predict"):

@@ -70,11 +70,12 @@ class ConvNet(nn.Sequential):
     the last layer still sees where in the digit each stroke feature lies (a 6 and a 9 share their strokes).
 
     Args:
-        width: Channels of the first convolution; the next ones have 2x and 4x as many.
+        width: Channels of the first convolution; the next ones have 2x and 4x as many. oneDNN's CPU kernels
+            run multiples of 16 channels far faster than others (docs/nets.md).
         dropout: Dropout probability before the last layer.
     """
 
-    def __init__(self, width: int = 24, dropout: float = 0.2) -> None:
+    def __init__(self, width: int = 32, dropout: float = 0.2) -> None:
         if width < 1:
             raise DigitnetError(f"--model.net.width must be at least 1, got {width}")
         if not 0 <= dropout < 1:
@@ -93,6 +94,9 @@ class ConvNet(nn.Sequential):
         # Channels last (NHWC), weights and input: oneDNN's CPU convolutions and cuDNN's tensor-core ones
         # are faster on it than on torch's default NCHW; the results are the same.
         return super().forward(x.contiguous(memory_format=torch.channels_last))
+
+
+NETS = ("MLP", "ConvNet")  # digitnet's own, named on the command line by these bare names
 
 
 def net_config(net: nn.Module) -> dict:
