@@ -98,8 +98,8 @@ def on_desk(sheet: np.ndarray, frame: tuple[int, int], angle: float = 0.0, desk:
     return np.asarray(canvas.rotate(angle, Image.Resampling.BICUBIC, fillcolor=int(desk)))
 
 
-def huge_png(path, side: int = 9000):
-    """A valid white PNG of side x side pixels that is only ~100 KB on disk: a decompression bomb."""
+def huge_png(side: int = 9000) -> bytes:
+    """A valid white PNG file of side x side pixels that is only ~100 KB: a decompression bomb."""
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
@@ -107,8 +107,7 @@ def huge_png(path, side: int = 9000):
     row = b"\x00" + b"\xff" * side  # filter byte + one row of white
     data = b"".join(compressor.compress(row) for _ in range(side)) + compressor.flush()
     header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)  # 8-bit greyscale
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b""))
-    return path
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b"")
 
 
 def write_bad_files(folder) -> dict[str, str]:
@@ -122,7 +121,7 @@ def write_bad_files(folder) -> dict[str, str]:
     good.save(folder / "whole.jpg", quality=90)
     (folder / "cut.jpg").write_bytes((folder / "whole.jpg").read_bytes()[:1500])
     Image.new("RGB", (120, 80), (200, 190, 170)).save(folder / "blank.jpg")
-    huge_png(folder / "huge.png")
+    (folder / "huge.png").write_bytes(huge_png())
     (folder / "whole.png").unlink(), (folder / "whole.jpg").unlink()
     return {
         "empty.png": "empty file (0 bytes)",

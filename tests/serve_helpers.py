@@ -1,10 +1,9 @@
 """What the serve tests share: a checkpoint trained once per test session (on the real MNIST when present,
 else on the tiny synthetic set), and `ServerProcess`, `python -m digitnet serve` on a free port of
-127.0.0.1, stopped as Ctrl-C would stop it; and the server's processes, as Linux's /proc lists them."""
+127.0.0.1, stopped as Ctrl-C would stop it; and the server's processes, as psutil lists them."""
 
 from __future__ import annotations
 
-import gzip
 import os
 import signal
 import socket
@@ -15,78 +14,51 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-
+import psutil
 from conftest import REAL_MNIST, write_mnist
+from helpers import SOURCE, digitnet_env
 
-SOURCE = Path(__file__).parents[1]
-
-
-def digitnet_env(**extra: str) -> dict[str, str]:
-    """The environment of a subprocess that imports this checkout's digitnet, with `extra` variables."""
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(SOURCE), os.environ.get("PYTHONPATH", "")]), **extra}
+from digitnet.mnist import FILES, TEST_FILES, find_file, load_split
 
 
-def descendants(pid: int) -> list[int]:
-    """The processes started by `pid`, their own children and so on, from every /proc/N/stat's parent pid."""
-    parents = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rpartition(")")[2].split()  # after "pid (command name)"
-        except OSError:  # ended while listing
-            continue
-        parents[int(stat.parent.name)] = int(fields[1])
-    found, todo = [], [pid]
-    while todo:
-        ancestor = todo.pop()
-        children = [child for child, parent in parents.items() if parent == ancestor]
-        found += children
-        todo += children
-    return found
-
-
-def running(pid: int) -> bool:
-    """Whether `pid` is a process that has not ended (an ended one not yet reaped, a zombie, has ended)."""
+def processes(server_pid: int) -> list[psutil.Process]:
+    """The processes the server started, their own children and so on, that have not ended (a zombie has)."""
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
-    except OSError:
+        children = psutil.Process(server_pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+    return [child for child in children if running(child)]
+
+
+def running(process: psutil.Process) -> bool:
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
-
-
-def command_line(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
-    except OSError:
-        return ""
 
 
 def inference_workers(server_pid: int) -> list[int]:
     """The server's inference workers: LitServe starts them with multiprocessing's spawn method, so theirs is
     the command line of `spawn_main` (uvicorn's process and the manager are forked: the server's own command
     line; multiprocessing's resource tracker runs `resource_tracker`)."""
-    return [pid for pid in descendants(server_pid) if running(pid) and "spawn_main" in command_line(pid)]
-
-
-def mnist_file(name: str) -> Path | None:
-    for path in (REAL_MNIST / name, REAL_MNIST / f"{name}.gz"):
-        if path.is_file():
-            return path
-    return None
+    workers = []
+    for process in processes(server_pid):
+        try:
+            if "spawn_main" in " ".join(process.cmdline()):
+                workers.append(process.pid)
+        except psutil.Error:  # ended while listing
+            pass
+    return workers
 
 
 def have_real_mnist() -> bool:
-    names = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
-    return all(mnist_file(name) for name in names)
+    return all(find_file(REAL_MNIST, name) for name in FILES)
 
 
 def mnist_test_set() -> tuple[np.ndarray, np.ndarray]:
-    """The real MNIST test images (10000, 28, 28) uint8 and labels (10000,), read from the IDX files."""
-
-    def read(name: str, header: int) -> np.ndarray:
-        path = mnist_file(name)
-        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-        return np.frombuffer(raw[header:], dtype=np.uint8)
-
-    return read("t10k-images-idx3-ubyte", 16).reshape(-1, 28, 28), read("t10k-labels-idx1-ubyte", 8)
+    """The real MNIST test images (10000, 28, 28) uint8 and labels (10000,)."""
+    images, labels = load_split(REAL_MNIST, TEST_FILES)
+    return images.numpy(), labels.numpy()
 
 
 def trained_run(tmp_path_factory, net: str = "MLP") -> Path:
@@ -103,9 +75,8 @@ def trained_run(tmp_path_factory, net: str = "MLP") -> Path:
     else:
         data = write_mnist(root / "synthetic")
         args = [f"--data.data_dir={data}", "--data.val_size=20", "--data.batch_size=32", "--trainer.max_epochs=3"]
-    # MLP is the default; as a bare name it is ambiguous (torchvision.ops has an MLP too), so it is not named.
     # The ConvNet is the preset's, cut to 2 epochs: one epoch of it at the defaults misread 2 of 20 test digits.
-    choice = [] if net == "MLP" else [f"--config={SOURCE / 'configs' / 'convnet.yaml'}"]
+    choice = ["--model.net=MLP"] if net == "MLP" else [f"--config={SOURCE / 'configs' / 'convnet.yaml'}"]
     if net != "MLP" and have_real_mnist():
         args.append("--trainer.max_epochs=2")  # after the 1 epoch above, so that it wins
     command = [sys.executable, "-m", "digitnet", "fit", *choice, "--model.optimizer=Adam",
@@ -142,7 +113,7 @@ class ServerProcess:
         self.log = cwd / f"serve-{self.port}.log"
         command = [sys.executable, "-m", "digitnet", "serve", *args, f"--port={self.port}"]
         with open(self.log, "w") as log:
-            self.process = subprocess.Popen(command, cwd=cwd, env=digitnet_env(**(env or {})), stdout=log,
+            self.process = subprocess.Popen(command, cwd=cwd, env={**digitnet_env(), **(env or {})}, stdout=log,
                                             stderr=subprocess.STDOUT, start_new_session=True,
                                             preexec_fn=_restore_sigint)  # fmt: skip
         deadline = time.monotonic() + startup_timeout

@@ -9,11 +9,11 @@ import torch
 from PIL import Image
 
 from digitnet.errors import DigitnetError
-from digitnet.images import MEAN, STD, ImageError, mnist_pixels, preprocess, stroke_width
+from digitnet.images import MEAN, STD, ImageError, mnist_pixels, open_image, preprocess, stroke_width
 from digitnet.ink import components
 from digitnet.predict import ImageFiles, collate_images, list_files
-from photos import (KINDS, cropped_to_ink, draw_digit, drawn_digits, on_desk, on_paper, photo, save_photo,
-                    write_bad_files)
+from photos import (KINDS, cropped_to_ink, draw_digit, drawn_digits, huge_png, on_desk, on_paper, photo,
+                    save_photo, write_bad_files)
 
 NAMES = ["zero", "one", "seven", "four"]
 
@@ -246,3 +246,16 @@ def test_list_files_takes_a_file_a_folder_or_a_glob(tmp_path):
         list_files(tmp_path / "missing.png")
     with pytest.raises(DigitnetError, match="no files found"):
         list_files(f"{tmp_path}/*.gif")
+
+
+def test_open_image_reads_file_objects_with_the_same_checks():
+    # serve's upload path: an in-memory file, not a path.
+    buffer = io.BytesIO()
+    Image.fromarray(np.pad(np.full((16, 4), 255, dtype=np.uint8), ((6, 6), (12, 12)))).save(buffer, format="PNG")
+    digit = buffer.getvalue()
+    assert open_image(io.BytesIO(digit)).size == (28, 28)
+    for data, reason in ((b"", "empty"), (b"hello", "not an image"), (digit[: len(digit) // 2], "truncated")):
+        with pytest.raises(ImageError, match=reason):
+            open_image(io.BytesIO(data))
+    with pytest.raises(ImageError, match="too large"):
+        open_image(io.BytesIO(huge_png()))

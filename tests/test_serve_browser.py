@@ -26,6 +26,7 @@ CHROMIUM = os.environ.get("DIGITNET_CHROMIUM") or shutil.which("chromium") or sh
 PAD = 280  # the canvas' own pixels (draw.html), 10 per MNIST pixel
 
 pytestmark = [
+    pytest.mark.slow,
     pytest.mark.skipif(
         CHROMIUM is None,
         reason="no Chromium: install it (sudo apt-get install chromium) or point DIGITNET_CHROMIUM at a Chrome binary",
@@ -35,9 +36,10 @@ pytestmark = [
 ]
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory) -> Path:
-    return trained_run(tmp_path_factory)  # the MLP; test_serve.py serves both networks
+@pytest.fixture(scope="module", params=["MLP", "ConvNet"])
+def run(request, tmp_path_factory) -> Path:
+    """A folder with one `fit` run of each network in turn: the page is tested on either."""
+    return trained_run(tmp_path_factory, request.param)
 
 
 @pytest.fixture(scope="module")
