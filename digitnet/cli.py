@@ -84,8 +84,10 @@ class DigitnetCLI(LightningCLI):
                                      "probabilities, error")  # fmt: skip
 
     def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
-        if args is None or isinstance(args, list):  # a command line (None: sys.argv), not a dict of settings
-            args = with_net_paths(sys.argv[1:] if args is None else args)
+        if args is None:  # rewritten in place: given both args and sys.argv, Lightning warns of a mistake
+            sys.argv[1:] = with_net_paths(sys.argv[1:])
+        elif isinstance(args, list):  # a command line, not a dict of settings
+            args = with_net_paths(args)
         super().parse_arguments(parser, args)
         # Here, before Lightning reads the model's settings from the checkpoint to build it.
         if self.config.get("subcommand") in ("validate", "test", "predict"):
