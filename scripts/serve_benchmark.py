@@ -190,7 +190,7 @@ def latency_ms(results: list) -> tuple[float, float]:
     return p50, p99
 
 
-def benchmark(url: str, args, files: list[tuple[Path, int]], pngs: list[tuple[bytes, int]]) -> bool:
+def benchmark(url: str, args, files: list[tuple[Path, int]], pngs: list[tuple[bytes, int]]) -> None:
     requests = plan(len(pngs), pngs, bad=False)
     print(f"{len(pngs)} MNIST test digits as PNG ({np.mean([len(p) for p, _ in pngs]):.0f} bytes each), "
           f"serve {' '.join(args.serve_args) or '(defaults)'}, {os.cpu_count()} CPUs")  # fmt: skip
@@ -207,7 +207,6 @@ def benchmark(url: str, args, files: list[tuple[Path, int]], pngs: list[tuple[by
             for (path, _), (_, _, _, answer) in zip(files, results):
                 writer.writerow([str(path), *(answer.get(key, "") for key in ("digit", "probability", "error"))])
         print(f"Wrote {args.answers}")
-    return True
 
 
 def soak(url: str, args, server_pid: int, pngs: list[tuple[bytes, int]]) -> bool:
@@ -248,7 +247,11 @@ def main() -> None:
         server, url = start_server(args.serve_args)
         try:
             run(url, plan(200 if args.soak else 50, pngs, bad=args.soak), max(args.clients))  # warm-up
-            ok = soak(url, args, server.pid, pngs) if args.soak else benchmark(url, args, files, pngs)
+            if args.soak:
+                ok = soak(url, args, server.pid, pngs)
+            else:
+                benchmark(url, args, files, pngs)
+                ok = True
         finally:
             os.killpg(server.pid, signal.SIGINT)  # Ctrl-C: LitServe stops its workers
             server.wait(timeout=60)
