@@ -61,7 +61,8 @@ class DigitnetParser(LightningArgumentParser):
     def error(self, message: str, ex: Exception | None = None):
         command = self.argv[0] if self.argv and not self.argv[0].startswith("-") else self.command
         where = f"{self.program} {command}" if command else self.program
-        reason = self.diagnose() or " ".join(line.strip() for line in message.strip().splitlines()[:2])
+        lines = [line.strip() for line in message.splitlines() if line.strip()]
+        reason = self.diagnose() or " ".join(lines[:2])
         sys.stderr.write(f"{where}: error: {reason}\nSee: {where} --help\n")
         sys.exit(2)
 
@@ -86,6 +87,9 @@ class DigitnetParser(LightningArgumentParser):
                     return (f"unknown optimizer {value!r}{suggest(value, OPTIMIZERS)}; use one of "
                             f"{', '.join(OPTIMIZERS)} (torch.optim), or an import path such as "
                             "my_package.MyOptimizer")  # fmt: skip
+            elif key == "model.net" and value not in NETS and "." not in value:
+                return (f"unknown network {value!r}{suggest(value, NETS)}; use one of {', '.join(NETS)} "
+                        "(digitnet.nets), or the import path of an nn.Module such as my_package.MyNet")  # fmt: skip
             elif key.startswith("model.optimizer.") and not optimizer_named:
                 return ("name the optimizer before its arguments, e.g. --model.optimizer=Adam --model.optimizer.lr=0.01"
                         " (the default, Adam, is not spelled out)")  # fmt: skip

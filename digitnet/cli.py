@@ -258,15 +258,30 @@ def main(args: ArgsType = None) -> None:
         else:
             raise DigitnetError(f"unknown command {command!r}{suggest(command, COMMANDS)}; the commands are "
                                 f"{', '.join(COMMANDS)} (see {program} --help)")  # fmt: skip
-    except DigitnetError as err:  # as the parser's errors begin: "python -m digitnet fit: error: ..."
-        where = f"{program} {argv[0]}" if argv and argv[0] in COMMANDS else program
-        _say(f"{where}: error: {err}", during_training=isinstance(err, TrainingDiverged))
-        sys.exit(2)
     except (TrainingInterrupted, SIGTERMException) as err:
         what = err if isinstance(err, TrainingInterrupted) else "stopped by SIGTERM; see last.ckpt for the latest state"
         command = resume_command(argv)
         _say(f"digitnet: {what}" + (f"\nResume with:\n  {command}" if command else ""), during_training=True)
         sys.exit(130 if isinstance(err, TrainingInterrupted) else 143)
+    except Exception as err:
+        # A DigitnetError raised in a class that jsonargparse builds (`--model.net.width=0`) reaches here as
+        # the cause of jsonargparse's own ValueError.
+        reason = next((e for e in causes(err) if isinstance(e, DigitnetError)), None)
+        if reason is None:
+            raise
+        where = f"{program} {argv[0]}" if argv and argv[0] in COMMANDS else program
+        # as the parser's errors begin: "python -m digitnet fit: error: ..."
+        _say(f"{where}: error: {reason}", during_training=isinstance(reason, TrainingDiverged))
+        sys.exit(2)
+
+
+def causes(err: BaseException):
+    """`err`, then what raised it (`raise ... from`, or an exception being handled), and so on."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        yield err
+        err = err.__cause__ or err.__context__
 
 
 def top_level_help(program: str) -> str:

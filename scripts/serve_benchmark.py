@@ -237,6 +237,11 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=5000, help="--soak: requests per round")
     parser.add_argument("--rounds", type=int, default=1, help="--soak: rounds, memory read after each")
     args, args.serve_args = parser.parse_known_args()
+    for name in ("images", "requests", "rounds"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1")
+    if min(args.clients) < 1:
+        parser.error("--clients must be at least 1")
 
     with tempfile.TemporaryDirectory() as tmp:
         try:

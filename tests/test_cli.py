@@ -102,6 +102,8 @@ def run_quietly(*args: str) -> subprocess.CompletedProcess:
         (["--model.optimizer=Nadam"], "unknown optimizer 'Nadam' (did you mean NAdam?)"),
         (["--data.batch_size=abc"], "data.batch_size"),
         (["--trainer.max_epohcs=3"], "did you mean --trainer.max_epochs?"),
+        (["--model.net=ConvNett"], "unknown network 'ConvNett' (did you mean ConvNet?)"),
+        (["--model.net=nosuch.Net"], "nosuch.Net either not accessible or invalid"),
     ],
 )
 @pytest.mark.slow  # a subprocess
@@ -113,6 +115,15 @@ def test_a_bad_command_line_is_two_lines_with_the_fix_and_a_runnable_help_comman
     assert lines[0].startswith("python -m digitnet fit: error: ") and expected in lines[0]
     assert lines[1] == "See: python -m digitnet fit --help"
     assert "usage:" not in result.stderr and "Subtypes" not in result.stderr and "__main__" not in result.stderr
+
+
+@pytest.mark.slow  # a subprocess
+def test_a_bad_network_setting_is_one_line_without_a_traceback(mnist_dir):
+    # The net raises DigitnetError while jsonargparse builds it, which wraps it in a ValueError of its own.
+    result = run_quietly("fit", f"--data.data_dir={mnist_dir}", "--model.net=ConvNet", "--model.net.width=0")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "python -m digitnet fit: error: --model.net.width must be at least 1, got 0"
+    assert not Path("lightning_logs").exists()
 
 
 @pytest.mark.slow  # a subprocess
