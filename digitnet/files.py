@@ -3,9 +3,10 @@
     atomic_write(path, text_or_bytes)        a text or a payload
     with replacing(path) as tmp: ...         anything that writes to a path of its own (a figure's savefig)
 
-Both write to a temporary name beside the target, on the same filesystem, then rename it over the target:
-several processes finishing together (the study's workers) each leave one complete file.
-(Checkpoints have their own writer, `digitnet.faults.AtomicCheckpointIO`, a Lightning plugin.)
+Both write to a temporary name beside the target, on the same filesystem, flush it to disk, then rename it
+over the target: several processes finishing together (the study's workers) each leave one complete file, and
+so does a machine that goes down. Checkpoints are written through it too (`digitnet.faults.AtomicCheckpointIO`,
+a Lightning plugin).
 """
 
 from __future__ import annotations
@@ -26,10 +27,32 @@ def replacing(path: str | Path) -> Iterator[Path]:
     tmp = path.with_name(f".{path.stem}.{os.getpid()}-{secrets.token_hex(4)}.part{path.suffix}")
     try:
         yield tmp
+        fsync(tmp)  # the data is on disk before the name points at it
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    fsync(path.parent)  # and so is the rename
+
+
+def temporary_files(path: str | Path) -> list[Path]:
+    """The temporary files `replacing(path)` leaves when its process is killed mid-write."""
+    path = Path(path)
+    return list(path.parent.glob(f".{path.stem}.*.part{path.suffix}"))
+
+
+def fsync(path: Path) -> None:
+    """Flush a file's or a folder's contents to disk; a no-op where a folder cannot be opened (Windows)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some filesystems refuse fsync on a folder; the rename is then as durable as they allow
+        pass
+    finally:
+        os.close(fd)
 
 
 def atomic_write(path: str | Path, data: str | bytes) -> Path:

@@ -16,6 +16,7 @@ from digitnet.cli import main
 from digitnet.divergence import StopOnNonFiniteLoss, TrainingDiverged
 from digitnet.checkpoints import continue_last_run, resume_command
 from digitnet.faults import AtomicCheckpointIO, LastCheckpoint
+from digitnet.files import temporary_files
 from helpers import run_digitnet, run_python
 
 STEPS_PER_EPOCH = 20  # 420 training images, 20 held out, batches of 20
@@ -148,7 +149,7 @@ def test_a_kill_while_writing_a_checkpoint_leaves_the_previous_one(tmp_path, whe
     AtomicCheckpointIO().save_checkpoint({"w": torch.ones(3)}, path)
     assert kill_while_saving(path, when).returncode == -9
     assert torch.equal(torch.load(path)["w"], torch.ones(3))
-    assert [p.name for p in path.parent.glob(".last.ckpt.tmp*")]  # the killed write's temporary file
+    assert temporary_files(path)  # the killed write's temporary file
     AtomicCheckpointIO().save_checkpoint({"w": torch.full((3,), 2.0)}, path)
     assert torch.equal(torch.load(path)["w"], torch.full((3,), 2.0))
     assert sorted(p.name for p in path.parent.iterdir()) == ["last.ckpt"]  # and the next save removed it
