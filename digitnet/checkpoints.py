@@ -10,6 +10,7 @@ import pickle
 import re
 import shlex
 import warnings
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,9 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu", weights_only: b
         checkpoint = torch.load(path, map_location=map_location, weights_only=weights_only)
     except pickle.UnpicklingError as err:
         first_line = (str(err).strip().splitlines() or [""])[0]
+        if not zipfile.is_zipfile(path) and not starts_as_pickle(path):
+            # torch.save writes a zip archive (or, before torch 1.6, a pickle): this file is neither.
+            raise DigitnetError(f"{path}: not a checkpoint (not a file that torch.save writes)") from None
         raise DigitnetError(
             f"{path}: holds Python objects that torch does not load by default ({first_line}); if you trust the "
             "file, read it in Python with DigitClassifier.load_from_checkpoint(path, weights_only=False)"
@@ -62,6 +66,12 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu", weights_only: b
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "pytorch-lightning_version" not in checkpoint:
         raise DigitnetError(f"{path}: not a checkpoint of digitnet's DigitClassifier (no Lightning state_dict in it)")
     return checkpoint
+
+
+def starts_as_pickle(path: str | Path) -> bool:
+    """Whether the file begins as a pickle of protocol 2 or later does (torch.save's format before torch 1.6)."""
+    with open(path, "rb") as f:
+        return f.read(1) == b"\x80"
 
 
 def legacy_net(hparams: dict) -> dict | None:

@@ -292,7 +292,10 @@ def test_a_checkpoint_holding_python_objects_is_a_one_line_error(tmp_path, mnist
         DigitRecognizer.from_checkpoint(tmp_path / "partial.ckpt")
     assert DigitRecognizer.from_checkpoint(tmp_path / "partial.ckpt", weights_only=False).net(torch.zeros(1, 1, 28, 28)).shape == (1, 10)
     (tmp_path / "junk.ckpt").write_text("not a checkpoint")
-    for name in ("partial.ckpt", "junk.ckpt"):
+    (tmp_path / "noise.ckpt").write_bytes(bytes(range(1, 256)) * 16)  # not a zip, not a pickle
+    with pytest.raises(DigitnetError, match=r"noise.ckpt: not a checkpoint \(not a file that torch.save writes\)$"):
+        DigitRecognizer.from_checkpoint(tmp_path / "noise.ckpt")
+    for name in ("partial.ckpt", "junk.ckpt", "noise.ckpt"):
         with pytest.raises(SystemExit) as exit:
             main(["predict", f"--ckpt_path={tmp_path / name}", f"--data.data_dir={mnist_dir}"])
         error = capsys.readouterr().err.strip()
