@@ -1,6 +1,6 @@
 """The MNIST files: their names, checksums and mirrors, the IDX format they are written in, and the download.
 
-    images, labels = load_split("../shared/mnist", TRAIN_FILES)   # (60000, 28, 28) uint8, (60000,) int64
+    images, labels = load_split("data", TRAIN_FILES)   # (60000, 28, 28) uint8, (60000,) int64
 
 Read the way torchvision's `datasets/mnist.py` reads them, but straight into tensors: a missing, truncated or
 corrupt file is a DigitnetError naming the file and what to do.

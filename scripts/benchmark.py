@@ -1,6 +1,6 @@
 """How much does Lightning cost? digitnet's `fit` against a bare PyTorch loop, in one process.
 
-    python scripts/benchmark.py --data_dir ../shared/mnist --epochs 7 --json bench.json
+    python scripts/benchmark.py --data_dir "$DIGITNET_DATA_DIR" --epochs 7 --json bench.json
 
 Contenders, run in turn (one epoch of each, then again), on the same in-memory tensors and batch sizes:
 - digitnet: `fit` through the Trainer built by the CLI, with its default callbacks (progress bar,

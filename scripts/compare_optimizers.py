@@ -1,6 +1,6 @@
 """Train the report's dense network with each optimizer and several seeds; tabulate and plot the results.
 
-    python scripts/compare_optimizers.py --data_dir ../shared/mnist --out cmp
+    python scripts/compare_optimizers.py --data_dir "$DIGITNET_DATA_DIR" --out cmp
 
 Writes OUT/results.csv, OUT/summary.md and OUT/curves.png (digitnet.study.compare); --help lists the flags.
 """

@@ -1,6 +1,6 @@
 """Write the record of complete tuning studies again (configs, tuning.md, plots) from their storage, without training.
 
-    python scripts/study_report.py --data_dir ../shared/mnist --out study --configs_dir configs/optimizers \
+    python scripts/study_report.py --data_dir "$DIGITNET_DATA_DIR" --out study --configs_dir configs/optimizers \
         --report_dir docs/optimizers
 
 It takes scripts/tune_optimizers.py's arguments (the worker that completes the last trial writes the same

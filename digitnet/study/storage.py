@@ -8,7 +8,7 @@ Optuna recommends the journal file for several processes on one machine and an R
 machines; it "would never recommend SQLite3 for parallel optimization" (concurrent workers get "database is
 locked", it has no SELECT ... FOR UPDATE, and it breaks on NFS). A journal file is an append-only log of
 operations that each worker replays, its appends serialized by a lock file (JournalFileSymlinkLock, Optuna's
-default, made with link(2); JournalFileOpenLock on Windows, where symlinks need a privilege, as Optuna advises).
+default, made with symlink(2); JournalFileOpenLock on Windows, where symlinks need a privilege, as Optuna advises).
 """
 
 from __future__ import annotations
