@@ -23,8 +23,7 @@ def replacing(path: str | Path) -> Iterator[Path]:
     """A temporary path beside `path` to write to; renamed over `path` on success, removed on an error."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    # A name no other process or thread uses; the target's suffix last, since savefig chooses the format by it.
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}-{secrets.token_hex(4)}.part{path.suffix}")
+    tmp = part_path(path, f"{os.getpid()}-{secrets.token_hex(4)}")  # a name no other process or thread uses
     try:
         yield tmp
         fsync(tmp)  # the data is on disk before the name points at it
@@ -35,10 +34,16 @@ def replacing(path: str | Path) -> Iterator[Path]:
     fsync(path.parent)  # and so is the rename
 
 
+def part_path(path: Path, tag: str) -> Path:
+    """The temporary file beside `path` that `replacing` writes; the target's suffix last, since savefig chooses
+    the format by it."""
+    return path.with_name(f".{path.stem}.{tag}.part{path.suffix}")
+
+
 def temporary_files(path: str | Path) -> list[Path]:
     """The temporary files `replacing(path)` leaves when its process is killed mid-write."""
     path = Path(path)
-    return list(path.parent.glob(f".{path.stem}.*.part{path.suffix}"))
+    return list(path.parent.glob(part_path(path, "*").name))
 
 
 def fsync(path: Path) -> None:
