@@ -8,6 +8,7 @@ than a small model's own arithmetic on a CPU, and copying each batch to a GPU wo
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from pathlib import Path
@@ -16,7 +17,8 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
-from digitnet.augment import random_affine, random_shift
+from digitnet.augment import random_affine, random_shift, random_strokes
+from digitnet.negatives import non_digits
 from digitnet.errors import DigitnetError
 from digitnet.predict import ImageFiles, collate_images, list_files
 from digitnet.mnist import FILES, TEST_FILES, TRAIN_FILES, default_data_dir, download, find_file, load_split, not_found
@@ -57,7 +59,8 @@ class MNISTDataModule(L.LightningDataModule):
     """MNIST's 60,000 training images (less a validation split) and its 10,000 test images.
 
     Batches are `(images, labels)`: (B, 1, 28, 28) float32 and (B,) int64, on the Trainer's device (`predict`
-    on MNIST adds each image's index; on image files its batches are `ImageBatch`es).
+    on MNIST adds each image's index; on image files its batches are `ImageBatch`es; training batches add
+    (M, 1, 28, 28) non-digits with `non_digits`).
 
     Args:
         data_dir: Folder with the four IDX files (gzipped or not), directly or under MNIST/raw/.
@@ -85,6 +88,13 @@ class MNISTDataModule(L.LightningDataModule):
         shear: Data augmentation: the largest random shear of a training image along x, in degrees (0: off).
             With any of rotate, scale and shear on, each image gets its own random affine transform, its
             translation drawn from [-shift, shift] pixels without rounding to whole pixels.
+        strokes: Data augmentation: the share of training images whose strokes are redrawn thinner or thicker,
+            their faint edges cut, each by its own random amounts (`digitnet.augment.random_strokes`): as the
+            number reader's ink map draws a photo's strokes. 0 (the default): none.
+        non_digits: Pictures that are not digits added to each training batch, as a share of its digits (0.25:
+            32 with a batch of 128), made from the batch's digits and random strokes (`digitnet.negatives`),
+            for the model to give no digit a high probability on (`--model.non_digit_weight`): the number
+            reader then marks a letter, a scribble or a piece of a digit `?`. 0 (the default) adds none.
     """
 
     def __init__(
@@ -102,6 +112,8 @@ class MNISTDataModule(L.LightningDataModule):
         rotate: float = 0.0,
         scale: float = 0.0,
         shear: float = 0.0,
+        strokes: float = 0.0,
+        non_digits: float = 0.0,
     ) -> None:
         super().__init__()
         for name, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size), ("val_size", val_size)):
@@ -112,10 +124,16 @@ class MNISTDataModule(L.LightningDataModule):
         for name, value, top in (("rotate", rotate, 180), ("scale", scale, 1), ("shear", shear, 60)):
             if not 0 <= value < top:
                 raise DigitnetError(f"--data.{name} must be at least 0 (off) and below {top}, got {value}")
+        if not 0 <= strokes <= 1:
+            raise DigitnetError(f"--data.strokes must be between 0 (none) and 1 (every image), got {strokes}")
+        if not 0 <= non_digits <= 1:
+            raise DigitnetError(f"--data.non_digits must be between 0 (none) and 1 (as many as digits), got {non_digits}")
         self.save_hyperparameters()
         self.data_dir = data_dir or default_data_dir()
-        # What a 0 pixel becomes in to_input (-0.4242 when normalized): the fill of moved images.
+        # What a 0 and a 255 pixel become in to_input (-0.4242 and 2.8215 when normalized): the fill of moved
+        # images, and the scale of the non-digits' ink.
         self.background = float(to_input(torch.zeros(28, 28), normalize).min())
+        self.foreground = float(to_input(torch.full((28, 28), 255), normalize).max())
         self.train_set = self.val_set = self.test_set = None  # TensorDatasets of (images, labels)
         self.predict_set = None  # ImageFiles, when predict_path is set
 
@@ -131,7 +149,7 @@ class MNISTDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if stage == "predict" and self.hparams.predict_path is not None:
             if self.predict_set is None:
-                self.predict_set = ImageFiles(list_files(self.hparams.predict_path), self.hparams.normalize)
+                self.predict_set = ImageFiles(list_files(self.hparams.predict_path))
             return
         if stage in ("fit", "validate", None) and self.train_set is None:
             images, labels = load_split(self.data_dir, TRAIN_FILES)
@@ -162,12 +180,26 @@ class MNISTDataModule(L.LightningDataModule):
         hp = self.hparams
         if self.trainer is None or not self.trainer.training or torch.is_tensor(batch):
             return batch
+        if not (hp.rotate or hp.scale or hp.shear or hp.shift or hp.strokes or hp.non_digits):
+            return batch
         x, y = batch  # (B, 1, 28, 28) float32 on the device, (B,) int64
         if hp.rotate or hp.scale or hp.shear:
-            return random_affine(x, hp.rotate, hp.scale, hp.shift, hp.shear, self.background), y
-        if hp.shift:
-            return random_shift(x, hp.shift, self.background), y
-        return batch
+            x = random_affine(x, hp.rotate, hp.scale, hp.shift, hp.shear, self.background)
+        elif hp.shift:
+            x = random_shift(x, hp.shift, self.background)
+        if hp.strokes:  # in ink (0-1, white on black) and back
+            x = self.from_ink(random_strokes(self.to_ink(x), hp.strokes))
+        if not hp.non_digits:
+            return x, y
+        # (M, 1, 28, 28) non-digits, made from the batch's digits.
+        return x, y, self.from_ink(non_digits(self.to_ink(x)[:, 0], max(1, round(hp.non_digits * len(x)))))[:, None]
+
+    def to_ink(self, x: torch.Tensor) -> torch.Tensor:
+        """Model input -> ink in [0, 1], white on black."""
+        return ((x - self.background) / (self.foreground - self.background)).clamp(0, 1)
+
+    def from_ink(self, ink: torch.Tensor) -> torch.Tensor:
+        return self.background + ink * (self.foreground - self.background)
 
     def _loader(self, dataset: TensorDataset, batch_size: int, shuffle: bool = False) -> DataLoader:
         images, trainer = dataset.tensors[0], self.trainer
@@ -196,11 +228,12 @@ class MNISTDataModule(L.LightningDataModule):
             indexed = TensorDataset(images, labels, torch.arange(len(labels), device=labels.device))
             return self._loader(indexed, self.hparams.eval_batch_size)
         # Decoding a photo takes far longer than the network: batch_size files a batch, so the bar moves.
-        return DataLoader(self.predict_set, batch_size=self.hparams.batch_size, collate_fn=collate_images)
+        collate = functools.partial(collate_images, standardize=self.hparams.normalize)
+        return DataLoader(self.predict_set, batch_size=self.hparams.batch_size, collate_fn=collate)
 
 
 # What acts on batches, not on the stored tensors (digitnet.augment moves each batch on the device).
-BATCH_SETTINGS = ("batch_size", "eval_batch_size", "shift", "rotate", "scale", "shear")
+BATCH_SETTINGS = ("batch_size", "eval_batch_size", "shift", "rotate", "scale", "shear", "strokes", "non_digits")
 
 
 def reuse_data(datamodule: MNISTDataModule, cache: dict, stages: tuple[str, ...] = ("fit", "test")) -> None:

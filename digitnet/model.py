@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 
 import lightning as L
 import torch
@@ -59,6 +60,9 @@ class DigitClassifier(L.LightningModule):
         label_smoothing: Training targets put this much probability on the other nine digits, spread evenly
             (0 is the report's plain cross-entropy); validation and test losses are always plain.
         compile: Compile the network with torch.compile before training (`--model.compile=true`).
+        non_digit_weight: The weight of the loss on the non-digits a training batch brings
+            (`--data.non_digits`): the cross-entropy of their predictions with the uniform distribution, less its
+            minimum, log 10 (outlier exposure; Hendrycks et al. use 0.5).
 
     `net`, `optimizer` and `lr_scheduler` may also be given as the settings checkpoints store,
     `{"class_path": ..., "init_args": {...}}`: a model built in Python, with a network object and a
@@ -74,10 +78,13 @@ class DigitClassifier(L.LightningModule):
         cosine_decay: bool = True,
         label_smoothing: float = 0.0,
         compile: bool = False,
+        non_digit_weight: float = 0.5,
     ) -> None:
         super().__init__()
         if not 0 <= label_smoothing < 1:
             raise DigitnetError(f"--model.label_smoothing must be in [0, 1), got {label_smoothing}")
+        if non_digit_weight < 0:
+            raise DigitnetError(f"--model.non_digit_weight must be 0 or more, got {non_digit_weight}")
         self.save_hyperparameters(ignore=["net"])
         if isinstance(net, dict):
             net = instantiate_class((), net)
@@ -102,11 +109,14 @@ class DigitClassifier(L.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)  # (B, 1, 28, 28) normalized -> (B, 10) logits
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        x, y = batch
-        logits = self(x)
-        loss = F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing)
-        self.train_acc.update(logits.detach(), y)
+    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
+        x, y, *non_digits = batch  # non-digits (M, 1, 28, 28) when the data brings them (--data.non_digits)
+        logits = self(torch.cat([x, *non_digits]))  # (B + M, 10)
+        loss = F.cross_entropy(logits[: len(y)], y, label_smoothing=self.hparams.label_smoothing)
+        if non_digits:  # their target is the uniform distribution: cross-entropy with it, less its minimum log 10
+            uniform = -logits[len(y) :].log_softmax(dim=1).mean(dim=1) - math.log(10)
+            loss = loss + self.hparams.non_digit_weight * uniform.mean()
+        self.train_acc.update(logits[: len(y)].detach(), y)
         # Logged only on the steps the logger writes: a self.log call costs more than a small model's step.
         every = self.trainer.log_every_n_steps
         if every and self.global_step % every == 0:
