@@ -96,7 +96,7 @@ def grayscale(image: Image.Image) -> np.ndarray:
     """(H, W) float32 luminance in [0, 255]. Transparent pixels become background: they are laid on
     white when the opaque strokes are dark, on black when they are light."""
     if image.mode in ("I", "F"):  # 16- or 32-bit greyscale
-        gray = np.asarray(image, dtype=np.float32)
+        gray = np.array(image, dtype=np.float32)
         top = float(gray.max())
         return gray * (255.0 / top) if top > 255 else gray
     if "A" in image.getbands() or "transparency" in image.info:
@@ -160,6 +160,50 @@ def centre_by_mass(patch: torch.Tensor) -> torch.Tensor:
     return canvas[BOX : BOX + SIZE, BOX : BOX + SIZE]
 
 
+def greyscale_picture(image: str | Path | Image.Image | np.ndarray, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, float]:
+    """A picture's grey levels, (H, W) float32 0-255, at most WORK_SIZE pixels a side; and its scale: pixels of the
+    picture per pixel of the grey levels (1 unless a large picture was made smaller).
+
+    `image` is a file path, a PIL image (grey, RGB, RGBA, ...) or an (H, W) array of grey levels 0-255. Raises
+    ImageError when the file cannot be read."""
+    if isinstance(image, (str, Path)):
+        image = open_image(image, max_pixels)
+    if not isinstance(image, Image.Image):
+        gray = np.asarray(image, dtype=np.float32)
+        if gray.ndim != 2:
+            raise ImageError(f"expected an (H, W) array of grey levels, got shape {gray.shape}")
+        if max(gray.shape) <= WORK_SIZE:
+            return gray, 1.0
+        image = Image.fromarray(gray, "F")
+    if image.mode not in ("L", "LA", "RGB", "RGBA", "I", "F"):  # palette, CMYK, 16-bit, ...
+        alpha = "A" in image.getbands() or "transparency" in image.info
+        image = image.convert("RGBA" if alpha else "I" if image.mode.startswith("I;16") else "RGB")
+    width = image.width
+    if max(image.size) > WORK_SIZE:
+        image = image.copy()
+        image.thumbnail((WORK_SIZE, WORK_SIZE), Image.Resampling.BOX)  # averages: thin strokes stay
+    return grayscale(image), width / image.width
+
+
+def picture_ink(image: str | Path | Image.Image | np.ndarray, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, float]:
+    """(ink, scale): where the ink is in a picture, (H, W) in [0, 1] (`digitnet.ink.ink_map` of
+    `greyscale_picture`), and the picture's pixels per pixel of it. ImageError names the file, if any."""
+    source = image if isinstance(image, (str, Path)) else None
+    gray, scale = greyscale_picture(image, max_pixels)
+    try:
+        return ink_map(gray), scale
+    except ImageError as err:  # a blank image: name its file
+        raise ImageError(err.reason, source) from None
+
+
+def digit_pixels(ink: np.ndarray) -> np.ndarray:
+    """The ink of one digit, (H, W) in [0, 1], as MNIST would have it: (28, 28) uint8, its ink box scaled into
+    20x20 and centred by its centre of mass."""
+    top, bottom, left, right = ink_box(ink)
+    patch = fit_box(ink[top:bottom, left:right])
+    return (centre_by_mass(patch) * 255).round().to(torch.uint8).numpy()
+
+
 def mnist_pixels(image: str | Path | Image.Image | np.ndarray, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """A photo, scan or drawing of one digit as MNIST would have it: (28, 28) uint8, white on black.
 
@@ -167,28 +211,7 @@ def mnist_pixels(image: str | Path | Image.Image | np.ndarray, max_pixels: int =
     dark on light or light on dark. Raises ImageError (a DigitnetError) with the reason when the file
     cannot be read or holds no ink.
     """
-    source = image if isinstance(image, (str, Path)) else None
-    if source is not None:
-        image = open_image(source, max_pixels)
-    if isinstance(image, Image.Image):
-        if image.mode not in ("L", "LA", "RGB", "RGBA", "I", "F"):  # palette, CMYK, 16-bit, ...
-            alpha = "A" in image.getbands() or "transparency" in image.info
-            image = image.convert("RGBA" if alpha else "I" if image.mode.startswith("I;16") else "RGB")
-        if max(image.size) > WORK_SIZE:
-            image = image.copy()
-            image.thumbnail((WORK_SIZE, WORK_SIZE), Image.Resampling.BOX)  # averages: thin strokes stay
-        gray = grayscale(image)
-    else:
-        gray = np.asarray(image, dtype=np.float32)
-        if gray.ndim != 2:
-            raise ImageError(f"expected an (H, W) array of grey levels, got shape {gray.shape}")
-    try:
-        ink = ink_map(gray)
-    except ImageError as err:  # a blank image: name its file
-        raise ImageError(err.reason, source) from None
-    top, bottom, left, right = ink_box(ink)
-    patch = fit_box(ink[top:bottom, left:right])
-    return (centre_by_mass(patch) * 255).round().to(torch.uint8).numpy()
+    return digit_pixels(picture_ink(image, max_pixels)[0])
 
 
 def preprocess(image: str | Path | Image.Image | np.ndarray | torch.Tensor, standardize: bool = True,

@@ -2,8 +2,7 @@
 
 The paper's level under uneven light, a dark desk or border around the sheet, paper that the ink covers
 almost entirely (a digit cropped to its ink), specks of noise and marks along the edges: each is one
-function here. numpy only (scipy is an optional extra that the package does not import), so connected
-regions are labelled by a small routine of its own.
+function here.
 """
 
 from __future__ import annotations
@@ -11,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import ndimage
 
 from digitnet.errors import ImageError
 
@@ -18,6 +18,9 @@ from digitnet.errors import ImageError
 MIN_CONTRAST = 16.0
 # ... and make a mark of at least this many pixels: JPEG's and the sensor's noise leave isolated specks.
 MIN_MARK = 8
+# Two tones this far apart (the medians of Otsu's classes) are ink and paper even without a valley between them
+# in the histogram: thick, blurred strokes spread their greys over the whole range between the two.
+FAR_APART = 64.0
 
 
 def histogram(values: np.ndarray) -> tuple[np.ndarray, int]:
@@ -52,43 +55,67 @@ def bimodal(values: np.ndarray, t: float) -> bool:
 
 
 def components(mask: np.ndarray) -> np.ndarray:
-    """(H, W) int32 labels 1, 2, ... of the 8-connected regions of a boolean mask (0 outside it).
+    """(H, W) int32 labels 1, 2, ... of the 8-connected regions of a boolean mask (0 outside it)."""
+    return ndimage.label(mask, structure=np.ones((3, 3), bool))[0]
 
-    Runs of each row are joined to the runs they touch in the row above, and the joins merged by union-find on
-    whole arrays at once: no pixel loop in Python, and no scipy.
-    """
-    h, w = mask.shape
+
+def long_runs(mask: np.ndarray, length: float) -> np.ndarray:
+    """The pixels of `mask` in runs along its rows at least `length` pixels long."""
     steps = np.diff(np.pad(mask, ((0, 0), (1, 1))).astype(np.int8), axis=1)
     row, start = np.nonzero(steps == 1)
-    end = np.nonzero(steps == -1)[1]  # exclusive; runs come in row-major order, so starts and ends pair up
-    if len(row) == 0:
-        return np.zeros((h, w), np.int32)
-    # The runs of the row above touching run b (diagonals too) form one stretch [lo, hi) of the run list.
-    key = row * (w + 2)
-    lo = np.searchsorted(key + end, key - (w + 2) + start, side="left")
-    hi = np.searchsorted(key + start, key - (w + 2) + end, side="right")
-    count = np.maximum(hi - lo, 0)
-    b = np.repeat(np.arange(len(row)), count)
-    a = np.repeat(lo, count) + np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
-    parent = np.arange(len(row))
-    while len(a):  # hook the larger root of each join to the smaller, then flatten the trees
-        ra, rb = parent[a], parent[b]
-        np.minimum.at(parent, np.maximum(ra, rb), np.minimum(ra, rb))
-        while not np.array_equal(parent[parent], parent):
-            parent = parent[parent]
-        joined = parent[a] != parent[b]
-        a, b = a[joined], b[joined]
-    label = np.unique(parent, return_inverse=True)[1].astype(np.int32) + 1
-    length = end - start
-    pixels = np.repeat(row * w + start - np.cumsum(length) + length, length) + np.arange(length.sum())
-    labels = np.zeros(h * w, np.int32)
-    labels[pixels] = np.repeat(label, length)
-    return labels.reshape(h, w)
+    end = np.nonzero(steps == -1)[1]  # runs come in row-major order: starts and ends pair up
+    out = np.zeros(mask.shape, bool)
+    for r, a, b in zip(row, start, end):
+        if b - a >= length:
+            out[r, a:b] = True
+    return out
+
+
+def ruled_lines(marks: np.ndarray) -> np.ndarray:
+    """The pixels of printed lines among `marks` (H, W): ruled, lined or squared paper, a margin line. Each is a
+    straight run across 80% of the picture or more, twice as long as the tallest other mark is high and at
+    most a fifth as thick (a digit's own stroke, even cropped tight, is no longer than the digit); a slightly
+    turned line is found through a copy of the marks thickened by two pixels across it. Where a stroke
+    crosses a line, the crossing stays ink."""
+    # Runs across 80% of the picture, along the rows and along the columns (in the transposed marks).
+    found = [long_runs(ndimage.maximum_filter1d(m, size=5, axis=0), 0.8 * m.shape[1]) & m for m in (marks, marks.T)]
+    rest = marks & ~found[0] & ~found[1].T
+    # Lines either way are compared with the height of the marks beside them: digits stand upright.
+    tallest = max((b[0].stop - b[0].start for b in ndimage.find_objects(components(rest))), default=0)
+    lines = np.zeros(marks.shape, bool)
+    for across, candidates in enumerate(found):
+        labels = components(candidates)
+        line, thickest = np.zeros_like(candidates), 0.0
+        for k, box in enumerate(ndimage.find_objects(labels), start=1):
+            length = box[1].stop - box[1].start
+            thickness = (labels[box] == k).sum() / length
+            if tallest and length >= 2 * tallest and thickness <= 0.2 * tallest:
+                line[box] |= labels[box] == k
+                thickest = max(thickest, thickness)
+        if not line.any():
+            continue
+        # A crossing: ink of the other marks within a line's thickness and two pixels, on both sides of it.
+        beside = rest.T if across else rest
+        h, w = beside.shape
+        reach = 2 + int(np.ceil(thickest))
+        count = np.concatenate([np.zeros((1, w), np.int32), np.cumsum(beside, axis=0, dtype=np.int32)])  # rows < y
+        y = np.arange(h)
+        above = count[y] - count[np.maximum(y - reach, 0)] > 0
+        below = count[np.minimum(y + 1 + reach, h)] - count[y + 1] > 0
+        line &= ~(above & below)
+        lines |= line.T if across else line
+    return lines
 
 
 def border_pixels(mask: np.ndarray) -> np.ndarray:
     """The values along the image's four edges, as one 1-D array."""
     return np.concatenate([mask[0], mask[-1], mask[1:-1, 0], mask[1:-1, -1]])
+
+
+def corner_pixels(mask: np.ndarray, share: float = 0.1) -> np.ndarray:
+    """The values in the image's four corners, squares of `share` of its shorter side, as one 1-D array."""
+    k = max(1, round(share * min(mask.shape)))
+    return np.concatenate([mask[:k, :k].ravel(), mask[:k, -k:].ravel(), mask[-k:, :k].ravel(), mask[-k:, -k:].ravel()])
 
 
 def touching_border(mask: np.ndarray) -> np.ndarray:
@@ -208,8 +235,9 @@ def two_tones(gray: np.ndarray, flat: np.ndarray, valid: np.ndarray, dark_ink: b
     """(deviation, threshold, dark_ink) as `paper_deviation` gives them, when the ink covers enough of the
     picture to be a tone of its own (a digit cropped to its ink, with no paper margin); else None.
 
-    Otsu's split gives the two tones, when the histogram has a peak for each (`bimodal`). The paper is the
-    tone along the image's edges, which a digit only touches here and there (unless `dark_ink` is given).
+    Otsu's split gives the two tones, when the histogram has a peak for each (`bimodal`) or they lie FAR_APART.
+    The paper is the tone along the image's edges, which a digit only touches here and there (unless `dark_ink`
+    is given); where thick strokes run into the edges as much as the paper does, the tone of the corners.
     Its level is fitted to its pixels away from the ink (the strokes' blurred edges drag the median of the
     whole class towards the ink), judged on `flat`, the image less the level fitted to every pixel, so that
     they are not all on the bright side of a shadow. Ink lies beyond the paper's noise, and at most halfway
@@ -218,11 +246,15 @@ def two_tones(gray: np.ndarray, flat: np.ndarray, valid: np.ndarray, dark_ink: b
     t = otsu_threshold(gray[valid])
     dark = valid & (gray < t)
     light = valid & ~dark
-    if not dark.any() or not light.any() or not bimodal(gray[valid], t):
+    if not dark.any() or not light.any():
+        return None
+    if not bimodal(gray[valid], t) and np.median(gray[light]) - np.median(gray[dark]) < FAR_APART:
         return None
     if dark_ink is None:
-        edges = border_pixels(dark).mean()  # a tie (a digit touching half the edges): the minority is ink
-        dark_ink = bool(edges < 0.5 if edges != 0.5 else dark.sum() < light.sum())
+        edges = border_pixels(dark).mean()
+        if 0.35 < edges < 0.65:  # strokes along the edges as much as paper: a digit leaves its box's corners
+            edges = corner_pixels(dark).mean()
+        dark_ink = bool(edges < 0.5 if edges != 0.5 else dark.sum() < light.sum())  # a tie: the minority is ink
     paper, ink = (light, dark) if dark_ink else (dark, light)
     middle = np.median(flat[paper])
     core = paper & ((flat > middle) if dark_ink else (flat < middle))
@@ -278,6 +310,9 @@ def ink_map(gray: np.ndarray) -> np.ndarray:
     if labels.max() == 0 or np.bincount(labels.ravel())[1:].max() < MIN_MARK:
         raise ImageError(f"blank: no ink found (the {'image' if sheet is None else 'sheet'} is one flat tone)")
     marks = (labels > 0) & ~border_junk(labels)
+    marks &= ~ruled_lines(marks)
+    if not marks.any():
+        raise ImageError("blank: no ink found (only printed lines)")
     full = float(np.percentile(ink[marks], 90))  # the strokes' core: MNIST's saturated pixels
     level = np.clip(np.where(dilate(marks, 1), ink, 0) / full, 0, 1)  # the marks and their blurred edges only
     # Soft threshold: paper texture and noise below 30% of the stroke contrast vanish, the core saturates.

@@ -229,9 +229,10 @@ def test_image_files_dataset_keeps_going_past_bad_files(tmp_path):
     save_photo(mnist_pixels(drawn_digits()["one"]), tmp_path / "photos" / "one", np.random.default_rng(3), "jpeg")
     files = list_files(tmp_path / "photos")
     assert [f.name for f in files] == sorted(list(reasons) + ["one.jpg"])
-    x, names, errors = collate_images([ImageFiles(files)[i] for i in range(len(files))])
-    assert x.shape == (1, 1, 28, 28) and len(names) == len(errors) == len(files)
-    assert [n for n, e in zip(names, errors) if not e] == [str(tmp_path / "photos" / "one.jpg")]
+    batch = collate_images([ImageFiles(files)[i] for i in range(len(files))])
+    (picture,) = [p for p in batch.pictures if not p.error]  # the one readable file: its candidate digits
+    assert picture.file == str(tmp_path / "photos" / "one.jpg") and len(batch.errors) == len(files)
+    assert batch.images.shape == (len(picture.candidates.spans), 1, 28, 28)
 
 
 def test_list_files_takes_a_file_a_folder_or_a_glob(tmp_path):
