@@ -1,6 +1,7 @@
 """`python -m digitnet predict --data.predict_path PATH --output OUT.csv`: image files as the data of `predict`
-(`list_files`, `ImageFiles`, read one by one with `digitnet.images.preprocess`, a file that cannot be used
-reported with its reason without stopping the others) and the writer of its lines and CSV (`PredictionWriter`)."""
+(`list_files`, `ImageFiles`: each picture's candidate digits, `digitnet.number_reader.candidates`, a file that
+cannot be used reported with its reason without stopping the others) and the writer of its lines and CSV
+(`PredictionWriter`: the number each picture holds, and the picture read as one digit)."""
 
 from __future__ import annotations
 
@@ -10,23 +11,42 @@ import os
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 
 from digitnet.errors import DigitnetError
-from digitnet.images import MAX_PIXELS, SIZE, ImageError, preprocess
+from digitnet.images import MAX_PIXELS, SIZE, ImageError, picture_ink, to_input
+from digitnet.number_reader import Candidates, NumberReading, best_reading, candidates
 from digitnet.recognizer import top3
 
-COLUMNS = ["file", "digit", "probability", "top1", "top1_probability", "top2", "top2_probability",
-           "top3", "top3_probability", "error"]  # fmt: skip
+COLUMNS = ["file", "number", "number_probabilities", "digit", "probability", "top1", "top1_probability", "top2",
+           "top2_probability", "top3", "top3_probability", "error"]  # fmt: skip
+
+
+class Picture(NamedTuple):
+    """A picture's candidate digits and its scale (the picture's pixels per pixel of its ink map), or None and the
+    reason it cannot be read."""
+
+    candidates: Candidates | None
+    scale: float
+    file: str
+    error: str
 
 
 class ImageBatch(NamedTuple):
-    """A batch of image files: the readable ones stacked, and every file with its error ("" when read)."""
+    """A batch of image files: the candidate digits of the readable ones stacked, and every file's Picture."""
 
-    images: torch.Tensor  # (G, 1, 28, 28) float32: the files without an error, in order
-    files: list[str]
-    errors: list[str]
+    images: torch.Tensor  # (K, 1, 28, 28) float32: the candidates of the files without an error, in order
+    pictures: list[Picture]
+
+    @property
+    def files(self) -> list[str]:
+        return [p.file for p in self.pictures]
+
+    @property
+    def errors(self) -> list[str]:
+        return [p.error for p in self.pictures]
 
 
 def list_files(path: str | Path) -> list[Path]:
@@ -51,39 +71,45 @@ def list_files(path: str | Path) -> list[Path]:
 
 
 class ImageFiles(torch.utils.data.Dataset):
-    """Image files, each read and preprocessed when indexed: (input (1, 28, 28) or None, file, error).
+    """Image files, each read when indexed into a `Picture`: its candidate digits, or why it cannot be used
+    (a file that cannot be used does not stop a folder)."""
 
-    A file that cannot be used yields None and its reason instead of raising, so that one bad file
-    does not stop a folder.
-    """
-
-    def __init__(self, files: list[Path], standardize: bool = True, max_pixels: int = MAX_PIXELS) -> None:
-        self.files, self.standardize, self.max_pixels = files, standardize, max_pixels
+    def __init__(self, files: list[Path], max_pixels: int = MAX_PIXELS) -> None:
+        self.files, self.max_pixels = files, max_pixels
 
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor | None, str, str]:
+    def __getitem__(self, index: int) -> Picture:
         path = self.files[index]
         try:
-            return preprocess(path, self.standardize, self.max_pixels), str(path), ""
+            ink, scale = picture_ink(path, self.max_pixels)
+            return Picture(candidates(ink), scale, str(path), "")
         except ImageError as err:
-            return None, str(path), err.reason
+            return Picture(None, 1.0, str(path), err.reason)
 
 
-def collate_images(items: list[tuple[torch.Tensor | None, str, str]]) -> ImageBatch:
-    """ImageFiles items -> one ImageBatch."""
-    good = [x for x, _, error in items if not error]
-    x = torch.stack(good) if good else torch.empty(0, 1, SIZE, SIZE)
-    return ImageBatch(x, [file for _, file, _ in items], [error for _, _, error in items])
+def collate_images(pictures: list[Picture], standardize: bool = True) -> ImageBatch:
+    """ImageFiles items -> one ImageBatch, the candidates scaled as in training."""
+    found = [p.candidates.pixels for p in pictures if p.candidates is not None]
+    x = to_input(np.concatenate(found), standardize) if found else torch.empty(0, 1, SIZE, SIZE)
+    return ImageBatch(x, pictures)
+
+
+def digit_list(reading: NumberReading) -> str:
+    """The digits of a number for the terminal: `4 0.99, ? (7 0.41 or 1 0.30), 6 0.98`."""
+    return ", ".join(f"{d.digit} {d.probability:.2f}" if d.sure else
+                     f"? ({d.top3[0][0]} {d.top3[0][1]:.2f} or {d.top3[1][0]} {d.top3[1][1]:.2f})" for d in reading.digits)
 
 
 class PredictionWriter(BasePredictionWriter):
-    """Prints a line per image (file, digit, probability, or the error) and writes them all to a CSV
-    file with the columns `COLUMNS`: `error` is empty for the images read, and says why for the others.
+    """Prints a line per image (file, the number read and its digits' probabilities, or the error) and writes them
+    all to a CSV file with the columns `COLUMNS`: `number` (`?` for a digit the network does not believe) and
+    `number_probabilities` (one per digit); `digit`, `probability` and the top-3 columns, the picture read as a
+    single digit; `error`, empty for the images read, and why for the others.
 
-    Batches of image files are `ImageBatch`es (the images read, every file name and error); MNIST's test
-    images, in (images, labels, indices) batches, are named by their index.
+    Batches of image files are `ImageBatch`es (the candidate digits of the pictures read, every file's Picture);
+    MNIST's test images, in (images, labels, indices) batches, are named by their index, each one digit.
 
     Args:
         output: The CSV file to write; None prints only.
@@ -102,32 +128,46 @@ class PredictionWriter(BasePredictionWriter):
         self.rows = []
 
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx):
-        if isinstance(batch, ImageBatch):
-            files, errors = batch.files, batch.errors
-        else:  # MNIST's test set: (images, labels, indices)
-            files = [f"MNIST test image {i}" for i in batch[2].tolist()]
-            errors = [""] * len(files)
-        predictions = iter(top3(prediction))  # one per file without an error, in order
-        for file, error in zip(files, errors):
-            row = dict.fromkeys(COLUMNS, "")
-            row.update(file=file, error=error)
-            if not error:
-                p = next(predictions)
-                row.update(digit=p.digit, probability=f"{p.probability:.4f}")
-                for k, (digit, probability) in enumerate(p.top3, start=1):
-                    row.update({f"top{k}": digit, f"top{k}_probability": f"{probability:.4f}"})
+        prediction = prediction.float().cpu()
+        if not isinstance(batch, ImageBatch):  # MNIST's test set: (images, labels, indices), one digit each
+            for i, p in zip(batch[2].tolist(), top3(prediction)):
+                self.rows.append(self.row(f"MNIST test image {i}", p, str(p.digit), f"{p.probability:.4f}"))
+            return
+        start = 0  # each picture's candidates, in order; the first is the whole picture
+        for picture in batch.pictures:
+            if picture.candidates is None:
+                self.rows.append({**dict.fromkeys(COLUMNS, ""), "file": picture.file, "error": picture.error})
+                continue
+            probabilities = prediction[start : start + len(picture.candidates.spans)]
+            start += len(probabilities)
+            reading = best_reading(picture.candidates, probabilities.numpy(), picture.scale)
+            shown = (f"{reading.digits[0].probability:.4f}" if len(reading.digits) == 1 and reading.digits[0].sure
+                     else digit_list(reading))  # fmt: skip
+            row = self.row(picture.file, top3(probabilities[:1])[0], reading.number, shown)
+            row["number_probabilities"] = " ".join(f"{d.probability:.4f}" for d in reading.digits)
             self.rows.append(row)
+
+    @staticmethod
+    def row(file: str, whole, number: str, shown: str) -> dict:
+        """A CSV row: the number, the whole picture read as one digit (`whole`, a Prediction), and `shown`, what
+        the terminal line says after the number."""
+        row = dict.fromkeys(COLUMNS, "")
+        row.update(file=file, number=number, number_probabilities=f"{whole.probability:.4f}", digit=whole.digit,
+                   probability=f"{whole.probability:.4f}", shown=shown)  # fmt: skip
+        for k, (digit, probability) in enumerate(whole.top3, start=1):
+            row.update({f"top{k}": digit, f"top{k}_probability": f"{probability:.4f}"})
+        return row
 
     def on_predict_end(self, trainer, pl_module) -> None:
         if not trainer.is_global_zero:
             return
         width = max((len(row["file"]) for row in self.rows), default=0)
         for row in self.rows:
-            result = f"error: {row['error']}" if row["error"] else f"{row['digit']}  {row['probability']}"
+            result = f"error: {row['error']}" if row["error"] else f"{row['number']}  {row['shown']}"
             print(f"{row['file']:<{width}}  {result}")
         if self.output is not None:
             with open(self.output, "w", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=COLUMNS)
+                writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
                 writer.writeheader()
                 writer.writerows(self.rows)
         failed = len(self.rows) - self.predicted

@@ -12,8 +12,9 @@ from torch import nn
 
 from digitnet.checkpoints import legacy_net, read_checkpoint
 from digitnet.errors import DigitnetError
-from digitnet.images import preprocess
+from digitnet.images import picture_ink, preprocess, to_input
 from digitnet.model import DigitClassifier
+from digitnet.number_reader import NumberReading, read_number
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,22 @@ class DigitRecognizer:
         if parameter is not None:
             x = x.to(parameter.device)
         return top3(self.net(x).softmax(dim=1))
+
+    @torch.no_grad()
+    def probabilities(self, pixels: np.ndarray) -> np.ndarray:
+        """(K, 28, 28) uint8 MNIST pixels -> (K, 10) float32 probabilities of the ten digits."""
+        parameter = next(self.net.parameters(), None)
+        x = to_input(pixels, self.standardize)
+        if parameter is not None:
+            x = x.to(parameter.device)
+        return self.net(x).softmax(dim=1).float().cpu().numpy()
+
+    def read_number(self, image: str | Path | Image.Image | np.ndarray) -> NumberReading:
+        """The number in a picture (a file path, a PIL image or an (H, W) array of grey levels, any size): its
+        digits found and read left to right, `?` for each piece the network does not believe is a digit
+        (`digitnet.number_reader`). Raises ImageError when the picture cannot be used."""
+        ink, scale = picture_ink(image)
+        return read_number(ink, self.probabilities, scale)
 
     def predict(self, image: str | Path | Image.Image | np.ndarray | torch.Tensor) -> Prediction:
         """The digit in one image.

@@ -36,8 +36,9 @@ import torch
 
 from digitnet.arguments import command_parser
 from digitnet.errors import DigitnetError
-from digitnet.images import MAX_PIXELS, ImageError, mnist_pixels, open_image
+from digitnet.images import MAX_PIXELS, ImageError, picture_ink, open_image, to_input
 from digitnet.checkpoints import announce_default_checkpoint
+from digitnet.number_reader import Candidates, best_reading, candidates
 from digitnet.recognizer import DigitRecognizer, top3
 
 try:
@@ -57,8 +58,9 @@ PREDICT_DELAY_VAR = "DIGITNET_SERVE_PREDICT_DELAY"  # tests only: seconds added 
 
 
 class DigitAPI(ls.LitAPI):
-    """Digits from uploaded images: decode_request -> (28, 28) uint8 MNIST pixels (or a Refusal),
-    predict -> probabilities from the checkpoint's network, encode_response -> JSON.
+    """Numbers from uploaded images: decode_request -> the picture's candidate digits and scale (or a Refusal),
+    predict -> their probabilities from the checkpoint's network, encode_response -> JSON: the number and its
+    digits (`digitnet.number_reader.best_reading`), and the picture read as one digit.
 
     A bad upload is answered with its own 4xx and never raises: with batching on, an exception in any
     hook would fail every request of the batch.
@@ -85,7 +87,7 @@ class DigitAPI(ls.LitAPI):
         self.net_name = type(self.recognizer.net).__name__
         self.predict_delay = float(os.environ.get(PREDICT_DELAY_VAR, 0))  # read in the worker process
 
-    def decode_request(self, request) -> np.ndarray | Refusal:
+    def decode_request(self, request) -> tuple[Candidates, float] | Refusal:
         upload = request.get("file") if hasattr(request, "get") else None
         if upload is None:
             return Refusal(400, f"no 'file' field: {USAGE}")
@@ -95,36 +97,44 @@ class DigitAPI(ls.LitAPI):
         if not data:
             return Refusal(400, "empty file (0 bytes)")
         try:
-            return mnist_pixels(open_image(io.BytesIO(data), self.max_pixels))
-        except ImageError as err:  # not an image, truncated, over the pixel limit, blank
+            ink, scale = picture_ink(open_image(io.BytesIO(data), self.max_pixels))
+            return candidates(ink), scale
+        except ImageError as err:  # not an image, truncated, over the pixel limit, blank, a page of marks
             return Refusal(422, str(err))
 
     def batch(self, inputs: list) -> list:
-        return inputs  # pixels and refusals mixed, not stacked: predict sorts them out
+        return inputs  # pictures and refusals mixed, not stacked: predict sorts them out
 
     @torch.inference_mode()
     def predict(self, x):
         items = x if isinstance(x, list) else [x]  # a list when batching, one item when not
-        images = [item for item in items if not isinstance(item, Refusal)]
+        pictures = [item for item in items if not isinstance(item, Refusal)]
         if self.predict_delay:
             time.sleep(self.predict_delay)
-        if images:
-            inputs = self.recognizer.inputs(images).to(self.device)  # (N, 1, 28, 28), normalized as in training
-            probabilities = iter(self.recognizer.net(inputs).softmax(dim=1).cpu().tolist())  # N x 10
-        outputs = [item if isinstance(item, Refusal) else (item, next(probabilities)) for item in items]
+        if pictures:  # every candidate digit of every picture, in one batch: (K, 1, 28, 28), scaled as in training
+            inputs = to_input(np.concatenate([found.pixels for found, _ in pictures]), self.recognizer.standardize)
+            probabilities = self.recognizer.net(inputs.to(self.device)).softmax(dim=1).float().cpu().numpy()
+            sizes = np.cumsum([len(found.spans) for found, _ in pictures])[:-1]
+            per_picture = iter(np.split(probabilities, sizes))
+        outputs = [item if isinstance(item, Refusal) else (*item, next(per_picture)) for item in items]
         return outputs if isinstance(x, list) else outputs[0]
 
     def encode_response(self, output) -> Response:
         if isinstance(output, Refusal):
             return JSONResponse({"error": output.reason}, status_code=output.status)
-        pixels, probabilities = output
-        (best,) = top3(torch.tensor([probabilities]))  # as `predict` ranks them
+        found, scale, probabilities = output
+        (whole,) = top3(torch.from_numpy(probabilities[:1]))  # the whole picture read as one digit, as `predict` ranks
+        reading = best_reading(found, probabilities, scale)
         return JSONResponse({
-            "digit": best.digit,
-            "probability": probabilities[best.digit],
-            "probabilities": probabilities,
-            "top3": [{"digit": d, "probability": probabilities[d]} for d, _ in best.top3],
-            "pixels": pixels.tolist(),  # the (28, 28) uint8 image the network saw, white on black
+            "number": reading.number,
+            "digits": [{"digit": d.digit, "text": d.text, "probability": d.probability, "sure": d.sure,
+                        "top3": [{"digit": k, "probability": p} for k, p in d.top3],
+                        "box": list(d.box)} for d in reading.digits],  # left, top, right, bottom in the picture
+            "digit": whole.digit,
+            "probability": whole.probability,
+            "probabilities": probabilities[0].tolist(),
+            "top3": [{"digit": d, "probability": p} for d, p in whole.top3],
+            "pixels": found.pixels[0].tolist(),  # the (28, 28) uint8 image of the whole picture, white on black
             "net": self.net_name,
         })  # fmt: skip
 

@@ -1,0 +1,227 @@
+"""Reading a whole number: the digits of a picture found, read one by one by the classifier, left to right.
+
+    reading = read_number(ink, probabilities)    # ink: (H, W) in [0, 1], from digitnet.images.picture_ink
+    reading.number                               # "4096", "7", or "12?4" where a piece is no digit it believes
+
+The method is segmentation by recognition, the classic reader of digit strings:
+1. the ink's connected marks are found (SciPy's `ndimage.label`); specks are dropped, and marks that lie over
+   one another (a 5's flag, the two strokes of a 4, a crossed 7) join into one: digits stand side by side;
+2. a mark too wide for one digit (touching or overlapping digits) is cut where its ink is thinnest, at a few
+   candidate columns: the pieces it is cut into are the primitives, left to right;
+3. every run of up to `MAX_PRIMITIVES` neighbouring primitives that could be one digit is made into an MNIST
+   picture (`digitnet.images.digit_pixels`) and the network reads them all in one batch;
+4. the reading is the split of the primitives into digits with the highest sum of log-probabilities of their
+   likeliest digits, less `SPLIT_COST` per digit after the first (dynamic programming): a bad split leaves
+   pieces the network does not believe, a missed split two digits it does not believe as one.
+A digit whose probability is under `UNSURE_BELOW` is a `?` in the number. The choices, and how they were
+measured: docs/numbers.md.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+from scipy import ndimage
+
+from digitnet.errors import ImageError
+from digitnet.images import digit_pixels
+
+# A digit read with a lower probability is shown as "?" (docs/numbers.md: how it was chosen).
+UNSURE_BELOW = 0.5
+# What splitting into one more digit costs, in log-probability: a split must make the pieces that much likelier.
+SPLIT_COST = 0.5
+MAX_DIGITS = 20  # more marks than this is a page, not a number
+MAX_PRIMITIVES = 10  # a digit is made of at most this many primitives (strokes, pieces of a cut mark)
+SPECK = 0.2  # marks under this share of the tallest mark's height, both ways, are specks
+OVERLAP = 0.5  # marks whose columns overlap by this share of the narrower one are strokes of one digit
+WIDEST_DIGIT = 1.5  # widest digit, as a share of its height: wider marks hold several digits
+CUT_WIDER_THAN = 0.9  # marks wider than this share of their height are tried cut into several digits
+MIN_PIECE = 0.1  # pieces of a cut mark are at least this share of its height wide (a 1 is about a quarter)
+
+
+@dataclass(frozen=True)
+class ReadDigit:
+    """One digit of a number: the likeliest digit, its probability and the three likeliest with theirs, where
+    it is in the picture (`box`: left, top, right, bottom, in the picture's pixels, right and bottom exclusive)
+    and the (28, 28) uint8 MNIST picture the network read."""
+
+    digit: int
+    probability: float
+    top3: tuple[tuple[int, float], ...]
+    box: tuple[int, int, int, int]
+    pixels: np.ndarray
+
+    @property
+    def sure(self) -> bool:
+        return self.probability >= UNSURE_BELOW
+
+    @property
+    def text(self) -> str:
+        return str(self.digit) if self.sure else "?"
+
+
+@dataclass(frozen=True)
+class NumberReading:
+    """The number read from a picture, as text (`?` for a digit the network does not believe), and its digits."""
+
+    number: str
+    digits: tuple[ReadDigit, ...]
+
+
+class Candidates(NamedTuple):
+    """The pieces of a picture that may be digits, for the network to read in one batch.
+
+    pixels: (K, 28, 28) uint8, each as MNIST would hold it; the first is the whole picture, as
+        `digitnet.images.mnist_pixels` makes it (what `predict` reads as one digit).
+    spans: (first, last + 1) primitives of each candidate; the whole picture spans them all.
+    boxes: (left, top, right, bottom) of each, in pixels of the ink map.
+    primitives: how many primitives the picture was cut into.
+    """
+
+    pixels: np.ndarray
+    spans: list[tuple[int, int]]
+    boxes: list[tuple[int, int, int, int]]
+    primitives: int
+
+
+def marks(ink: np.ndarray) -> tuple[np.ndarray, list[tuple[slice, slice]]]:
+    """The 8-connected marks of the ink, less specks: (labels (H, W) int32, 0 for paper and specks; the slices of
+    each label's box, label k at index k - 1, None for a speck)."""
+    labels, count = ndimage.label(ink > 0, structure=np.ones((3, 3), bool))
+    boxes = ndimage.find_objects(labels)
+    heights = np.array([b[0].stop - b[0].start for b in boxes])
+    widths = np.array([b[1].stop - b[1].start for b in boxes])
+    speck = (heights < SPECK * heights.max()) & (widths < SPECK * heights.max())
+    if speck.any():
+        labels[np.isin(labels, np.flatnonzero(speck) + 1)] = 0
+        boxes = [None if s else b for b, s in zip(boxes, speck)]
+    return labels, boxes
+
+
+def strokes_of_digits(boxes: list) -> list[list[int]]:
+    """Marks (labels) grouped into what stands side by side: marks whose columns overlap by OVERLAP of the
+    narrower one join. Groups are in order of their left edges."""
+    kept = [k for k, b in enumerate(boxes) if b is not None]
+    left = {k: boxes[k][1].start for k in kept}
+    right = {k: boxes[k][1].stop for k in kept}
+    groups: list[list[int]] = []
+    for k in sorted(kept, key=left.get):
+        for group in groups:
+            if any(min(right[k], right[g]) - max(left[k], left[g]) >= OVERLAP * min(right[k] - left[k], right[g] - left[g])
+                   for g in group):  # fmt: skip
+                group.append(k)
+                break
+        else:
+            groups.append([k])
+    return [[k + 1 for k in group] for group in groups]
+
+
+def cut_columns(mask: np.ndarray) -> list[int]:
+    """Where to try cutting a mark too wide to be one digit, `mask` (H, W): where its ink is thinnest (local minima
+    of the ink per column, over three columns), then every MIN_PIECE of its height between them (overlapping
+    digits meet where their strokes are thickest), at least MIN_PIECE of its height from each side and from
+    each other."""
+    h, w = mask.shape
+    profile = np.convolve(mask.sum(0).astype(float), np.ones(3) / 3, mode="same")
+    step = max(2, int(MIN_PIECE * h))
+    inner = range(step, w - step)
+    minima = [c for c in inner if profile[c] <= profile[c - 1] and profile[c] <= profile[c + 1]]
+    chosen: list[int] = []
+    for c in sorted(minima, key=lambda c: profile[c]) + list(range(step, w - step, step)):
+        if all(abs(c - other) >= step for other in chosen):
+            chosen.append(c)
+    return sorted(chosen)
+
+
+def candidates(ink: np.ndarray) -> Candidates:
+    """The candidate digits of a picture's ink (see the module's docstring, steps 1-3).
+
+    Raises ImageError when the picture holds more marks than a number of MAX_DIGITS digits."""
+    labels, boxes = marks(ink)
+    groups = strokes_of_digits(boxes)
+    if len(groups) > MAX_DIGITS:
+        raise ImageError(f"{len(groups)} separate marks, more than a number of up to {MAX_DIGITS} digits: crop the "
+                         "picture to the number")  # fmt: skip
+    # Primitives: (labels, first column, last column + 1), left to right.
+    primitives: list[tuple[list[int], int, int]] = []
+    for group in groups:
+        rows = slice(min(boxes[k - 1][0].start for k in group), max(boxes[k - 1][0].stop for k in group))
+        cols = slice(min(boxes[k - 1][1].start for k in group), max(boxes[k - 1][1].stop for k in group))
+        edges = [cols.start, cols.stop]
+        if cols.stop - cols.start > CUT_WIDER_THAN * (rows.stop - rows.start):  # could be two digits or more
+            mask = np.isin(labels[rows, cols], group)
+            edges[1:1] = [cols.start + c for c in cut_columns(mask)]
+        primitives += [(group, a, b) for a, b in zip(edges[:-1], edges[1:])]
+
+    def span_mask(i: int, j: int) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+        """The ink of primitives i..j-1, cropped to their box (left, top, right, bottom)."""
+        first, last = primitives[i][1], primitives[j - 1][2]
+        keep = np.zeros(labels.shape[1], bool)
+        region = np.zeros_like(labels, dtype=bool)
+        for group, a, b in primitives[i:j]:
+            keep[:] = False
+            keep[a:b] = True
+            region[:, first:last] |= np.isin(labels[:, first:last], group) & keep[first:last]
+        rows = np.flatnonzero(region[:, first:last].any(1))
+        cols = np.flatnonzero(region[:, first:last].any(0))
+        if len(rows) == 0:
+            return np.zeros((0, 0), np.float32), (first, 0, first, 0)
+        top, bottom, left, right = rows[0], rows[-1] + 1, first + cols[0], first + cols[-1] + 1
+        return (ink * region)[top:bottom, left:right], (int(left), int(top), int(right), int(bottom))
+
+    n = len(primitives)
+    whole = span_mask(0, n)[1]
+    pixels, spans, places = [digit_pixels(ink)], [(0, n)], [whole]
+    for i in range(n):
+        for j in range(i + 1, min(n, i + MAX_PRIMITIVES) + 1):
+            if (i, j) == (0, n):
+                continue  # the whole picture, read as `predict` reads one digit
+            piece, box = span_mask(i, j)
+            if piece.size == 0 or (j - i > 1 and too_wide(box)):
+                continue
+            pixels.append(digit_pixels(piece))
+            spans.append((i, j))
+            places.append(box)
+    return Candidates(np.stack(pixels), spans, places, n)
+
+
+def too_wide(box: tuple[int, int, int, int]) -> bool:
+    """Whether ink in this box (left, top, right, bottom) is too wide to be one digit."""
+    return box[2] - box[0] > WIDEST_DIGIT * (box[3] - box[1])
+
+
+def best_reading(found: Candidates, probabilities: np.ndarray, scale: float = 1.0) -> NumberReading:
+    """The split of the primitives into digits with the highest sum of log-probabilities, less SPLIT_COST per
+    digit after the first (the module's step 4). `probabilities` are the network's (K, 10) for the candidates;
+    boxes are given in the picture's pixels, `scale` per pixel of the ink map."""
+    n = found.primitives
+    by_span = {span: k for k, span in enumerate(found.spans)}  # the whole picture first: it wins a tie
+    best = [(-math.inf, [])] * (n + 1)
+    best[0] = (0.0, [])
+    for j in range(1, n + 1):
+        for i in range(max(0, j - MAX_PRIMITIVES) if (0, j) != (0, n) else 0, j):
+            k = by_span.get((i, j))
+            if k is None or best[i][0] == -math.inf or (k == 0 and n > 1 and too_wide(found.boxes[0])):
+                continue
+            score = best[i][0] + math.log(max(float(probabilities[k].max()), 1e-12)) - (SPLIT_COST if i else 0.0)
+            if score > best[j][0]:
+                best[j] = (score, best[i][1] + [k])
+    digits = []
+    for k in best[n][1]:
+        order = np.argsort(-probabilities[k])[:3]
+        left, top, right, bottom = found.boxes[k]
+        box = tuple(int(round(v * scale)) for v in (left, top, right, bottom))
+        digits.append(ReadDigit(int(order[0]), float(probabilities[k][order[0]]),
+                                tuple((int(d), float(probabilities[k][d])) for d in order), box, found.pixels[k]))  # fmt: skip
+    return NumberReading("".join(d.text for d in digits), tuple(digits))
+
+
+def read_number(ink: np.ndarray, probabilities: Callable[[np.ndarray], np.ndarray], scale: float = 1.0) -> NumberReading:
+    """The number in a picture's ink, (H, W) in [0, 1]; `probabilities` maps (K, 28, 28) uint8 MNIST pictures to
+    the network's (K, 10) probabilities."""
+    found = candidates(ink)
+    return best_reading(found, probabilities(found.pixels), scale)

@@ -1,0 +1,215 @@
+"""Reading whole numbers (digitnet.number_reader) without a trained model: pictures composed of drawn digits, and a
+stand-in for the network that knows where each digit is (an oracle), so that each test checks the finding,
+cutting and joining of the digits alone."""
+
+import numpy as np
+import pytest
+from PIL import Image, ImageFilter
+
+from digitnet.errors import ImageError
+from digitnet.images import mnist_pixels, picture_ink
+from digitnet.number_reader import UNSURE_BELOW, best_reading, candidates
+from photos import draw_digit, on_paper
+
+DIGITS = {"zero": 0, "one": 1, "seven": 7, "four": 4}
+
+
+def compose(names: list[str], gaps: list[int], sizes: list[float] | None = None, rises: list[int] | None = None,
+            height: int = 112) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:  # fmt: skip
+    """Drawn digits side by side, white on black: (ink (H, W) uint8, each digit's ink box: left, top, right,
+    bottom). gaps[i]: pixels between the ink of digit i and i + 1 (negative: overlapping)."""
+    sizes, rises = sizes or [1.0] * len(names), rises or [0] * len(names)
+    pieces = []
+    for name, size in zip(names, sizes):
+        drawing = draw_digit(name, int(height * size), max(6, int(12 * size)))
+        rows, cols = np.nonzero(drawing)
+        pieces.append(drawing[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1])
+    canvas = np.zeros((2 * height, sum(p.shape[1] for p in pieces) + sum(max(g, 0) for g in gaps) + 80), np.uint8)
+    boxes, x, baseline = [], 40, int(1.5 * height)
+    for i, (piece, rise) in enumerate(zip(pieces, rises)):
+        h, w = piece.shape
+        top = baseline - h - rise
+        canvas[top : top + h, x : x + w] = np.maximum(canvas[top : top + h, x : x + w], piece)
+        boxes.append((x, top, x + w, top + h))
+        x += w + (gaps[i] if i < len(gaps) else 0)
+    return canvas, boxes
+
+
+def iou(a: tuple, b: tuple) -> float:
+    inner = max(0, min(a[2], b[2]) - max(a[0], b[0])) * max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    return inner / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inner)
+
+
+def oracle(found, boxes: list[tuple], digits: list[int], sure: float = 0.95) -> np.ndarray:
+    """(K, 10) probabilities of a network that reads a candidate as the digit whose box it covers best, the surer
+    the closer its box is to that digit's (some of a neighbour's ink may come with it), and a candidate that
+    is no digit's as nothing (all ten at 0.1)."""
+    probabilities = np.full((len(found.spans), 10), 0.1)
+    for k, box in enumerate(found.boxes):
+        overlap, digit = max((iou(box, truth), digit) for truth, digit in zip(boxes, digits))
+        p = max(0.1, sure * min(1.0, (overlap - 0.5) / 0.4))
+        probabilities[k] = (1 - p) / 9
+        probabilities[k, digit] = p
+    return probabilities
+
+
+def read(picture: np.ndarray, boxes: list[tuple], digits: list[int]) -> str:
+    ink, scale = picture_ink(picture)
+    found = candidates(ink)
+    return best_reading(found, oracle(found, boxes, digits), scale).number
+
+
+@pytest.mark.parametrize("polarity", ["dark on light", "light on dark"])
+def test_separated_digits_are_read_left_to_right(polarity):
+    names = ["seven", "one", "four", "zero"]
+    ink, boxes = compose(names, [30, 25, 40])
+    picture = on_paper(ink, np.random.default_rng(0)) if polarity == "dark on light" else ink
+    assert read(picture, boxes, [DIGITS[n] for n in names]) == "7140"
+
+
+def test_boxes_are_in_the_pictures_own_pixels():
+    # A picture larger than the reader's working size is made smaller: the boxes are scaled back.
+    ink, boxes = compose(["four", "seven"], [40], height=700)
+    picture = on_paper(ink, np.random.default_rng(1))
+    assert max(picture.shape) > 1024
+    found_ink, scale = picture_ink(picture)
+    assert scale > 1
+    found = candidates(found_ink)
+    reading = best_reading(found, oracle(found, [tuple(v / scale for v in b) for b in boxes], [4, 7]), scale)
+    assert reading.number == "47"
+    for digit, truth in zip(reading.digits, boxes):
+        assert iou(digit.box, truth) >= 0.8
+
+
+@pytest.mark.parametrize("names, overlap", [(["zero", "four"], 10), (["seven", "zero", "four"], 6), (["four", "zero", "zero"], 8)])
+def test_touching_and_overlapping_digits_are_cut_apart(names, overlap):
+    ink, boxes = compose(names, [-overlap] * (len(names) - 1))
+    labels = (ink > 0).astype(int)
+    from scipy import ndimage
+
+    assert ndimage.label(labels)[1] < len(names)  # some digits do touch
+    assert read(on_paper(ink, np.random.default_rng(2)), boxes, [DIGITS[n] for n in names]) == "".join(
+        str(DIGITS[n]) for n in names)
+
+
+def test_a_digit_in_two_strokes_stays_one_digit():
+    # A 4 drawn in two strokes that do not touch: its left part and its upright, side by side.
+    ink, boxes = compose(["four", "one"], [40])
+    left, top, right, bottom = boxes[0]
+    upright = left + int(0.62 * (right - left))
+    ink[:, upright - 6 : upright - 1] = 0  # a gap between the two strokes
+    from scipy import ndimage
+
+    assert ndimage.label(ink[:, : boxes[1][0]] > 0)[1] >= 2
+    assert read(on_paper(ink, np.random.default_rng(3)), boxes, [4, 1]) == "41"
+
+
+def test_digits_of_different_sizes_on_a_sloping_line():
+    names = ["one", "zero", "seven", "four", "zero"]
+    ink, boxes = compose(names, [25, 30, 20, 30], sizes=[0.8, 1.2, 1.0, 0.75, 1.1], rises=[0, 12, 24, 40, 50])
+    assert read(on_paper(ink, np.random.default_rng(4)), boxes, [DIGITS[n] for n in names]) == "10740"
+
+
+def test_a_piece_the_network_does_not_believe_is_a_question_mark():
+    ink, boxes = compose(["seven", "zero", "four"], [30, 30])
+    picture = on_paper(ink, np.random.default_rng(5))
+    found_ink, scale = picture_ink(picture)
+    found = candidates(found_ink)
+    probabilities = oracle(found, boxes, [7, 0, 4])
+    middle = [k for k, box in enumerate(found.boxes) if iou(box, boxes[1]) >= 0.8]
+    probabilities[middle] = np.full(10, 0.1)
+    probabilities[middle, 6], probabilities[middle, 8] = UNSURE_BELOW - 0.2, 0.2  # a guess: 6 or 8
+    reading = best_reading(found, probabilities, scale)
+    assert reading.number == "7?4"
+    unsure = reading.digits[1]
+    assert not unsure.sure and unsure.text == "?" and [d for d, _ in unsure.top3[:2]] == [6, 8]
+
+
+def test_one_digit_is_read_as_the_whole_picture():
+    # A picture of one digit: the number reader reads exactly what `predict` reads as one digit.
+    for name in DIGITS:
+        picture = on_paper(np.pad(draw_digit(name), 40), np.random.default_rng(6))
+        ink, _ = picture_ink(picture)
+        found = candidates(ink)
+        assert found.spans[0] == (0, found.primitives)
+        assert np.array_equal(found.pixels[0], mnist_pixels(picture))
+        reading = best_reading(found, oracle(found, [found.boxes[0]], [DIGITS[name]]))
+        assert reading.number == str(DIGITS[name]) and np.array_equal(reading.digits[0].pixels, found.pixels[0])
+
+
+def ruled_page(ink: np.ndarray, rng: np.random.Generator, squared: bool = False) -> np.ndarray:
+    """Dark ink on white paper with printed lines a little lighter than the ink: a ruled line under the digits and
+    others above it, a margin line to their left, and with `squared` lines across as well."""
+    page = np.pad(ink, ((60, 60), (120, 60))).astype(np.float32) / 255
+    rows = np.nonzero(page.any(1))[0]
+    lines = np.zeros_like(page)
+    for y in range(rows.max() + 2, 0, -70):
+        lines[y : y + 3] = 1
+    if squared:
+        for x in range(page.shape[1] - 1, 0, -70):
+            lines[:, x : x + 3] = 1
+    lines[:, 60:64] = 1  # the margin
+    gray = 245 - 215 * page
+    gray = np.where((lines > 0) & (page < 0.5), 120, gray)  # lines over the paper, never over the ink
+    return np.clip(gray + rng.normal(0, 3, gray.shape), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("squared", [False, True])
+def test_printed_lines_are_paper_not_ink(squared):
+    names = ["four", "zero", "seven", "one"]
+    ink, boxes = compose(names, [30, 30, 30])
+    page = ruled_page(ink, np.random.default_rng(7), squared)
+    found_ink, _ = picture_ink(page)
+    assert found_ink[:, 60:64].max() == 0  # the margin line is gone
+    shifted = [(l + 120, t + 60, r + 120, b + 60) for l, t, r, b in boxes]
+    assert read(page, shifted, [DIGITS[n] for n in names]) == "4071"
+
+
+def test_a_page_of_marks_asks_to_crop_to_the_number():
+    rng = np.random.default_rng(8)
+    page = np.zeros((800, 1000), np.uint8)
+    for _ in range(60):  # a page of short words
+        y, x = rng.integers(20, 760), rng.integers(20, 940)
+        page[y : y + 25, x : x + 8] = 255
+    with pytest.raises(ImageError, match=r"^\d+ separate marks, more than a number of up to 20 digits: crop the picture"):
+        candidates(picture_ink(255 - page)[0])
+
+
+def thick_blurred_crop(digit: np.ndarray, thickness: int, blur: float) -> np.ndarray:
+    """A digit (white on black) drawn with a marker and blurred, dark on white, cropped to its ink."""
+    image = Image.fromarray(digit).resize((112, 112), Image.Resampling.BICUBIC)
+    image = image.filter(ImageFilter.MaxFilter(thickness)).filter(ImageFilter.GaussianBlur(blur))
+    ink = np.asarray(image)
+    rows, cols = np.nonzero(ink > 128)
+    return 255 - ink[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+
+
+@pytest.mark.parametrize("name", DIGITS)
+@pytest.mark.parametrize("thickness, blur", [(9, 3), (15, 4), (21, 4)])
+def test_thick_blurred_strokes_into_the_edges_of_a_tight_crop_are_ink(name, thickness, blur):
+    digit = np.asarray(Image.fromarray(draw_digit(name)).resize((28, 28), Image.Resampling.BOX))
+    crop = thick_blurred_crop(digit, thickness, blur)
+    pixels = mnist_pixels(crop)  # not refused as blank
+    assert pixels.max() > 200 and 20 < (pixels > 128).sum() < 400
+
+
+def test_thick_blurred_mnist_digits_cropped_tight_are_never_refused(real_mnist):
+    from digitnet.mnist import TEST_FILES, load_split
+
+    images, labels = load_split(real_mnist, TEST_FILES)
+    refused = []
+    for i in range(300):
+        for thickness, blur in ((9, 3), (15, 4), (21, 4)):
+            crop = thick_blurred_crop(images[i].numpy(), thickness, blur)
+            if (crop < 128).mean() > 0.85:
+                continue  # a 1 so thick that it fills its own crop: no paper left to tell it from
+            try:
+                mnist_pixels(crop)
+            except ImageError:
+                refused.append((int(labels[i]), thickness, blur))
+    assert refused == []
+
+
+def test_a_blank_picture_is_still_refused():
+    with pytest.raises(ImageError, match="^blank: no ink found"):
+        candidates(picture_ink(np.full((200, 300), 230, np.uint8))[0])
