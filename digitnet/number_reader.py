@@ -35,12 +35,12 @@ UNSURE_BELOW = 0.5
 # What splitting into one more digit costs, in log-probability: a split must make the pieces that much likelier.
 SPLIT_COST = 0.5
 MAX_DIGITS = 20  # more marks than this is a page, not a number
-MAX_PRIMITIVES = 10  # a digit is made of at most this many primitives (strokes, pieces of a cut mark)
+MAX_PRIMITIVES = 16  # a digit is made of at most this many primitives (strokes, pieces of a cut mark)
 SPECK = 0.2  # marks under this share of the tallest mark's height, both ways, are specks
 OVERLAP = 0.5  # marks whose columns overlap by this share of the narrower one are strokes of one digit
 WIDEST_DIGIT = 1.5  # widest digit, as a share of its height: wider marks hold several digits
 CUT_WIDER_THAN = 0.9  # marks wider than this share of their height are tried cut into several digits
-MIN_PIECE = 0.1  # pieces of a cut mark are at least this share of its height wide (a 1 is about a quarter)
+MIN_PIECE = 0.12  # pieces of a cut mark are at least this share of a digit's height wide (a 1 is about a quarter)
 
 
 @dataclass(frozen=True)
@@ -90,8 +90,16 @@ class Candidates(NamedTuple):
 
 def marks(ink: np.ndarray) -> tuple[np.ndarray, list[tuple[slice, slice]]]:
     """The 8-connected marks of the ink, less specks: (labels (H, W) int32, 0 for paper and specks; the slices of
-    each label's box, label k at index k - 1, None for a speck)."""
-    labels, count = ndimage.label(ink > 0, structure=np.ones((3, 3), bool))
+    each label's box, label k at index k - 1, None for a speck).
+
+    Marks are the strokes' cores (ink over half strength), so that the blurred edges of two digits close
+    together do not join them; each core then takes the faint edge around it, two pixels deep, which the
+    network needs to read a digit as surely as MNIST's."""
+    labels, count = ndimage.label(ink > 0.5, structure=np.ones((3, 3), bool))
+    edge = (ink > 0) & (labels == 0)
+    for _ in range(2):
+        grown = ndimage.maximum_filter(labels, size=3)
+        labels = np.where(edge & (labels == 0), grown, labels)
     boxes = ndimage.find_objects(labels)
     heights = np.array([b[0].stop - b[0].start for b in boxes])
     widths = np.array([b[1].stop - b[1].start for b in boxes])
@@ -120,14 +128,12 @@ def strokes_of_digits(boxes: list) -> list[list[int]]:
     return [[k + 1 for k in group] for group in groups]
 
 
-def cut_columns(mask: np.ndarray) -> list[int]:
+def cut_columns(mask: np.ndarray, step: int) -> list[int]:
     """Where to try cutting a mark too wide to be one digit, `mask` (H, W): where its ink is thinnest (local minima
-    of the ink per column, over three columns), then every MIN_PIECE of its height between them (overlapping
-    digits meet where their strokes are thickest), at least MIN_PIECE of its height from each side and from
-    each other."""
+    of the ink per column, over three columns), then every `step` columns between them (overlapping digits meet
+    where their strokes are thickest), at least `step` columns from each side and from each other."""
     h, w = mask.shape
     profile = np.convolve(mask.sum(0).astype(float), np.ones(3) / 3, mode="same")
-    step = max(2, int(MIN_PIECE * h))
     inner = range(step, w - step)
     minima = [c for c in inner if profile[c] <= profile[c - 1] and profile[c] <= profile[c + 1]]
     chosen: list[int] = []
@@ -146,15 +152,17 @@ def candidates(ink: np.ndarray) -> Candidates:
     if len(groups) > MAX_DIGITS:
         raise ImageError(f"{len(groups)} separate marks, more than a number of up to {MAX_DIGITS} digits: crop the "
                          "picture to the number")  # fmt: skip
+    # Each group's rows and columns, and the height of a digit: the groups' median height.
+    spans_of = [(slice(min(boxes[k - 1][0].start for k in g), max(boxes[k - 1][0].stop for k in g)),
+                 slice(min(boxes[k - 1][1].start for k in g), max(boxes[k - 1][1].stop for k in g))) for g in groups]
+    line = float(np.median([rows.stop - rows.start for rows, _ in spans_of]))
     # Primitives: (labels, first column, last column + 1), left to right.
     primitives: list[tuple[list[int], int, int]] = []
-    for group in groups:
-        rows = slice(min(boxes[k - 1][0].start for k in group), max(boxes[k - 1][0].stop for k in group))
-        cols = slice(min(boxes[k - 1][1].start for k in group), max(boxes[k - 1][1].stop for k in group))
+    for group, (rows, cols) in zip(groups, spans_of):
         edges = [cols.start, cols.stop]
         if cols.stop - cols.start > CUT_WIDER_THAN * (rows.stop - rows.start):  # could be two digits or more
             mask = np.isin(labels[rows, cols], group)
-            edges[1:1] = [cols.start + c for c in cut_columns(mask)]
+            edges[1:1] = [cols.start + c for c in cut_columns(mask, max(2, int(MIN_PIECE * max(line, rows.stop - rows.start))))]
         primitives += [(group, a, b) for a, b in zip(edges[:-1], edges[1:])]
 
     def span_mask(i: int, j: int) -> tuple[np.ndarray, tuple[int, int, int, int]]:
