@@ -129,7 +129,8 @@ class DigitAPI(ls.LitAPI):
             "number": reading.number,
             "digits": [{"digit": d.digit, "text": d.text, "probability": d.probability, "sure": d.sure,
                         "top3": [{"digit": k, "probability": p} for k, p in d.top3],
-                        "box": list(d.box)} for d in reading.digits],  # left, top, right, bottom in the picture
+                        "box": list(d.box),  # left, top, right, bottom, in the picture's pixels
+                        "pixels": d.pixels.tolist()} for d in reading.digits],  # the (28, 28) uint8 image read
             "digit": whole.digit,
             "probability": whole.probability,
             "probabilities": probabilities[0].tolist(),
