@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from digitnet.augment import random_affine, random_shift, random_strokes
-from digitnet.negatives import non_digits
+from digitnet.negatives import non_digits, with_neighbours
 from digitnet.errors import DigitnetError
 from digitnet.predict import ImageFiles, collate_images, list_files
 from digitnet.mnist import FILES, TEST_FILES, TRAIN_FILES, default_data_dir, download, find_file, load_split, not_found
@@ -91,6 +91,9 @@ class MNISTDataModule(L.LightningDataModule):
         strokes: Data augmentation: the share of training images whose strokes are redrawn thinner or thicker,
             their faint edges cut, each by its own random amounts (`digitnet.augment.random_strokes`): as the
             number reader's ink map draws a photo's strokes. 0 (the default): none.
+        neighbours: Data augmentation: the share of training images given the edge of another digit touching or
+            overlapping one side (`digitnet.negatives.with_neighbours`), as the number reader cuts touching digits
+            apart; their labels stay theirs. 0 (the default): none.
         non_digits: Pictures that are not digits added to each training batch, as a share of its digits (0.25:
             32 with a batch of 128), made from the batch's digits and random strokes (`digitnet.negatives`),
             for the model to give no digit a high probability on (`--model.non_digit_weight`): the number
@@ -113,6 +116,7 @@ class MNISTDataModule(L.LightningDataModule):
         scale: float = 0.0,
         shear: float = 0.0,
         strokes: float = 0.0,
+        neighbours: float = 0.0,
         non_digits: float = 0.0,
     ) -> None:
         super().__init__()
@@ -124,8 +128,9 @@ class MNISTDataModule(L.LightningDataModule):
         for name, value, top in (("rotate", rotate, 180), ("scale", scale, 1), ("shear", shear, 60)):
             if not 0 <= value < top:
                 raise DigitnetError(f"--data.{name} must be at least 0 (off) and below {top}, got {value}")
-        if not 0 <= strokes <= 1:
-            raise DigitnetError(f"--data.strokes must be between 0 (none) and 1 (every image), got {strokes}")
+        for name, value in (("strokes", strokes), ("neighbours", neighbours)):
+            if not 0 <= value <= 1:
+                raise DigitnetError(f"--data.{name} must be between 0 (none) and 1 (every image), got {value}")
         if not 0 <= non_digits <= 1:
             raise DigitnetError(f"--data.non_digits must be between 0 (none) and 1 (as many as digits), got {non_digits}")
         self.save_hyperparameters()
@@ -180,14 +185,16 @@ class MNISTDataModule(L.LightningDataModule):
         hp = self.hparams
         if self.trainer is None or not self.trainer.training or torch.is_tensor(batch):
             return batch
-        if not (hp.rotate or hp.scale or hp.shear or hp.shift or hp.strokes or hp.non_digits):
+        if not (hp.rotate or hp.scale or hp.shear or hp.shift or hp.strokes or hp.neighbours or hp.non_digits):
             return batch
         x, y = batch  # (B, 1, 28, 28) float32 on the device, (B,) int64
         if hp.rotate or hp.scale or hp.shear:
             x = random_affine(x, hp.rotate, hp.scale, hp.shift, hp.shear, self.background)
         elif hp.shift:
             x = random_shift(x, hp.shift, self.background)
-        if hp.strokes:  # in ink (0-1, white on black) and back
+        if hp.neighbours:  # in ink (0-1, white on black) and back
+            x = self.from_ink(with_neighbours(self.to_ink(x)[:, 0], hp.neighbours)[:, None])
+        if hp.strokes:
             x = self.from_ink(random_strokes(self.to_ink(x), hp.strokes))
         if not hp.non_digits:
             return x, y
@@ -233,7 +240,7 @@ class MNISTDataModule(L.LightningDataModule):
 
 
 # What acts on batches, not on the stored tensors (digitnet.augment moves each batch on the device).
-BATCH_SETTINGS = ("batch_size", "eval_batch_size", "shift", "rotate", "scale", "shear", "strokes", "non_digits")
+BATCH_SETTINGS = ("batch_size", "eval_batch_size", "shift", "rotate", "scale", "shear", "strokes", "neighbours", "non_digits")
 
 
 def reuse_data(datamodule: MNISTDataModule, cache: dict, stages: tuple[str, ...] = ("fit", "test")) -> None:

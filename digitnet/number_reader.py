@@ -31,15 +31,17 @@ from digitnet.errors import ImageError
 from digitnet.images import digit_pixels
 
 # A digit read with a lower probability is shown as "?" (docs/numbers.md: how it was chosen).
-UNSURE_BELOW = 0.5
-# What splitting into one more digit costs, in log-probability: a split must make the pieces that much likelier.
-SPLIT_COST = 0.5
+UNSURE_BELOW = 0.4
+# What splitting into one more digit costs, in log-probability: a split must make the pieces that much likelier;
+# a split that cuts through a mark costs CUT_COST more (docs/numbers.md: how both were chosen).
+SPLIT_COST = 0.25
+CUT_COST = 0.25
 MAX_DIGITS = 20  # more marks than this is a page, not a number
 MAX_PRIMITIVES = 16  # a digit is made of at most this many primitives (strokes, pieces of a cut mark)
 SPECK = 0.2  # marks under this share of the tallest mark's height, both ways, are specks
 OVERLAP = 0.5  # marks whose columns overlap by this share of the narrower one are strokes of one digit
 WIDEST_DIGIT = 1.5  # widest digit, as a share of its height: wider marks hold several digits
-CUT_WIDER_THAN = 0.9  # marks wider than this share of their height are tried cut into several digits
+CUT_WIDER_THAN = 0.7  # marks wider than this share of their height are tried cut into several digits
 MIN_PIECE = 0.12  # pieces of a cut mark are at least this share of a digit's height wide (a 1 is about a quarter)
 
 
@@ -80,12 +82,16 @@ class Candidates(NamedTuple):
     spans: (first, last + 1) primitives of each candidate; the whole picture spans them all.
     boxes: (left, top, right, bottom) of each, in pixels of the ink map.
     primitives: how many primitives the picture was cut into.
+    cuts: the primitives that begin where a mark was cut (the others begin a mark of their own).
+    wide: the candidates that join several marks into a box too wide for one digit (`too_wide`).
     """
 
     pixels: np.ndarray
     spans: list[tuple[int, int]]
     boxes: list[tuple[int, int, int, int]]
     primitives: int
+    cuts: frozenset[int]
+    wide: frozenset[int]
 
 
 def marks(ink: np.ndarray) -> tuple[np.ndarray, list[tuple[slice, slice]]]:
@@ -158,43 +164,63 @@ def candidates(ink: np.ndarray) -> Candidates:
     line = float(np.median([rows.stop - rows.start for rows, _ in spans_of]))
     # Primitives: (labels, first column, last column + 1), left to right.
     primitives: list[tuple[list[int], int, int]] = []
+    cuts: set[int] = set()
     for group, (rows, cols) in zip(groups, spans_of):
         edges = [cols.start, cols.stop]
         if cols.stop - cols.start > CUT_WIDER_THAN * (rows.stop - rows.start):  # could be two digits or more
             mask = np.isin(labels[rows, cols], group)
             edges[1:1] = [cols.start + c for c in cut_columns(mask, max(2, int(MIN_PIECE * max(line, rows.stop - rows.start))))]
+        cuts.update(range(len(primitives) + 1, len(primitives) + len(edges) - 1))
         primitives += [(group, a, b) for a, b in zip(edges[:-1], edges[1:])]
+
+    # Each primitive's ink pixels, cropped to its group's rows and its own columns: (rows, mask).
+    pieces = []
+    for group, a, b in primitives:
+        rows = spans_of[groups.index(group)][0]
+        pieces.append((rows, np.isin(labels[rows, a:b], group)))
 
     def span_mask(i: int, j: int) -> tuple[np.ndarray, tuple[int, int, int, int]]:
         """The ink of primitives i..j-1, cropped to their box (left, top, right, bottom)."""
-        first, last = primitives[i][1], primitives[j - 1][2]
-        keep = np.zeros(labels.shape[1], bool)
-        region = np.zeros_like(labels, dtype=bool)
-        for group, a, b in primitives[i:j]:
-            keep[:] = False
-            keep[a:b] = True
-            region[:, first:last] |= np.isin(labels[:, first:last], group) & keep[first:last]
-        rows = np.flatnonzero(region[:, first:last].any(1))
-        cols = np.flatnonzero(region[:, first:last].any(0))
+        first, last = min(a for _, a, _ in primitives[i:j]), max(b for _, _, b in primitives[i:j])
+        top, bottom = min(rows.start for rows, _ in pieces[i:j]), max(rows.stop for rows, _ in pieces[i:j])
+        region = np.zeros((bottom - top, last - first), bool)
+        for (_, a, b), (rows, mask) in zip(primitives[i:j], pieces[i:j]):
+            region[rows.start - top : rows.stop - top, a - first : b - first] |= mask
+        # A cut leaves bits of the neighbour's strokes on its side: a small piece that reaches a cut edge is the
+        # neighbour's, not this digit's.
+        if i in cuts or j in cuts:
+            parts, count = ndimage.label(region, structure=np.ones((3, 3), bool))
+            if count > 1:
+                area = np.bincount(parts.ravel())[1:]
+                edges = set(parts[:, 0][parts[:, 0] > 0]) if i in cuts else set()
+                edges |= set(parts[:, -1][parts[:, -1] > 0]) if j in cuts else set()
+                region &= ~np.isin(parts, [k for k in edges if area[k - 1] < 0.15 * area.sum()])
+        rows, cols = np.flatnonzero(region.any(1)), np.flatnonzero(region.any(0))
         if len(rows) == 0:
-            return np.zeros((0, 0), np.float32), (first, 0, first, 0)
-        top, bottom, left, right = rows[0], rows[-1] + 1, first + cols[0], first + cols[-1] + 1
-        return (ink * region)[top:bottom, left:right], (int(left), int(top), int(right), int(bottom))
+            return np.zeros((0, 0), np.float32), (first, top, first, top)
+        r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+        box = (int(first + c0), int(top + r0), int(first + c1), int(top + r1))
+        return ink[top + r0 : top + r1, first + c0 : first + c1] * region[r0:r1, c0:c1], box
 
     n = len(primitives)
     whole = span_mask(0, n)[1]
+
+    def one_mark(i: int, j: int) -> bool:  # primitives i..j-1 are pieces of one mark: no mark begins among them
+        return all(k in cuts for k in range(i + 1, j))
+
     pixels, spans, places = [digit_pixels(ink)], [(0, n)], [whole]
     for i in range(n):
         for j in range(i + 1, min(n, i + MAX_PRIMITIVES) + 1):
             if (i, j) == (0, n):
                 continue  # the whole picture, read as `predict` reads one digit
             piece, box = span_mask(i, j)
-            if piece.size == 0 or (j - i > 1 and too_wide(box)):
-                continue
+            if piece.size == 0 or (not one_mark(i, j) and too_wide(box)):
+                continue  # several marks side by side, too wide for one digit
             pixels.append(digit_pixels(piece))
             spans.append((i, j))
             places.append(box)
-    return Candidates(np.stack(pixels), spans, places, n)
+    wide = frozenset([0] if not one_mark(0, n) and too_wide(whole) else [])
+    return Candidates(np.stack(pixels), spans, places, n, frozenset(cuts), wide)
 
 
 def too_wide(box: tuple[int, int, int, int]) -> bool:
@@ -202,10 +228,14 @@ def too_wide(box: tuple[int, int, int, int]) -> bool:
     return box[2] - box[0] > WIDEST_DIGIT * (box[3] - box[1])
 
 
-def best_reading(found: Candidates, probabilities: np.ndarray, scale: float = 1.0) -> NumberReading:
-    """The split of the primitives into digits with the highest sum of log-probabilities, less SPLIT_COST per
-    digit after the first (the module's step 4). `probabilities` are the network's (K, 10) for the candidates;
-    boxes are given in the picture's pixels, `scale` per pixel of the ink map."""
+def best_reading(found: Candidates, probabilities: np.ndarray, scale: float = 1.0, split_cost: float | None = None,
+                 cut_cost: float | None = None) -> NumberReading:  # fmt: skip
+    """The split of the primitives into digits with the highest sum of log-probabilities, less `split_cost`
+    (default SPLIT_COST) per digit after the first and `cut_cost` (CUT_COST) more for a split that cuts a mark
+    (the module's step 4). `probabilities` are the network's (K, 10) for the candidates; boxes are given in the
+    picture's pixels, `scale` per pixel of the ink map."""
+    split_cost = SPLIT_COST if split_cost is None else split_cost
+    cut_cost = CUT_COST if cut_cost is None else cut_cost
     n = found.primitives
     by_span = {span: k for k, span in enumerate(found.spans)}  # the whole picture first: it wins a tie
     best = [(-math.inf, [])] * (n + 1)
@@ -213,9 +243,10 @@ def best_reading(found: Candidates, probabilities: np.ndarray, scale: float = 1.
     for j in range(1, n + 1):
         for i in range(max(0, j - MAX_PRIMITIVES) if (0, j) != (0, n) else 0, j):
             k = by_span.get((i, j))
-            if k is None or best[i][0] == -math.inf or (k == 0 and n > 1 and too_wide(found.boxes[0])):
+            if k is None or best[i][0] == -math.inf or k in found.wide:
                 continue
-            score = best[i][0] + math.log(max(float(probabilities[k].max()), 1e-12)) - (SPLIT_COST if i else 0.0)
+            cost = (split_cost + (cut_cost if i in found.cuts else 0.0)) if i else 0.0
+            score = best[i][0] + math.log(max(float(probabilities[k].max()), 1e-12)) - cost
             if score > best[j][0]:
                 best[j] = (score, best[i][1] + [k])
     digits = []

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from conftest import write_mnist
 from digitnet import DigitRecognizer, mnist_pixels
@@ -66,6 +67,12 @@ def test_predict_reads_the_good_files_and_gives_each_bad_one_its_reason(trained,
     ckpt, _ = trained
     photos = photo_folder(tmp_path / "in")
     reasons = write_bad_files(tmp_path / "in")
+    page = np.full((600, 800), 235, np.uint8)  # a page of writing: far more marks than a number holds
+    for y in range(40, 560, 40):
+        for x in range(30, 770, 24):
+            page[y : y + 18, x : x + 6] = 30
+    Image.fromarray(page).save(tmp_path / "in" / "page.png")
+    reasons["page.png"] = "crop the picture to the number"
     result = run_digitnet("predict", f"--ckpt_path={ckpt}", f"--data.predict_path={tmp_path / 'in'}", "--output=out.csv")
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stdout + result.stderr
@@ -76,11 +83,13 @@ def test_predict_reads_the_good_files_and_gives_each_bad_one_its_reason(trained,
         assert row["error"] == "" and row["digit"] == row["top1"] and row["probability"] == row["top1_probability"]
         probabilities = [float(row[f"top{k}_probability"]) for k in (1, 2, 3)]
         assert probabilities == sorted(probabilities, reverse=True) and sum(probabilities) <= 1.0001
-        assert re.search(rf"{re.escape(photo.name)}\s+{row['digit']}\s+{row['probability']}", result.stdout)
+        # The number: one digit or "?" per digit found, each with its probability.
+        assert re.fullmatch(r"[0-9?]+", row["number"]) and len(row["number_probabilities"].split()) == len(row["number"])
+        assert re.search(rf"{re.escape(photo.name)}\s+{re.escape(row['number'])}\s+\S", result.stdout)
     for name, reason in reasons.items():
-        assert reason in rows[name]["error"] and rows[name]["digit"] == ""
+        assert reason in rows[name]["error"] and rows[name]["digit"] == rows[name]["number"] == ""
         assert re.search(rf"{re.escape(name)}\s+error: {re.escape(rows[name]['error'])}", result.stdout)
-    assert "Predicted 4 of 10 images; 6 could not be read" in result.stdout
+    assert "Predicted 4 of 11 images; 7 could not be read" in result.stdout
     assert not (tmp_path / "lightning_logs").exists() and not (tmp_path / "config.yaml").exists()  # no run written
 
 
