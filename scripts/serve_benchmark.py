@@ -1,6 +1,7 @@
 """Requests/s and latency of `python -m digitnet serve`, with MNIST test digits sent as PNG files; and a soak.
 
     python scripts/serve_benchmark.py --data_dir $DIGITNET_DATA_DIR --clients 1 8 --images 2000
+    python scripts/serve_benchmark.py --data_dir $DIGITNET_DATA_DIR --clients 1 8 --images 500 --digits 4
     python scripts/serve_benchmark.py --data_dir $DIGITNET_DATA_DIR --soak --requests 5000 --clients 8 --rounds 3
 
 Starts the server on a free port of 127.0.0.1 (the best checkpoint of the latest run unless --ckpt_path
@@ -9,8 +10,9 @@ is given; any argument this script does not take goes to `serve`: --max_batch_si
 Clients are threads, each with its own connection; the first requests are a warm-up, not counted.
 
 Benchmark (the default): for each number of --clients, sends every file once, then prints requests/s, p50 and
-p99 latency, and how many digits were read right. --answers CSV keeps each file's answer (file, digit,
-probability) from the last run, to compare with `python -m digitnet predict --data.predict_path PNG_DIR`.
+p99 latency, and how many numbers were read right (with --digits N, each picture holds N digits side by side).
+--answers CSV keeps each file's answer (file, number, digit, probability) from the last run, to compare with
+`python -m digitnet predict --data.predict_path PNG_DIR`.
 
 Soak (--soak): --rounds rounds of --requests requests from max(--clients) clients, one in five bad, in turn
 not an image (422), a PNG cut in half (422) and the image in a field not named `file` (400). Each round prints
@@ -49,15 +51,19 @@ BAD = {  # name: the request's files= from a good PNG; each must be answered wit
 }
 
 
-def write_pngs(data_dir: str, n: int, folder: Path) -> list[tuple[Path, int]]:
-    """The first n MNIST test digits as PNG files, named by index and label."""
+def write_pngs(data_dir: str, n: int, folder: Path, digits: int = 1) -> list[tuple[Path, str]]:
+    """n PNG files of `digits` MNIST test digits each (the first n * digits, side by side, 4 pixels apart),
+    named by index and label; and each file's label, the number it holds."""
     images, labels = load_split(data_dir, TEST_FILES)
     folder.mkdir(parents=True, exist_ok=True)
     files = []
-    for i, (image, label) in enumerate(zip(images[:n].numpy(), labels[:n].tolist())):
+    for i in range(n):
+        chunk = slice(i * digits, (i + 1) * digits)
+        label = "".join(str(d) for d in labels[chunk].tolist())
         path = folder / f"{i:05d}_label{label}.png"
         if not path.exists():
-            Image.fromarray(image).save(path)
+            row = [np.pad(image, ((0, 0), (0, 4))) for image in images[chunk].numpy()]
+            Image.fromarray(np.concatenate(row, axis=1)[:, :-4] if digits > 1 else row[0][:, :-4]).save(path)
         files.append((path, label))
     return files
 
@@ -132,7 +138,7 @@ def run(url: str, requests: list, clients: int) -> tuple[float, list[tuple[str, 
 def read_right(requests: list, results: list) -> float:
     answers = [(label, answer) for (kind, _, label), (_, status, _, answer) in zip(requests, results)
                if kind == "good" and status == 200]  # fmt: skip
-    return sum(answer["digit"] == label for label, answer in answers) / max(len(answers), 1)
+    return sum(answer["number"] == label for label, answer in answers) / max(len(answers), 1)
 
 
 def report(requests: list, results: list) -> bool:
@@ -203,9 +209,9 @@ def benchmark(url: str, args, files: list[tuple[Path, int]], pngs: list[tuple[by
     if args.answers:
         with open(args.answers, "w", newline="") as f:
             writer = csv.writer(f)
-            writer.writerow(["file", "digit", "probability", "error"])
+            writer.writerow(["file", "number", "digit", "probability", "error"])
             for (path, _), (_, _, _, answer) in zip(files, results):
-                writer.writerow([str(path), *(answer.get(key, "") for key in ("digit", "probability", "error"))])
+                writer.writerow([str(path), *(answer.get(key, "") for key in ("number", "digit", "probability", "error"))])
         print(f"Wrote {args.answers}")
 
 
@@ -229,15 +235,18 @@ def soak(url: str, args, server_pid: int, pngs: list[tuple[bytes, int]]) -> bool
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data_dir", default=default_data_dir(), help="the folder of MNIST's four files")
-    parser.add_argument("--images", type=int, default=2000, help="MNIST test digits to send")
+    parser.add_argument("--images", type=int, default=2000, help="pictures to send")
+    parser.add_argument("--digits", type=int, default=1, help="MNIST test digits side by side in each picture, "
+                                                              "a number (default 1)")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8], help="concurrent clients, one run each")
     parser.add_argument("--png_dir", default=None, help="where to write the PNG files (default: a temporary folder)")
-    parser.add_argument("--answers", default=None, help="CSV of the last run's answers: file, digit, probability")
+    parser.add_argument("--answers", default=None,
+                        help="CSV of the last run's answers: file, number, digit, probability")
     parser.add_argument("--soak", action="store_true", help="rounds of requests, one in five bad, and memory")
     parser.add_argument("--requests", type=int, default=5000, help="--soak: requests per round")
     parser.add_argument("--rounds", type=int, default=1, help="--soak: rounds, memory read after each")
     args, args.serve_args = parser.parse_known_args()
-    for name in ("images", "requests", "rounds"):
+    for name in ("images", "digits", "requests", "rounds"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1")
     if min(args.clients) < 1:
@@ -245,7 +254,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            files = write_pngs(args.data_dir, args.images, Path(args.png_dir or tmp))
+            files = write_pngs(args.data_dir, args.images, Path(args.png_dir or tmp), args.digits)
         except DigitnetError as err:
             sys.exit(f"{err}; pass --data_dir (the folder of MNIST's four files)")
         pngs = [(path.read_bytes(), label) for path, label in files]
