@@ -44,9 +44,10 @@ COMMANDS = {
     "test": "evaluate a checkpoint on MNIST's 10,000 test images",
     "predict": "read the digits in image files (or MNIST's test set) with a checkpoint, optionally into a CSV",
     "export": "write a checkpoint's network as an ONNX model, checked with onnxruntime",
+    "finetune": "teach a checkpoint your own handwriting: a folder of your labelled digits, beside MNIST",
     "serve": "serve a checkpoint over HTTP, with a page to draw digits on",
 }
-OWN_PARSERS = {"export": "digitnet.export", "serve": "digitnet.serve"}  # commands that are not Trainer methods
+OWN_PARSERS = {"export": "digitnet.export", "finetune": "digitnet.finetune", "serve": "digitnet.serve"}  # commands that are not Trainer methods
 
 
 class DigitnetCLI(LightningCLI):

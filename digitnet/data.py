@@ -15,10 +15,12 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from digitnet.augment import random_affine, random_shift, random_strokes
 from digitnet.negatives import non_digits, with_neighbours
+from digitnet.own_digits import hold_out, read_digit_folder
 from digitnet.errors import DigitnetError
 from digitnet.predict import ImageFiles, collate_images, list_files
 from digitnet.mnist import FILES, TEST_FILES, TRAIN_FILES, default_data_dir, download, find_file, load_split, not_found
@@ -94,6 +96,11 @@ class MNISTDataModule(L.LightningDataModule):
         neighbours: Data augmentation: the share of training images given the edge of another digit touching or
             overlapping one side (`digitnet.negatives.with_neighbours`), as the number reader cuts touching digits
             apart; their labels stay theirs. 0 (the default): none.
+        extra_dir: Your own labelled digits, trained on beside MNIST: a folder with a folder per digit, `DIR/7/a.png`,
+            pictures of any size read as `predict` reads them (`digitnet.own_digits`); a file that cannot be read
+            is skipped with its reason.
+        extra_share: The share of each training batch taken from `extra_dir`'s digits (1: them alone).
+        extra_hold_out: The share of `extra_dir`'s digits held out of training, to tell how well they are read.
         non_digits: Pictures that are not digits added to each training batch, as a share of its digits (0.25:
             32 with a batch of 128), made from the batch's digits and random strokes (`digitnet.negatives`),
             for the model to give no digit a high probability on (`--model.non_digit_weight`): the number
@@ -117,6 +124,9 @@ class MNISTDataModule(L.LightningDataModule):
         shear: float = 0.0,
         strokes: float = 0.0,
         neighbours: float = 0.0,
+        extra_dir: str | None = None,
+        extra_share: float = 0.5,
+        extra_hold_out: float = 0.2,
         non_digits: float = 0.0,
     ) -> None:
         super().__init__()
@@ -128,9 +138,10 @@ class MNISTDataModule(L.LightningDataModule):
         for name, value, top in (("rotate", rotate, 180), ("scale", scale, 1), ("shear", shear, 60)):
             if not 0 <= value < top:
                 raise DigitnetError(f"--data.{name} must be at least 0 (off) and below {top}, got {value}")
-        for name, value in (("strokes", strokes), ("neighbours", neighbours)):
+        for name, value in (("strokes", strokes), ("neighbours", neighbours), ("extra_share", extra_share),
+                            ("extra_hold_out", extra_hold_out)):  # fmt: skip
             if not 0 <= value <= 1:
-                raise DigitnetError(f"--data.{name} must be between 0 (none) and 1 (every image), got {value}")
+                raise DigitnetError(f"--data.{name} must be between 0 and 1, got {value}")
         if not 0 <= non_digits <= 1:
             raise DigitnetError(f"--data.non_digits must be between 0 (none) and 1 (as many as digits), got {non_digits}")
         self.save_hyperparameters()
@@ -141,6 +152,7 @@ class MNISTDataModule(L.LightningDataModule):
         self.foreground = float(to_input(torch.full((28, 28), 255), normalize).max())
         self.train_set = self.val_set = self.test_set = None  # TensorDatasets of (images, labels)
         self.predict_set = None  # ImageFiles, when predict_path is set
+        self.extra_set = self.extra_held_out = None  # TensorDatasets of extra_dir's digits, trained on and held out
 
     def prepare_data(self) -> None:
         if self.hparams.predict_path is not None and self.trainer is not None and self.trainer.predicting:
@@ -167,13 +179,19 @@ class MNISTDataModule(L.LightningDataModule):
             val, train = order[: self.hparams.val_size], order[self.hparams.val_size :]
             x = to_input(images, self.hparams.normalize)  # (N, 1, 28, 28) float32
             self.train_set, self.val_set = TensorDataset(x[train], labels[train]), TensorDataset(x[val], labels[val])
+        if stage in ("fit", "validate", None) and self.hparams.extra_dir and self.extra_set is None:
+            x, y, skipped = read_digit_folder(self.hparams.extra_dir, self.hparams.normalize)
+            for file, reason in skipped if rank_zero_only.rank == 0 else []:
+                print(f"{file}: skipped: {reason}")
+            train, held = hold_out(y, self.hparams.extra_hold_out, self.hparams.seed)
+            self.extra_set, self.extra_held_out = TensorDataset(x[train], y[train]), TensorDataset(x[held], y[held])
         if stage in ("test", "predict", None) and self.test_set is None:
             images, labels = load_split(self.data_dir, TEST_FILES)
             self.test_set = TensorDataset(to_input(images, self.hparams.normalize), labels)
         # On the device the Trainer trains on, once it is attached (the CLI reads the data before): batches are
         # then indexed there, with no copy per step.
         device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
-        for name in ("train_set", "val_set", "test_set"):
+        for name in ("train_set", "val_set", "test_set", "extra_set", "extra_held_out"):
             dataset = getattr(self, name)
             if dataset is not None and dataset.tensors[0].device != device:
                 setattr(self, name, TensorDataset(*(t.to(device) for t in dataset.tensors)))
@@ -185,9 +203,15 @@ class MNISTDataModule(L.LightningDataModule):
         hp = self.hparams
         if self.trainer is None or not self.trainer.training or torch.is_tensor(batch):
             return batch
-        if not (hp.rotate or hp.scale or hp.shear or hp.shift or hp.strokes or hp.neighbours or hp.non_digits):
+        if not (hp.rotate or hp.scale or hp.shear or hp.shift or hp.strokes or hp.neighbours or hp.non_digits
+                or self.extra_set):  # fmt: skip
             return batch
         x, y = batch  # (B, 1, 28, 28) float32 on the device, (B,) int64
+        if self.extra_set is not None and len(self.extra_set):  # the first extra_share of the batch: your digits
+            m = round(hp.extra_share * len(y))
+            pick = torch.randint(len(self.extra_set), (m,), device=y.device)
+            extra_x, extra_y = self.extra_set[pick]
+            x, y = torch.cat([extra_x, x[m:]]), torch.cat([extra_y, y[m:]])
         if hp.rotate or hp.scale or hp.shear:
             x = random_affine(x, hp.rotate, hp.scale, hp.shift, hp.shear, self.background)
         elif hp.shift:

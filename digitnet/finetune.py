@@ -1,0 +1,137 @@
+"""`python -m digitnet finetune`: a trained model taught your own handwriting, without forgetting MNIST.
+
+    python -m digitnet finetune --ckpt_path CKPT --data.extra_dir my_digits/
+
+It starts from the checkpoint's weights (its network and settings: a ConvNet stays a ConvNet), trains
+`--trainer.max_steps` steps on batches a share of which are your digits (`--data.extra_share`) and the rest
+MNIST's, and says how many of your held-out digits and of MNIST's test digits are read right before and after.
+The result is a new run under lightning_logs/<net>-finetune/, which `predict`, `serve` and `export` then use.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+from torch.utils.data import TensorDataset
+
+from digitnet.arguments import command_parser
+from digitnet.checkpoints import announce_default_checkpoint, read_checkpoint
+from digitnet.data import MNISTDataModule
+from digitnet.errors import DigitnetError
+from digitnet.model import DigitClassifier
+
+# The data settings a fine-tune keeps from the checkpoint's run: how its pictures were scaled and augmented.
+KEPT = ("normalize", "val_size", "seed", "batch_size", "rotate", "scale", "shift", "shear", "strokes", "neighbours",
+        "non_digits")  # fmt: skip
+
+
+@torch.no_grad()
+def accuracy(net: torch.nn.Module, data: TensorDataset | None) -> float | None:
+    """The share of a labelled set the network reads right (None for an empty or missing set)."""
+    if data is None or len(data) == 0:
+        return None
+    training, x, y = net.training, *data.tensors
+    net.eval()
+    right = sum(int((net(x[i : i + 1000]).argmax(1) == y[i : i + 1000]).sum()) for i in range(0, len(y), 1000))
+    net.train(training)
+    return right / len(y)
+
+
+def percent(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{100 * value:.{digits}f}%"
+
+
+def finetune(
+    ckpt_path: str | None = None,
+    extra_dir: str | None = None,
+    data_dir: str | None = None,
+    extra_share: float = 0.5,
+    extra_hold_out: float = 0.2,
+    max_steps: int = 300,
+    lr: float = 3e-4,
+    accelerator: str = "auto",
+    root: str = ".",
+) -> dict:
+    """Fine-tune a checkpoint on your own digits, keeping MNIST in each batch.
+
+    Args:
+        ckpt_path: The DigitClassifier checkpoint to start from; default: the best (else the newest) checkpoint of
+            the latest run under lightning_logs/.
+        extra_dir: Your digits: a folder with a folder per digit, DIR/7/a.png (pictures of any size).
+        data_dir: MNIST's folder; default: $DIGITNET_DATA_DIR, else ./data.
+        extra_share: The share of each batch taken from your digits; the rest is MNIST's.
+        extra_hold_out: The share of your digits held out of training, to tell how well they are read.
+        max_steps: Training steps (batches).
+        lr: Adam's learning rate, decayed to zero along a half cosine.
+        accelerator: auto (the GPU when there is one), cpu, cuda or mps.
+        root: Where lightning_logs/ is.
+
+    Returns:
+        checkpoint (the new one), seconds (of training), and the share read right of your held-out digits and of
+        MNIST's test digits: extra_before, extra_after, mnist_before, mnist_after.
+    """
+    if extra_dir is None:
+        raise DigitnetError("--data.extra_dir is needed: a folder with a folder per digit, DIR/7/a.png")
+    if max_steps < 1 or not lr > 0:
+        raise DigitnetError(f"--trainer.max_steps must be at least 1 and --lr positive, got {max_steps} and {lr}")
+    if ckpt_path is None:
+        ckpt_path = str(announce_default_checkpoint(root=Path(root) / "lightning_logs"))
+    settings = read_checkpoint(ckpt_path).get("datamodule_hyper_parameters", {})
+    start = DigitClassifier.load_from_checkpoint(ckpt_path, map_location="cpu")
+    data = MNISTDataModule(data_dir=data_dir, extra_dir=extra_dir, extra_share=extra_share,
+                           extra_hold_out=extra_hold_out, **{k: v for k, v in settings.items() if k in KEPT})  # fmt: skip
+    data.prepare_data()
+    data.setup("fit")  # a bad folder stops here, before anything is written
+    data.setup("test")
+    model = DigitClassifier(net=start.net, optimizer=functools.partial(torch.optim.Adam, lr=lr),
+                            label_smoothing=start.hparams.label_smoothing,
+                            non_digit_weight=start.hparams.non_digit_weight)  # fmt: skip
+    net_name = type(start.net).__name__
+    before = {"extra": accuracy(model.net, data.extra_held_out), "mnist": accuracy(model.net, data.test_set)}
+    print(f"Fine-tuning the {net_name} of {ckpt_path} on {len(data.extra_set)} of your digits "
+          f"({len(data.extra_held_out)} held out), {max_steps} steps, {extra_share:.0%} of each batch yours")  # fmt: skip
+
+    logger = TensorBoardLogger(str(Path(root) / "lightning_logs"), name=f"{net_name}-finetune", default_hp_metric=False)
+    trainer = L.Trainer(max_steps=max_steps, accelerator=accelerator, logger=logger, enable_checkpointing=False,
+                        limit_val_batches=0, num_sanity_val_steps=0, enable_model_summary=False)  # fmt: skip
+    started = time.perf_counter()
+    trainer.fit(model, datamodule=data)
+    seconds = time.perf_counter() - started
+    checkpoint = Path(logger.log_dir) / "checkpoints" / "finetuned.ckpt"
+    trainer.save_checkpoint(checkpoint, weights_only=False)
+
+    net = model.net.to(data.test_set.tensors[0].device)
+    after = {"extra": accuracy(net, data.extra_held_out), "mnist": accuracy(net, data.test_set)}
+    if trainer.is_global_zero:
+        print(f"Your held-out digits read right: {percent(before['extra'])} -> {percent(after['extra'])}")
+        print(f"MNIST test digits read right:    {percent(before['mnist'], 2)} -> {percent(after['mnist'], 2)}")
+        print(f"Fine-tuned in {seconds:.0f} s: {checkpoint} (predict, serve and export use it from now on)")
+    return {"checkpoint": str(checkpoint), "seconds": seconds, "extra_before": before["extra"],
+            "extra_after": after["extra"], "mnist_before": before["mnist"], "mnist_after": after["mnist"]}  # fmt: skip
+
+
+def main(args: list[str] | None = None) -> None:
+    """`python -m digitnet finetune ARGS`; bad input raises DigitnetError."""
+    parser = command_parser("finetune", finetune.__doc__.split("\n")[0], args)
+    # The data's and the trainer's flags are spelled as in `fit`: --data.extra_dir, --trainer.max_steps, ...
+    flags = {
+        "data.extra_dir": (str | None, None, "your digits: a folder with a folder per digit, DIR/7/a.png"),
+        "data.data_dir": (str | None, None, "MNIST's folder; default: $DIGITNET_DATA_DIR, else ./data"),
+        "data.extra_share": (float, 0.5, "the share of each batch taken from your digits; the rest is MNIST's"),
+        "data.extra_hold_out": (float, 0.2, "the share of your digits held out of training, to tell how well they "
+                                            "are read"),
+        "trainer.max_steps": (int, 300, "training steps (batches)"),
+        "trainer.accelerator": (str, "auto", "auto (the GPU when there is one), cpu, cuda or mps"),
+    }
+    parser.add_function_arguments(finetune, as_group=False, skip={flag.split(".")[1] for flag in flags})
+    for flag, (kind, default, text) in flags.items():
+        parser.add_argument(f"--{flag}", type=kind, default=default, help=text)
+    config = parser.parse_args(args).as_dict()
+    for group in ("data", "trainer"):
+        config.update(config.pop(group, {}) or {})
+    finetune(**config)
