@@ -38,6 +38,7 @@ from digitnet.arguments import command_parser
 from digitnet.errors import DigitnetError
 from digitnet.images import MAX_PIXELS, ImageError, picture_ink, open_image, to_input
 from digitnet.checkpoints import announce_default_checkpoint
+from digitnet.corrections import Corrections
 from digitnet.number_reader import Candidates, best_reading, candidates
 from digitnet.recognizer import DigitRecognizer, top3
 
@@ -158,6 +159,7 @@ def build_server(
     timeout: float = 10.0,
     max_upload_bytes: int = MAX_UPLOAD_BYTES,
     model: dict | None = None,
+    corrections: Corrections | None = None,
 ) -> ls.LitServer:
     """The LitServer of `serve`: DigitAPI at POST /predict, the page at /, LitServe's /health and /info (with
     `model`, the checkpoint's `describe`, read from it when not given), and every error (4xx from the API or
@@ -190,7 +192,36 @@ def build_server(
         return JSONResponse({"error": reason}, status_code=exc.status_code, headers=exc.headers)
 
     server.app.add_exception_handler(HTTPException, error_json)
+    if corrections is not None:
+        add_corrections(server.app, corrections, ckpt_path)
     return server
+
+
+def add_corrections(app, corrections: Corrections, ckpt_path: str) -> None:
+    """GET /corrections: how many the folder holds and the command that fine-tunes on them; POST /corrections: a
+    form with `digit` (0-9), `pixels` (the 28x28 PNG the model read) and `original` (the piece of the picture),
+    saved by `corrections` (201, or a 4xx that says what is wrong)."""
+    command = f"python -m digitnet finetune --ckpt_path {ckpt_path} --data.extra_dir {corrections.folder}"
+
+    async def info(request: Request) -> JSONResponse:
+        return JSONResponse({"count": corrections.count(), "folder": str(corrections.folder), "command": command})
+
+    async def save(request: Request) -> JSONResponse:
+        form = await request.form()
+        digit, pixels, original = form.get("digit"), form.get("pixels"), form.get("original")
+        if not (isinstance(digit, str) and digit.isdigit() and len(digit) == 1) or not isinstance(pixels, UploadFile):
+            return JSONResponse({"error": "send a form with 'digit' (0 to 9), the file 'pixels' (the 28x28 image the "
+                                          "model read) and the file 'original' (the piece of the picture)"},
+                                status_code=400)  # fmt: skip
+        crop = await original.read() if isinstance(original, UploadFile) else None
+        try:
+            path = corrections.save(int(digit), await pixels.read(), crop)
+        except ImageError as err:
+            return JSONResponse({"error": str(err)}, status_code=422)
+        return JSONResponse({"saved": str(path), "count": corrections.count(), "command": command}, status_code=201)
+
+    app.add_api_route("/corrections", info, methods=["GET"])
+    app.add_api_route("/corrections", save, methods=["POST"])
 
 
 def serve(
@@ -202,6 +233,7 @@ def serve(
     workers_per_device: int = 1,
     accelerator: Literal["auto", "cpu", "cuda", "mps"] = "auto",
     timeout: float = 10.0,
+    corrections: str | None = None,
 ) -> None:
     """Serve a page to draw digits on and POST /predict for images, until Ctrl-C or SIGTERM.
 
@@ -217,6 +249,8 @@ def serve(
         accelerator: auto (the GPU when there is one), cpu, cuda or mps.
         timeout: Seconds a request may wait for an inference worker; then it is answered 504 (busy, or a worker
             restarting), and at the latest a second later if the worker holding it died.
+        corrections: A folder to save the page's corrections in (`DIR/7/<id>.png`, what `finetune
+            --data.extra_dir DIR` reads); without it the page offers no saving.
     """
     if host not in HOSTS:
         raise DigitnetError(f"--host {host}: use one of {', '.join(HOSTS)} (LitServe listens on these only)")
@@ -230,9 +264,10 @@ def serve(
         ckpt_path = str(announce_default_checkpoint())
     # A missing or foreign file stops here, not in a worker process; the network loaded is described on the page.
     model = describe(DigitRecognizer.from_checkpoint(ckpt_path).net, ckpt_path)
+    saver = Corrections(corrections) if corrections is not None else None  # a folder it cannot write stops here
     check_port_free(host, port)
     server = build_server(ckpt_path, max_batch_size, batch_timeout, workers_per_device, accelerator, timeout,
-                          model=model)  # fmt: skip
+                          model=model, corrections=saver)  # fmt: skip
     shown = "127.0.0.1" if host == "0.0.0.0" else "[::1]" if host == "::" else host
     print(f"Draw a digit at http://{shown}:{port}/  (API: POST http://{shown}:{port}{API_PATH}; Ctrl-C stops)",
           flush=True)  # fmt: skip
