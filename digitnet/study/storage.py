@@ -42,7 +42,7 @@ def open_storage(url: str) -> BaseStorage:
             return RDBStorage(url, engine_kwargs=engine_kwargs)
         except ImportError as err:  # the database's driver: Optuna raises it from SQLAlchemy's ModuleNotFoundError
             driver = getattr(err.__cause__, "name", None) or "its driver"
-            if driver == "psycopg2":  # SQLAlchemy before 2.1 reads postgresql:// so; the study extra has psycopg 3
+            if driver == "psycopg2":  # a plain postgresql:// URL (docs/study.md: why +psycopg)
                 hint = "use postgresql+psycopg://..., whose driver pip install -e '.[study]' installs"
             elif driver == "psycopg":
                 hint = "pip install -e '.[study]' installs it"

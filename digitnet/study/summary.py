@@ -52,7 +52,7 @@ def settings(config: Path) -> str:
     content = yaml.safe_load(config.read_text()) or {}
     model, data = content.get("model") or {}, content.get("data") or {}
     optimizer = model.pop("optimizer", {}) or {}
-    net = model.pop("net", None) or {}  # the network's settings, e.g. {"dropout": 0.2}, shown as the model's
+    net = model.pop("net", None) or {}  # the network's settings, e.g. {"dropout": 0.2}, listed as the model's
     if isinstance(net, dict):
         model = {**(net.get("init_args") or {k: v for k, v in net.items() if k != "class_path"}), **model}
     if isinstance(optimizer, str):

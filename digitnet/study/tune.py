@@ -76,8 +76,8 @@ def parse_args(argv: list[str] | None, description: str = __doc__.split("\n\n")[
 # Not TPESampler(seed=...), which repeats its proposals in every worker and after every restart:
 # tests/test_tune.py::test_the_sampler_proposes_by_trial_number_whichever_worker_asks
 class SeededPerTrial(optuna.samplers.BaseSampler):
-    """TPE (independent, 10 random startup trials) whose random numbers depend on the seed, the trial
-    number and the parameter only: one worker always proposes the same trials, and several workers
+    """Optuna's TPE, independent per parameter, whose random numbers depend on the seed, the trial number
+    and the parameter only: one worker always proposes the same trials, and several workers
     sharing a study propose different ones."""
 
     def __init__(self, seed: int) -> None:
