@@ -107,6 +107,10 @@ def test_welch_holm_calls_a_clear_difference_different_and_one_distribution_not(
     assert not same["different"] and same["p_holm"] >= same["p"]
 
 
+def test_the_interval_of_samples_without_spread_is_their_value():
+    assert stats.mean_ci([0.98, 0.98, 0.98]) == (0.98, 0.98, 0.98)  # every seed read the same images right
+
+
 def test_holm_adjusts_p_values_step_down():
     # Holm's rule on the sorted p-values: the k-th smallest times (m - k + 1), kept non-decreasing.
     rng = np.random.default_rng(1)
