@@ -146,8 +146,8 @@ def train(args: argparse.Namespace, name: str, trial: optuna.Trial, cache: dict)
     except TrainingDiverged as err:  # the loss turned NaN or infinite: the worst score, and the budget spent
         trial.set_user_attr("diverged", str(err).split("\n")[0])
         score = 0.0
-    finally:  # trials need no checkpoints (the config is the result): delete what the CLI's callbacks wrote
-        # (--trainer.enable_checkpointing=false clashes with them: test_tune.py::test_two_optimizers_two_trials...)
+    finally:  # trials need no checkpoints: delete them (enable_checkpointing=false clashes with the CLI's callbacks:
+        # tests/test_tune.py::test_two_optimizers_two_trials_one_epoch_write_configs_and_record)
         if folder := cli.trainer.checkpoint_callback.dirpath:
             for path in Path(folder).glob("*.ckpt"):
                 path.unlink(missing_ok=True)
