@@ -107,6 +107,10 @@ def test_welch_holm_calls_a_clear_difference_different_and_one_distribution_not(
     assert not same["different"] and same["p_holm"] >= same["p"]
 
 
+def test_the_interval_of_samples_without_spread_is_their_value():
+    assert stats.mean_ci([0.98, 0.98, 0.98]) == (0.98, 0.98, 0.98)  # every seed read the same images right
+
+
 def test_holm_adjusts_p_values_step_down():
     # Holm's rule on the sorted p-values: the k-th smallest times (m - k + 1), kept non-decreasing.
     rng = np.random.default_rng(1)
@@ -135,6 +139,14 @@ def test_summary_shows_intervals_and_names_only_pairs_that_pass(monkeypatch):
     assert "seeds on)" in summary and "Holm's correction for 3 tests" in summary
 
 
+@pytest.mark.parametrize("report_dir", ["docs/optimizers", "docs/long"])
+def test_summary_md_is_rewritten_from_its_results_csv(report_dir):
+    # The committed summary.md, byte for byte, from the runs in its results.csv (their configs are in the checkout).
+    results = pd.read_csv(ROOT / report_dir / "results.csv")
+    configs = {label: ROOT / config for label, config in zip(results.optimizer, results.config)}
+    assert report.summarize(results, configs, test_images=10_000) == (ROOT / report_dir / "summary.md").read_text()
+
+
 def test_seeds_needed_is_the_fewest_seeds_from_which_a_pair_stays_different():
     samples = {"a": [0.990, 0.991, 0.989, 0.990, 0.991, 0.990], "b": [0.985, 0.990, 0.980, 0.982, 0.981, 0.983]}
     assert stats.seeds_needed(samples) == {("a", "b"): 5}  # p = 0.44, 0.22, 0.075, 0.020, 0.0057 for 2-6 seeds
@@ -153,10 +165,3 @@ def test_settings_name_the_optimizer_model_and_data_arguments(tmp_path):
 def test_unknown_optimizer_lists_the_configs(capsys):
     with pytest.raises(SystemExit, match="use one of adadelta, adam, keras/adadelta, keras/adam, keras/nadam, keras/sgd, nadam, sgd"):
         compare.main(["--optimizers=RMSprop"])
-
-
-def test_readme_block_is_replaced(tmp_path):
-    readme = tmp_path / "README.md"
-    readme.write_text("# x\n<!-- begin docs/a/summary.md -->\nold\n<!-- end docs/a/summary.md -->\nafter\n")
-    report.update_readme(readme, "docs/a/summary.md", "new table\n")
-    assert readme.read_text() == "# x\n<!-- begin docs/a/summary.md -->\nnew table\n<!-- end docs/a/summary.md -->\nafter\n"

@@ -19,7 +19,7 @@ optuna = pytest.importorskip("optuna")
 from optuna.trial import TrialState  # noqa: E402
 
 from digitnet.cli import main  # noqa: E402
-from digitnet.study import spaces, tune  # noqa: E402
+from digitnet.study import record, spaces, tune  # noqa: E402
 from digitnet.study.heartbeat import HEARTBEAT, WORKER  # noqa: E402
 from digitnet.study.storage import open_storage  # noqa: E402
 from postgres import postgres_server, server_binaries, why_not  # noqa: E402
@@ -84,6 +84,42 @@ def test_each_search_space_covers_its_optimizer_s_hyperparameters(name):
     untuned = {"weight_decay", "momentum_decay", "dampening", "foreach", "maximize", "capturable", "differentiable",
                "fused", "amsgrad", "decoupled_weight_decay"}
     assert set(optimizer.defaults) - untuned <= tuned, "a hyperparameter is neither searched nor documented as fixed"
+
+
+def test_the_sampler_proposes_by_trial_number_whichever_worker_asks():
+    # TPESampler(seed=0) in every worker would propose its first trial again in each one, and after each restart.
+    space, storage = spaces.SEARCH_SPACES["Adam"], optuna.storages.InMemoryStorage()
+
+    def propose(sampler, study_name) -> dict:  # one trial asked for and told through `sampler`
+        study = optuna.create_study(study_name=study_name, storage=storage, sampler=sampler, load_if_exists=True)
+        trial = study.ask()
+        params = space.suggest(trial)
+        study.tell(trial, 0.5)
+        return params
+
+    one_worker = [propose(sampler, "one") for sampler in [tune.SeededPerTrial(0)] * 3]
+    a_worker_each = [propose(tune.SeededPerTrial(0), "many") for _ in range(3)]  # or a worker restarted each time
+    assert a_worker_each == one_worker and one_worker[0] != one_worker[1]
+
+
+def test_workers_asking_for_the_last_place_at_once_run_one():
+    # Both found one place left and asked together (MaxTrialsCallback, which counts before asking, lets both
+    # train); the trial numbers the storage hands out let the first one in.
+    study = optuna.create_study()
+    study.add_trial(optuna.trial.create_trial(value=0.5, params={}, distributions={}))  # one of two places taken
+    first, second = study.ask(), study.ask()
+    assert tune.within_budget(study, first.number, 2) and not tune.within_budget(study, second.number, 2)
+    study.tell(first, state=TrialState.FAIL)  # a failed trial holds no place: its rerun takes it
+    assert tune.within_budget(study, second.number, 2)
+
+
+def test_the_history_plot_zooms_on_the_best_so_far(tmp_path):
+    # Optuna's plot_optimization_history scales its axis to every trial's value, a diverged one's 0 included.
+    study = optuna.create_study(direction="maximize")
+    for value in (0.0, 0.95, 0.97, 0.96):  # the first one diverged
+        study.add_trial(optuna.trial.create_trial(value=value, params={}, distributions={}))
+    low, high = record.plot_history({"SGD": study}, tmp_path / "history.png").axes[0].get_ylim()
+    assert 90 < low < 97 < high < 98 and (tmp_path / "history.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_two_optimizers_two_trials_one_epoch_write_configs_and_record(mnist_dir, tmp_path, capsys):
@@ -156,8 +192,9 @@ def test_two_workers_sharing_one_storage_run_exactly_the_budget(mnist_dir, tmp_p
     first, second = (trained(o) for o in outputs)
     assert sorted(first + second) == sorted(t.number for t in done)  # each trial number trained once, by one worker
     assert first and second, outputs  # both took part
-    # Anything beyond the budget that a worker asked for at the end was not trained.
-    assert all(t.user_attrs.get("over_budget") for t in trials(str(out / "journal.log"), "SGD") if t not in done)
+    # Anything beyond the budget that a worker asked for at the end was not trained, nor given params for TPE.
+    assert all(t.user_attrs.get("over_budget") and not t.params
+               for t in trials(str(out / "journal.log"), "SGD") if t not in done)
 
 
 def test_a_killed_worker_s_trial_runs_again_with_its_hyperparameters(mnist_dir, tmp_path, capsys):

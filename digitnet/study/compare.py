@@ -1,20 +1,7 @@
 """Train the report's dense network with each optimizer and several seeds; tabulate and plot the results.
 
-Each optimizer's settings come from configs/optimizers/<name>.yaml (the best trial of the tuning) and
-configs/optimizers/keras/<name>.yaml (Keras's defaults, the report's one-shot baseline), the same files that
-`python -m digitnet fit --config configs/optimizers/sgd.yaml` takes; an entry of --optimizers may also be the
-path of any such YAML file (configs/long.yaml, for instance). Every run goes through the package's CLI
-(build_cli) in this one process, trained as `python -m digitnet fit` trains, then tested with its final
-weights, as the report did. (`fit` tests the checkpoint with the best validation accuracy instead; with the
-learning rate decayed to zero the last epoch is usually the better model, and choosing among near-equal
-epochs on 5,000 validation images adds noise.) It logs to TensorBoard in OUT/<optimizer>/seed_<n>
-(`tensorboard --logdir OUT`; the HParams tab compares hp_metric, the test accuracy), and writes
-(digitnet.study.summary)
-
-    OUT/results.csv   one row per run: optimizer, seed, epochs, test_acc, test_loss, best_val_acc, sec_per_epoch, ...
-    OUT/summary.md    per optimizer: settings, mean test accuracy and its 95% confidence interval; then the
-                      pairs that Welch's t-test, Holm-corrected for the number of pairs, calls different
-    OUT/curves.png    validation accuracy and loss per epoch, read back from the TensorBoard event files
+Every run is `python -m digitnet fit --config CONFIG --seed_everything SEED` in this process, then a test of
+its final weights. What it reads and writes: docs/optimizers.md.
 """
 
 from __future__ import annotations
@@ -32,7 +19,7 @@ from digitnet.data import reuse_data
 from digitnet.errors import DigitnetError
 from digitnet.files import atomic_write
 from digitnet.study.runs import logged_run_args, quiet_lightning
-from digitnet.study.summary import plot_curves, read_curves, summarize, update_readme
+from digitnet.study.summary import plot_curves, read_curves, summarize
 
 # The source checkout: the study reads and writes its configs/ and docs/, which the installed package does not
 # hold (the study runs from a clone, installed with pip install -e).
@@ -57,18 +44,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--seeds", type=int, default=10, help="seeds per optimizer: 0, 1, ..., N-1")
     add("--epochs", type=int, default=None,
         help="training epochs per run (default: the config's trainer.max_epochs, else the CLI's 5, the report's)")
-    add("--report_dir", default=None,
-        help="also copy results.csv, summary.md and curves.png here (e.g. docs/optimizers)")
-    add("--readme", default=None,
-        help="replace the block between '<!-- begin REPORT_DIR/summary.md -->' and its end marker in this file "
-             "with summary.md")  # fmt: skip
+    add("--report_dir", default=None, help="also copy results.csv, summary.md and curves.png here (docs/optimizers)")
     args, args.cli_args = parser.parse_known_args(argv)
     if any(not a.startswith("--") for a in args.cli_args[:1]):
         parser.error(f"unrecognized arguments: {' '.join(args.cli_args)}")
     if args.seeds < 1 or (args.epochs is not None and args.epochs < 1):
         parser.error("--seeds and --epochs must be at least 1")
-    if args.readme and not args.report_dir:
-        parser.error("--readme needs --report_dir: the README block names the summary file it holds")
     return args
 
 
@@ -92,12 +73,9 @@ def resolve_configs(entries: str) -> dict[str, Path]:
 
 def train_and_test(config: Path, label: str, seed: int, args: argparse.Namespace, cache: dict) -> dict:
     """One run through the package's CLI, as `python -m digitnet fit --config CONFIG --seed_everything SEED`."""
-    cli_args = [f"--config={config}", f"--seed_everything={seed}", *logged_run_args(args.out, label, f"seed_{seed}")]
-    if args.epochs is not None:
-        cli_args.append(f"--trainer.max_epochs={args.epochs}")
-    if args.data_dir:
-        cli_args.append(f"--data.data_dir={args.data_dir}")
-    cli_args += args.cli_args
+    cli_args = [f"--config={config}", f"--seed_everything={seed}", *logged_run_args(args.out, label, f"seed_{seed}"),
+                *([f"--trainer.max_epochs={args.epochs}"] if args.epochs else []),
+                *([f"--data.data_dir={args.data_dir}"] if args.data_dir else []), *args.cli_args]  # fmt: skip
     run_dir = Path(args.out) / label / f"seed_{seed}"
     if run_dir.exists():
         shutil.rmtree(run_dir)  # an earlier run's event files would mix into this run's curves
@@ -116,12 +94,12 @@ def train_and_test(config: Path, label: str, seed: int, args: argparse.Namespace
         "test_loss": test["test/loss"],
         "best_val_acc": float(checkpoint.best_model_score),
         "sec_per_epoch": seconds / max(cli.trainer.current_epoch, 1),
-        "config": shown(config),
+        "config": in_checkout(config),
         "log_dir": cli.trainer.logger.log_dir,
     }
 
 
-def shown(path: Path) -> str:
+def in_checkout(path: Path) -> str:
     """A config's path relative to the checkout when it lies inside it: the same in every clone."""
     path = path.resolve()
     return path.relative_to(CHECKOUT).as_posix() if path.is_relative_to(CHECKOUT) else str(path)
@@ -147,8 +125,7 @@ def main(argv: list[str] | None = None) -> None:
         results = pd.DataFrame(rows, columns=COLUMNS)
         atomic_write(out / "results.csv", results.to_csv(index=False, float_format="%.6g"))
         test_images = len(next(iter(cache.values()))[2])
-        summary = summarize(results, configs, test_images)
-        atomic_write(out / "summary.md", summary)
+        atomic_write(out / "summary.md", summarize(results, configs, test_images))
         plot_curves(read_curves({(r["optimizer"], r["seed"]): r["log_dir"] for r in rows}), out / "curves.png")
         print(f"{len(rows)} runs in {time.perf_counter() - start:.0f} s; wrote {out}/results.csv, summary.md, "
               f"curves.png (tensorboard --logdir {out})")  # fmt: skip
@@ -156,8 +133,6 @@ def main(argv: list[str] | None = None) -> None:
             report = Path(args.report_dir)
             for name in ("results.csv", "summary.md", "curves.png"):
                 atomic_write(report / name, (out / name).read_bytes())
-            if args.readme:
-                update_readme(Path(args.readme), f"{report.as_posix()}/summary.md", summary)
-            print(f"copied them to {report}/" + (f" and updated {args.readme}" if args.readme else ""))
+            print(f"copied them to {report}/")
     except DigitnetError as err:
         sys.exit(f"compare_optimizers: error: {err}")

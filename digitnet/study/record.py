@@ -1,37 +1,29 @@
-"""The record of a finished tuning: configs, tuning.md and the plots.
+"""The record of a finished tuning: each optimizer's best trial as a config, tuning.md and its plots.
 
-    write_record(args, studies, val_images)   by the worker that completes the last trial (digitnet.study.tune),
-                                              or again by scripts/study_report.py
-
-    OUT/configs/<name>.yaml         each optimizer's best trial as a config for `python -m digitnet fit --config`
-    OUT/configs/keras/<name>.yaml   the same model and training with Keras's defaults (the report's baseline)
-    OUT/tuning.md                   the record: search spaces, budget, best trial per optimizer, the plots
-    OUT/history.png                 best validation accuracy so far against the trial number
-    OUT/sensitivity.png             validation error against the learning rate, every trial
-    OUT/slice_<name>.png            Optuna's slice plot: the score against each hyperparameter
-
---configs_dir and --report_dir copy them elsewhere (configs/optimizers, docs/optimizers). Every file is written
-whole or not at all (digitnet.files), so workers finishing together never leave a half-written one.
+What it writes where: docs/study.md. Every file is written whole or not at all (digitnet.files), so workers
+finishing together never leave a half-written one.
 """
 
 from __future__ import annotations
 
+import statistics
 import warnings
 from pathlib import Path
 
 import optuna
 import yaml
+from matplotlib.figure import Figure
 from optuna.trial import TrialState
 
 from digitnet.files import atomic_write, replacing
-from digitnet.study.spaces import FIXED, SEARCH_SPACES, TRAIN_SEED, init_args
+from digitnet.study.spaces import FIXED, SEARCH_SPACES, TRAIN_SEED, SearchSpace, distribution_text, init_args
 
 PLOTS = ("history.png", "sensitivity.png")
 
 
 def write_record(args, studies: dict[str, optuna.Study], val_images: int) -> None:
+    """By the worker that completes the last trial, or by scripts/study_report.py."""
     out = Path(args.out)
-    (out / "configs" / "keras").mkdir(parents=True, exist_ok=True)
     written = []
     for name, study in studies.items():
         file = f"{name.lower()}.yaml"
@@ -56,136 +48,116 @@ def completed(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     return sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), key=lambda t: t.number)
 
 
-def _fixed(epochs: int, optimizer: dict) -> dict:
-    """The config: the report's model and training from FIXED, then the optimizer."""
-    config: dict = {"trainer": {"max_epochs": epochs}}
+def config(header: list[str], epochs: int, space: SearchSpace, optimizer_args: dict) -> str:
+    """A config file: the header's comment lines, the report's model and training from FIXED, the optimizer."""
+    settings: dict = {"trainer": {"max_epochs": epochs}}
     for key, value in FIXED.items():  # "model.net.dropout" -> {"model": {"net": {"dropout": ...}}}
         *sections, name = key.split(".")
-        place = config
+        place = settings
         for section in sections:
             place = place.setdefault(section, {})
         place[name] = value
-    config["model"]["optimizer"] = optimizer
-    return config
+    settings["model"]["optimizer"] = {"class_path": space.class_path, "init_args": optimizer_args}
+    return "".join(f"# {line}\n" for line in header) + yaml.safe_dump(settings, sort_keys=False)
 
 
 def tuned_config(name: str, study: optuna.Study, args, val_images: int) -> str:
     space, best, trials = SEARCH_SPACES[name], study.best_trial, len(completed(study))
-    header = [
-        f"# {name} for the report's network, tuned by scripts/tune_optimizers.py; regenerate, do not edit:",
-        f"#   python -m digitnet fit --config configs/optimizers/{name.lower()}.yaml",
-        f"# Best of {trials} trials (the budget of every optimizer) of Optuna study digitnet-{name} "
+    ranges = "; ".join(f"{param} {distribution_text(dist)}" for param, dist in space.params.items())
+    return config([
+        f"{name} for the report's network, tuned by scripts/tune_optimizers.py; regenerate, do not edit:",
+        f"  python -m digitnet fit --config configs/optimizers/{name.lower()}.yaml",
+        f"Best of {trials} trials (the budget of every optimizer) of Optuna study digitnet-{name} "
         f"(TPE, seed {args.seed}):",
-        f"# trial {best.number}, validation accuracy {100 * best.value:.2f}% (final weights, {val_images:,} validation "
+        f"trial {best.number}, validation accuracy {100 * best.value:.2f}% (final weights, {val_images:,} validation "
         "images; the test set was not used).",
-        f"# Search space: {space.describe()}.",
-        "# Values rounded to 4 significant digits. Model and training are the report's (784-512-512-10, dropout 0.2,",
-        f"# batch 128, {args.epochs} epochs), the lr decayed to zero along a half cosine (digitnet's default).",
-    ]
-    optimizer = {"class_path": space.class_path, "init_args": init_args(best.params, digits=4)}
-    return "\n".join(header) + "\n" + yaml.safe_dump(_fixed(args.epochs, optimizer), sort_keys=False)
+        f"Search space: {ranges}.",
+        "Values rounded to 4 significant digits. Model and training are the report's (784-512-512-10, dropout 0.2,",
+        f"batch 128, {args.epochs} epochs), the lr decayed to zero along a half cosine (digitnet's default).",
+    ], args.epochs, space, init_args(best.params, digits=4))  # fmt: skip
 
 
 def keras_config(name: str, epochs: int) -> str:
     space = SEARCH_SPACES[name]
-    header = [
-        f"# {name} with Keras's default settings: the report's one-shot baseline, written by "
-        "scripts/tune_optimizers.py.",
-        f"#   python -m digitnet fit --config configs/optimizers/keras/{name.lower()}.yaml",
-        "# Same model and training as the tuned configs (the lr decays along a half cosine in both), so the two rows",
-        "# of an optimizer differ in its hyperparameters only.",
-    ]
-    optimizer = {"class_path": space.class_path, "init_args": dict(space.keras_defaults)}
-    return "\n".join(header) + "\n" + yaml.safe_dump(_fixed(epochs, optimizer), sort_keys=False)
+    return config([
+        f"{name} with Keras's default settings: the report's one-shot baseline, written by scripts/tune_optimizers.py.",
+        f"  python -m digitnet fit --config configs/optimizers/keras/{name.lower()}.yaml",
+        "Same model and training as the tuned configs (the lr decays along a half cosine in both), so the two rows",
+        "of an optimizer differ in its hyperparameters only.",
+    ], epochs, space, dict(space.keras_defaults))  # fmt: skip
+
+
+def keras_default(space: SearchSpace, param: str) -> str:
+    """Keras's default of a searched hyperparameter, as the search space names it ('1-beta1': '0.1')."""
+    keras, key = dict(space.keras_defaults), param.removeprefix("1-")
+    if "betas" in keras:
+        keras["beta1"], keras["beta2"] = keras["betas"]
+    value = keras.get(key, False if key == "nesterov" else None)  # SGD's nesterov: Keras's and torch's False
+    if value is None or isinstance(value, bool):
+        return "" if value is None else str(value)
+    return f"{1 - value:g}" if param.startswith("1-") else f"{value:g}"
 
 
 def record(args, studies: dict[str, optuna.Study], val_images: int, slices: list[Path]) -> str:
-    budget = args.trials
-    lines = [
-        "# The optimizer study",
-        "",
-        "Written by `scripts/tune_optimizers.py` from its Optuna storage; rerunning its command rewrites it "
-        "(a complete",
-        "study trains nothing more). The configs it chose are in [configs/optimizers/](../../configs/optimizers), and",
-        "their rerun over 10 seeds is [summary.md](summary.md).",
-        "",
-        f"Every optimizer had the same budget: **{budget} trials**, proposed by Optuna's TPE sampler "
-        f"(seed {args.seed}; "
-        "the first 10 trials at random, then TPE), no pruning. Every trial trains the report's network "
-        f"(784-512-512-10, ReLU, dropout 0.2) at batch 128 for {args.epochs} epochs, the learning rate decayed to zero "
-        f"along a half cosine, seed {TRAIN_SEED}, through the code path of `python -m digitnet fit`, and is scored by "
-        f"the validation accuracy of its final weights on the {val_images:,} validation images. "
-        "The test images are never loaded while tuning.",
-        "",
-        "## Search spaces",
-        "",
-        "A name `1-x` means 1 - x is sampled (log-uniform: momentum, betas and rho close to 1 get as many trials as",
-        "those far from it). weight_decay is 0 throughout (the report's network has none); NAdam keeps torch's",
-        "momentum_decay of 0.004 (Keras's schedule_decay).",
-        "",
-        "| optimizer | hyperparameter | distribution | Keras default |",
-        "| --- | --- | --- | --- |",
-    ]
-    for name in studies:
-        space = SEARCH_SPACES[name]
-        keras = space.keras_defaults
-        for param, dist in space.params.items():
-            key = param.removeprefix("1-")
-            beta = keras.get("betas", [None, None])[int(key[-1]) - 1] if key.startswith("beta") else None
-            default = keras.get(key, beta)
-            if isinstance(dist, optuna.distributions.CategoricalDistribution):
-                shown = f"one of {', '.join(map(str, dist.choices))}"
-            else:
-                shown = f"{'log-' if dist.log else ''}uniform [{dist.low:g}, {dist.high:g}]"
-            if default is None and key == "nesterov":
-                default = False
-            default = ("" if default is None else str(default) if isinstance(default, bool)
-                       else f"{1 - default:g}" if param.startswith("1-") else f"{default:g}")
-            lines.append(f"| {name} ({space.class_path}) | {param} | {shown} | {default} |")
-    lines += [
-        "",
-        "## Best trial per optimizer",
-        "",
-        "| optimizer | best trial | val accuracy (%) | settings (rounded, as in the config) | median trial (%) "
-        "| diverged | s / trial |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
-    ]
+    """tuning.md. Its tables are written row by row, as summary.md's are (digitnet.study.summary says why)."""
+    spaces = "\n".join(f"| {name} ({SEARCH_SPACES[name].class_path}) | {param} | {distribution_text(dist)} | "
+                       f"{keras_default(SEARCH_SPACES[name], param)} |"
+                       for name in studies for param, dist in SEARCH_SPACES[name].params.items())  # fmt: skip
+    best = []
     for name, study in studies.items():
-        trials, best = completed(study), study.best_trial
-        values = sorted(t.value for t in trials)
-        settings = ", ".join(f"{k}={v}" for k, v in init_args(best.params, digits=4).items())
-        diverged = sum("diverged" in t.user_attrs for t in trials)
+        trials = completed(study)
+        median = statistics.median_high(t.value for t in trials)
+        settings = ", ".join(f"{k}={v}" for k, v in init_args(study.best_trial.params, digits=4).items())
         seconds = [t.user_attrs["seconds"] for t in trials if "seconds" in t.user_attrs]
-        lines.append(f"| {name} | {best.number} of {len(trials)} | {100 * best.value:.2f} | {settings} | "
-                     f"{100 * values[len(values) // 2]:.2f} | {diverged} | {sum(seconds) / max(len(seconds), 1):.1f} |")
-    lines += [
-        "",
-        "## The search",
-        "",
-        "![Best validation accuracy so far against the number of trials](history.png)",
-        "",
-        "![Validation error against the learning rate, every trial](sensitivity.png)",
-        "",
-        "Optuna's slice plots, the score against each hyperparameter: "
-        + ", ".join(f"[{p.stem.removeprefix('slice_')}]({p.name})" for p in slices) + ".",
-        "",
-    ]
-    return "\n".join(lines)
+        best.append(f"| {name} | {study.best_trial.number} of {len(trials)} | {100 * study.best_value:.2f} | "
+                    f"{settings} | {100 * median:.2f} | {sum('diverged' in t.user_attrs for t in trials)} | "
+                    f"{sum(seconds) / max(len(seconds), 1):.1f} |")
+    links = ", ".join(f"[{p.stem.removeprefix('slice_')}]({p.name})" for p in slices)
+    return f"""# The optimizer study
+
+Written by `scripts/tune_optimizers.py` from its Optuna storage; rerunning its command rewrites it (a complete
+study trains nothing more). The configs it chose are in [configs/optimizers/](../../configs/optimizers), and
+their rerun over 10 seeds is [summary.md](summary.md).
+
+Every optimizer had the same budget: **{args.trials} trials**, proposed by Optuna's TPE sampler (seed {args.seed}; \
+the first 10 trials at random, then TPE), no pruning. Every trial trains the report's network (784-512-512-10, \
+ReLU, dropout 0.2) at batch 128 for {args.epochs} epochs, the learning rate decayed to zero along a half cosine, \
+seed {TRAIN_SEED}, through the code path of `python -m digitnet fit`, and is scored by the validation accuracy of \
+its final weights on the {val_images:,} validation images. The test images are never loaded while tuning.
+
+## Search spaces
+
+A name `1-x` means 1 - x is sampled (log-uniform: momentum, betas and rho close to 1 get as many trials as
+those far from it). weight_decay is 0 throughout (the report's network has none); NAdam keeps torch's
+momentum_decay of 0.004 (Keras's schedule_decay).
+
+| optimizer | hyperparameter | distribution | Keras default |
+| --- | --- | --- | --- |
+{spaces}
+
+## Best trial per optimizer
+
+| optimizer | best trial | val accuracy (%) | settings (rounded, as in the config) | median trial (%) | \
+diverged | s / trial |
+| --- | --- | --- | --- | --- | --- | --- |
+{chr(10).join(best)}
+
+## The search
+
+![Best validation accuracy so far against the number of trials](history.png)
+
+![Validation error against the learning rate, every trial](sensitivity.png)
+
+Optuna's slice plots, the score against each hyperparameter: {links}.
+"""
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def plot_history(studies: dict[str, optuna.Study], path: Path) -> None:
+# Not Optuna's plot_optimization_history, whose axis spans every trial, diverged ones at 0 too:
+# tests/test_tune.py::test_the_history_plot_zooms_on_the_best_so_far
+def plot_history(studies: dict[str, optuna.Study], path: Path) -> Figure:
     """Best validation accuracy so far against the number of trials, one line per optimizer."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
+    fig = Figure(figsize=(7, 4.5), layout="constrained")
+    ax = fig.subplots()
     lows, highs = [], []
     for name, study in studies.items():
         values = [100 * t.value for t in completed(study)]
@@ -199,13 +171,14 @@ def plot_history(studies: dict[str, optuna.Study], path: Path) -> None:
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.grid(alpha=0.3)
     ax.legend()
-    _save(fig, path)
+    save(fig, path)
+    return fig
 
 
 def plot_sensitivity(studies: dict[str, optuna.Study], path: Path) -> None:
     """Validation error against the learning rate, every trial (its other hyperparameters vary)."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
+    fig = Figure(figsize=(7, 4.5), layout="constrained")
+    ax = fig.subplots()
     for name, study in studies.items():
         trials = completed(study)
         errors = [max(100 * (1 - t.value), 0.01) for t in trials]  # 100%: diverged; 0.01 keeps a log axis
@@ -214,23 +187,26 @@ def plot_sensitivity(studies: dict[str, optuna.Study], path: Path) -> None:
            title="Sensitivity to the learning rate (100%: diverged)")
     ax.grid(alpha=0.3, which="both")
     ax.legend()
-    _save(fig, path)
+    save(fig, path)
 
 
 def plot_slice(name: str, study: optuna.Study, path: Path) -> Path:
     """Optuna's own slice plot: the score against each hyperparameter, coloured by trial number."""
-    plt = _pyplot()
+    import matplotlib
+
+    matplotlib.use("Agg")  # Optuna draws with pyplot: files only, no window
+    import matplotlib.pyplot as plt
+
     with warnings.catch_warnings():  # a hyperparameter with one value so far: matplotlib widens its axis
         warnings.simplefilter("ignore", UserWarning)
         axes = optuna.visualization.matplotlib.plot_slice(study)
     fig = (axes.flat[0] if hasattr(axes, "flat") else axes).figure
     fig.suptitle(f"{name}: validation accuracy against each hyperparameter")
-    _save(fig, path)
+    save(fig, path)
     plt.close("all")
     return path
 
 
-def _save(fig, path: Path) -> None:
+def save(fig, path: Path) -> None:
     with replacing(path) as tmp:
         fig.savefig(tmp, dpi=100)
-    _pyplot().close(fig)

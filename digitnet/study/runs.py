@@ -1,5 +1,4 @@
-"""What every run of the study shares: it trains through the package's CLI (`build_cli`), as
-`python -m digitnet fit` trains, logs to TensorBoard in a folder of its own, and says one line when it ends."""
+"""What every run of the study shares: CLI flags for its own TensorBoard folder, and a quiet terminal."""
 
 from __future__ import annotations
 
@@ -11,20 +10,12 @@ from digitnet.cli import quiet_lightning as cli_quiet_lightning
 
 
 def logged_run_args(save_dir: str | Path, name: str, version: str) -> list[str]:
-    """CLI flags of one run: TensorBoard logs in SAVE_DIR/NAME/VERSION, no progress bar or model summary.
-
-    hp_metric is the test accuracy that DigitClassifier logs after `test` (as the CLI's own logger has it),
-    not Lightning's placeholder.
-    """
-    return [
-        "--trainer.logger=lightning.pytorch.loggers.TensorBoardLogger",
-        f"--trainer.logger.save_dir={save_dir}",
-        f"--trainer.logger.name={name}",
-        f"--trainer.logger.version={version}",
-        "--trainer.logger.default_hp_metric=false",
-        "--trainer.enable_progress_bar=false",
-        "--trainer.enable_model_summary=false",
-    ]
+    """CLI flags of one run: TensorBoard logs in SAVE_DIR/NAME/VERSION, no progress bar or model summary;
+    hp_metric is the test accuracy DigitClassifier logs, not Lightning's placeholder."""
+    logger = "--trainer.logger"
+    return [f"{logger}=lightning.pytorch.loggers.TensorBoardLogger", f"{logger}.save_dir={save_dir}",
+            f"{logger}.name={name}", f"{logger}.version={version}", f"{logger}.default_hp_metric=false",
+            "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]  # fmt: skip
 
 
 def flag_value(value: object) -> str:

@@ -1,8 +1,6 @@
 """The search spaces of the four optimizers, and the model and training that stay fixed in every trial.
 
-After Choi et al. 2019: every hyperparameter of each optimizer is searched (eps included), the learning rate
-log-uniform over several decades. weight_decay stays 0 for all (the report's network has none; it is a model
-choice) and NAdam keeps torch's momentum_decay.
+Why these ranges (after Choi et al. 2019): docs/optimizers.md.
 """
 
 from __future__ import annotations
@@ -27,24 +25,18 @@ class SearchSpace:
     keras_defaults: dict[str, object] = field(default_factory=dict)  # the report's one-shot baseline
 
     def suggest(self, trial: optuna.Trial) -> dict[str, object]:
-        """The trial's value of every hyperparameter (a rerun trial's own, else the sampler's)."""
-        params = {}
-        for name, dist in self.params.items():
-            if isinstance(dist, CategoricalDistribution):
-                params[name] = trial.suggest_categorical(name, dist.choices)
-            else:
-                params[name] = trial.suggest_float(name, dist.low, dist.high, log=dist.log)
-        return params
+        """The trial's value of every hyperparameter (a rerun trial's own, else the sampler's). Asked after the
+        budget check, not by study.ask(fixed_distributions): a trial over the budget keeps no params for TPE."""
+        return {name: trial.suggest_categorical(name, d.choices) if isinstance(d, CategoricalDistribution)
+                else trial.suggest_float(name, d.low, d.high, log=d.log)
+                for name, d in self.params.items()}  # fmt: skip
 
-    def describe(self) -> str:
-        """'lr log-uniform [0.0001, 1]; nesterov in {True, False}'"""
-        parts = []
-        for name, dist in self.params.items():
-            if isinstance(dist, CategoricalDistribution):
-                parts.append(f"{name} in {{{', '.join(map(str, dist.choices))}}}")
-            else:
-                parts.append(f"{name} {'log-' if dist.log else ''}uniform [{dist.low:g}, {dist.high:g}]")
-        return "; ".join(parts)
+
+def distribution_text(dist: BaseDistribution) -> str:
+    """'log-uniform [0.0001, 1]', or 'one of True, False'."""
+    if isinstance(dist, CategoricalDistribution):
+        return f"one of {', '.join(map(str, dist.choices))}"
+    return f"{'log-' if dist.log else ''}uniform [{dist.low:g}, {dist.high:g}]"
 
 
 SEARCH_SPACES: dict[str, SearchSpace] = {

@@ -1,5 +1,5 @@
-"""The statistics of the comparison: a mean with its confidence interval, and which pairs of samples a
-corrected test calls different (Welch's t-test for every pair, Holm's correction for the number of pairs)."""
+"""The comparison's statistics: a mean with its confidence interval, and which pairs of samples a corrected
+test calls different (Welch's t-test for every pair, Holm's correction for the number of pairs)."""
 
 from __future__ import annotations
 
@@ -24,6 +24,8 @@ def mean_ci(values, level: float = 0.95) -> tuple[float, float, float]:
     mean = statistics.fmean(values)
     if len(values) < 2:
         return mean, math.nan, math.nan
+    # Not stats.t.interval, which gives nan for seeds that agree exactly: test_compare_optimizers.py::
+    # test_the_interval_of_samples_without_spread_is_their_value
     half = stats.t.ppf((1 + level) / 2, len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values))
     return mean, mean - half, mean + half
 
@@ -45,6 +47,7 @@ def pairwise_tests(samples: dict[str, list[float]], alpha: float = 0.05) -> list
         tests.append({"a": a, "b": b, "diff": statistics.fmean(xa) - statistics.fmean(xb),
                       "p": 1.0 if math.isnan(p) else p})  # fmt: skip  (nan: no spread in either sample)
     tests.sort(key=lambda t: t["p"])
+    # Holm by hand, SciPy has none: tests/test_compare_optimizers.py::test_holm_adjusts_p_values_step_down
     running = 0.0
     for rank, test in enumerate(tests):  # the k-th smallest p-value is multiplied by (m - k + 1)
         running = max(running, min(1.0, (len(tests) - rank) * test["p"]))

@@ -1,15 +1,4 @@
-"""The Optuna storage that the workers of a study share.
-
-    OUT/journal.log                        the default: Optuna's JournalStorage in a file, for processes on one machine
-    postgresql+psycopg://user@host/db      several machines: an RDB storage on a PostgreSQL server (or MySQL)
-    sqlite:///OUT/study.db                 the default before journal.log; its studies continue where they exist
-
-Optuna recommends the journal file for several processes on one machine and an RDB server for several
-machines; it "would never recommend SQLite3 for parallel optimization" (concurrent workers get "database is
-locked", it has no SELECT ... FOR UPDATE, and it breaks on NFS). A journal file is an append-only log of
-operations that each worker replays, its appends serialized by a lock file (JournalFileSymlinkLock, Optuna's
-default, made with symlink(2); JournalFileOpenLock on Windows, where symlinks need a privilege, as Optuna advises).
-"""
+"""The Optuna storage that the workers of a study share: a journal file, or a database (docs/study.md: which)."""
 
 from __future__ import annotations
 
@@ -18,7 +7,7 @@ import time
 from pathlib import Path
 
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
-from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock, JournalFileSymlinkLock
+from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 
 from digitnet.errors import DigitnetError
 
@@ -40,7 +29,7 @@ def open_storage(url: str) -> BaseStorage:
     """A JournalStorage for a *.log file path, else an RDBStorage for a database URL."""
     if url.endswith(".log") and "://" not in url:
         Path(url).parent.mkdir(parents=True, exist_ok=True)
-        lock = JournalFileOpenLock(url) if os.name == "nt" else JournalFileSymlinkLock(url)
+        lock = JournalFileOpenLock(url) if os.name == "nt" else None  # None: Optuna's symlink lock
         return JournalStorage(JournalFileBackend(url, lock_obj=lock))
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
@@ -53,7 +42,7 @@ def open_storage(url: str) -> BaseStorage:
             return RDBStorage(url, engine_kwargs=engine_kwargs)
         except ImportError as err:  # the database's driver: Optuna raises it from SQLAlchemy's ModuleNotFoundError
             driver = getattr(err.__cause__, "name", None) or "its driver"
-            if driver == "psycopg2":  # SQLAlchemy before 2.1 reads postgresql:// so; the study extra has psycopg 3
+            if driver == "psycopg2":  # a plain postgresql:// URL (docs/study.md: why +psycopg)
                 hint = "use postgresql+psycopg://..., whose driver pip install -e '.[study]' installs"
             elif driver == "psycopg":
                 hint = "pip install -e '.[study]' installs it"
@@ -61,19 +50,19 @@ def open_storage(url: str) -> BaseStorage:
                 hint = "install it (the study extra holds PostgreSQL's driver, psycopg, only)"
             raise DigitnetError(f"--storage {url.split('://')[0]}://...: {driver} is not installed; {hint}") from None
         except sqlalchemy.exc.ArgumentError as err:
-            raise DigitnetError(f"--storage {shown(url)}: neither a database URL nor a *.log journal file ({err})") \
-                from None
+            raise DigitnetError(f"--storage {without_password(url)}: neither a database URL nor a *.log journal "
+                                f"file ({err})") from None  # fmt: skip
         except sqlalchemy.exc.SQLAlchemyError as err:
             # Workers that start together on a new database race to create its tables: another's came first
             # (SQLite: the file is locked). A server that refuses the connection is an error at once.
             racing = url.startswith("sqlite") or not isinstance(err, sqlalchemy.exc.OperationalError)
             if attempt == 4 or not racing:
                 reason = str(err.orig if getattr(err, "orig", None) else err).strip().splitlines()[0]
-                raise DigitnetError(f"--storage {shown(url)}: {reason}") from None
+                raise DigitnetError(f"--storage {without_password(url)}: {reason}") from None
             time.sleep(1 + attempt)
 
 
-def shown(url: str) -> str:
+def without_password(url: str) -> str:
     """A storage as messages show it: a database URL without its password."""
     if "://" not in url:
         return url
@@ -84,4 +73,3 @@ def shown(url: str) -> str:
         return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
     except sqlalchemy.exc.ArgumentError:
         return url
-

@@ -1,53 +1,38 @@
 """The comparison's report: summary.md (each config's mean test accuracy with its interval, then the pairs a
-corrected test calls different), curves.png (validation curves from the TensorBoard event files), and the
-README block that holds summary.md."""
+corrected test calls different) and curves.png (validation curves from the TensorBoard event files)."""
 
 from __future__ import annotations
 
 import math
-import re
 from pathlib import Path
 
 import pandas as pd
 import yaml
 
-from digitnet.errors import DigitnetError
-from digitnet.files import atomic_write, replacing
+from digitnet.files import replacing
 from digitnet.study.stats import mean_ci, mean_std, pairwise_tests, seeds_needed
 
 
 def read_curves(log_dirs: dict[tuple[str, int], str]) -> pd.DataFrame:
-    """val/acc and val/loss per epoch of each run, from its TensorBoard event files.
-
-    Returns columns optimizer, seed, epoch (1-based), val_acc, val_loss. Validation runs once per
-    epoch, so the k-th value of a tag (in step order) belongs to epoch k.
-    """
+    """val/acc and val/loss per epoch of each run, from its TensorBoard event files: columns optimizer, seed,
+    epoch (1-based), val_acc, val_loss. Validation runs once per epoch, so a tag's k-th value is epoch k's."""
     from tensorboard.backend.event_processing.event_accumulator import SCALARS, EventAccumulator
 
-    frames = []
+    rows = []
     for (label, seed), log_dir in log_dirs.items():
-        events = EventAccumulator(log_dir, size_guidance={SCALARS: 0})  # 0: keep every value
-        events.Reload()
-        columns = {}
-        for tag in ("val/acc", "val/loss"):
-            values = sorted(events.Scalars(tag), key=lambda e: e.step)
-            columns[tag.replace("/", "_")] = [e.value for e in values]
-        frame = pd.DataFrame(columns)
-        frame.insert(0, "epoch", range(1, len(frame) + 1))
-        frame.insert(0, "seed", seed)
-        frame.insert(0, "optimizer", label)
-        frames.append(frame)
-    return pd.concat(frames, ignore_index=True)
+        events = EventAccumulator(log_dir, size_guidance={SCALARS: 0}).Reload()  # 0: keep every value
+        acc, loss = ([e.value for e in sorted(events.Scalars(tag), key=lambda e: e.step)]
+                     for tag in ("val/acc", "val/loss"))  # fmt: skip
+        rows += [(label, seed, epoch, *values) for epoch, values in enumerate(zip(acc, loss, strict=True), 1)]
+    return pd.DataFrame(rows, columns=["optimizer", "seed", "epoch", "val_acc", "val_loss"])
 
 
 def plot_curves(curves: pd.DataFrame, path: Path) -> None:
     """Validation accuracy and loss against epoch: the mean over seeds, with a min-max band."""
-    import matplotlib
+    from matplotlib.figure import Figure  # no pyplot: no window, nothing to close
 
-    matplotlib.use("Agg")  # files only, no display needed
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    axes = fig.subplots(1, 2)
     for ax, column, title in zip(axes, ("val_acc", "val_loss"), ("validation accuracy (%)", "validation loss")):
         scale = 100 if column == "val_acc" else 1
         for label, runs in curves.groupby("optimizer", sort=False):
@@ -60,7 +45,6 @@ def plot_curves(curves: pd.DataFrame, path: Path) -> None:
     axes[0].legend(title="mean, min-max band")
     with replacing(path) as tmp:
         fig.savefig(tmp, dpi=100)
-    plt.close(fig)
 
 
 def settings(config: Path) -> str:
@@ -68,7 +52,7 @@ def settings(config: Path) -> str:
     content = yaml.safe_load(config.read_text()) or {}
     model, data = content.get("model") or {}, content.get("data") or {}
     optimizer = model.pop("optimizer", {}) or {}
-    net = model.pop("net", None) or {}  # the network's settings, e.g. {"dropout": 0.2}, shown as the model's
+    net = model.pop("net", None) or {}  # the network's settings, e.g. {"dropout": 0.2}, listed as the model's
     if isinstance(net, dict):
         model = {**(net.get("init_args") or {k: v for k, v in net.items() if k != "class_path"}), **model}
     if isinstance(optimizer, str):
@@ -91,19 +75,21 @@ def summarize(results: pd.DataFrame, configs: dict[str, Path], test_images: int,
     """Markdown: one row per optimizer (mean and 95% interval), then the pairs a corrected test calls different."""
     groups = dict(tuple(results.groupby("optimizer", sort=False)))
     seeds = sorted({len(g) for g in groups.values()})
-    shown, common = settings_parts({label: configs[label] for label in groups})
+    own, common = settings_parts({label: configs[label] for label in groups})
     lines = [
         f"Test accuracy of the final weights on the {test_images:,} MNIST test images, "
         f"{_count(seeds, 'seed')} per row, {_count(sorted(set(results['epochs'])), 'epoch')} each: the mean and its "
         "95% confidence interval (Student's t)." + (f" Every row: {common}." if common else ""),
         "",
+        # Rows by hand: pandas' to_markdown pads every column (and needs tabulate, not a dependency), which
+        # tests/test_compare_optimizers.py::test_summary_md_is_rewritten_from_its_results_csv would catch.
         "| optimizer | settings | test accuracy (%) | 95% interval | test loss | best val accuracy (%) | s / epoch |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for label, runs in groups.items():
         mean, low, high = (100 * v for v in mean_ci(runs["test_acc"]))
         lines.append(
-            f"| {label} | {shown[label]} | {mean:.2f} | {low:.2f}-{high:.2f} | {mean_std(runs['test_loss'], 1, 4)} | "
+            f"| {label} | {own[label]} | {mean:.2f} | {low:.2f}-{high:.2f} | {mean_std(runs['test_loss'], 1, 4)} | "
             f"{mean_std(runs['best_val_acc'], 100)} | {runs['sec_per_epoch'].mean():.1f} |"
         )
     lines.append("")
@@ -133,13 +119,3 @@ def summarize(results: pd.DataFrame, configs: dict[str, Path], test_images: int,
 
 def _count(values: list[int], noun: str) -> str:
     return f"{'/'.join(map(str, values))} {noun}{'s' if values[-1] > 1 else ''}"
-
-
-def update_readme(readme: Path, name: str, text: str) -> None:
-    """Replace what lies between '<!-- begin NAME -->' and '<!-- end NAME -->' in README with `text`."""
-    begin, end = f"<!-- begin {name} -->", f"<!-- end {name} -->"
-    content = readme.read_text()
-    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
-    if not pattern.search(content):
-        raise DigitnetError(f"{readme} has no block '{begin}' ... '{end}' to replace")
-    atomic_write(readme, pattern.sub(lambda _: f"{begin}\n{text}{end}", content, count=1))

@@ -1,23 +1,13 @@
 """Tune each optimizer with the same Optuna budget, then write its best trial as a config.
 
-One study per optimizer (digitnet.study.spaces: SGD with momentum/Nesterov, Adam, NAdam, Adadelta), each with
-the same seeded sampler and the same number of trials (--trials). The model and training are fixed at the
-report's (784-512-512-10, dropout 0.2, batch 128, 5 epochs) with digitnet's default learning-rate decay; every
-trial trains through the package's CLI (build_cli), as `python -m digitnet fit` trains, and is scored by the
-validation accuracy of its final weights. The test set is never loaded. No pruning: every trial costs the same
-5 epochs, so the budget is the same for every optimizer.
-
-The studies live in one Optuna storage (--storage; by default the journal file OUT/journal.log, see
-digitnet.study.storage). Several processes or machines running the same command against one storage split
-the budget: together they run exactly --trials trials per optimizer. A killed worker's trial is run again,
-with the same hyperparameters, by whichever worker notices that its heartbeat stopped (after 3 x --heartbeat
-seconds; digitnet.study.heartbeat). The worker that completes the last trial writes the record
-(digitnet.study.record): OUT/configs/<name>.yaml, OUT/tuning.md and the plots.
+One worker of the study. How workers share a storage, split the budget exactly and rerun a dead worker's
+trial: docs/study.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 import warnings
@@ -32,11 +22,11 @@ from digitnet.data import reuse_data
 from digitnet.divergence import TrainingDiverged
 from digitnet.errors import DigitnetError
 from digitnet.faults import TrainingInterrupted
-from digitnet.study.heartbeat import Heartbeat, rerun, rerun_stale_trials
+from digitnet.study.heartbeat import Heartbeat, rerun_stale_trials
 from digitnet.study.record import write_record
 from digitnet.study.runs import flag_value, logged_run_args, quiet_lightning
 from digitnet.study.spaces import FIXED, SEARCH_SPACES, TRAIN_SEED, init_args
-from digitnet.study.storage import JOURNAL, default_storage, open_storage, shown
+from digitnet.study.storage import JOURNAL, default_storage, open_storage, without_password
 
 OVER_BUDGET = "over_budget"  # user attribute of a trial asked for after the budget was spent: not trained
 LIVE = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
@@ -83,10 +73,12 @@ def parse_args(argv: list[str] | None, description: str = __doc__.split("\n\n")[
     return args
 
 
+# Not TPESampler(seed=...), which repeats its proposals in every worker and after every restart:
+# tests/test_tune.py::test_the_sampler_proposes_by_trial_number_whichever_worker_asks
 class SeededPerTrial(optuna.samplers.BaseSampler):
-    """TPE (independent, 10 random startup trials) whose random numbers depend on the seed, the trial
-    number and the parameter only: one worker always proposes the same trials, and several workers
-    sharing a study propose different ones (one seeded sampler per worker would repeat each other's)."""
+    """Optuna's TPE, independent per parameter, whose random numbers depend on the seed, the trial number
+    and the parameter only: one worker always proposes the same trials, and several workers
+    sharing a study propose different ones."""
 
     def __init__(self, seed: int) -> None:
         self.seed = seed
@@ -102,6 +94,8 @@ class SeededPerTrial(optuna.samplers.BaseSampler):
         return optuna.samplers.TPESampler(seed=seed).sample_independent(study, trial, param_name, param_distribution)
 
 
+# Not MaxTrialsCallback: it counts before the next ask (two workers finishing together both start one) and
+# only inside study.optimize: tests/test_tune.py::test_workers_asking_for_the_last_place_at_once_run_one
 def within_budget(study: optuna.Study, number: int, budget: int) -> bool:
     """Whether trial `number` holds one of the budget's places: fewer than `budget` live trials (complete,
     running or queued) precede it. Trial numbers come from the storage, so concurrent workers agree."""
@@ -109,91 +103,82 @@ def within_budget(study: optuna.Study, number: int, budget: int) -> bool:
     return len(earlier) < budget
 
 
-class Tuner:
-    """Runs one optimizer's trials in this process while the study's budget has places left."""
+def has_work(study: optuna.Study, budget: int) -> bool:
+    trials = study.get_trials(deepcopy=False)
+    return any(t.state == TrialState.WAITING for t in trials) or sum(t.state in LIVE for t in trials) < budget
 
-    def __init__(self, args: argparse.Namespace, name: str, study: optuna.Study | None, data_cache: dict) -> None:
-        self.args, self.name, self.study, self.cache = args, name, study, data_cache
-        self.space = SEARCH_SPACES[name]
-        self.grace = 3 * args.heartbeat
 
-    def has_work(self) -> bool:
-        trials = self.study.get_trials(deepcopy=False)
-        live = [t for t in trials if t.state in LIVE]
-        return any(t.state == TrialState.WAITING for t in trials) or len(live) < self.args.trials
+def is_complete(study: optuna.Study, budget: int) -> bool:
+    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) >= budget
 
-    def run(self) -> None:
-        """Ask, train and tell, one trial after another (Optuna's ask-and-tell interface). A dead worker's
-        trial is failed first, so that ask() takes its queued rerun before proposing a new trial."""
-        while self.has_work():
-            rerun_stale_trials(self.study, self.grace)
-            trial = self.study.ask()
-            with Heartbeat(trial, self.args.heartbeat):  # from the moment the trial exists
-                if not within_budget(self.study, trial.number, self.args.trials):
-                    trial.set_user_attr(OVER_BUDGET, True)
-                    self.study.tell(trial, state=TrialState.PRUNED)
-                    return
-                try:
-                    score = self.objective(trial)
-                except BaseException:  # Ctrl-C or a crash: the trial failed, and a new one takes its place
-                    self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
-                    raise
-            # skip_if_finished: another worker took this one for dead (its heartbeat late) and reruns it
-            self.study.tell(trial, score, skip_if_finished=True)
 
-    def objective(self, trial: optuna.Trial) -> float:
-        params = self.space.suggest(trial)
-        start = time.perf_counter()
-        cli = build_cli(self.cli_args(trial, init_args(params)), run=False)
-        reuse_data(cli.datamodule, self.cache, stages=("fit",))  # never the test images
+def run_trial(args: argparse.Namespace, name: str, study: optuna.Study, cache: dict) -> bool:
+    """Ask, train and tell one trial (Optuna's ask-and-tell interface); False when the budget had no place
+    left for it. A dead worker's trial is failed first, so that ask() takes its queued rerun."""
+    rerun_stale_trials(study, 3 * args.heartbeat)
+    trial = study.ask()
+    with Heartbeat(trial, args.heartbeat):  # from the moment the trial exists
+        if not within_budget(study, trial.number, args.trials):
+            trial.set_user_attr(OVER_BUDGET, True)
+            study.tell(trial, state=TrialState.PRUNED)
+            return False
         try:
-            cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-            score = float(cli.trainer.callback_metrics["val/acc"])  # the final weights, on the validation split
-        except TrainingDiverged as err:  # the loss turned NaN or infinite: the worst score, and the budget spent
-            trial.set_user_attr("diverged", str(err).split("\n")[0])
-            score = 0.0
-        finally:
-            remove_checkpoints(cli.trainer)
-        seconds = time.perf_counter() - start
-        trial.set_user_attr("seconds", round(seconds, 1))
-        self.report(trial, params, score, seconds)
-        return score
-
-    def cli_args(self, trial: optuna.Trial | None, optimizer_args: dict) -> list[str]:
-        args = [
-            f"--model.optimizer={self.space.class_path}",
-            *(f"--model.optimizer.{k}={flag_value(v)}" for k, v in optimizer_args.items()),
-            *(f"--{k}={flag_value(v)}" for k, v in FIXED.items()),
-            f"--trainer.max_epochs={self.args.epochs}",
-            f"--seed_everything={TRAIN_SEED}",
-            *logged_run_args(Path(self.args.out) / "logs", self.name, f"trial_{trial.number if trial else 'check'}"),
-        ]
-        if self.args.data_dir:
-            args.append(f"--data.data_dir={self.args.data_dir}")
-        return args + self.args.cli_args
-
-    def report(self, trial: optuna.Trial, params: dict, score: float, seconds: float) -> None:
-        done = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        best = max(done, key=lambda t: t.value, default=None)
-        if best is None or score > best.value:
-            best_text = "new best"
-        else:
-            best_text = f"best {100 * best.value:.2f}% (trial {best.number})"
-        shown = "  ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
-        note = "  DIVERGED" if "diverged" in trial.user_attrs else ""
-        print(f"{self.name:>9} trial {trial.number:3d} ({len(done) + 1}/{self.args.trials}): "
-              f"val acc {100 * score:6.2f}%{note}  {shown}  | {best_text}  {seconds:.1f} s", flush=True)
+            score = train(args, name, trial, cache)
+            print_trial(args, name, study, trial, score)
+        except BaseException:  # Ctrl-C or a crash: the trial failed, and a new one takes its place
+            study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+            raise
+    # skip_if_finished: another worker took this one for dead (its heartbeat late) and reruns it
+    study.tell(trial, score, skip_if_finished=True)
+    return True
 
 
-def remove_checkpoints(trainer) -> None:
-    """Trials need no checkpoints (the config is the result): delete what the CLI's callbacks wrote."""
-    for callback in trainer.checkpoint_callbacks:
-        folder = getattr(callback, "dirpath", None)
-        if folder and Path(folder).is_dir():
+def train(args: argparse.Namespace, name: str, trial: optuna.Trial, cache: dict) -> float:
+    """One trial, trained through the package's CLI as `python -m digitnet fit` trains; its score is the
+    validation accuracy of the final weights."""
+    params = SEARCH_SPACES[name].suggest(trial)
+    start = time.perf_counter()
+    cli = build_cli(cli_args(args, name, f"trial_{trial.number}", init_args(params)), run=False)
+    reuse_data(cli.datamodule, cache, stages=("fit",))  # never the test images
+    try:
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+        score = float(cli.trainer.callback_metrics["val/acc"])
+    except TrainingDiverged as err:  # the loss turned NaN or infinite: the worst score, and the budget spent
+        trial.set_user_attr("diverged", str(err).split("\n")[0])
+        score = 0.0
+    finally:  # trials need no checkpoints: delete them (enable_checkpointing=false clashes with the CLI's callbacks:
+        # tests/test_tune.py::test_two_optimizers_two_trials_one_epoch_write_configs_and_record)
+        if folder := cli.trainer.checkpoint_callback.dirpath:
             for path in Path(folder).glob("*.ckpt"):
                 path.unlink(missing_ok=True)
-            if not any(Path(folder).iterdir()):
+            with contextlib.suppress(OSError):  # a folder of the user's, not empty
                 Path(folder).rmdir()
+    seconds = time.perf_counter() - start
+    trial.set_user_attr("seconds", round(seconds, 1))
+    return score
+
+
+def print_trial(args: argparse.Namespace, name: str, study: optuna.Study, trial: optuna.Trial, score: float) -> None:
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    best = max(done, key=lambda t: t.value, default=None)
+    best_text = f"best {100 * best.value:.2f}% (trial {best.number})" if best and best.value >= score else "new best"
+    values = "  ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.params.items())
+    note = "  DIVERGED" if "diverged" in trial.user_attrs else ""
+    print(f"{name:>9} trial {trial.number:3d} ({len(done) + 1}/{args.trials}): val acc {100 * score:6.2f}%{note}  "
+          f"{values}  | {best_text}  {trial.user_attrs['seconds']:.1f} s", flush=True)
+
+
+def cli_args(args: argparse.Namespace, name: str, version: str, optimizer_args: dict) -> list[str]:
+    return [
+        f"--model.optimizer={SEARCH_SPACES[name].class_path}",
+        *(f"--model.optimizer.{k}={flag_value(v)}" for k, v in optimizer_args.items()),
+        *(f"--{k}={flag_value(v)}" for k, v in FIXED.items()),
+        f"--trainer.max_epochs={args.epochs}",
+        f"--seed_everything={TRAIN_SEED}",
+        *logged_run_args(Path(args.out) / "logs", name, version),
+        *([f"--data.data_dir={args.data_dir}"] if args.data_dir else []),
+        *args.cli_args,
+    ]
 
 
 def load_studies(args: argparse.Namespace, program: str, create: bool = True) -> dict[str, optuna.Study]:
@@ -214,59 +199,52 @@ def load_studies(args: argparse.Namespace, program: str, create: bool = True) ->
         elif study_name in optuna.get_all_study_names(storage):
             study = optuna.load_study(study_name=study_name, storage=storage, sampler=sampler)
         else:
-            raise DigitnetError(f"no study {study_name} in {shown(args.storage)}: scripts/tune_optimizers.py with "
-                                "these arguments runs it")  # fmt: skip
+            raise DigitnetError(f"no study {study_name} in {without_password(args.storage)}: "
+                                "scripts/tune_optimizers.py with these arguments runs it")  # fmt: skip
         settings["space"] = repr(SEARCH_SPACES[name])
         for key, value in settings.items():
             if key not in study.user_attrs and create:
                 study.set_user_attr(key, value)
             elif study.user_attrs.get(key) != value:
-                raise DigitnetError(f"study {study_name} in {shown(args.storage)} was started with {key}="
+                raise DigitnetError(f"study {study_name} in {without_password(args.storage)} was started with {key}="
                                     f"{study.user_attrs.get(key)!r}, not {value!r}; use another --out or --storage "
                                     "for a new study")  # fmt: skip
         studies[name] = study
     return studies
 
 
-def requeue_running(study: optuna.Study) -> None:
-    """Fail every RUNNING trial and queue its hyperparameters again, without waiting for its heartbeat."""
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        rerun(study, trial)
-
-
-def is_complete(study: optuna.Study, budget: int) -> bool:
-    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) >= budget
-
-
 def check_inputs(args: argparse.Namespace, cache: dict) -> int:
     """Bad arguments or missing data stop here, before any study or trial exists; the data stays in `cache`.
     Returns the number of validation images."""
     name = args.names[0]
-    cli_args = Tuner(args, name, None, cache).cli_args(None, init_args(SEARCH_SPACES[name].keras_defaults))
-    datamodule = build_cli(cli_args, run=False).datamodule
+    keras = init_args(SEARCH_SPACES[name].keras_defaults)
+    datamodule = build_cli(cli_args(args, name, "trial_check", keras), run=False).datamodule
     reuse_data(datamodule, cache, stages=("fit",))
     return len(datamodule.val_set)
 
 
-def run_until_complete(args: argparse.Namespace, tuners: list[Tuner]) -> None:
-    """Run trials while the budget has places; then wait for other workers' trials, rerunning any whose
+def run_until_complete(args: argparse.Namespace, studies: dict[str, optuna.Study], cache: dict) -> None:
+    """Run trials while a budget has places; then wait for other workers' trials, rerunning any whose
     heartbeat stops, until every study is complete."""
     waiting = False
-    while not all(is_complete(t.study, args.trials) for t in tuners):
-        busy = [t for t in tuners if t.has_work()]
-        for tuner in busy:
-            tuner.run()
+    while not all(is_complete(study, args.trials) for study in studies.values()):
+        busy = False
+        for name, study in studies.items():
+            while has_work(study, args.trials):
+                busy = True
+                if not run_trial(args, name, study, cache):
+                    break
         if busy:
             waiting = False
             continue
         if not waiting:
-            running = sum(len(t.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))) for t in tuners)
+            running = sum(len(s.get_trials(deepcopy=False, states=(TrialState.RUNNING,))) for s in studies.values())
             print(f"{running} trials are running in other workers; waiting for them (one silent for "
                   f"{3 * args.heartbeat} s is run again here); the last one writes the configs and record", flush=True)
             waiting = True
         time.sleep(min(args.heartbeat, 2))
-        for tuner in tuners:
-            rerun_stale_trials(tuner.study, tuner.grace)
+        for study in studies.values():
+            rerun_stale_trials(study, 3 * args.heartbeat)
 
 
 def quiet_optuna() -> None:
@@ -284,18 +262,16 @@ def main(argv: list[str] | None = None) -> None:
     try:
         val_images = check_inputs(args, cache)
         studies = load_studies(args, "tune_optimizers")
-        if args.requeue_running:
-            for study in studies.values():
-                requeue_running(study)
-        tuners = [Tuner(args, name, study, cache) for name, study in studies.items()]
-        run_until_complete(args, tuners)
+        for study in studies.values() if args.requeue_running else ():
+            rerun_stale_trials(study, grace=None)  # every RUNNING trial, at once
+        run_until_complete(args, studies, cache)
     except DigitnetError as err:
         sys.exit(f"tune_optimizers: error: {err}")
     except (KeyboardInterrupt, TrainingInterrupted):
         sys.exit("tune_optimizers: interrupted; rerun the same command to go on (a new trial takes the interrupted "
                  "one's place)")  # fmt: skip
     seconds = time.perf_counter() - start
-    print(f"{len(tuners)} studies of {args.trials} trials complete ({seconds:.0f} s in this worker)")
+    print(f"{len(studies)} studies of {args.trials} trials complete ({seconds:.0f} s in this worker)")
     write_record(args, studies, val_images)
 
 
