@@ -1,0 +1,160 @@
+"""Your own digits (digitnet.own_digits, --data.extra_dir), `python -m digitnet finetune` and the corrections
+folder of `serve --corrections`, on the tiny synthetic MNIST of conftest."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import synthetic_digits, write_mnist
+from digitnet import DigitClassifier, DigitRecognizer
+from digitnet.checkpoints import default_checkpoint
+from digitnet.cli import main
+from digitnet.corrections import ORIGINALS, Corrections
+from digitnet.errors import DigitnetError, ImageError
+from digitnet.own_digits import hold_out, read_digit_folder
+
+
+def own_folder(root: Path, per_digit: int = 6, big: bool = True) -> Path:
+    """Synthetic digits (a bright bar whose height is the label) as pictures in DIR/<digit>/, dark on light and
+    larger than MNIST's, as a person's photos would be."""
+    images, labels = synthetic_digits(10 * per_digit, seed=3)
+    for i, (image, label) in enumerate(zip(images.numpy(), labels.tolist())):
+        picture = Image.fromarray(255 - image)
+        if big:
+            picture = picture.resize((84, 84), Image.Resampling.BICUBIC)
+        (root / str(label)).mkdir(parents=True, exist_ok=True)
+        picture.save(root / str(label) / f"{i}.png")
+    return root
+
+
+def test_a_digit_folder_is_read_as_predict_reads_pictures(tmp_path):
+    folder = own_folder(tmp_path / "mine")
+    (folder / "3" / "notes.txt").write_text("not a picture")
+    (folder / "3" / ".hidden.png").write_bytes(b"")  # hidden files are not read
+    x, y, skipped = read_digit_folder(folder)
+    assert x.shape == (60, 1, 28, 28) and sorted(y.tolist()) == sorted(list(range(10)) * 6)
+    assert [(Path(f).name, reason) for f, reason in skipped] == [("notes.txt", "not an image (Pillow cannot identify the format)")]
+    train, held = hold_out(y, 0.2)
+    assert len(set(train.tolist()) & set(held.tolist())) == 0 and len(train) + len(held) == 60
+    assert all((y[held] == d).sum() == 1 for d in range(10))  # 20% of 6 per digit, at least one each
+
+
+@pytest.mark.parametrize("layout, message", [
+    ("x", "folder 'x' is not a digit"),
+    ("empty", "no digit folders"),
+    ("empty digits", "its digit folders are empty"),
+    ("unreadable", "none of its 1 files could be read"),
+    ("missing", "no such folder"),
+])  # fmt: skip
+def test_a_bad_digit_folder_is_one_line_before_training(tmp_path, mnist_dir, layout, message, capsys):
+    folder = tmp_path / "mine"
+    if layout != "missing":
+        folder.mkdir()
+    if layout == "x":
+        own_folder(folder)
+        (folder / "x").mkdir()
+    elif layout == "empty digits":
+        (folder / "4").mkdir()
+    elif layout == "unreadable":
+        (folder / "4").mkdir()
+        (folder / "4" / "cut.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    with pytest.raises(SystemExit) as exit:
+        main(["fit", f"--data.data_dir={mnist_dir}", f"--data.extra_dir={folder}", "--data.val_size=20",
+              "--trainer.max_epochs=1", f"--trainer.default_root_dir={tmp_path}"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert exit.value.code == 2 and message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "lightning_logs").exists()  # nothing half-written
+
+
+def test_fit_takes_a_share_of_each_batch_from_your_digits(tmp_path, mnist_dir):
+    from digitnet.data import MNISTDataModule
+    import lightning as L
+
+    data = MNISTDataModule(data_dir=str(mnist_dir), val_size=20, batch_size=20, extra_dir=str(own_folder(tmp_path / "m")),
+                           extra_share=0.5, extra_hold_out=0.2)  # fmt: skip
+    data.setup("fit")
+    data.trainer = L.Trainer(logger=False, accelerator="cpu")
+    data.trainer.training = True
+    x, y = torch.zeros(20, 1, 28, 28), torch.full((20,), -7)
+    mixed_x, mixed_y = data.on_after_batch_transfer((x, y), 0)
+    assert (mixed_y[:10] >= 0).all() and (mixed_y[10:] == -7).all()  # the first half: your digits
+    yours = {tuple(t.flatten().tolist()) for t in data.extra_set.tensors[0]}
+    assert all(tuple(t.flatten().tolist()) in yours for t in mixed_x[:10])
+    held = {tuple(t.flatten().tolist()) for t in data.extra_held_out.tensors[0]}
+    assert not any(tuple(t.flatten().tolist()) in held for t in mixed_x[:10])  # never the held-out ones
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("run")
+    data = write_mnist(root / "mnist")
+    main(["fit", "--model.net=ConvNet", "--model.net.width=4", f"--data.data_dir={data}", "--data.val_size=20",
+          "--data.batch_size=32", "--trainer.max_epochs=1", "--trainer.enable_progress_bar=false",
+          f"--trainer.default_root_dir={root}"])  # fmt: skip
+    return default_checkpoint(root / "lightning_logs")[0], data
+
+
+def test_finetune_starts_from_the_checkpoint_and_becomes_the_latest_run(trained, tmp_path, capsys):
+    ckpt, data = trained
+    mine = own_folder(tmp_path / "mine")
+    main(["finetune", f"--ckpt_path={ckpt}", f"--data.extra_dir={mine}", f"--data.data_dir={data}",
+          "--trainer.max_steps=5", "--trainer.accelerator=cpu", f"--root={tmp_path}"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert "on 50 of your digits (10 held out)" in out
+    assert "Your held-out digits read right:" in out and "MNIST test digits read right:" in out
+    new, _ = default_checkpoint(tmp_path / "lightning_logs")
+    assert new.parent.parent.parent.name == "ConvNet-finetune" and new.name == "finetuned.ckpt"
+    # The network and its settings come from the checkpoint: a ConvNet stays one, reloaded with no arguments.
+    before, after = DigitClassifier.load_from_checkpoint(ckpt), DigitClassifier.load_from_checkpoint(new)
+    assert type(after.net) is type(before.net) and after.hparams.net == before.hparams.net
+    assert any(not torch.equal(a, b) for a, b in zip(after.net.state_dict().values(), before.net.state_dict().values()))
+    DigitRecognizer.from_checkpoint(new).read_number(np.pad(255 - synthetic_digits(1, 0)[0][0].numpy(), 20))
+
+
+def test_finetune_bad_arguments_exit_2(trained, tmp_path, capsys):
+    ckpt, data = trained
+    for args, message in ((["--data.extra_dir=nowhere"], "nowhere: no such folder"),
+                          ([], "--data.extra_dir is needed"),
+                          ([f"--data.extra_dir={own_folder(tmp_path / 'm')}", "--trainer.max_steps=0"], "max_steps")):
+        with pytest.raises(SystemExit) as exit:
+            main(["finetune", f"--ckpt_path={ckpt}", f"--data.data_dir={data}", f"--root={tmp_path}", *args])
+        assert exit.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "lightning_logs").exists()
+
+
+def png(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_corrections_are_saved_whole_where_finetune_reads_them(tmp_path):
+    corrections = Corrections(tmp_path / "fixes")
+    assert corrections.count() == 0
+    seven = np.zeros((28, 28), np.uint8)
+    seven[6:9, 8:20], seven[9:22, 16:19] = 255, 255
+    first = corrections.save(7, png(seven), png(255 - np.pad(seven, 10)))
+    second = corrections.save(7, png(seven))
+    assert first != second and first.parent == tmp_path / "fixes" / "7" and corrections.count() == 2
+    assert np.array_equal(np.asarray(Image.open(first)), seven)
+    assert (tmp_path / "fixes" / ORIGINALS / "7" / first.name).is_file()
+    assert not [p for p in (tmp_path / "fixes").rglob("*") if p.name.startswith(".") and p.is_file()]  # no leftovers
+    x, y, skipped = read_digit_folder(tmp_path / "fixes")  # the originals' hidden folder is not read
+    assert y.tolist() == [7, 7] and skipped == []
+    for digit, pixels, reason in ((10, png(seven), "0 to 9"), (3, b"junk", "not an image"),
+                                  (3, png(np.zeros((40, 40), np.uint8)), "28x28")):  # fmt: skip
+        with pytest.raises(ImageError, match=reason):
+            corrections.save(digit, pixels)
+    assert corrections.count() == 2
+
+
+def test_a_corrections_folder_that_cannot_be_written_is_refused(tmp_path):
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(DigitnetError, match="cannot write there"):
+        Corrections(tmp_path / "a_file" / "fixes")
