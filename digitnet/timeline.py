@@ -1,0 +1,72 @@
+"""Where a run's time goes, and when it reaches each test accuracy: a callback for scripts/time_to_accuracy.py.
+
+    python -m digitnet fit --config configs/fast.yaml --trainer.callbacks+=digitnet.timeline.Timeline \
+        --trainer.callbacks.path=timeline.jsonl
+
+It writes a JSON line per event with the wall clock (`time.time()`): the start and end of training, of each
+validation and of the test, and after each training epoch the test accuracy of the weights as they are. That
+test is the measurement's, never the run's: nothing in the run sees it, and the seconds it takes are written
+(`paused`) so that the script can leave them out.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import lightning as L
+import torch
+
+from digitnet.model import accuracy
+
+
+class Timeline(L.Callback):
+    """Writes the run's events to `path` as JSON lines: {"event": ..., "time": ..., ...}.
+
+    Args:
+        path: The file to write (appended to).
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def write(self, event: str, **values) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps({"event": event, "time": time.time(), **values}) + "\n")
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        self.write("fit_start")
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.write("train_start")
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking:
+            self.write("validation_start")
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking:
+            self.write("validation_end")
+
+    @torch.no_grad()
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        started = time.time()
+        datamodule = trainer.datamodule
+        datamodule.setup("test")
+        images, labels = datamodule.test_set.tensors
+        metric, training = accuracy().to(pl_module.device), pl_module.training
+        pl_module.eval()
+        for i in range(0, len(labels), 1000):
+            metric.update(pl_module(images[i : i + 1000].to(pl_module.device)), labels[i : i + 1000].to(pl_module.device))
+        pl_module.train(training)
+        self.write("epoch", epoch=trainer.current_epoch, test_acc=float(metric.compute()),
+                   paused=time.time() - started)  # fmt: skip
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self.write("train_end")
+
+    def on_test_start(self, trainer, pl_module) -> None:
+        self.write("test_start")
+
+    def on_test_end(self, trainer, pl_module) -> None:
+        self.write("test_end")
