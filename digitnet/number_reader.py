@@ -41,6 +41,7 @@ MAX_PRIMITIVES = 16  # a digit is made of at most this many primitives (strokes,
 SPECK = 0.2  # marks under this share of the tallest mark's height, both ways, are specks
 OVERLAP = 0.5  # marks whose columns overlap by this share of the narrower one are strokes of one digit
 WIDEST_DIGIT = 1.5  # widest digit, as a share of its height: wider marks hold several digits
+SLOPES = (0.0, -0.15, 0.15, -0.3, 0.3)  # how cuts may lean, in columns per row: as handwriting leans
 CUT_WIDER_THAN = 0.7  # marks wider than this share of their height are tried cut into several digits
 MIN_PIECE = 0.12  # pieces of a cut mark are at least this share of a digit's height wide (a 1 is about a quarter)
 
@@ -134,19 +135,38 @@ def strokes_of_digits(boxes: list) -> list[list[int]]:
     return [[k + 1 for k in group] for group in groups]
 
 
-def cut_columns(mask: np.ndarray, step: int) -> list[int]:
-    """Where to try cutting a mark too wide to be one digit, `mask` (H, W): where its ink is thinnest (local minima
-    of the ink per column, over three columns), then every `step` columns between them (overlapping digits meet
-    where their strokes are thickest), at least `step` columns from each side and from each other."""
+def cut_lines(mask: np.ndarray, step: int) -> list[np.ndarray]:
+    """Where to try cutting a mark too wide to be one digit, `mask` (H, W): lines across it, each leaning by one of
+    SLOPES as the writing does, where they cross the least ink (the minima of that, over three columns), then
+    every `step` columns between them (overlapping digits meet where their strokes are thickest), at least `step`
+    columns from each side and from each other, left to right. Each line is given as its column in each row, (H,)."""
     h, w = mask.shape
-    profile = np.convolve(mask.sum(0).astype(float), np.ones(3) / 3, mode="same")
+    middle = np.arange(h) - (h - 1) / 2
+    columns = np.arange(w)
+    crossed, lean = np.full(w, np.inf), np.zeros(w)
+    for slope in SLOPES:  # upright first: it wins a tie
+        shift = np.round(slope * middle).astype(int)
+        ink = np.zeros(w)
+        for y in range(h):  # the ink the line through column c (at mid-height) crosses in row y
+            at = columns + shift[y]
+            inside = (at >= 0) & (at < w)
+            ink[inside] += mask[y, at[inside]]
+        better = ink < crossed
+        crossed, lean = np.where(better, ink, crossed), np.where(better, slope, lean)
+    profile = np.convolve(crossed, np.ones(3) / 3, mode="same")
     inner = range(step, w - step)
     minima = [c for c in inner if profile[c] <= profile[c - 1] and profile[c] <= profile[c + 1]]
     chosen: list[int] = []
     for c in sorted(minima, key=lambda c: profile[c]) + list(range(step, w - step, step)):
         if all(abs(c - other) >= step for other in chosen):
             chosen.append(c)
-    return sorted(chosen)
+    lines: list[np.ndarray] = []
+    for c in sorted(chosen):
+        line = c + lean[c] * middle
+        if lines and (line <= lines[-1] + 1).any():  # it would cross the last one: parallel to it instead
+            line = lines[-1] + (c - lines[-1][h // 2])
+        lines.append(line)
+    return lines
 
 
 def candidates(ink: np.ndarray) -> Candidates:
@@ -162,39 +182,35 @@ def candidates(ink: np.ndarray) -> Candidates:
     spans_of = [(slice(min(boxes[k - 1][0].start for k in g), max(boxes[k - 1][0].stop for k in g)),
                  slice(min(boxes[k - 1][1].start for k in g), max(boxes[k - 1][1].stop for k in g))) for g in groups]
     line = float(np.median([rows.stop - rows.start for rows, _ in spans_of]))
-    # Primitives: (labels, first column, last column + 1), left to right.
-    primitives: list[tuple[list[int], int, int]] = []
+    # Primitives, left to right: (rows, columns, mask) of their ink, in their group's box.
+    primitives: list[tuple[slice, slice, np.ndarray]] = []
     cuts: set[int] = set()
     for group, (rows, cols) in zip(groups, spans_of):
-        edges = [cols.start, cols.stop]
-        if cols.stop - cols.start > CUT_WIDER_THAN * (rows.stop - rows.start):  # could be two digits or more
-            mask = np.isin(labels[rows, cols], group)
-            edges[1:1] = [cols.start + c for c in cut_columns(mask, max(2, int(MIN_PIECE * max(line, rows.stop - rows.start))))]
-        cuts.update(range(len(primitives) + 1, len(primitives) + len(edges) - 1))
-        primitives += [(group, a, b) for a, b in zip(edges[:-1], edges[1:])]
-
-    # Each primitive's ink pixels, cropped to its group's rows and its own columns: (rows, mask).
-    pieces = []
-    for group, a, b in primitives:
-        rows = spans_of[groups.index(group)][0]
-        pieces.append((rows, np.isin(labels[rows, a:b], group)))
+        mask = np.isin(labels[rows, cols], group)
+        height, width = mask.shape
+        lines = []
+        if width > CUT_WIDER_THAN * height:  # could be two digits or more
+            lines = cut_lines(mask, max(2, int(MIN_PIECE * max(line, height))))
+        x = np.arange(width)[None, :]
+        bounds = [np.full(height, -np.inf), *lines, np.full(height, np.inf)]
+        cuts.update(range(len(primitives) + 1, len(primitives) + len(bounds) - 1))
+        for left, right in zip(bounds[:-1], bounds[1:]):
+            primitives.append((rows, cols, mask & (x >= left[:, None]) & (x < right[:, None])))
 
     def span_mask(i: int, j: int) -> tuple[np.ndarray, tuple[int, int, int, int]]:
         """The ink of primitives i..j-1, cropped to their box (left, top, right, bottom)."""
-        first, last = min(a for _, a, _ in primitives[i:j]), max(b for _, _, b in primitives[i:j])
-        top, bottom = min(rows.start for rows, _ in pieces[i:j]), max(rows.stop for rows, _ in pieces[i:j])
+        first, last = min(c.start for _, c, _ in primitives[i:j]), max(c.stop for _, c, _ in primitives[i:j])
+        top, bottom = min(r.start for r, _, _ in primitives[i:j]), max(r.stop for r, _, _ in primitives[i:j])
         region = np.zeros((bottom - top, last - first), bool)
-        for (_, a, b), (rows, mask) in zip(primitives[i:j], pieces[i:j]):
-            region[rows.start - top : rows.stop - top, a - first : b - first] |= mask
-        # A cut leaves bits of the neighbour's strokes on its side: a small piece that reaches a cut edge is the
-        # neighbour's, not this digit's.
+        for rows, cols, mask in primitives[i:j]:
+            region[rows.start - top : rows.stop - top, cols.start - first : cols.stop - first] |= mask
+        # A cut leaves bits of the neighbour's strokes on its side: a small piece that the cut made (it does not
+        # reach as far as the rest) is the neighbour's, not this digit's.
         if i in cuts or j in cuts:
             parts, count = ndimage.label(region, structure=np.ones((3, 3), bool))
             if count > 1:
                 area = np.bincount(parts.ravel())[1:]
-                edges = set(parts[:, 0][parts[:, 0] > 0]) if i in cuts else set()
-                edges |= set(parts[:, -1][parts[:, -1] > 0]) if j in cuts else set()
-                region &= ~np.isin(parts, [k for k in edges if area[k - 1] < 0.15 * area.sum()])
+                region &= ~np.isin(parts, np.flatnonzero(area < 0.15 * area.sum()) + 1)
         rows, cols = np.flatnonzero(region.any(1)), np.flatnonzero(region.any(0))
         if len(rows) == 0:
             return np.zeros((0, 0), np.float32), (first, top, first, top)
