@@ -1,5 +1,5 @@
 """`python -m digitnet serve` as a client sees it: a real server process on a free port of 127.0.0.1,
-answering POST /predict with the digits `DigitRecognizer` reads, and every bad request with a 4xx and
+answering POST /predict with the numbers and digits `DigitRecognizer` reads, and every bad request with a 4xx and
 {"error": reason}, after which it goes on answering; a request that waits too long with a 504, a killed
 inference worker with a new one, and SIGTERM by stopping every process of the server."""
 
@@ -25,6 +25,7 @@ from PIL import Image
 from digitnet.errors import DigitnetError
 from digitnet.images import mnist_pixels
 from digitnet.checkpoints import default_checkpoint
+from digitnet.number_reader import UNSURE_BELOW
 from digitnet.recognizer import DigitRecognizer
 from photos import huge_png
 from serve_helpers import (ServerProcess, have_real_mnist, inference_workers, mnist_test_set, processes, running,
@@ -34,6 +35,8 @@ pytest.importorskip("litserve", reason="needs the serve extra: pip install -e '.
 pytestmark = pytest.mark.slow  # each test runs or starts a server process
 
 CAP = 5 * 2**20  # digitnet.serve.MAX_UPLOAD_BYTES
+ANSWER = {"number", "digits", "digit", "probability", "probabilities", "top3", "pixels", "net"}
+READ_DIGIT = {"digit", "text", "probability", "sure", "top3", "box", "pixels"}  # each of "digits"
 
 
 @pytest.fixture(scope="module", params=["MLP", "ConvNet"])
@@ -93,7 +96,7 @@ def test_the_page_health_and_known_digits(server):
     files = digit_pngs(20)
     answers = [post(server.url, data).json() for data, _ in files]
     for answer in answers:
-        assert set(answer) == {"digit", "probability", "probabilities", "top3", "pixels", "net"}
+        assert set(answer) == ANSWER and len(answer["digits"]) >= 1
         assert len(answer["probabilities"]) == 10 and abs(sum(answer["probabilities"]) - 1) < 1e-4
         assert answer["top3"][0] == {"digit": answer["digit"], "probability": answer["probability"]}
         assert np.array(answer["pixels"]).shape == (28, 28)
@@ -119,6 +122,57 @@ def test_answers_equal_digit_recognizer(server, checkpoint, tmp_path):
         assert answer["probability"] == pytest.approx(expected.probability, abs=1e-6)
         assert [(t["digit"]) for t in answer["top3"]] == [d for d, _ in expected.top3]
         assert np.array_equal(np.array(answer["pixels"]), mnist_pixels(path))  # what predict's network saw
+
+
+def number_png(indices: list[int], zoom: int = 1) -> tuple[bytes, list[tuple[int, int]], str | None]:
+    """MNIST test digits side by side, each with 4 pixels of black around it (white on black), as a PNG `zoom`
+    times their size; each digit's columns in it (left, right); and the number they make (bars, and None,
+    without the real MNIST)."""
+    if have_real_mnist():
+        images, labels = mnist_test_set()
+        digits, number = [images[i] for i in indices], "".join(str(labels[i]) for i in indices)
+    else:
+        digits, number = [np.pad(np.full((16, 4), 255, np.uint8), ((6, 6), (12, 12))) for _ in indices], None
+    strip = np.concatenate([np.pad(digit, 4) for digit in digits], axis=1)
+    picture = Image.fromarray(strip).resize((strip.shape[1] * zoom, strip.shape[0] * zoom), Image.Resampling.BICUBIC)
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    return buffer.getvalue(), [(36 * zoom * k, 36 * zoom * (k + 1)) for k in range(len(digits))], number
+
+
+def test_a_picture_of_a_number_is_answered_with_its_digits_boxes_and_images(server, checkpoint, tmp_path):
+    recognizer = DigitRecognizer.from_checkpoint(checkpoint)
+    # At zoom 12 the picture is 1296 pixels wide: read at 1024 (images.WORK_SIZE), its boxes scaled back.
+    for zoom in (1, 12):
+        data, columns, number = number_png([0, 1, 2], zoom)
+        answer = post(server.url, data).json()
+        assert set(answer) == ANSWER and len(answer["digits"]) == 3, answer.get("number")
+        assert answer["number"] == "".join(d["text"] for d in answer["digits"])
+        for d, (left, right) in zip(answer["digits"], columns):  # left to right
+            assert set(d) == READ_DIGIT
+            assert d["sure"] == (d["probability"] >= UNSURE_BELOW)  # "?" where the network does not believe it
+            assert d["text"] == (str(d["digit"]) if d["sure"] else "?")
+            assert d["top3"][0] == {"digit": d["digit"], "probability": d["probability"]} and len(d["top3"]) == 3
+            assert [t["probability"] for t in d["top3"]] == sorted((t["probability"] for t in d["top3"]), reverse=True)
+            box_left, top, box_right, bottom = d["box"]  # in the picture's pixels, right and bottom exclusive
+            assert left <= box_left < box_right <= right and 0 <= top < bottom <= 36 * zoom, (d["box"], left, right)
+            pixels = np.array(d["pixels"])
+            assert pixels.shape == (28, 28) and pixels.min() >= 0 and 128 < pixels.max() <= 255
+        # The same reading as DigitRecognizer.read_number's, to the box and the pixel.
+        path = tmp_path / f"number-{zoom}.png"
+        path.write_bytes(data)
+        reading = recognizer.read_number(path)
+        assert answer["number"] == reading.number
+        for d, expected in zip(answer["digits"], reading.digits):
+            assert d["box"] == list(expected.box) and d["digit"] == expected.digit
+            assert d["probability"] == pytest.approx(expected.probability, abs=1e-6)
+            assert np.array_equal(np.array(d["pixels"]), expected.pixels)
+        if number is not None:
+            assert answer["number"] == number
+    if have_real_mnist():  # the first 30 test digits, three at a time
+        strips = [number_png(list(range(k, k + 3))) for k in range(0, 30, 3)]
+        right = sum(post(server.url, data).json()["number"] == number for data, _, number in strips)
+        assert right >= 7, f"{right} of 10 numbers of three MNIST test digits read right"
 
 
 def blank_png() -> bytes:
