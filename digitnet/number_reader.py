@@ -43,6 +43,7 @@ OVERLAP = 0.5  # marks whose columns overlap by this share of the narrower one a
 WIDEST_DIGIT = 1.5  # widest digit, as a share of its height: wider marks hold several digits
 SLOPES = (0.0, -0.15, 0.15, -0.3, 0.3)  # how cuts may lean, in columns per row: as handwriting leans
 CUT_WIDER_THAN = 0.7  # marks wider than this share of their height are tried cut into several digits
+JOIN_GAP = 0.2  # marks further apart than this share of a digit's height are never joined into one digit
 MIN_PIECE = 0.12  # pieces of a cut mark are at least this share of a digit's height wide (a 1 is about a quarter)
 
 
@@ -84,7 +85,7 @@ class Candidates(NamedTuple):
     boxes: (left, top, right, bottom) of each, in pixels of the ink map.
     primitives: how many primitives the picture was cut into.
     cuts: the primitives that begin where a mark was cut (the others begin a mark of their own).
-    wide: the candidates that join several marks into a box too wide for one digit (`too_wide`).
+    wide: the candidates that join marks into a box too wide for one digit (`too_wide`), or across a clear gap.
     """
 
     pixels: np.ndarray
@@ -185,7 +186,10 @@ def candidates(ink: np.ndarray) -> Candidates:
     # Primitives, left to right: (rows, columns, mask) of their ink, in their group's box.
     primitives: list[tuple[slice, slice, np.ndarray]] = []
     cuts: set[int] = set()
-    for group, (rows, cols) in zip(groups, spans_of):
+    apart: set[int] = set()  # the primitives that begin a mark a clear gap right of the one before: not joined
+    for k, (group, (rows, cols)) in enumerate(zip(groups, spans_of)):
+        if k and cols.start - max(c.stop for _, c in spans_of[:k]) > JOIN_GAP * line:
+            apart.add(len(primitives))
         mask = np.isin(labels[rows, cols], group)
         height, width = mask.shape
         lines = []
@@ -229,13 +233,15 @@ def candidates(ink: np.ndarray) -> Candidates:
         for j in range(i + 1, min(n, i + MAX_PRIMITIVES) + 1):
             if (i, j) == (0, n):
                 continue  # the whole picture, read as `predict` reads one digit
+            if any(k in apart for k in range(i + 1, j)):
+                continue  # marks a clear gap apart are two digits
             piece, box = span_mask(i, j)
             if piece.size == 0 or (not one_mark(i, j) and too_wide(box)):
                 continue  # several marks side by side, too wide for one digit
             pixels.append(digit_pixels(piece))
             spans.append((i, j))
             places.append(box)
-    wide = frozenset([0] if not one_mark(0, n) and too_wide(whole) else [])
+    wide = frozenset([0] if not one_mark(0, n) and (too_wide(whole) or apart) else [])
     return Candidates(np.stack(pixels), spans, places, n, frozenset(cuts), wide)
 
 

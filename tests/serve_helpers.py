@@ -81,7 +81,7 @@ def trained_run(tmp_path_factory, net: str = "MLP") -> Path:
         args.append("--trainer.max_epochs=2")  # after the 1 epoch above, so that it wins
     command = [sys.executable, "-m", "digitnet", "fit", *choice, "--model.optimizer=Adam",
                "--trainer.accelerator=cpu", "--trainer.enable_progress_bar=false", *args]  # fmt: skip
-    result = subprocess.run(command, cwd=root, env=digitnet_env(), capture_output=True, text=True, timeout=300)
+    result = subprocess.run(command, cwd=root, env=digitnet_env(), capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     done.touch()
     return root
