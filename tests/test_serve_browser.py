@@ -336,3 +336,42 @@ def test_a_5xx_shows_its_reason_and_the_next_drawing_is_read(page):
         page.unroute("**/predict")
     assert write(page)["number"] == page.inner_text("#number") == "1"
     assert page.get_attribute("#status", "class") == ""
+
+
+@pytest.fixture(scope="module")
+def correcting(browser, run, tmp_path_factory):
+    """The same run served with --corrections DIR, and a desktop page of it: (page, DIR)."""
+    folder = tmp_path_factory.mktemp("corrections") / "fixes"
+    server = ServerProcess(f"--corrections={folder}", cwd=run)
+    page = open_page(browser, server, DESKTOP)
+    yield page, folder
+    page.context.close()
+    server.stop()
+
+
+def test_a_digit_corrected_on_the_page_is_saved_with_its_label_where_finetune_reads_it(correcting, recognizer, page):
+    from digitnet.own_digits import read_digit_folder
+
+    assert not page.is_visible("#teach")  # a server without --corrections: no saving offered
+    page, folder = correcting
+    page.wait_for_selector("#teach:not([hidden])")
+    assert page.inner_text("#saved").startswith(f"0 corrections saved in {folder}.")
+    assert f"python -m digitnet finetune --ckpt_path " in page.inner_text("#saved")
+    answer = write(page, readable_number(page, recognizer, "72"))
+    assert page.inner_text("#number") == "72"
+    page.locator("#number button").nth(1).click()  # the 2: say it is a 3
+    assert page.inner_text("#question") == "The 2nd digit, read as 2, is:"
+    page.click('#picker button[data-digit="3"]')
+    page.wait_for_function("document.getElementById('saved').textContent.startsWith('Saved as 3.')")
+    assert "1 correction saved" in page.inner_text("#saved") and not page.is_visible("#picker")
+    (saved,) = (folder / "3").iterdir()
+    assert np.array_equal(np.asarray(Image.open(saved).convert("L")), np.array(answer["digits"][1]["pixels"]))
+    original = Image.open(folder / ".originals" / "3" / saved.name)
+    left, top, right, bottom = answer["digits"][1]["box"]
+    assert abs(original.width - (right - left)) <= 1 and abs(original.height - (bottom - top)) <= 1
+    x, y, skipped = read_digit_folder(folder)  # what `finetune --data.extra_dir` trains on
+    assert y.tolist() == [3] and skipped == []
+    page.locator("#number button").first.click()  # confirm the 7: saved as read
+    page.click('#picker button[data-digit="7"]')
+    page.wait_for_function("document.getElementById('saved').textContent.startsWith('Saved as 7.')")
+    assert len(list((folder / "7").iterdir())) == 1 and "2 corrections saved" in page.inner_text("#saved")
