@@ -57,6 +57,8 @@ class DigitClassifier(L.LightningModule):
             (ReduceLROnPlateau watches val/loss).
         cosine_decay: Without an lr_scheduler, decay the learning rate to zero along a half cosine over
             all training steps (see docs/optimizers.md); False keeps the report's constant learning rate.
+        warmup: With cosine_decay, the share of the training steps over which the learning rate first rises
+            linearly from zero (0: none).
         label_smoothing: Training targets put this much probability on the other nine digits, spread evenly
             (0 is the report's plain cross-entropy); validation and test losses are always plain.
         compile: Compile the network with torch.compile before training (`--model.compile=true`).
@@ -76,6 +78,7 @@ class DigitClassifier(L.LightningModule):
         optimizer: OptimizerCallable | None = None,
         lr_scheduler: LRSchedulerCallable | None = None,
         cosine_decay: bool = True,
+        warmup: float = 0.0,
         label_smoothing: float = 0.0,
         compile: bool = False,
         non_digit_weight: float = 0.5,
@@ -83,6 +86,8 @@ class DigitClassifier(L.LightningModule):
         super().__init__()
         if not 0 <= label_smoothing < 1:
             raise DigitnetError(f"--model.label_smoothing must be in [0, 1), got {label_smoothing}")
+        if not 0 <= warmup < 1:
+            raise DigitnetError(f"--model.warmup must be in [0, 1), got {warmup}")
         if non_digit_weight < 0:
             raise DigitnetError(f"--model.non_digit_weight must be 0 or more, got {non_digit_weight}")
         self.save_hyperparameters(ignore=["net"])
@@ -158,6 +163,7 @@ class DigitClassifier(L.LightningModule):
             return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val/loss"}}
         if not self.hparams.cosine_decay:
             return optimizer
-        decay = functools.partial(half_cosine, total=self.trainer.estimated_stepping_batches)
+        total = self.trainer.estimated_stepping_batches
+        decay = functools.partial(half_cosine, total=total, warmup=round(self.hparams.warmup * total))
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, decay)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -21,6 +21,9 @@ def fused_if_available(make: Callable[..., torch.optim.Optimizer], params: Itera
     return optimizer
 
 
-def half_cosine(step: int, total: int) -> float:
-    """Learning-rate factor at `step` of `total`: 1 at the start, 0 at the end."""
-    return 0.5 * (1 + math.cos(math.pi * min(step, total) / max(total, 1)))
+def half_cosine(step: int, total: int, warmup: int = 0) -> float:
+    """Learning-rate factor at `step` of `total`: rising linearly from 0 over the first `warmup` steps, then from 1
+    down to 0 at the end along a half cosine."""
+    if step < warmup:
+        return step / warmup
+    return 0.5 * (1 + math.cos(math.pi * min(step - warmup, total - warmup) / max(total - warmup, 1)))
