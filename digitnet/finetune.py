@@ -26,8 +26,7 @@ from digitnet.errors import DigitnetError
 from digitnet.model import DigitClassifier
 
 # The data settings a fine-tune keeps from the checkpoint's run: how its pictures were scaled and augmented.
-KEPT = ("normalize", "val_size", "seed", "batch_size", "rotate", "scale", "shift", "shear", "strokes", "neighbours",
-        "non_digits")  # fmt: skip
+KEPT = ("normalize", "val_size", "seed", "batch_size", "rotate", "scale", "shift", "shear", "strokes", "non_digits")
 
 
 @torch.no_grad()

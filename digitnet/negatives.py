@@ -164,39 +164,3 @@ def non_digits(ink: torch.Tensor, n: int) -> torch.Tensor:
     ]
     return torch.cat(made)[torch.randperm(n, device=ink.device)]
 
-
-def with_neighbours(ink: torch.Tensor, share: float) -> torch.Tensor:
-    """A `share` of the (B, 28, 28) digits, each with the edge of another digit of the batch touching or overlapping
-    its left or right side (up to a third of that digit's width), scaled and centred again: what the number reader
-    cuts out of touching digits. Their labels stay theirs."""
-    b, h, w = ink.shape
-    chosen = torch.rand(b, device=ink.device) < share
-    if not chosen.any():
-        return ink
-    index = torch.nonzero(chosen)[:, 0]
-    top, bottom, left, right = ink_boxes(ink)
-    canvas = torch.zeros(len(index), h, 2 * w, device=ink.device)
-    canvas[:, :, w // 2 : w // 2 + w] = ink[index]
-    other = ink.roll(1, 0)[index]
-    for row, i in enumerate(index.tolist()):  # a few small copies: indexing, no arithmetic
-        width = int(right[i] - left[i] + 1)
-        reach = int(torch.randint(1, max(2, width // 3 + 1), ()).item())  # how far it reaches into the digit
-        o_top, o_bottom, o_left, o_right = (int(v[(i - 1) % b]) for v in (top, bottom, left, right))
-        if torch.rand(()) < 0.5:  # on the right: the other digit's left edge, `reach` columns inside the digit
-            x = w // 2 + int(right[i]) + 1 - reach - o_left
-        else:  # on the left: the other digit's right edge
-            x = w // 2 + int(left[i]) + reach - o_right - 1
-        x = max(0, min(x, w))
-        canvas[row, :, x : x + w] = torch.maximum(canvas[row, :, x : x + w], other[row])
-        # Keep only a third of the other digit: the part next to this one.
-        keep = torch.zeros(2 * w, dtype=torch.bool, device=ink.device)
-        span = max(1, (o_right - o_left + 1) // 3)
-        if x + o_left > w // 2 + int(left[i]):  # the other is on the right
-            keep[: x + o_left + span] = True
-        else:
-            keep[x + o_right + 1 - span :] = True
-        canvas[row] = torch.where(keep[None, :], canvas[row], torch.zeros_like(canvas[row]))
-        canvas[row, :, w // 2 : w // 2 + w] = torch.maximum(canvas[row, :, w // 2 : w // 2 + w], ink[i])
-    out = ink.clone()
-    out[index] = mnist_geometry(canvas)
-    return out

@@ -35,7 +35,7 @@ UNSURE_BELOW = 0.4
 # What splitting into one more digit costs, in log-probability: a split must make the pieces that much likelier;
 # a split that cuts through a mark costs CUT_COST more (docs/numbers.md: how both were chosen).
 SPLIT_COST = 0.25
-CUT_COST = 0.25
+CUT_COST = 0.5
 MAX_DIGITS = 20  # more marks than this is a page, not a number
 MAX_PRIMITIVES = 16  # a digit is made of at most this many primitives (strokes, pieces of a cut mark)
 SPECK = 0.2  # marks under this share of the tallest mark's height, both ways, are specks

@@ -47,7 +47,7 @@ def oracle(found, boxes: list[tuple], digits: list[int], sure: float = 0.95) -> 
     probabilities = np.full((len(found.spans), 10), 0.1)
     for k, box in enumerate(found.boxes):
         overlap, digit = max((iou(box, truth), digit) for truth, digit in zip(boxes, digits))
-        p = max(0.1, sure * min(1.0, (overlap - 0.5) / 0.4))
+        p = max(0.1, sure * min(1.0, (overlap - 0.6) / 0.3))
         probabilities[k] = (1 - p) / 9
         probabilities[k, digit] = p
     return probabilities
