@@ -91,14 +91,16 @@ def pairs(ink: torch.Tensor) -> torch.Tensor:
     """(N, 28, 28) digits -> (N, 28, 28): each with the next digit of the batch 10-20 pixels to its right
     (touching or overlapping: MNIST's ink is about 20 pixels wide), up to 3 pixels higher or lower."""
     n, h, w = ink.shape
-    canvas = torch.zeros(n, h + 6, w + 20, device=ink.device)
+    height, width = h + 6, w + 20
+    canvas = torch.zeros(n, height, width, device=ink.device)
     canvas[:, 3 : 3 + h, :w] = ink
-    second = ink.roll(1, 0)
-    offsets = torch.randint(10, 21, (n,)).tolist()
-    rises = torch.randint(0, 7, (n,)).tolist()
-    for i, (dx, dy) in enumerate(zip(offsets, rises)):  # N small copies: indexing, no arithmetic
-        canvas[i, dy : dy + h, dx : dx + w] = torch.maximum(canvas[i, dy : dy + h, dx : dx + w], second[i])
-    return mnist_geometry(canvas)
+    # The next digit's pixel (r, c) goes to (r + dy, c + dx) of the canvas, each picture its own dx and dy.
+    dx = torch.randint(10, 21, (n, 1), device=ink.device)
+    dy = torch.randint(0, 7, (n, 1), device=ink.device)
+    r, c = torch.arange(h, device=ink.device).repeat_interleave(w), torch.arange(w, device=ink.device).repeat(h)
+    index = (r[None] + dy) * width + c[None] + dx  # (N, h * w)
+    canvas = canvas.view(n, -1).scatter_reduce(1, index, ink.roll(1, 0).reshape(n, -1), reduce="amax")
+    return mnist_geometry(canvas.view(n, height, width))
 
 
 def strokes(n: int, device: torch.device | str, size: int = SIZE) -> torch.Tensor:
@@ -129,8 +131,8 @@ def strokes(n: int, device: torch.device | str, size: int = SIZE) -> torch.Tenso
     used = torch.arange(3, device=device)[None, :] < count  # (N, 3)
     along = torch.where(used[:, :, None, None], along, torch.full_like(along, -1e3)).reshape(n, -1, 2)
     pixels = torch.stack(torch.meshgrid(torch.arange(size, device=device), torch.arange(size, device=device),
-                                        indexing="ij"), -1).reshape(1, -1, 1, 2).float()  # (1, 784, 1, 2)
-    distance = (pixels - along[:, None]).norm(dim=-1).amin(-1)  # (N, 784): to the nearest point of a stroke
+                                        indexing="ij"), -1).reshape(1, -1, 2).float()  # (1, 784, 2)
+    distance = torch.cdist(pixels.expand(n, -1, -1).contiguous(), along).amin(-1)  # (N, 784): to the nearest stroke
     half_width = 0.75 + 0.75 * torch.rand(n, 1, device=device)
     return mnist_geometry((half_width + 0.5 - distance).clamp(0, 1).reshape(n, size, size))
 
