@@ -57,7 +57,9 @@ def default_checkpoint(root: str | Path = "lightning_logs") -> tuple[Path, str]:
     if best:
         return best[-1], f"the best checkpoint of the latest run, {run}"
     newest = max(folder.glob("*.ckpt"), key=lambda p: (p.name == "last.ckpt", p.stat().st_mtime))
-    return newest, f"the {'last' if newest.name == 'last.ckpt' else 'newest'} checkpoint of the latest run, {run}"
+    if newest.name == "last.ckpt":
+        return newest, f"the last checkpoint of the latest run, {run}"
+    return newest, f"the newest checkpoint of the latest run, {run}, a plain Trainer's, not `fit`'s"
 
 
 def announce_default_checkpoint(verb: str = "Using", root: str | Path = "lightning_logs") -> Path:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from jsonargparse.typing import NonNegativeInt
 from lightning.pytorch import Trainer
-from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, TQDMProgressBar
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
@@ -152,13 +152,6 @@ class DigitnetCLI(LightningCLI):
             raise DigitnetError(f"--output {output}: its folder does not exist")
 
     def instantiate_trainer(self, **kwargs) -> Trainer:
-        config = (self.config_init[self.subcommand] if self.subcommand else self.config_init)["trainer"]
-        callbacks = config.get("callbacks") or []
-        callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
-        if config.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in callbacks):
-            # Lightning's default bar refreshes, and formats its metrics, on every step, a cost the size of a
-            # small model's step (docs/speed.md). Every 20 steps looks the same to a person.
-            kwargs["callbacks"] = [*callbacks, TQDMProgressBar(refresh_rate=20)]
         try:
             trainer = super().instantiate_trainer(**kwargs)
         except MisconfigurationException as err:  # a bad --trainer value, before anything is written

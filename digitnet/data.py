@@ -9,13 +9,11 @@ than a small model's own arithmetic on a CPU, and copying each batch to a GPU wo
 from __future__ import annotations
 
 import functools
-import math
-import os
 from pathlib import Path
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
+from torch.utils.data import DataLoader, TensorDataset
 
 from digitnet.augment import random_affine, random_shift, random_strokes
 from digitnet.negatives import non_digits
@@ -25,34 +23,12 @@ from digitnet.mnist import FILES, TEST_FILES, TRAIN_FILES, default_data_dir, dow
 from digitnet.images import to_input
 
 
-class DeviceBatches(DistributedSampler):
-    """Batches of indices, each a (B,) int64 tensor on `device`: the order is drawn there, with no copy from
-    the host per step. Use it with `DataLoader(TensorDataset(...), batch_size=None, sampler=...)`.
+class TensorBatches(TensorDataset):
+    """A TensorDataset that gives a whole batch in one index operation on its tensors, where they lie (the
+    DataLoader's `__getitems__`): per image, indexing and collating cost more than a small model's step."""
 
-    Each of `num_replicas` processes takes every num_replicas-th index of the epoch's order, so that every
-    image is seen once per epoch (padded to equal shares, as DistributedSampler pads). Being a
-    DistributedSampler, Lightning uses it as it is under DDP instead of putting its own in its place, and
-    calls `set_epoch` so that every epoch has a new order, the same in every process.
-    """
-
-    def __init__(self, size: int, batch_size: int, device: torch.device | str = "cpu", num_replicas: int = 1,
-                 rank: int = 0, shuffle: bool = False, seed: int = 0) -> None:  # fmt: skip
-        super().__init__(range(size), num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed)
-        self.batch_size, self.device = batch_size, torch.device(device)
-
-    def __iter__(self):
-        n = len(self.dataset)
-        if self.shuffle:
-            generator = torch.Generator(device=self.device).manual_seed(self.seed + self.epoch)
-            order = torch.randperm(n, generator=generator, device=self.device)
-        else:
-            order = torch.arange(n, device=self.device)
-        if self.total_size > n:  # every process takes the same number of steps
-            order = torch.cat([order, order[: self.total_size - n]])
-        return iter(order[self.rank : self.total_size : self.num_replicas].split(self.batch_size))
-
-    def __len__(self) -> int:
-        return math.ceil(self.num_samples / self.batch_size)
+    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, ...]:
+        return tuple(t[indices] for t in self.tensors)
 
 
 class MNISTDataModule(L.LightningDataModule):
@@ -202,16 +178,8 @@ class MNISTDataModule(L.LightningDataModule):
         return self.background + ink * (self.foreground - self.background)
 
     def _loader(self, dataset: TensorDataset, batch_size: int, shuffle: bool = False) -> DataLoader:
-        images, trainer = dataset.tensors[0], self.trainer
-        # The shuffle's seed must be the same in every process: seed_everything's (it sets PL_GLOBAL_SEED), else ours.
-        seed = int(os.environ.get("PL_GLOBAL_SEED", self.hparams.seed))
-        sampler = DeviceBatches(
-            len(images), batch_size, images.device, shuffle=shuffle, seed=seed,
-            num_replicas=trainer.world_size if trainer else 1, rank=trainer.global_rank if trainer else 0,
-        )  # fmt: skip
-        # batch_size=None: the sampler yields whole batches of indices and TensorDataset takes them in one
-        # index operation. No workers: that operation is all a batch costs, worker processes would add IPC.
-        return DataLoader(dataset, batch_size=None, sampler=sampler)
+        # No workers: a batch costs one index operation (TensorBatches), worker processes would add IPC.
+        return DataLoader(TensorBatches(*dataset.tensors), batch_size=batch_size, shuffle=shuffle, collate_fn=tuple)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, self.hparams.batch_size, shuffle=True)
