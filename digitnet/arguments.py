@@ -108,7 +108,6 @@ class DigitnetParser(LightningArgumentParser):
             return f"unknown option --{key}{suggest(key, keys, prefix='--')}"
         return None
 
-
     def annotation(self, key: str) -> object:
         """The type of the parameter `key` (trainer.max_epochs: int | None), from its class's signature."""
         group, _, name = key.partition(".")

@@ -1,10 +1,4 @@
-"""MNIST as a LightningDataModule: the files read once into tensors on the training device, batches drawn there.
-
-The four IDX files are decoded once into uint8 tensors, scaled once (`digitnet.images.to_input`) into one float32
-tensor, and moved to the device the Trainer trains on. A batch is then one index operation there:
-torchvision's per-sample path (PIL image -> ToTensor -> Normalize, then collate) costs more per epoch
-than a small model's own arithmetic on a CPU, and copying each batch to a GPU would wait for it.
-"""
+"""MNIST as a LightningDataModule: its files read once into tensors on the training device, batches indexed there."""
 
 from __future__ import annotations
 
@@ -110,7 +104,7 @@ class MNISTDataModule(L.LightningDataModule):
         # images, and the scale of the non-digits' ink.
         self.background = float(to_input(torch.zeros(28, 28), normalize).min())
         self.foreground = float(to_input(torch.full((28, 28), 255), normalize).max())
-        self.train_set = self.val_set = self.test_set = None  # TensorDatasets of (images, labels)
+        self.train_set = self.val_set = self.test_set = None  # TensorBatches of (images, labels)
         self.predict_set = None  # ImageFiles, when predict_path is set
 
     def prepare_data(self) -> None:
@@ -137,17 +131,17 @@ class MNISTDataModule(L.LightningDataModule):
             order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(self.hparams.seed))
             val, train = order[: self.hparams.val_size], order[self.hparams.val_size :]
             x = to_input(images, self.hparams.normalize)  # (N, 1, 28, 28) float32
-            self.train_set, self.val_set = TensorDataset(x[train], labels[train]), TensorDataset(x[val], labels[val])
+            self.train_set, self.val_set = TensorBatches(x[train], labels[train]), TensorBatches(x[val], labels[val])
         if stage in ("test", "predict", None) and self.test_set is None:
             images, labels = load_split(self.data_dir, TEST_FILES)
-            self.test_set = TensorDataset(to_input(images, self.hparams.normalize), labels)
+            self.test_set = TensorBatches(to_input(images, self.hparams.normalize), labels)
         # On the device the Trainer trains on, once it is attached (the CLI reads the data before): batches are
         # then indexed there, with no copy per step.
         device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
         for name in ("train_set", "val_set", "test_set"):
             dataset = getattr(self, name)
             if dataset is not None and dataset.tensors[0].device != device:
-                setattr(self, name, TensorDataset(*(t.to(device) for t in dataset.tensors)))
+                setattr(self, name, TensorBatches(*(t.to(device) for t in dataset.tensors)))
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         # Lightning calls this hook for every batch of every stage; `trainer.training` is False in
@@ -177,9 +171,9 @@ class MNISTDataModule(L.LightningDataModule):
     def from_ink(self, ink: torch.Tensor) -> torch.Tensor:
         return self.background + ink * (self.foreground - self.background)
 
-    def _loader(self, dataset: TensorDataset, batch_size: int, shuffle: bool = False) -> DataLoader:
-        # No workers: a batch costs one index operation (TensorBatches), worker processes would add IPC.
-        return DataLoader(TensorBatches(*dataset.tensors), batch_size=batch_size, shuffle=shuffle, collate_fn=tuple)
+    def _loader(self, dataset: TensorBatches, batch_size: int, shuffle: bool = False) -> DataLoader:
+        # No workers: a batch costs one index operation, worker processes would add IPC.
+        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, collate_fn=tuple)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, self.hparams.batch_size, shuffle=True)
@@ -193,7 +187,7 @@ class MNISTDataModule(L.LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         if self.hparams.predict_path is None:  # MNIST's test set, with each image's index to name it by
             images, labels = self.test_set.tensors
-            indexed = TensorDataset(images, labels, torch.arange(len(labels), device=labels.device))
+            indexed = TensorBatches(images, labels, torch.arange(len(labels), device=labels.device))
             return self._loader(indexed, self.hparams.eval_batch_size)
         # Decoding a photo takes far longer than the network: batch_size files a batch, so the bar moves.
         collate = functools.partial(collate_images, standardize=self.hparams.normalize)

@@ -69,8 +69,9 @@ class StopOnInterrupt(Checkpoint):
     Under DDP the processes agree every `log_every_n_steps` steps (one all-reduce), so they stop at the same step.
     A Checkpoint, so that Lightning runs it after the ModelCheckpoint of the best model, which names it.
 
-    Lightning's own Ctrl-C stops mid-step, saves nothing and exits with status 1
-    (tests/test_faults.py::test_ctrl_c_saves_last_and_prints_the_resume_command).
+    Lightning's own Ctrl-C stops mid-step and exits with status 1, no message
+    (tests/test_faults.py::test_ctrl_c_saves_last_and_prints_the_resume_command); its ModelCheckpoint's
+    save_on_exception also saves a diverged run (test_diverging_run_stops_in_the_first_epoch_naming_the_step).
     """
 
     def __init__(self) -> None:

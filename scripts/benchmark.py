@@ -18,14 +18,15 @@ throughput at batch 1000 through the LightningModule and through the plain nn.Mo
     python scripts/benchmark.py --tweaks --rounds 20 --threads 1
 
 instead times what each of digitnet's speed tweaks is worth: `fit` as digitnet has it, then with one tweak
-undone (stock nn.Dropout; self.log("train/loss") at every step), in short fits that alternate, as the
-median ratio of their time per training step; CPU time with --threads 1, so that other work on a shared
-machine counts less.
+undone (stock nn.Dropout; self.log("train/loss") at every step; Adam not fused), in short fits that
+alternate, as the median ratio of their time per training step; CPU time with --threads 1, so that other
+work on a shared machine counts less.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import statistics
@@ -144,8 +145,10 @@ class StepTimer(L.Callback):
 
 def tweaks(args, cli_args: list[str]) -> dict:
     """Each speed tweak undone in turn, in short fits that alternate: median ratios of time per step."""
+    unfused = functools.partial(torch.optim.Adam, fused=False)
     variants = {"digitnet": lambda model: model, "nn.Dropout": stock_dropout,
-                "self.log every step": lambda model: LogEveryStep()}  # fmt: skip
+                "self.log every step": lambda model: LogEveryStep(),
+                "Adam, not fused": lambda model: DigitClassifier(optimizer=unfused)}  # fmt: skip
     clock = time.process_time if torch.get_num_threads() == 1 else time.perf_counter
     cli_args = [*cli_args, "--trainer.max_epochs=1", f"--trainer.limit_train_batches={args.steps}",
                 "--trainer.limit_val_batches=0", "--trainer.enable_model_summary=false"]
