@@ -37,6 +37,10 @@ def from_config(value):
     return value
 
 
+def accuracy() -> MulticlassAccuracy:
+    return MulticlassAccuracy(num_classes=10, average="micro")
+
+
 class DigitClassifier(L.LightningModule):
     """Trains a network with cross-entropy on its logits; loss and accuracy per split.
 
@@ -91,7 +95,6 @@ class DigitClassifier(L.LightningModule):
         self.make_optimizer = from_config(optimizer) or torch.optim.Adam
         self.make_lr_scheduler = from_config(lr_scheduler)
         self.example_input_array = torch.zeros(1, 1, 28, 28)  # gives the model summary its sizes and FLOPs
-        accuracy = functools.partial(MulticlassAccuracy, num_classes=10, average="micro")
         self.train_acc, self.val_acc, self.test_acc = accuracy(), accuracy(), accuracy()
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
 
