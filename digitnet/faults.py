@@ -80,7 +80,9 @@ class StopOnInterrupt(Checkpoint):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.stop_requested = False
         if threading.current_thread() is threading.main_thread():
-            self.previous_handler = signal.signal(signal.SIGINT, self.on_sigint)
+            previous = signal.signal(signal.SIGINT, self.on_sigint)
+            # None: the previous handler was not set from Python; Python's own is the best guess.
+            self.previous_handler = signal.default_int_handler if previous is None else previous
 
     def on_sigint(self, signum: int, frame: Any) -> None:
         self.stop_requested = True
@@ -92,7 +94,7 @@ class StopOnInterrupt(Checkpoint):
             self.previous_handler = None
 
     def save(self, trainer: L.Trainer) -> str | None:
-        if trainer.fast_dev_run:
+        if trainer.fast_dev_run or trainer.sanity_checking:
             return None
         folder = getattr(trainer.checkpoint_callback, "dirpath", None)
         path = os.path.join(folder or os.path.join(trainer.log_dir or trainer.default_root_dir, "checkpoints"),
