@@ -71,7 +71,9 @@ class StopOnInterrupt(Checkpoint):
 
     Lightning's own Ctrl-C stops mid-step and exits with status 1, no message
     (tests/test_faults.py::test_ctrl_c_saves_last_and_prints_the_resume_command); its ModelCheckpoint's
-    save_on_exception also saves a diverged run (test_diverging_run_stops_in_the_first_epoch_naming_the_step).
+    save_on_exception also saves a diverged run (test_diverging_run_stops_in_the_first_epoch_naming_the_step),
+    and OnExceptionCheckpoint deletes its file when `fit` ends well
+    (test_ckpt_path_last_without_a_previous_run_trains_from_scratch).
     """
 
     def __init__(self) -> None:
