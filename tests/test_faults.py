@@ -4,7 +4,7 @@ import json
 import os
 import shlex
 import shutil
-import subprocess
+import tempfile
 from pathlib import Path
 
 import lightning as L
@@ -16,7 +16,6 @@ from digitnet import MLP, DigitClassifier, MNISTDataModule
 from digitnet.cli import main
 from digitnet.divergence import StopOnNonFiniteLoss, TrainingDiverged
 from digitnet.faults import AtomicCheckpointIO, continue_last_run, last_checkpoints, resume_command
-from digitnet.files import temporary_files
 from helpers import run_digitnet, run_python
 
 STEPS_PER_EPOCH = 20  # 420 training images, 20 held out, batches of 20
@@ -125,7 +124,6 @@ def test_resume_command_replaces_any_ckpt_path():
 
 KILL_WHILE_SAVING = """
 import os, signal, sys, tempfile, torch
-from lightning.pytorch.plugins.io import TorchCheckpointIO
 from digitnet.faults import AtomicCheckpointIO
 path, when, tempfile.tempdir = sys.argv[1:]
 old = open(path, "rb").read()
@@ -150,14 +148,13 @@ AtomicCheckpointIO().save_checkpoint(checkpoint, path)
 def test_a_kill_while_writing_a_checkpoint_leaves_the_old_or_the_new_one(tmp_path, when):
     # Lightning's TorchCheckpointIO writes in $TMPDIR, then moves the file: a copy when that is another filesystem
     # (a tmpfs /tmp, a container volume), which a kill leaves truncated.
-    tmpdir = Path("/dev/shm") / tmp_path.name
     if not Path("/dev/shm").is_dir() or os.stat("/dev/shm").st_dev == os.stat(tmp_path).st_dev:
         pytest.skip("no other filesystem for $TMPDIR")
-    tmpdir.mkdir()
+    tmpdir = tempfile.mkdtemp(dir="/dev/shm")
     path = tmp_path / "checkpoints" / "last.ckpt"
     AtomicCheckpointIO().save_checkpoint({"w": torch.ones(100_000)}, path)
     try:
-        killed = run_python(KILL_WHILE_SAVING, str(path), when, str(tmpdir))
+        killed = run_python(KILL_WHILE_SAVING, str(path), when, tmpdir)
     finally:
         shutil.rmtree(tmpdir)
     assert killed.returncode == -9
