@@ -6,6 +6,8 @@ from __future__ import annotations
 import difflib
 import os
 import sys
+import types
+import typing
 
 import torch
 from lightning.pytorch.cli import LightningArgumentParser
@@ -39,8 +41,9 @@ class DigitnetParser(LightningArgumentParser):
     saying what is wrong, worked out from the command line itself (an unknown option or optimizer, with the
     nearest valid spelling), else the first line of jsonargparse's reason; then the help command.
 
-    `program` and `argv` are set on the class (`DigitnetParser.read(...)`): jsonargparse also builds parsers
-    of this class itself, for nested classes such as the optimizer, and their errors need them too.
+    `program`, `argv` and `classes` (the class behind each group of options, whose types say what a value must
+    look like) are set on the class (`DigitnetParser.read(...)`): jsonargparse also builds parsers of this class
+    itself, for nested classes such as the optimizer, and their errors need them too.
 
     Args:
         command: The subcommand this parser reads (fit, test, ...), None for the top level.
@@ -48,15 +51,17 @@ class DigitnetParser(LightningArgumentParser):
 
     program: str = "python -m digitnet"
     argv: list[str] = []
+    classes: dict[str, type] = {}
 
     def __init__(self, *args, command: str | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.command = command
 
     @classmethod
-    def read(cls, argv: list[str], program: str) -> None:
-        """The command line the parsers are about to read, and the program's name as the user typed it."""
-        cls.argv, cls.program = list(argv), program
+    def read(cls, argv: list[str], program: str, classes: dict[str, type] | None = None) -> None:
+        """The command line the parsers are about to read, the program's name as the user typed it, and the
+        class of each group of options (`{"trainer": Trainer, ...}`)."""
+        cls.argv, cls.program, cls.classes = list(argv), program, classes or {}
 
     def error(self, message: str, ex: Exception | None = None):
         command = self.argv[0] if self.argv and not self.argv[0].startswith("-") else self.command
@@ -93,6 +98,8 @@ class DigitnetParser(LightningArgumentParser):
             elif key.startswith("model.optimizer.") and not optimizer_named:
                 return ("name the optimizer before its arguments, e.g. --model.optimizer=Adam --model.optimizer.lr=0.01"
                         " (the default, Adam, is not spelled out)")  # fmt: skip
+            if key in keys and (expected := expected_value(self.annotation(key), value)):
+                return f"--{key}: expected {expected}, got {value!r}"
             if not keys or key in keys or key in groups or key in ACTIONS:
                 continue
             parents = [key.rsplit(".", depth)[0] for depth in range(1, key.count(".") + 1)]
@@ -100,6 +107,34 @@ class DigitnetParser(LightningArgumentParser):
                 continue  # an argument of a class chosen on the command line (--model.optimizer.momentum)
             return f"unknown option --{key}{suggest(key, keys, prefix='--')}"
         return None
+
+    def annotation(self, key: str) -> object:
+        """The type of the parameter `key` (trainer.max_epochs: int | None), from its class's signature."""
+        group, _, name = key.partition(".")
+        for cls in getattr(self.classes.get(group), "__mro__", ()):
+            try:
+                hints = typing.get_type_hints(cls.__init__)
+            except (NameError, TypeError):
+                continue
+            if name in hints:
+                return hints[name]
+        return None
+
+
+def expected_value(annotation: object, value: str) -> str | None:
+    """What a value of a bool, int or float parameter looks like ('an integer') when `value` does not."""
+    union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+    kinds = set(typing.get_args(annotation) if union else [annotation]) - {type(None)}
+    if not kinds or not kinds <= {bool, int, float} or value.lower() in ("null", "none"):
+        return None
+    fits = {bool: lambda: value.lower() in ("true", "false"), int: lambda: int(value), float: lambda: float(value)}
+    for kind in kinds:
+        try:
+            if fits[kind]() is not False:
+                return None
+        except ValueError:
+            pass
+    return "a number" if float in kinds else "an integer" if int in kinds else "true or false"
 
 
 def with_net_paths(argv: list[str]) -> list[str]:

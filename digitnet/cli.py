@@ -18,8 +18,9 @@ import sys
 import warnings
 from pathlib import Path
 
+from jsonargparse.typing import NonNegativeInt
 from lightning.pytorch import Trainer
-from lightning.pytorch.callbacks import ProgressBar, TQDMProgressBar
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
@@ -27,12 +28,12 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException, SI
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from digitnet.arguments import DigitnetParser, program_name, suggest, with_net_paths
-from digitnet.checkpoints import (BestCheckpoint, announce_default_checkpoint, continue_last_run, legacy_net,
-                                  read_checkpoint, resume_command)
+from digitnet.checkpoints import announce_default_checkpoint, read_checkpoint
 from digitnet.data import MNISTDataModule
 from digitnet.divergence import StopOnNonFiniteLoss, TrainingDiverged
 from digitnet.errors import DigitnetError
-from digitnet.faults import AtomicCheckpointIO, LastCheckpoint, TrainingInterrupted
+from digitnet.faults import (AtomicCheckpointIO, StopOnInterrupt, TrainingInterrupted, continue_last_run,
+                             last_checkpoints, resume_command)
 from digitnet.figures import CurvesLayout, TestFigures
 from digitnet.model import DigitClassifier
 from digitnet.predict import PredictionWriter
@@ -50,6 +51,22 @@ COMMANDS = {
 OWN_PARSERS = {"export": "digitnet.export", "finetune": "digitnet.finetune", "serve": "digitnet.serve"}  # commands that are not Trainer methods
 
 
+class BestCheckpoint(ModelCheckpoint):
+    """The best checkpoints of a run, by a logged metric (the CLI keeps the one of highest val/acc).
+
+    Lightning's ModelCheckpoint, with `--help` for the CLI: Lightning's own says that a dirpath of None saves
+    nothing (tests/test_cli.py::test_help_lists_every_command_and_fit_help_starts_with_digitnet_s_options).
+
+    Args:
+        dirpath: Folder of the checkpoints; None: checkpoints/ in the run's log folder
+            (lightning_logs/<optimizer>/version_N/checkpoints).
+        kwargs: Any other argument of Lightning's ModelCheckpoint.
+    """
+
+    def __init__(self, dirpath: str | Path | None = None, **kwargs) -> None:
+        super().__init__(dirpath=dirpath, **kwargs)
+
+
 class DigitnetCLI(LightningCLI):
     """LightningCLI with the report's defaults (5 epochs), a checkpoint callback keeping the best model,
     last.ckpt kept current for `--ckpt_path last` (see digitnet.faults), one TensorBoard folder per
@@ -60,7 +77,10 @@ class DigitnetCLI(LightningCLI):
         parser.add_lightning_class_args(self.model_class, "model")
         parser.add_lightning_class_args(self.datamodule_class, "data")
         parser.add_lightning_class_args(BestCheckpoint, "checkpoint")
-        parser.add_lightning_class_args(LastCheckpoint, "last_checkpoint")  # after "checkpoint": it runs after it
+        last = parser.add_argument_group("last.ckpt, the latest state, for `--ckpt_path last`")
+        last.add_argument("--last_checkpoint.every_n_train_steps", type=NonNegativeInt, default=500,
+                          help="Save it every this many training steps too, besides each epoch end (0: at epoch "
+                               "ends only): the most a crash loses.")  # fmt: skip
         parser.add_lightning_class_args(TestFigures, "test_figures")
         parser.add_lightning_class_args(self.trainer_class, "trainer")
         parser.set_defaults({"trainer." + k: v for k, v in self.trainer_defaults.items() if k != "callbacks"})
@@ -73,8 +93,7 @@ class DigitnetCLI(LightningCLI):
                 "model.net": {"class_path": "digitnet.nets.MLP"},
                 "checkpoint.monitor": "val/acc",
                 "checkpoint.mode": "max",
-                # last.ckpt is LastCheckpoint's: save_last=True refreshes it only when val/acc improves.
-                "checkpoint.save_last": False,
+                "checkpoint.save_last": False,  # last.ckpt is faults.last_checkpoints'
                 "checkpoint.filename": "best-epoch{epoch}-val_acc{val/acc:.4f}",
                 "checkpoint.auto_insert_metric_name": False,
             }
@@ -125,7 +144,7 @@ class DigitnetCLI(LightningCLI):
         elif config.ckpt_path and config.ckpt_path not in ("best", "last", "hpc", "registry"):
             if not Path(config.ckpt_path).is_file():
                 raise DigitnetError(f"--ckpt_path {config.ckpt_path}: no such checkpoint")
-            check_checkpoint(config.ckpt_path)
+            read_checkpoint(config.ckpt_path)  # a one-line error for a file Lightning would answer with tracebacks
         # Restoring a checkpoint's state, ModelCheckpoint warns when its folder differs from the checkpoint's:
         # a warning about saving, and nothing is saved outside `fit`.
         warnings.filterwarnings("ignore", message="The dirpath has changed from", category=UserWarning)
@@ -134,19 +153,14 @@ class DigitnetCLI(LightningCLI):
             raise DigitnetError(f"--output {output}: its folder does not exist")
 
     def instantiate_trainer(self, **kwargs) -> Trainer:
-        config = (self.config_init[self.subcommand] if self.subcommand else self.config_init)["trainer"]
-        callbacks = config.get("callbacks") or []
-        callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
-        if config.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in callbacks):
-            # Lightning's default bar refreshes, and formats its metrics, on every step, a cost the size of a
-            # small model's step (docs/speed.md). Every 20 steps looks the same to a person.
-            kwargs["callbacks"] = [*callbacks, TQDMProgressBar(refresh_rate=20)]
         try:
             trainer = super().instantiate_trainer(**kwargs)
         except MisconfigurationException as err:  # a bad --trainer value, before anything is written
             raise DigitnetError(f"bad --trainer settings: {err}") from None
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # unless the user chose another one
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        every = (self.config_init[self.subcommand] if self.subcommand else self.config_init).last_checkpoint
+        trainer.callbacks += last_checkpoints(trainer.checkpoint_callback.dirpath, every.every_n_train_steps)
         return trainer
 
     def load_data(self) -> None:
@@ -194,21 +208,11 @@ class DigitnetCLI(LightningCLI):
                       "then http://localhost:6006/#custom_scalars)")
 
 
-def check_checkpoint(ckpt_path: str) -> None:
-    """Lightning's CLI builds the model from a checkpoint's settings with tracebacks for a file it cannot
-    read; read it first for a one-line error. Those of digitnet 0.1 name options that are gone
-    (`--model.hidden_sizes`, `--model.dropout`): say what still reads such a checkpoint."""
-    hparams = read_checkpoint(ckpt_path).get("hyper_parameters", {})
-    if isinstance(hparams, dict) and legacy_net(hparams) is not None:
-        raise DigitnetError(
-            f"--ckpt_path {ckpt_path}: written by digitnet 0.1, before --model.net; this command cannot rebuild "
-            "it, but DigitRecognizer.from_checkpoint, `serve` and `export` read it; or retrain (python -m digitnet fit)"
-        )
-
-
 def build_cli(args: ArgsType = None, run: bool = True) -> DigitnetCLI:
     """The CLI over DigitClassifier and MNISTDataModule; `run=False` only builds the model, data and trainer."""
-    DigitnetParser.read(sys.argv[1:] if args is None else args if isinstance(args, list) else [], program_name())
+    DigitnetParser.read(sys.argv[1:] if args is None else args if isinstance(args, list) else [], program_name(),
+                        {"model": DigitClassifier, "data": MNISTDataModule, "checkpoint": BestCheckpoint,
+                         "test_figures": TestFigures, "trainer": Trainer})  # fmt: skip
     # A short usage line: argparse's lists each of the ~100 options, a screen of text before the help.
     subcommands = {name: {"command": name, "description": COMMANDS[name][0].upper() + COMMANDS[name][1:] + ".",
                           "usage": f"{program_name()} {name} [--config FILE] [--model.* VALUE] [--data.* VALUE] "
@@ -219,7 +223,7 @@ def build_cli(args: ArgsType = None, run: bool = True) -> DigitnetCLI:
         MNISTDataModule,
         seed_everything_default=0,
         parser_class=DigitnetParser,
-        trainer_defaults={"callbacks": [StopOnNonFiniteLoss(), CurvesLayout()]},
+        trainer_defaults={"callbacks": [StopOnNonFiniteLoss(), StopOnInterrupt(), CurvesLayout()]},
         auto_configure_optimizers=False,
         save_config_kwargs={"overwrite": True},
         parser_kwargs={"prog": program_name(), **subcommands},

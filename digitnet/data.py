@@ -1,22 +1,14 @@
-"""MNIST as a LightningDataModule: the files read once into tensors on the training device, batches drawn there.
-
-The four IDX files are decoded once into uint8 tensors, scaled once (`digitnet.images.to_input`) into one float32
-tensor, and moved to the device the Trainer trains on. A batch is then one index operation there:
-torchvision's per-sample path (PIL image -> ToTensor -> Normalize, then collate) costs more per epoch
-than a small model's own arithmetic on a CPU, and copying each batch to a GPU would wait for it.
-"""
+"""MNIST as a LightningDataModule: its files read once into tensors on the training device, batches indexed there."""
 
 from __future__ import annotations
 
 import functools
-import math
-import os
 from pathlib import Path
 
 import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_only
-from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
+from torch.utils.data import DataLoader, TensorDataset
 
 from digitnet.augment import random_affine, random_shift, random_strokes
 from digitnet.negatives import non_digits
@@ -27,34 +19,12 @@ from digitnet.mnist import FILES, TEST_FILES, TRAIN_FILES, default_data_dir, dow
 from digitnet.images import to_input
 
 
-class DeviceBatches(DistributedSampler):
-    """Batches of indices, each a (B,) int64 tensor on `device`: the order is drawn there, with no copy from
-    the host per step. Use it with `DataLoader(TensorDataset(...), batch_size=None, sampler=...)`.
+class TensorBatches(TensorDataset):
+    """A TensorDataset that gives a whole batch in one index operation on its tensors, where they lie (the
+    DataLoader's `__getitems__`): per image, indexing and collating cost more than a small model's step."""
 
-    Each of `num_replicas` processes takes every num_replicas-th index of the epoch's order, so that every
-    image is seen once per epoch (padded to equal shares, as DistributedSampler pads). Being a
-    DistributedSampler, Lightning uses it as it is under DDP instead of putting its own in its place, and
-    calls `set_epoch` so that every epoch has a new order, the same in every process.
-    """
-
-    def __init__(self, size: int, batch_size: int, device: torch.device | str = "cpu", num_replicas: int = 1,
-                 rank: int = 0, shuffle: bool = False, seed: int = 0) -> None:  # fmt: skip
-        super().__init__(range(size), num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed)
-        self.batch_size, self.device = batch_size, torch.device(device)
-
-    def __iter__(self):
-        n = len(self.dataset)
-        if self.shuffle:
-            generator = torch.Generator(device=self.device).manual_seed(self.seed + self.epoch)
-            order = torch.randperm(n, generator=generator, device=self.device)
-        else:
-            order = torch.arange(n, device=self.device)
-        if self.total_size > n:  # every process takes the same number of steps
-            order = torch.cat([order, order[: self.total_size - n]])
-        return iter(order[self.rank : self.total_size : self.num_replicas].split(self.batch_size))
-
-    def __len__(self) -> int:
-        return math.ceil(self.num_samples / self.batch_size)
+    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, ...]:
+        return tuple(t[indices] for t in self.tensors)
 
 
 class MNISTDataModule(L.LightningDataModule):
@@ -145,9 +115,9 @@ class MNISTDataModule(L.LightningDataModule):
         # images, and the scale of the non-digits' ink.
         self.background = float(to_input(torch.zeros(28, 28), normalize).min())
         self.foreground = float(to_input(torch.full((28, 28), 255), normalize).max())
-        self.train_set = self.val_set = self.test_set = None  # TensorDatasets of (images, labels)
+        self.train_set = self.val_set = self.test_set = None  # TensorBatches of (images, labels)
         self.predict_set = None  # ImageFiles, when predict_path is set
-        self.extra_set = self.extra_held_out = None  # TensorDatasets of extra_dir's digits, trained on and held out
+        self.extra_set = self.extra_held_out = None  # TensorBatches of extra_dir's digits, trained on and held out
 
     def prepare_data(self) -> None:
         if self.hparams.predict_path is not None and self.trainer is not None and self.trainer.predicting:
@@ -173,23 +143,23 @@ class MNISTDataModule(L.LightningDataModule):
             order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(self.hparams.seed))
             val, train = order[: self.hparams.val_size], order[self.hparams.val_size :]
             x = to_input(images, self.hparams.normalize)  # (N, 1, 28, 28) float32
-            self.train_set, self.val_set = TensorDataset(x[train], labels[train]), TensorDataset(x[val], labels[val])
+            self.train_set, self.val_set = TensorBatches(x[train], labels[train]), TensorBatches(x[val], labels[val])
         if stage in ("fit", "validate", None) and self.hparams.extra_dir and self.extra_set is None:
             x, y, skipped = read_digit_folder(self.hparams.extra_dir, self.hparams.normalize)
             for file, reason in skipped if rank_zero_only.rank == 0 else []:
                 print(f"{file}: skipped: {reason}")
             train, held = hold_out(y, self.hparams.extra_hold_out, self.hparams.seed)
-            self.extra_set, self.extra_held_out = TensorDataset(x[train], y[train]), TensorDataset(x[held], y[held])
+            self.extra_set, self.extra_held_out = TensorBatches(x[train], y[train]), TensorBatches(x[held], y[held])
         if stage in ("test", "predict", None) and self.test_set is None:
             images, labels = load_split(self.data_dir, TEST_FILES)
-            self.test_set = TensorDataset(to_input(images, self.hparams.normalize), labels)
+            self.test_set = TensorBatches(to_input(images, self.hparams.normalize), labels)
         # On the device the Trainer trains on, once it is attached (the CLI reads the data before): batches are
         # then indexed there, with no copy per step.
         device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
         for name in ("train_set", "val_set", "test_set", "extra_set", "extra_held_out"):
             dataset = getattr(self, name)
             if dataset is not None and dataset.tensors[0].device != device:
-                setattr(self, name, TensorDataset(*(t.to(device) for t in dataset.tensors)))
+                setattr(self, name, TensorBatches(*(t.to(device) for t in dataset.tensors)))
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         # Lightning calls this hook for every batch of every stage; `trainer.training` is False in
@@ -225,17 +195,9 @@ class MNISTDataModule(L.LightningDataModule):
     def from_ink(self, ink: torch.Tensor) -> torch.Tensor:
         return self.background + ink * (self.foreground - self.background)
 
-    def _loader(self, dataset: TensorDataset, batch_size: int, shuffle: bool = False) -> DataLoader:
-        images, trainer = dataset.tensors[0], self.trainer
-        # The shuffle's seed must be the same in every process: seed_everything's (it sets PL_GLOBAL_SEED), else ours.
-        seed = int(os.environ.get("PL_GLOBAL_SEED", self.hparams.seed))
-        sampler = DeviceBatches(
-            len(images), batch_size, images.device, shuffle=shuffle, seed=seed,
-            num_replicas=trainer.world_size if trainer else 1, rank=trainer.global_rank if trainer else 0,
-        )  # fmt: skip
-        # batch_size=None: the sampler yields whole batches of indices and TensorDataset takes them in one
-        # index operation. No workers: that operation is all a batch costs, worker processes would add IPC.
-        return DataLoader(dataset, batch_size=None, sampler=sampler)
+    def _loader(self, dataset: TensorBatches, batch_size: int, shuffle: bool = False) -> DataLoader:
+        # No workers: a batch costs one index operation, worker processes would add IPC.
+        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, collate_fn=tuple)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, self.hparams.batch_size, shuffle=True)
@@ -249,7 +211,7 @@ class MNISTDataModule(L.LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         if self.hparams.predict_path is None:  # MNIST's test set, with each image's index to name it by
             images, labels = self.test_set.tensors
-            indexed = TensorDataset(images, labels, torch.arange(len(labels), device=labels.device))
+            indexed = TensorBatches(images, labels, torch.arange(len(labels), device=labels.device))
             return self._loader(indexed, self.hparams.eval_batch_size)
         # Decoding a photo takes far longer than the network: batch_size files a batch, so the bar moves.
         collate = functools.partial(collate_images, standardize=self.hparams.normalize)

@@ -25,6 +25,10 @@ class StopOnNonFiniteLoss(L.Callback):
     before any checkpoint is written (which also checks the weights): no checkpoint ever holds a diverged
     model. Under DDP the processes agree on the first bad step with one all-reduce and stop together.
 
+    Lightning's EarlyStopping(check_finite=True) looks once per validation or epoch, stops with no error and
+    lets that epoch's checkpoints be written
+    (tests/test_faults.py::test_diverging_run_stops_in_the_first_epoch_naming_the_step).
+
     Args:
         check_every_n_steps: Steps between two reads of the buffer. Default: 1 for one CPU process, else
             the trainer's `log_every_n_steps`, the steps where Lightning reads the logged metrics anyway.

@@ -1,12 +1,7 @@
-"""Files written whole or not at all: a kill at any moment leaves the old file or the new one, never a part.
+"""Files written whole or not at all, through a temporary file beside them renamed over them when complete.
 
     atomic_write(path, text_or_bytes)        a text or a payload
     with replacing(path) as tmp: ...         anything that writes to a path of its own (a figure's savefig)
-
-Both write to a temporary name beside the target, on the same filesystem, flush it to disk, then rename it
-over the target: several processes finishing together (the study's workers) each leave one complete file, and
-so does a machine that goes down. Checkpoints are written through it too (`digitnet.faults.AtomicCheckpointIO`,
-a Lightning plugin).
 """
 
 from __future__ import annotations

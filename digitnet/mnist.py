@@ -1,9 +1,9 @@
-"""The MNIST files: their names, checksums and mirrors, the IDX format they are written in, and the download.
+"""The MNIST files: finding, reading and downloading them, with an error naming the file and what to do.
 
     images, labels = load_split("data", TRAIN_FILES)   # (60000, 28, 28) uint8, (60000,) int64
 
-Read the way torchvision's `datasets/mnist.py` reads them, but straight into tensors: a missing, truncated or
-corrupt file is a DigitnetError naming the file and what to do.
+The files are read where they lie, gzipped or not: torchvision's readers take only decompressed files
+(tests/test_data.py::test_reader_round_trips_raw_and_gzip), and a shared data folder may be read-only.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from digitnet.files import atomic_write
 TRAIN_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte")
 TEST_FILES = ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 FILES = TRAIN_FILES + TEST_FILES
-# SHA-256 of the *decompressed* original files, and their item counts. (torchvision pins MD5s of its .gz
-# files; a re-compressed copy of the same bytes fails those, so the content is checked instead.)
+# SHA-256 of the *decompressed* original files: torchvision's MD5s of its .gz files reject a recompressed copy
+# of the same bytes (tests/test_data.py::test_a_recompressed_copy_of_mnist_passes_the_content_check).
 SHA256 = {
     "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
     "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
@@ -31,15 +31,7 @@ SHA256 = {
     "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
 }
 COUNTS = {name: 60_000 if name.startswith("train") else 10_000 for name in FILES}
-IDX_NDIM = {0x00000801: 1, 0x00000803: 3}  # magic number -> dimensions (unsigned bytes)
-
-
-def default_mirrors() -> list[str]:
-    """The MNIST mirrors torchvision keeps current, tried in order."""
-    # Imported here: torchvision takes seconds to import, and only downloads need it.
-    from torchvision.datasets import MNIST
-
-    return list(MNIST.mirrors)
+KINDS = {0x00000801: (1, "labels"), 0x00000803: (3, "images")}  # IDX magic number of unsigned bytes -> dims, what
 
 
 def default_data_dir() -> str:
@@ -56,18 +48,15 @@ def find_file(data_dir: str | Path, name: str) -> Path | None:
 
 
 def parse_idx(raw: bytes, source: str, expect_ndim: int | None = None) -> torch.Tensor:
-    """Decode IDX bytes (big-endian header, then uint8 data) into a uint8 tensor.
-
-    Raises DigitnetError naming `source` and what is wrong: bad magic, truncation, trailing bytes.
-    """
+    """IDX bytes (a big-endian header: magic number, sizes; then the uint8 data) as a uint8 tensor."""
     magic = int.from_bytes(raw[:4], "big") if len(raw) >= 4 else None
-    if magic not in IDX_NDIM:
+    if magic not in KINDS:
         found = "no header" if magic is None else f"magic 0x{magic:08x}"
         raise DigitnetError(f"{source}: not an IDX file of unsigned bytes ({found}, expected 0x00000801 or 0x00000803)")
-    ndim = IDX_NDIM[magic]
+    ndim, kind = KINDS[magic]
     if expect_ndim is not None and ndim != expect_ndim:
-        kind = {1: "labels (magic 0x00000801)", 3: "images (magic 0x00000803)"}
-        raise DigitnetError(f"{source}: holds {kind[ndim]}, expected {kind[expect_ndim]}")
+        expected = next(f"{what} (magic 0x{m:08x})" for m, (n, what) in KINDS.items() if n == expect_ndim)
+        raise DigitnetError(f"{source}: holds {kind} (magic 0x{magic:08x}), expected {expected}")
     header = 4 + 4 * ndim
     if len(raw) < header:
         raise DigitnetError(f"{source}: truncated header ({len(raw)} bytes)")
@@ -80,8 +69,8 @@ def parse_idx(raw: bytes, source: str, expect_ndim: int | None = None) -> torch.
 
 
 def read_idx(path: str | Path, expect_ndim: int | None = None) -> torch.Tensor:
-    """Read an IDX file, gzipped or not. A file with the canonical name and item count of an
-    original MNIST file must also match that file's SHA-256."""
+    """Read an IDX file, gzipped or not. A file with the name and item count of an original MNIST file must
+    also match that file's SHA-256."""
     path = Path(path)
     try:
         raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
@@ -109,13 +98,16 @@ def load_split(data_dir: str | Path, files: tuple[str, str]) -> tuple[torch.Tens
 
 
 def download(data_dir: str | Path, mirrors: list[str] | None = None, timeout: float = 30.0) -> None:
-    """Fetch the missing MNIST files into `data_dir`, trying each mirror in turn.
+    """Fetch the missing MNIST files into `data_dir`, from each mirror in turn (default: torchvision's list).
 
-    A file is accepted only when its decompressed bytes match the original's SHA-256; it is written
-    to a temporary file and renamed, so an interrupted download never leaves a partial file.
+    A file is kept only when its decompressed bytes match the original's SHA-256, and written whole or not
+    at all. torchvision's `download_url` waits on a silent mirror forever and creates the folder before it
+    knows there is anything to put in it (tests/test_data.py::test_a_mirror_that_never_answers_times_out).
     """
-    mirrors = default_mirrors() if mirrors is None else mirrors
-    data_dir = Path(data_dir)
+    if mirrors is None:
+        from torchvision.datasets import MNIST  # here: torchvision takes seconds to import
+
+        mirrors = MNIST.mirrors
     for name in FILES:
         if find_file(data_dir, name) is not None:
             continue
@@ -130,19 +122,17 @@ def download(data_dir: str | Path, mirrors: list[str] | None = None, timeout: fl
             except (OSError, EOFError, ValueError) as err:  # URLError, timeouts, bad gzip are OSErrors
                 failures.append(f"{url} ({getattr(err, 'reason', err)})")
                 continue
-            atomic_write(data_dir / f"{name}.gz", payload)
+            atomic_write(Path(data_dir) / f"{name}.gz", payload)
             break
         else:
             raise not_found(data_dir, failures)
 
 
-def not_found(data_dir: Path, failures: list[str]) -> DigitnetError:
+def not_found(data_dir: str | Path, failures: list[str]) -> DigitnetError:
     """The error for a folder without MNIST: where it looked, what it expected, what failed, what to do."""
-    tried = "\n".join(f"  - {line}" for line in failures) or "  (download=False: no mirror tried)"
     return DigitnetError(
-        f"MNIST was not found in {data_dir.resolve()} (nor in its MNIST/raw/ subfolder).\n"
-        f"Expected these four files, gzipped (.gz) or not: {', '.join(FILES)}.\n"
-        f"Downloading them failed:\n{tried}\n"
-        "Put the four files in a folder and point digitnet at it with --data.data_dir DIR "
-        "or the environment variable DIGITNET_DATA_DIR=DIR."
+        f"MNIST was not found in {Path(data_dir).resolve()} (nor in its MNIST/raw/): expected {', '.join(FILES)}, "
+        "gzipped (.gz) or not.\n"
+        + (f"Downloading failed: {'; '.join(failures)}.\n" if failures else "")
+        + "Put the four files in a folder and pass --data.data_dir DIR, or set DIGITNET_DATA_DIR=DIR."
     )

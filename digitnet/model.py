@@ -38,8 +38,7 @@ def from_config(value):
 
 
 def accuracy() -> MulticlassAccuracy:
-    # validate_args=False: the argument checks read values back from the device at every update.
-    return MulticlassAccuracy(num_classes=10, average="micro", validate_args=False)
+    return MulticlassAccuracy(num_classes=10, average="micro")
 
 
 class DigitClassifier(L.LightningModule):
@@ -102,8 +101,7 @@ class DigitClassifier(L.LightningModule):
         self.make_lr_scheduler = from_config(lr_scheduler)
         self.example_input_array = torch.zeros(1, 1, 28, 28)  # gives the model summary its sizes and FLOPs
         self.train_acc, self.val_acc, self.test_acc = accuracy(), accuracy(), accuracy()
-        # nan_strategy="disable": no check that reads every value back from the device; a NaN loss shows as NaN.
-        self.val_loss, self.test_loss = MeanMetric(nan_strategy="disable"), MeanMetric(nan_strategy="disable")
+        self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
 
     def configure_model(self) -> None:
         if self.hparams.compile:
@@ -122,7 +120,7 @@ class DigitClassifier(L.LightningModule):
             uniform = -logits[len(y) :].log_softmax(dim=1).mean(dim=1) - math.log(10)
             loss = loss + self.hparams.non_digit_weight * uniform.mean()
         self.train_acc.update(logits[: len(y)].detach(), y)
-        # Logged only on the steps the logger writes: a self.log call costs more than a small model's step.
+        # Logged only on the steps the logger writes: each self.log call costs time (docs/speed.md).
         every = self.trainer.log_every_n_steps
         if every and self.global_step % every == 0:
             self.log("train/loss", loss)

@@ -19,8 +19,8 @@ from digitnet.errors import DigitnetError
 
 
 class Dropout(nn.Dropout):
-    """nn.Dropout with its mask drawn as uniform noise >= p on the CPU: the same distribution, but torch's
-    CPU `bernoulli_` costs more than the 512x512 matmul beside it (see docs/speed.md)."""
+    """nn.Dropout with its mask drawn as uniform noise >= p on the CPU: the same distribution, drawn faster than
+    torch's CPU `bernoulli_` (`scripts/benchmark.py --tweaks`, docs/speed.md)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0 or x.device.type != "cpu":

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from digitnet.checkpoints import legacy_net, read_checkpoint
+from digitnet.checkpoints import read_checkpoint
 from digitnet.errors import DigitnetError
 from digitnet.images import picture_ink, preprocess, to_input
 from digitnet.model import DigitClassifier
@@ -52,17 +52,10 @@ class DigitRecognizer:
     def from_checkpoint(cls, path: str | Path, map_location: str | torch.device = "cpu",
                         weights_only: bool | None = None) -> DigitRecognizer:  # fmt: skip
         """The network of a `DigitClassifier` checkpoint, with the data settings it was trained with.
-        `weights_only=False` reads a checkpoint that holds Python objects (one that digitnet 0.1 wrote of a
-        model built in Python with a functools.partial optimizer): only for files you trust."""
+        `weights_only=False` reads a checkpoint that holds Python objects: only for files you trust."""
         checkpoint = read_checkpoint(path, map_location, weights_only)
-        hparams = checkpoint.get("hyper_parameters", {})
         try:
-            if legacy_net(hparams) is not None:  # digitnet 0.1: the MLP's settings were the model's own
-                model = DigitClassifier(net=legacy_net(hparams))
-                model.load_state_dict(checkpoint["state_dict"])
-            else:
-                model = DigitClassifier.load_from_checkpoint(path, map_location=map_location,
-                                                             weights_only=weights_only)  # fmt: skip
+            model = DigitClassifier.load_from_checkpoint(path, map_location=map_location, weights_only=weights_only)
         except (RuntimeError, KeyError, TypeError, ValueError, ImportError, AttributeError) as err:
             first_line = (str(err).strip().splitlines() or [""])[0]
             raise DigitnetError(f"{path}: not a checkpoint of digitnet's DigitClassifier "

@@ -14,11 +14,19 @@ Contenders, run in turn (one epoch of each, then again), on the same in-memory t
   (for information: what digitnet's faster dropout mask and fused Adam are worth).
 Each contender's first epoch is warm-up and dropped; the table gives medians. Then inference
 throughput at batch 1000 through the LightningModule and through the plain nn.Module.
+
+    python scripts/benchmark.py --tweaks --rounds 20 --threads 1
+
+instead times what each of digitnet's speed tweaks is worth: `fit` as digitnet has it, then with one tweak
+undone (stock nn.Dropout; self.log("train/loss") at every step; Adam not fused), in short fits that
+alternate, as the median ratio of their time per training step; CPU time with --threads 1, so that other
+work on a shared machine counts less.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import statistics
@@ -34,7 +42,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from digitnet.cli import build_cli
+from digitnet.data import reuse_data
 from digitnet.model import DigitClassifier
+from digitnet.nets import Dropout
 from digitnet.optim import fused_if_available, half_cosine
 
 
@@ -101,6 +111,70 @@ def images_per_second(fn, x: torch.Tensor, repeats: int = 30) -> float:
     return len(x) / statistics.median(times)
 
 
+class LogEveryStep(DigitClassifier):
+    """digitnet's model logging train/loss at every step, as most LightningModules do."""
+
+    def training_step(self, batch, batch_idx):
+        loss = super().training_step(batch, batch_idx)
+        every = self.trainer.log_every_n_steps
+        if not every or self.global_step % every:  # the steps DigitClassifier does not log
+            self.log("train/loss", loss)
+        return loss
+
+
+def stock_dropout(model: DigitClassifier) -> DigitClassifier:
+    for name, layer in model.net.named_children():
+        if isinstance(layer, Dropout):
+            setattr(model.net, name, nn.Dropout(layer.p))
+    return model
+
+
+class StepTimer(L.Callback):
+    """Seconds per training step from the 10th on (setup and warm-up left out)."""
+
+    def __init__(self, clock) -> None:
+        self.clock = clock
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if batch_idx == 10:
+            self.start = self.clock()
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self.seconds = (self.clock() - self.start) / (trainer.global_step - 10)
+
+
+def tweaks(args, cli_args: list[str]) -> dict:
+    """Each speed tweak undone in turn, in short fits that alternate: median ratios of time per step."""
+    unfused = functools.partial(torch.optim.Adam, fused=False)
+    variants = {"digitnet": lambda model: model, "nn.Dropout": stock_dropout,
+                "self.log every step": lambda model: LogEveryStep(),
+                "Adam, not fused": lambda model: DigitClassifier(optimizer=unfused)}  # fmt: skip
+    clock = time.process_time if torch.get_num_threads() == 1 else time.perf_counter
+    cli_args = [*cli_args, "--trainer.max_epochs=1", f"--trainer.limit_train_batches={args.steps}",
+                "--trainer.limit_val_batches=0", "--trainer.enable_model_summary=false"]
+    cache, times = {}, {name: [] for name in variants}
+    for round_ in range(args.rounds + 1):  # round 0: warm-up
+        for name in list(variants)[:: 1 if round_ % 2 else -1]:
+            cli = build_cli(cli_args, run=False)
+            reuse_data(cli.datamodule, cache, stages=("fit",))
+            timer = StepTimer(clock)
+            cli.trainer.callbacks.append(timer)
+            cli.trainer.fit(variants[name](cli.model), datamodule=cli.datamodule)
+            if round_:
+                times[name].append(timer.seconds)
+    print(f"\n{args.rounds} rounds of {args.steps} steps, {torch.get_num_threads()} torch threads, "
+          f"{'CPU' if clock is time.process_time else 'wall'} time")
+    print(f"{'variant':<20} {'ms/step':>8} {'x digitnet':>10} {'quartiles':>12}")
+    results = {}
+    for name, seconds in times.items():
+        ratios = [t / d for t, d in zip(seconds, times["digitnet"])]
+        q = statistics.quantiles(ratios, n=4)
+        results[name] = {"ms_per_step": 1000 * statistics.median(seconds), "ratio": statistics.median(ratios)}
+        print(f"{name:<20} {results[name]['ms_per_step']:>8.2f} {results[name]['ratio']:>10.3f} "
+              f"{q[0]:>6.3f}-{q[2]:.3f}")
+    return results
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data_dir", default=None, help="folder with the MNIST files (default: DIGITNET_DATA_DIR or ./data)")
@@ -109,9 +183,15 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--accelerator", default="auto", help="cpu, gpu or auto")
     parser.add_argument("--compile", action="store_true",
                         help="fit with --model.compile=true: the network compiled by torch.compile")
+    parser.add_argument("--tweaks", action="store_true", help="time each speed tweak undone instead (see above)")
+    parser.add_argument("--rounds", type=int, default=20, help="--tweaks: fits of each variant, after a warm-up")
+    parser.add_argument("--steps", type=int, default=100, help="--tweaks: training steps per fit")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     args = parser.parse_args(argv)
     if args.epochs < 3:
         parser.error("--epochs must be at least 3: the figures are medians")
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     # The Trainer's arguments go to build_cli while this script's own are in sys.argv, as intended here.
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended", category=UserWarning)
@@ -122,6 +202,8 @@ def main(argv: list[str] | None = None) -> dict:
         cli_args.append(f"--data.data_dir={args.data_dir}")
     if args.compile:
         cli_args.append("--model.compile=true")
+    if args.tweaks:
+        return tweaks(args, cli_args)
     cli = build_cli(cli_args, run=False)
     dm, trainer = cli.datamodule, cli.trainer
     device = trainer.strategy.root_device

@@ -100,7 +100,8 @@ def run_quietly(*args: str) -> subprocess.CompletedProcess:
     [
         (["--model.optimizr=SGD"], "unknown option --model.optimizr (did you mean --model.optimizer?)"),
         (["--model.optimizer=Nadam"], "unknown optimizer 'Nadam' (did you mean NAdam?)"),
-        (["--data.batch_size=abc"], "data.batch_size"),
+        (["--data.batch_size=abc"], "--data.batch_size: expected an integer, got 'abc'"),
+        (["--trainer.max_epochs=abc"], "--trainer.max_epochs: expected an integer, got 'abc'"),
         (["--trainer.max_epohcs=3"], "did you mean --trainer.max_epochs?"),
         (["--model.net=ConvNett"], "unknown network 'ConvNett' (did you mean ConvNet?)"),
         (["--model.net=nosuch.Net"], "nosuch.Net either not accessible or invalid"),
@@ -168,6 +169,7 @@ def test_predict_names_what_it_picked_and_warns_of_nothing(mnist_dir, tmp_path):
         DigitClassifier(net=MLP(hidden_sizes=(16,))), MNISTDataModule(data_dir=str(mnist_dir), val_size=20))
     result = run_quietly("predict", f"--data.data_dir={mnist_dir}", "--trainer.enable_progress_bar=false")
     assert result.returncode == 0, result.stderr
-    assert "the newest checkpoint of the latest run, lightning_logs/version_0" in result.stdout
+    assert "the newest checkpoint of the latest run, lightning_logs/version_0, a plain Trainer's" in result.stdout
     assert "MNIST test image 39  " in result.stdout and "Predicted 40 of 40 images" in result.stdout
     assert "best checkpoint" not in result.stdout and "dirpath has changed" not in result.stderr
+    assert "callbacks used to create the checkpoint" not in result.stderr and "batch indices" not in result.stderr

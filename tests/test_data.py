@@ -2,6 +2,7 @@ import functools
 import gzip
 import hashlib
 import http.server
+import socket
 import threading
 
 import lightning as L
@@ -11,7 +12,7 @@ import torch
 from conftest import idx_bytes, synthetic_digits, write_mnist
 from digitnet import mnist
 from digitnet.augment import random_affine, random_shift
-from digitnet.data import DeviceBatches, MNISTDataModule
+from digitnet.data import MNISTDataModule
 from digitnet.mnist import read_idx
 from digitnet.images import to_input
 from digitnet.errors import DigitnetError
@@ -73,6 +74,18 @@ def test_checksum_mismatch_on_a_full_size_file(tmp_path):
         read_idx(path)
 
 
+def test_a_recompressed_copy_of_mnist_passes_the_content_check(real_mnist, tmp_path):
+    from torchvision.datasets import MNIST
+    from torchvision.datasets.utils import check_integrity
+
+    for name in mnist.TEST_FILES:  # the original bytes, gzipped anew: torchvision's MD5 of its .gz no longer fits
+        raw = gzip.decompress(mnist.find_file(real_mnist, name).read_bytes())
+        (tmp_path / f"{name}.gz").write_bytes(gzip.compress(raw, compresslevel=1, mtime=0))
+        assert not check_integrity(tmp_path / f"{name}.gz", dict(MNIST.resources)[f"{name}.gz"])
+    images, labels = mnist.load_split(tmp_path, mnist.TEST_FILES)
+    assert images.shape == (10_000, 28, 28) and labels.shape == (10_000,)
+
+
 def test_torchvision_layout_and_raw_files(tmp_path):
     write_mnist(tmp_path / "MNIST" / "raw", gz=False)
     dm = MNISTDataModule(data_dir=str(tmp_path), val_size=20)
@@ -107,26 +120,6 @@ def test_batches_dtypes_shapes_and_full_test_set(mnist_dir):
     assert [len(y) for _, y in dm.val_dataloader()] == [15, 5]
     seen = torch.cat([x for x, _ in dm.train_dataloader()])
     assert len(seen) == 100  # every training image once per epoch
-
-
-def test_device_batches_shard_every_index_once_and_reshuffle_each_epoch():
-    shards = [DeviceBatches(103, 10, num_replicas=2, rank=r, shuffle=True, seed=5) for r in (0, 1)]
-    orders = {}
-    for epoch in (0, 1):
-        for shard in shards:
-            shard.set_epoch(epoch)
-        batches = [list(shard) for shard in shards]
-        assert [len(b) for b in batches] == [len(shard) for shard in shards] == [6, 6]  # 52 indices each, padded
-        assert all(b.dtype == torch.int64 and b.device.type == "cpu" for b in batches[0])
-        every = torch.cat([torch.cat(b) for b in batches]).tolist()
-        assert len(every) == 104 and set(every) == set(range(103))  # one index repeated to pad
-        assert not set(torch.cat(batches[0])[:51].tolist()) & set(torch.cat(batches[1])[:51].tolist())
-        orders[epoch] = torch.cat(batches[0])
-    assert not torch.equal(orders[0], orders[1])  # a new order every epoch
-    same = DeviceBatches(103, 10, num_replicas=2, rank=0, shuffle=True, seed=5)
-    same.set_epoch(1)
-    assert torch.equal(torch.cat(list(same)), orders[1])  # the same in every process
-    assert torch.equal(torch.cat(list(DeviceBatches(25, 10))), torch.arange(25))  # no shuffle: in order
 
 
 def test_normalization(mnist_dir):
@@ -206,6 +199,13 @@ def test_download_skips_corrupt_mirror(tmp_path, mirrors):
     assert sorted(p.name for p in target.iterdir()) == sorted(f"{n}.gz" for n in mnist.FILES)  # no .part left
     dm.setup("fit")
     assert len(dm.train_set) == 100
+
+
+def test_a_mirror_that_never_answers_times_out(tmp_path):
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # connections wait in its backlog, never answered
+        with pytest.raises(DigitnetError, match="timed out"):
+            mnist.download(tmp_path / "data", [f"http://127.0.0.1:{silent.getsockname()[1]}/"], timeout=0.5)
+    assert not (tmp_path / "data").exists()
 
 
 def test_download_fails_when_every_mirror_is_bad(tmp_path, mirrors):

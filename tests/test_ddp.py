@@ -35,14 +35,14 @@ def test_two_processes_see_each_training_image_once_per_epoch_and_sync_metrics(t
     assert ddp.returncode == 0, ddp.stderr
     ranks = [json.loads((record / f"rank{r}.json").read_text()) for r in (0, 1)]
 
-    # Lightning kept our sampler (a DistributedSampler, sharded by rank); the 200 training images split 100 + 100,
-    # each seen exactly once per epoch, in a new order every epoch.
+    # Lightning's DistributedSampler shards the batches by rank: the 200 training images split 100 + 100, each seen
+    # exactly once per epoch, in a new order every epoch.
     datamodule = MNISTDataModule(data_dir=str(mnist), val_size=20)
     datamodule.setup("fit")
     every_image = Counter(hashlib.sha1(x.numpy().tobytes()).hexdigest() for x in datamodule.train_set.tensors[0])
     assert len(every_image) == 200
     for rank in ranks:
-        assert rank["train_sampler"] == "DeviceBatches" and rank["checkpoint_io"] == "AtomicCheckpointIO"
+        assert rank["train_sampler"] == "DistributedSampler" and rank["checkpoint_io"] == "AtomicCheckpointIO"
         assert rank["seen"]["0"] != rank["seen"]["1"]
     for epoch in map(str, range(EPOCHS)):
         assert len(ranks[0]["seen"][epoch]) == len(ranks[1]["seen"][epoch]) == 100
