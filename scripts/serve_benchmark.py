@@ -198,7 +198,8 @@ def latency_ms(results: list) -> tuple[float, float]:
 
 def benchmark(url: str, args, files: list[tuple[Path, int]], pngs: list[tuple[bytes, int]]) -> None:
     requests = plan(len(pngs), pngs, bad=False)
-    print(f"{len(pngs)} MNIST test digits as PNG ({np.mean([len(p) for p, _ in pngs]):.0f} bytes each), "
+    what = "MNIST test digits" if args.digits == 1 else f"numbers of {args.digits} MNIST test digits"
+    print(f"{len(pngs)} {what} as PNG ({np.mean([len(p) for p, _ in pngs]):.0f} bytes each), "
           f"serve {' '.join(args.serve_args) or '(defaults)'}, {os.cpu_count()} CPUs")  # fmt: skip
     print(f"{'clients':>7}  {'requests/s':>10}  {'p50 ms':>7}  {'p99 ms':>7}  {'read right':>10}")
     for clients in args.clients:

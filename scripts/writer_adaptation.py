@@ -31,6 +31,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from digitnet import DigitRecognizer
+from digitnet.cli import quiet_lightning
 from digitnet.errors import DigitnetError
 from digitnet.finetune import finetune
 
@@ -224,6 +225,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default="writer", help="folder for the pictures, the fine-tuned runs "
                         "(OUT/lightning_logs/), writer.md, writer.csv and preview.png")
     args = parser.parse_args(argv)
+    quiet_lightning()  # as the CLI: no Lightning tips or torch deprecation warnings between the tables' lines
     try:
         nets = dict(item.split("=", 1) for item in args.ckpt)
     except ValueError:

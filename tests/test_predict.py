@@ -170,9 +170,13 @@ def test_readme_snippet_runs_as_written(trained, tmp_path, capsys):
     ckpt.parent.mkdir(parents=True)
     shutil.copy(trained[0], ckpt)
     save_photo(mnist_pixels(drawn_digits()["seven"]), tmp_path / "my_digit", np.random.default_rng(0), "jpeg")
+    seven, one = drawn_digits()["seven"], drawn_digits()["one"]
+    Image.fromarray(255 - np.pad(np.concatenate([seven, np.zeros((28, 10), np.uint8), one], 1), 20)).save(
+        tmp_path / "my_number.jpg")
     exec(compile(readme_python_api_snippet(), str(README), "exec"), {})
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("Prediction(digit=") and lines[1].isdigit() and lines[2].startswith("tensor([")
+    assert lines[0].startswith("Prediction(digit=") and re.fullmatch(r"[0-9?]{2}", lines[1])  # two digits found
+    assert lines[2].startswith("[(") and lines[3].isdigit() and lines[4].startswith("tensor([")
 
 
 @BOTH_NETS
