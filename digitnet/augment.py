@@ -1,7 +1,8 @@
 """Data augmentation on batches already on the device: a random translation, or affine transform, per image.
 
-torchvision's RandomAffine(translate=...) on a batched tensor draws one translation for the whole batch;
-MNIST augmentation wants one per image, so this is written out as one pad and one gather.
+torchvision's v2.RandomAffine on a batched tensor draws one transform for the whole batch, and per image only in
+a Python loop; MNIST augmentation wants one per image, so these are one gather or one grid_sample per batch
+(tests/test_data.py::test_random_affine_rotates_each_image_by_its_own_angle_within_bounds).
 """
 
 from __future__ import annotations

@@ -214,7 +214,7 @@ class MNISTDataModule(L.LightningDataModule):
             indexed = TensorBatches(images, labels, torch.arange(len(labels), device=labels.device))
             return self._loader(indexed, self.hparams.eval_batch_size)
         # Decoding a photo takes far longer than the network: batch_size files a batch, so the bar moves.
-        collate = functools.partial(collate_images, standardize=self.hparams.normalize)
+        collate = functools.partial(collate_images, normalize=self.hparams.normalize)
         return DataLoader(self.predict_set, batch_size=self.hparams.batch_size, collate_fn=collate)
 
 

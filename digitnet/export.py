@@ -17,7 +17,7 @@ import torch
 from digitnet.arguments import command_parser
 from digitnet.errors import DigitnetError
 from digitnet.mnist import TEST_FILES, default_data_dir, load_split
-from digitnet.images import describe, to_input
+from digitnet.images import scaling_text, to_input
 from digitnet.checkpoints import announce_default_checkpoint
 from digitnet.recognizer import DigitRecognizer
 
@@ -59,13 +59,13 @@ def export_onnx(
         dynamic_shapes=({0: batch},), external_data=False, verbose=False,
     )  # fmt: skip
     model = onnx.load(output)
-    scaling = describe(recognizer.standardize)
+    scaling = scaling_text(recognizer.normalize)
     model.doc_string = f"digitnet {type(net).__name__} from {Path(ckpt_path).name}: image (N, 1, 28, 28) float32 = {scaling}, " \
                        "MNIST-style (white digit on black, centred) -> logits (N, 10)"  # fmt: skip
     onnx.helper.set_model_props(model, {"input_scaling": scaling, "source_checkpoint": str(ckpt_path)})
     onnx.save(model, output)
 
-    x, source = _check_batch(data_dir, check_images, recognizer.standardize)
+    x, source = _check_batch(data_dir, check_images, recognizer.normalize)
     session = onnxruntime.InferenceSession(output, providers=["CPUExecutionProvider"])
     (logits,) = session.run(["logits"], {"image": x.numpy()})
     with torch.no_grad():
@@ -79,15 +79,15 @@ def export_onnx(
     return diff
 
 
-def _check_batch(data_dir: str | None, n: int, standardize: bool) -> tuple[torch.Tensor, str]:
+def _check_batch(data_dir: str | None, n: int, normalize: bool) -> tuple[torch.Tensor, str]:
     """Up to n normalized MNIST test images, or n random inputs when the test images are not found."""
     data_dir = data_dir or default_data_dir()
     try:
         images, _ = load_split(data_dir, TEST_FILES)
-        return to_input(images[:n], standardize), "MNIST test images"
+        return to_input(images[:n], normalize), "MNIST test images"
     except DigitnetError:
         x = torch.rand(n, 28, 28, generator=torch.Generator().manual_seed(0)) * 255
-        return to_input(x, standardize), f"random inputs (no MNIST test images in {data_dir})"
+        return to_input(x, normalize), f"random inputs (no MNIST test images in {data_dir})"
 
 
 def main(args: list[str] | None = None) -> None:

@@ -28,22 +28,22 @@ MEAN, STD = 0.1307, 0.3081
 SIZE = 28  # MNIST images are SIZE x SIZE
 
 
-def to_input(pixels: np.ndarray | torch.Tensor, standardize: bool = True) -> torch.Tensor:
+def to_input(pixels: np.ndarray | torch.Tensor, normalize: bool = True) -> torch.Tensor:
     """(28, 28) or (N, 28, 28) MNIST pixels 0-255 (white digit on black) -> (N, 1, 28, 28) float32 model input.
 
-    Pixels are divided by 255, then standardized with MNIST's mean and std unless `standardize` is False
+    Pixels are divided by 255, then standardized with MNIST's mean and std unless `normalize` is False
     (the report's plain pixels / 255: `--data.normalize=false`).
     """
     x = torch.as_tensor(pixels)
     if x.shape[-2:] != (SIZE, SIZE):
         raise DigitnetError(f"expected 28x28 MNIST pixels, got shape {tuple(x.shape)}")
     x = x.reshape(-1, 1, SIZE, SIZE).float() / 255  # a new tensor: the caller's pixels stay as they are
-    return (x - MEAN) / STD if standardize else x
+    return (x - MEAN) / STD if normalize else x
 
 
-def describe(standardize: bool) -> str:
+def scaling_text(normalize: bool) -> str:
     """The scaling as a formula, for people and for the ONNX file's metadata."""
-    return f"(pixels / 255 - {MEAN}) / {STD}" if standardize else "pixels / 255"
+    return f"(pixels / 255 - {MEAN}) / {STD}" if normalize else "pixels / 255"
 
 
 # Larger images are refused before they are decoded: a 50-megapixel phone photo passes, a
@@ -214,12 +214,12 @@ def mnist_pixels(image: str | Path | Image.Image | np.ndarray, max_pixels: int =
     return digit_pixels(picture_ink(image, max_pixels)[0])
 
 
-def preprocess(image: str | Path | Image.Image | np.ndarray | torch.Tensor, standardize: bool = True,
+def preprocess(image: str | Path | Image.Image | np.ndarray | torch.Tensor, normalize: bool = True,
                max_pixels: int = MAX_PIXELS) -> torch.Tensor:  # fmt: skip
     """An image of one digit -> the model's (1, 28, 28) float32 input, the one way `predict`, `serve` and
     `DigitRecognizer` read images: a 28x28 array is taken as MNIST pixels (0-255, white on black, centred),
     as it is; a file, a PIL image or any other array is made into MNIST pixels by `mnist_pixels` first.
     Then `to_input`."""
     if isinstance(image, (np.ndarray, torch.Tensor)) and tuple(image.shape) == (SIZE, SIZE):
-        return to_input(np.asarray(image), standardize)[0]
-    return to_input(mnist_pixels(image, max_pixels), standardize)[0]
+        return to_input(np.asarray(image), normalize)[0]
+    return to_input(mnist_pixels(image, max_pixels), normalize)[0]

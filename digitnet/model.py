@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable, instantiate_class
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.trainer.states import TrainerFn
 from torch import nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
@@ -108,6 +109,16 @@ class DigitClassifier(L.LightningModule):
             # The network alone, in place (its parameters keep their names in the checkpoint): the steps around
             # it are Python bookkeeping that changes every step, which torch.compile would trace again and again.
             self.net.compile()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # The callbacks' states (best-model bookkeeping, last.ckpt's schedule) resume a `fit`. Outside one (test,
+        # predict), Lightning would warn that the CLI's callbacks differ from those of the run that wrote them.
+        try:
+            fitting = self.trainer.state.fn == TrainerFn.FITTING
+        except RuntimeError:  # load_from_checkpoint: no Trainer, nothing restores callbacks
+            return
+        if not fitting:
+            checkpoint.pop("callbacks", None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)  # (B, 1, 28, 28) normalized -> (B, 10) logits

@@ -39,7 +39,7 @@ class DigitFolder(ImageFolder):
         return folders, {name: int(name) for name in folders}
 
 
-def read_digit_folder(root: str | Path, standardize: bool = True) -> tuple[torch.Tensor, torch.Tensor, list]:
+def read_digit_folder(root: str | Path, normalize: bool = True) -> tuple[torch.Tensor, torch.Tensor, list]:
     """(N, 1, 28, 28) float32 model inputs and (N,) int64 labels of the pictures under `root`, and the files
     skipped with their reasons, [(file, reason)]. Raises DigitnetError when the folder is missing, is laid out
     wrong, or holds no usable picture."""
@@ -57,7 +57,7 @@ def read_digit_folder(root: str | Path, standardize: bool = True) -> tuple[torch
     if not pixels:
         found = f"none of its {len(skipped)} files could be read" if skipped else "its digit folders are empty"
         raise DigitnetError(f"{root}: no picture of a digit: {found}")
-    return to_input(np.stack(pixels), standardize), torch.tensor(labels), skipped
+    return to_input(np.stack(pixels), normalize), torch.tensor(labels), skipped
 
 
 def hold_out(labels: torch.Tensor, share: float, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

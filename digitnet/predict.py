@@ -18,7 +18,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from digitnet.errors import DigitnetError
 from digitnet.images import MAX_PIXELS, SIZE, ImageError, picture_ink, to_input
 from digitnet.number_reader import Candidates, NumberReading, best_reading, candidates
-from digitnet.recognizer import top3
+from digitnet.recognizer import predictions
 
 COLUMNS = ["file", "number", "number_probabilities", "digit", "probability", "top1", "top1_probability", "top2",
            "top2_probability", "top3", "top3_probability", "error"]  # fmt: skip
@@ -89,10 +89,10 @@ class ImageFiles(torch.utils.data.Dataset):
             return Picture(None, 1.0, str(path), err.reason)
 
 
-def collate_images(pictures: list[Picture], standardize: bool = True) -> ImageBatch:
+def collate_images(pictures: list[Picture], normalize: bool = True) -> ImageBatch:
     """ImageFiles items -> one ImageBatch, the candidates scaled as in training."""
     found = [p.candidates.pixels for p in pictures if p.candidates is not None]
-    x = to_input(np.concatenate(found), standardize) if found else torch.empty(0, 1, SIZE, SIZE)
+    x = to_input(np.concatenate(found), normalize) if found else torch.empty(0, 1, SIZE, SIZE)
     return ImageBatch(x, pictures)
 
 
@@ -130,7 +130,7 @@ class PredictionWriter(BasePredictionWriter):
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx):
         prediction = prediction.float().cpu()
         if not isinstance(batch, ImageBatch):  # MNIST's test set: (images, labels, indices), one digit each
-            for i, p in zip(batch[2].tolist(), top3(prediction)):
+            for i, p in zip(batch[2].tolist(), predictions(prediction)):
                 self.rows.append(self.row(f"MNIST test image {i}", p, str(p.digit), f"{p.probability:.4f}"))
             return
         start = 0  # each picture's candidates, in order; the first is the whole picture
@@ -143,7 +143,7 @@ class PredictionWriter(BasePredictionWriter):
             reading = best_reading(picture.candidates, probabilities.numpy(), picture.scale)
             shown = (f"{reading.digits[0].probability:.4f}" if len(reading.digits) == 1 and reading.digits[0].sure
                      else digit_list(reading))  # fmt: skip
-            row = self.row(picture.file, top3(probabilities[:1])[0], reading.number, shown)
+            row = self.row(picture.file, predictions(probabilities[:1])[0], reading.number, shown)
             row["number_probabilities"] = " ".join(f"{d.probability:.4f}" for d in reading.digits)
             self.rows.append(row)
 

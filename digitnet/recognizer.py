@@ -26,7 +26,7 @@ class Prediction:
     top3: tuple[tuple[int, float], ...]
 
 
-def top3(probabilities: torch.Tensor) -> list[Prediction]:
+def predictions(probabilities: torch.Tensor) -> list[Prediction]:
     """(N, 10) class probabilities -> N predictions."""
     values, digits = probabilities.float().topk(3, dim=1)
     return [
@@ -40,13 +40,13 @@ class DigitRecognizer:
 
     Args:
         net: Any module mapping normalized (N, 1, 28, 28) images to (N, 10) logits, such as `MLP`.
-        standardize: Whether the net was trained on standardized pixels (the default, `--data.normalize=true`)
+        normalize: Whether the net was trained on standardized pixels (the default, `--data.normalize=true`)
             or on plain pixels / 255.
     """
 
-    def __init__(self, net: nn.Module, standardize: bool = True) -> None:
+    def __init__(self, net: nn.Module, normalize: bool = True) -> None:
         self.net = net.eval()
-        self.standardize = standardize
+        self.normalize = normalize
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, map_location: str | torch.device = "cpu",
@@ -61,11 +61,11 @@ class DigitRecognizer:
             raise DigitnetError(f"{path}: not a checkpoint of digitnet's DigitClassifier "
                                 f"({type(err).__name__}: {first_line})") from None
         data = checkpoint.get("datamodule_hyper_parameters", {})
-        return cls(model.net.to(map_location), standardize=data.get("normalize", True))
+        return cls(model.net.to(map_location), normalize=data.get("normalize", True))
 
     def inputs(self, images: list) -> torch.Tensor:
         """The (N, 1, 28, 28) float32 model input for a list of images (see `predict`)."""
-        return torch.stack([preprocess(image, self.standardize) for image in images])
+        return torch.stack([preprocess(image, self.normalize) for image in images])
 
     @torch.no_grad()
     def predict_many(self, images: list) -> list[Prediction]:
@@ -74,13 +74,13 @@ class DigitRecognizer:
         x = self.inputs(images)
         if parameter is not None:
             x = x.to(parameter.device)
-        return top3(self.net(x).softmax(dim=1))
+        return predictions(self.net(x).softmax(dim=1))
 
     @torch.no_grad()
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:
         """(K, 28, 28) uint8 MNIST pixels -> (K, 10) float32 probabilities of the ten digits."""
         parameter = next(self.net.parameters(), None)
-        x = to_input(pixels, self.standardize)
+        x = to_input(pixels, self.normalize)
         if parameter is not None:
             x = x.to(parameter.device)
         return self.net(x).softmax(dim=1).float().cpu().numpy()

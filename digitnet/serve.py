@@ -1,22 +1,10 @@
-"""`python -m digitnet serve`: a page to draw a digit on, and `POST /predict`, on LitServe.
+"""`python -m digitnet serve`: a page to write a number on, and `POST /predict`, on LitServe.
 
-    python -m digitnet serve [--ckpt_path CKPT] [--host 127.0.0.1] [--port 8000]
-    curl -F file=@digit.png http://127.0.0.1:8000/predict
+    python -m digitnet serve [--ckpt_path CKPT] [--host 127.0.0.1] [--port 8000] [--corrections DIR]
+    curl -F file=@number.png http://127.0.0.1:8000/predict
 
-LitServe (Lightning's serving engine, on FastAPI and uvicorn) runs `DigitAPI` in an inference worker per
-device: the upload is decoded with `digitnet.images.open_image`, made into MNIST pixels with `mnist_pixels`
-and read by the checkpoint's network, exactly as `python -m digitnet predict` does; each answer names the
-network's class (`"net": "MLP"`). The page (`digitnet/static/draw.html`) is served at `/` by the same server,
-and says which network reads the drawings from LitServe's `GET /info`, whose `"model"` is `describe`'s
-{"net": class name, "parameters": count, "checkpoint": file name}. Needs the `serve` extra:
-pip install -e '.[serve]'.
-
-Faults (docs/serving.md): a request that waits over `--timeout` seconds in the queue gets LitServe's 504; an
-inference worker that dies is started again (LitServe's `restart_workers`), and the requests it held get a 504
-from `serve_http.AnswerDeadline`; SIGTERM stops every process of the server as Ctrl-C does.
-
-For tests only: DIGITNET_SERVE_PREDICT_DELAY=SECONDS makes every call of `predict` that much slower, so that a
-test can make a request wait past --timeout, or catch a worker in the middle of a request, on any machine.
+`DigitAPI` reads uploads as `python -m digitnet predict` does; the page is `digitnet/static/draw.html`. The API,
+its errors and faults (timeouts, a dead worker, SIGTERM): docs/serving.md. Needs pip install -e '.[serve]'.
 """
 
 from __future__ import annotations
@@ -26,7 +14,6 @@ import io
 import os
 import signal
 import socket
-import time
 from importlib.resources import files
 from pathlib import Path
 from typing import Literal
@@ -40,7 +27,7 @@ from digitnet.images import MAX_PIXELS, ImageError, picture_ink, open_image, to_
 from digitnet.checkpoints import announce_default_checkpoint
 from digitnet.corrections import Corrections
 from digitnet.number_reader import Candidates, best_reading, candidates
-from digitnet.recognizer import DigitRecognizer, top3
+from digitnet.recognizer import DigitRecognizer, predictions
 
 try:
     import litserve as ls
@@ -55,7 +42,6 @@ except ImportError as err:  # the package imports without the extra; `serve` say
     raise DigitnetError(f"serve needs {err.name}: pip install -e '.[serve]'") from None
 
 HOSTS = ("127.0.0.1", "0.0.0.0", "::")  # the hosts LitServer.run accepts
-PREDICT_DELAY_VAR = "DIGITNET_SERVE_PREDICT_DELAY"  # tests only: seconds added to every predict
 
 
 class DigitAPI(ls.LitAPI):
@@ -86,7 +72,6 @@ class DigitAPI(ls.LitAPI):
         self.recognizer = DigitRecognizer.from_checkpoint(self.ckpt_path, map_location=device)
         self.device = torch.device(device)
         self.net_name = type(self.recognizer.net).__name__
-        self.predict_delay = float(os.environ.get(PREDICT_DELAY_VAR, 0))  # read in the worker process
 
     def decode_request(self, request) -> tuple[Candidates, float] | Refusal:
         upload = request.get("file") if hasattr(request, "get") else None
@@ -110,10 +95,8 @@ class DigitAPI(ls.LitAPI):
     def predict(self, x):
         items = x if isinstance(x, list) else [x]  # a list when batching, one item when not
         pictures = [item for item in items if not isinstance(item, Refusal)]
-        if self.predict_delay:
-            time.sleep(self.predict_delay)
         if pictures:  # every candidate digit of every picture, in one batch: (K, 1, 28, 28), scaled as in training
-            inputs = to_input(np.concatenate([found.pixels for found, _ in pictures]), self.recognizer.standardize)
+            inputs = to_input(np.concatenate([found.pixels for found, _ in pictures]), self.recognizer.normalize)
             probabilities = self.recognizer.net(inputs.to(self.device)).softmax(dim=1).float().cpu().numpy()
             sizes = np.cumsum([len(found.spans) for found, _ in pictures])[:-1]
             per_picture = iter(np.split(probabilities, sizes))
@@ -124,7 +107,7 @@ class DigitAPI(ls.LitAPI):
         if isinstance(output, Refusal):
             return JSONResponse({"error": output.reason}, status_code=output.status)
         found, scale, probabilities = output
-        (whole,) = top3(torch.from_numpy(probabilities[:1]))  # the whole picture read as one digit, as `predict` ranks
+        (whole,) = predictions(torch.from_numpy(probabilities[:1]))  # the whole picture read as one digit, as `predict` ranks
         reading = best_reading(found, probabilities, scale)
         return JSONResponse({
             "number": reading.number,
@@ -141,7 +124,7 @@ class DigitAPI(ls.LitAPI):
         })  # fmt: skip
 
 
-def describe(net: torch.nn.Module, ckpt_path: str | Path) -> dict:
+def model_info(net: torch.nn.Module, ckpt_path: str | Path) -> dict:
     """What the page says about the served network: its class name, its parameter count and the checkpoint."""
     return {
         "net": type(net).__name__,
@@ -162,7 +145,7 @@ def build_server(
     corrections: Corrections | None = None,
 ) -> ls.LitServer:
     """The LitServer of `serve`: DigitAPI at POST /predict, the page at /, LitServe's /health and /info (with
-    `model`, the checkpoint's `describe`, read from it when not given), and every error (4xx from the API or
+    `model`, the checkpoint's `model_info`, read from it when not given), and every error (4xx from the API or
     the engine, 404, 500, 504) as {"error": reason}.
 
     A dead inference worker is started again (`restart_workers`) rather than stopping the server: a page that
@@ -170,7 +153,7 @@ def build_server(
     answered by `AnswerDeadline`; those waiting in the queue are read by the new worker, or time out."""
     page = files("digitnet").joinpath("static", "draw.html").read_bytes()
     if model is None:
-        model = describe(DigitRecognizer.from_checkpoint(ckpt_path).net, ckpt_path)
+        model = model_info(DigitRecognizer.from_checkpoint(ckpt_path).net, ckpt_path)
     deadline = timeout + ANSWER_GRACE_S
     server = ls.LitServer(
         DigitAPI(ckpt_path, max_batch_size=max_batch_size, batch_timeout=batch_timeout),
@@ -263,7 +246,7 @@ def serve(
     if ckpt_path is None:
         ckpt_path = str(announce_default_checkpoint())
     # A missing or foreign file stops here, not in a worker process; the network loaded is described on the page.
-    model = describe(DigitRecognizer.from_checkpoint(ckpt_path).net, ckpt_path)
+    model = model_info(DigitRecognizer.from_checkpoint(ckpt_path).net, ckpt_path)
     saver = Corrections(corrections) if corrections is not None else None  # a folder it cannot write stops here
     check_port_free(host, port)
     server = build_server(ckpt_path, max_batch_size, batch_timeout, workers_per_device, accelerator, timeout,

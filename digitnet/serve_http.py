@@ -91,11 +91,8 @@ class AnswerDeadline:
     """ASGI middleware answering a `POST /predict` that is still unanswered `seconds` after it arrived with a
     504 and `reason`.
 
-    LitServe answers a request that waited too long in its queue with a 504 itself, but only when an inference
-    worker takes it out of the queue. A request that a worker had already taken when it died (killed, out of
-    memory) is never answered: LitServe's `restart_workers` means to fail such requests, but its monitor runs
-    in the main process, and the requests wait in uvicorn's process (LitServe 0.2.19, process API servers).
-    So every request gets an answer, at the latest `seconds` after it arrived."""
+    A request that an inference worker had taken when it died is never answered by LitServe (docs/serving.md,
+    "Faults"): with this, every request gets an answer, at the latest `seconds` after it arrived."""
 
     def __init__(self, app: ASGIApp, seconds: float, reason: str) -> None:
         self.app, self.seconds, self.reason = app, seconds, reason

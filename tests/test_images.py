@@ -89,7 +89,7 @@ def test_small_drawing_and_normalization():
     x = preprocess(Image.fromarray(drawing))
     assert x.shape == (1, 28, 28) and x.dtype == torch.float32
     assert x.min().item() == pytest.approx(-MEAN / STD) and x.max().item() == pytest.approx((1 - MEAN) / STD)
-    plain = preprocess(Image.fromarray(drawing), standardize=False)
+    plain = preprocess(Image.fromarray(drawing), normalize=False)
     assert plain.min() == 0 and plain.max() == 1
 
 

@@ -240,3 +240,30 @@ def test_test_subcommand_logs_the_figures_and_the_hparams_metric(trained, tmp_pa
     # hp_metric (TensorBoard's HParams tab) is the test accuracy alone: no -1 placeholder before it.
     hp_metric = [event.value for event in accumulator.Scalars("hp_metric")]
     assert hp_metric == [pytest.approx(accumulator.Scalars("test/acc")[0].value)]
+
+
+@pytest.mark.parametrize("preset", ["fast.yaml", "convnet.yaml"])
+def test_each_preset_s_checkpoint_reads_a_number_in_predict_python_and_onnx(preset, tmp_path):
+    # A tiny run of the preset as it is (its network, precision, augmentation, non-digits), cut to one epoch of
+    # the synthetic digits; serve reads the ConvNet preset's checkpoint in tests/test_serve.py.
+    data = write_mnist(tmp_path / "mnist")
+    config = Path(__file__).parents[1] / "configs" / preset
+    fit = run_digitnet("fit", f"--config={config}", f"--data.data_dir={data}", "--data.val_size=20",
+                       "--data.batch_size=32", "--trainer.max_epochs=1", "--trainer.enable_progress_bar=false",
+                       cwd=tmp_path)  # fmt: skip
+    assert fit.returncode == 0, fit.stderr[-3000:]
+    checkpoint = default_checkpoint(tmp_path / "lightning_logs")[0]
+    seven, one = drawn_digits()["seven"], drawn_digits()["one"]
+    Image.fromarray(255 - np.pad(np.concatenate([seven, np.zeros((28, 10), np.uint8), one], 1), 20)).save(
+        tmp_path / "number.png")
+    predict = run_digitnet("predict", "--data.predict_path=number.png", "--output=numbers.csv", cwd=tmp_path)
+    assert predict.returncode == 0, predict.stderr[-3000:]
+    # The run's callbacks (its checkpoint's monitor is the preset's) are not the predict command's: no warning.
+    assert "callbacks used to create the checkpoint" not in predict.stderr, predict.stderr
+    with open(tmp_path / "numbers.csv") as f:
+        (row,) = list(csv.DictReader(f))
+    assert re.fullmatch(r"[0-9?]{2}", row["number"]) and row["error"] == ""
+    reading = DigitRecognizer.from_checkpoint(checkpoint).read_number(tmp_path / "number.png")
+    assert reading.number == row["number"] and len(reading.digits) == 2
+    export = run_digitnet("export", "--output=model.onnx", cwd=tmp_path)
+    assert export.returncode == 0 and (tmp_path / "model.onnx").stat().st_size > 0, export.stderr[-3000:]

@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from digitnet.errors import DigitnetError
@@ -49,6 +50,15 @@ def checkpoint(request, tmp_path_factory) -> Path:
 def one_checkpoint(tmp_path_factory) -> Path:
     """One network's checkpoint, for the tests of the server's processes (the same for either network)."""
     return default_checkpoint(trained_run(tmp_path_factory) / "lightning_logs")[0]
+
+
+def slow_checkpoint(checkpoint: Path, delay: float, folder: Path) -> Path:
+    """`checkpoint`'s MLP as a `slow_net.SlowMLP` (tests/ is on the server's import path): every forward pass of
+    the server's network then takes `delay` seconds more."""
+    state = torch.load(checkpoint, weights_only=True)
+    state["hyper_parameters"]["net"] = {"class_path": "slow_net.SlowMLP", "init_args": {"delay": delay}}
+    torch.save(state, folder / "slow.ckpt")
+    return folder / "slow.ckpt"
 
 
 @pytest.fixture(scope="module")
@@ -282,8 +292,8 @@ def test_litserve_s_own_errors_say_what_to_do(one_checkpoint):
 def test_a_request_not_answered_within_the_timeout_gets_a_504_that_says_to_retry(one_checkpoint, tmp_path):
     # Each predict takes 3 s here, longer than --timeout 0.5 and its grace of 1 s: of two requests sent
     # together one waits 3 s in the queue, the other as long for its answer; neither can be answered in time.
-    server = ServerProcess(f"--ckpt_path={one_checkpoint}", "--timeout=0.5", cwd=tmp_path,
-                           env={"DIGITNET_SERVE_PREDICT_DELAY": "3"})  # fmt: skip
+    server = ServerProcess(f"--ckpt_path={slow_checkpoint(one_checkpoint, 3, tmp_path)}", "--timeout=0.5",
+                           cwd=tmp_path)  # fmt: skip
     try:
         with ThreadPoolExecutor(2) as pool:
             responses = list(pool.map(lambda _: post(server.url, DIGIT), range(2)))
@@ -349,8 +359,8 @@ def health(url: str) -> str:
 def test_a_killed_inference_worker_is_replaced_and_only_requests_sent_before_it_is_back_fail(one_checkpoint,
                                                                                               tmp_path):  # fmt: skip
     # Each predict takes 0.2 s, so that the worker is in the middle of a request when it is killed.
-    server = ServerProcess(f"--ckpt_path={one_checkpoint}", "--timeout=3", cwd=tmp_path,
-                           env={"DIGITNET_SERVE_PREDICT_DELAY": "0.2"})  # fmt: skip
+    server = ServerProcess(f"--ckpt_path={slow_checkpoint(one_checkpoint, 0.2, tmp_path)}", "--timeout=3",
+                           cwd=tmp_path)  # fmt: skip
     try:
         (worker,) = inference_workers(server.process.pid)
         load = Load(server.url, clients=4)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import os
-import re
 import shutil
 from pathlib import Path
 
@@ -356,7 +355,7 @@ def test_a_digit_corrected_on_the_page_is_saved_with_its_label_where_finetune_re
     page, folder = correcting
     page.wait_for_selector("#teach:not([hidden])")
     assert page.inner_text("#saved").startswith(f"0 corrections saved in {folder}.")
-    assert f"python -m digitnet finetune --ckpt_path " in page.inner_text("#saved")
+    assert "python -m digitnet finetune --ckpt_path " in page.inner_text("#saved")
     answer = write(page, readable_number(page, recognizer, "72"))
     assert page.inner_text("#number") == "72"
     page.locator("#number button").nth(1).click()  # the 2: say it is a 3
