@@ -1,4 +1,4 @@
-"""`python -m digitnet`: Lightning's CLI over DigitClassifier and MNISTDataModule, plus `export` and `serve`.
+"""`python -m digitnet`: Lightning's CLI over DigitClassifier and MNISTDataModule, and export, serve, finetune.
 
     python -m digitnet fit --model.optimizer=Adam
     python -m digitnet fit --model.optimizer=SGD --model.optimizer.lr=0.05 --model.optimizer.momentum=0.9

@@ -1,4 +1,4 @@
-"""Where the ink is, in a greyscale photo, scan or drawing of one digit: `ink_map`, (H, W) ink in [0, 1].
+"""Where the ink is, in a greyscale photo, scan or drawing of a digit or a number: `ink_map`, (H, W) ink in [0, 1].
 
 The paper's level under uneven light, a dark desk or border around the sheet, paper that the ink covers
 almost entirely (a digit cropped to its ink), specks of noise and marks along the edges: each is one
