@@ -158,11 +158,12 @@ def non_digits(ink: torch.Tensor, n: int) -> torch.Tensor:
     top, bottom, left, right = ink_boxes(ink)
     wide = order[(right - left + 1)[order] >= 0.5 * (bottom - top + 1)[order]]  # a piece of a 1 is still a 1
     wide = wide if len(wide) else order
-    made = [
-        pieces(ink[wide[torch.arange(shares[0], device=ink.device) % len(wide)]]),
-        pairs(ink[order[: shares[1]]]),
-        strokes(shares[2], ink.device),
-        blots(shares[3], ink.device),
-    ]
+    makers = (
+        lambda k: pieces(ink[wide[torch.arange(k, device=ink.device) % len(wide)]]),
+        lambda k: pairs(ink[order[:k]]),
+        lambda k: strokes(k, ink.device),
+        lambda k: blots(k, ink.device),
+    )
+    made = [make(k) for make, k in zip(makers, shares) if k]  # a small last batch has no picture of some kinds
     return torch.cat(made)[torch.randperm(n, device=ink.device)]
 
