@@ -153,6 +153,8 @@ def blots(n: int, device: torch.device | str, size: int = SIZE) -> torch.Tensor:
 def non_digits(ink: torch.Tensor, n: int) -> torch.Tensor:
     """n non-digit pictures (n, 28, 28) in [0, 1], in equal shares of the four `KINDS`, made from `ink`, a batch
     of (B, 28, 28) digits (white on black, 0-1) on the device the pictures are made on."""
+    if n == 0:
+        return ink.new_zeros(0, SIZE, SIZE)
     shares = [n // len(KINDS) + (k < n % len(KINDS)) for k in range(len(KINDS))]
     order = torch.randperm(len(ink), device=ink.device)
     top, bottom, left, right = ink_boxes(ink)

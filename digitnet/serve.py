@@ -107,7 +107,8 @@ class DigitAPI(ls.LitAPI):
         if isinstance(output, Refusal):
             return JSONResponse({"error": output.reason}, status_code=output.status)
         found, scale, probabilities = output
-        (whole,) = predictions(torch.from_numpy(probabilities[:1]))  # the whole picture read as one digit, as `predict` ranks
+        # The whole picture read as one digit, as `predict` ranks it.
+        (whole,) = predictions(torch.from_numpy(probabilities[:1]))
         reading = best_reading(found, probabilities, scale)
         return JSONResponse({
             "number": reading.number,
@@ -218,7 +219,7 @@ def serve(
     timeout: float = 10.0,
     corrections: str | None = None,
 ) -> None:
-    """Serve a page to draw digits on and POST /predict for images, until Ctrl-C or SIGTERM.
+    """Serve a page to write numbers on and POST /predict for images, until Ctrl-C or SIGTERM.
 
     Args:
         ckpt_path: The DigitClassifier checkpoint; default: the best (else the newest) checkpoint of the latest

@@ -44,6 +44,12 @@ def trained_convnet(tmp_path_factory) -> tuple[Path, Path]:
     return default_checkpoint(root / "lightning_logs")[0], data
 
 
+def save_seventy_one(path: Path) -> None:
+    """A drawn 7 and 1 side by side, dark on white, as a picture of the number 71."""
+    seven, one = drawn_digits()["seven"], drawn_digits()["one"]
+    Image.fromarray(255 - np.pad(np.concatenate([seven, np.zeros((28, 10), np.uint8), one], 1), 20)).save(path)
+
+
 BOTH_NETS = pytest.mark.parametrize("run", ["trained", "trained_convnet"])
 
 
@@ -170,9 +176,7 @@ def test_readme_snippet_runs_as_written(trained, tmp_path, capsys):
     ckpt.parent.mkdir(parents=True)
     shutil.copy(trained[0], ckpt)
     save_photo(mnist_pixels(drawn_digits()["seven"]), tmp_path / "my_digit", np.random.default_rng(0), "jpeg")
-    seven, one = drawn_digits()["seven"], drawn_digits()["one"]
-    Image.fromarray(255 - np.pad(np.concatenate([seven, np.zeros((28, 10), np.uint8), one], 1), 20)).save(
-        tmp_path / "my_number.jpg")
+    save_seventy_one(tmp_path / "my_number.jpg")
     exec(compile(readme_python_api_snippet(), str(README), "exec"), {})
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("Prediction(digit=") and re.fullmatch(r"[0-9?]{2}", lines[1])  # two digits found
@@ -253,9 +257,7 @@ def test_each_preset_s_checkpoint_reads_a_number_in_predict_python_and_onnx(pres
                        cwd=tmp_path)  # fmt: skip
     assert fit.returncode == 0, fit.stderr[-3000:]
     checkpoint = default_checkpoint(tmp_path / "lightning_logs")[0]
-    seven, one = drawn_digits()["seven"], drawn_digits()["one"]
-    Image.fromarray(255 - np.pad(np.concatenate([seven, np.zeros((28, 10), np.uint8), one], 1), 20)).save(
-        tmp_path / "number.png")
+    save_seventy_one(tmp_path / "number.png")
     predict = run_digitnet("predict", "--data.predict_path=number.png", "--output=numbers.csv", cwd=tmp_path)
     assert predict.returncode == 0, predict.stderr[-3000:]
     # The run's callbacks (its checkpoint's monitor is the preset's) are not the predict command's: no warning.
