@@ -10,6 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from digitnet.checkpoints import default_checkpoint
+from digitnet.cli import main
+
 REAL_MNIST = Path(os.environ.get("DIGITNET_DATA_DIR", Path(__file__).parents[2] / "shared" / "mnist"))
 
 
@@ -40,6 +43,15 @@ def write_mnist(folder: Path, n_train: int = 120, n_test: int = 40, gz: bool = T
             else:
                 (folder / name).write_bytes(raw)
     return folder
+
+
+def tiny_run(root: Path, *args: str) -> tuple[Path, Path]:
+    """(checkpoint, data folder): one epoch of `python -m digitnet fit ARGS` on synthetic digits written into
+    `root`, its run under `root`/lightning_logs."""
+    data = write_mnist(root / "mnist")
+    main(["fit", *args, f"--data.data_dir={data}", "--data.val_size=20", "--data.batch_size=32",
+          "--trainer.max_epochs=1", "--trainer.enable_progress_bar=false", f"--trainer.default_root_dir={root}"])  # fmt: skip
+    return default_checkpoint(root / "lightning_logs")[0], data
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import synthetic_digits, write_mnist
+from conftest import synthetic_digits, tiny_run
 from digitnet import DigitClassifier, DigitRecognizer
 from digitnet.checkpoints import default_checkpoint
 from digitnet.cli import main
@@ -92,12 +92,7 @@ def test_fit_takes_a_share_of_each_batch_from_your_digits(tmp_path, mnist_dir):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("run")
-    data = write_mnist(root / "mnist")
-    main(["fit", "--model.net=ConvNet", "--model.net.width=4", f"--data.data_dir={data}", "--data.val_size=20",
-          "--data.batch_size=32", "--trainer.max_epochs=1", "--trainer.enable_progress_bar=false",
-          f"--trainer.default_root_dir={root}"])  # fmt: skip
-    return default_checkpoint(root / "lightning_logs")[0], data
+    return tiny_run(tmp_path_factory.mktemp("run"), "--model.net=ConvNet", "--model.net.width=4")
 
 
 def test_finetune_starts_from_the_checkpoint_and_becomes_the_latest_run(trained, tmp_path, capsys):

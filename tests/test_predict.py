@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import write_mnist
+from conftest import tiny_run, write_mnist
 from digitnet import DigitRecognizer, mnist_pixels
 from digitnet.cli import main
 from digitnet.checkpoints import default_checkpoint
@@ -26,22 +26,13 @@ README = Path(__file__).parents[1] / "README.md"
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> tuple[Path, Path]:
     """(checkpoint, data folder): one short fit on the synthetic MNIST, shared by this module's tests."""
-    root = tmp_path_factory.mktemp("run")
-    data = write_mnist(root / "mnist")
-    main(["fit", f"--data.data_dir={data}", "--data.val_size=20", "--data.batch_size=32", "--trainer.max_epochs=1",
-          "--trainer.enable_progress_bar=false", f"--trainer.default_root_dir={root}"])  # fmt: skip
-    return default_checkpoint(root / "lightning_logs")[0], data
+    return tiny_run(tmp_path_factory.mktemp("run"))
 
 
 @pytest.fixture(scope="module")
 def trained_convnet(tmp_path_factory) -> tuple[Path, Path]:
     """The same as `trained` with a small ConvNet: the commands work on it without being told which net it is."""
-    root = tmp_path_factory.mktemp("run_convnet")
-    data = write_mnist(root / "mnist")
-    main(["fit", "--model.net=ConvNet", "--model.net.width=4", f"--data.data_dir={data}", "--data.val_size=20",
-          "--data.batch_size=32", "--trainer.max_epochs=1", "--trainer.enable_progress_bar=false",
-          f"--trainer.default_root_dir={root}"])  # fmt: skip
-    return default_checkpoint(root / "lightning_logs")[0], data
+    return tiny_run(tmp_path_factory.mktemp("run_convnet"), "--model.net=ConvNet", "--model.net.width=4")
 
 
 def save_seventy_one(path: Path) -> None:
