@@ -17,28 +17,16 @@ from pathlib import Path
 import lightning as L
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
-from torch.utils.data import TensorDataset
 
 from digitnet.arguments import command_parser
 from digitnet.checkpoints import announce_default_checkpoint, read_checkpoint
 from digitnet.data import MNISTDataModule
 from digitnet.errors import DigitnetError
-from digitnet.model import DigitClassifier
+from digitnet.faults import AtomicCheckpointIO
+from digitnet.model import DigitClassifier, share_read_right
 
 # The data settings a fine-tune keeps from the checkpoint's run: how its pictures were scaled and augmented.
 KEPT = ("normalize", "val_size", "seed", "batch_size", "rotate", "scale", "shift", "shear", "strokes", "non_digits")
-
-
-@torch.no_grad()
-def accuracy(net: torch.nn.Module, data: TensorDataset | None) -> float | None:
-    """The share of a labelled set the network reads right (None for an empty or missing set)."""
-    if data is None or len(data) == 0:
-        return None
-    training, x, y = net.training, *data.tensors
-    net.eval()
-    right = sum(int((net(x[i : i + 1000]).argmax(1) == y[i : i + 1000]).sum()) for i in range(0, len(y), 1000))
-    net.train(training)
-    return right / len(y)
 
 
 def percent(value: float | None, digits: int = 1) -> str:
@@ -91,21 +79,22 @@ def finetune(
                             label_smoothing=start.hparams.label_smoothing,
                             non_digit_weight=start.hparams.non_digit_weight)  # fmt: skip
     net_name = type(start.net).__name__
-    before = {"extra": accuracy(model.net, data.extra_held_out), "mnist": accuracy(model.net, data.test_set)}
+    scored = {"extra": data.extra_held_out, "mnist": data.test_set}  # your held-out digits, MNIST's test digits
+    before = {name: share_read_right(model.net, digits) for name, digits in scored.items()}
     print(f"Fine-tuning the {net_name} of {ckpt_path} on {len(data.extra_set)} of your digits "
           f"({len(data.extra_held_out)} held out), {max_steps} steps, {extra_share:.0%} of each batch yours")  # fmt: skip
 
     logger = TensorBoardLogger(str(Path(root) / "lightning_logs"), name=f"{net_name}-finetune", default_hp_metric=False)
     trainer = L.Trainer(max_steps=max_steps, accelerator=accelerator, logger=logger, enable_checkpointing=False,
-                        limit_val_batches=0, num_sanity_val_steps=0, enable_model_summary=False)  # fmt: skip
+                        limit_val_batches=0, num_sanity_val_steps=0, enable_model_summary=False,
+                        plugins=[AtomicCheckpointIO()])  # a kill while it saves leaves no half-written checkpoint
     started = time.perf_counter()
     trainer.fit(model, datamodule=data)
     seconds = time.perf_counter() - started
     checkpoint = Path(logger.log_dir) / "checkpoints" / "finetuned.ckpt"
     trainer.save_checkpoint(checkpoint, weights_only=False)
 
-    net = model.net.to(data.test_set.tensors[0].device)
-    after = {"extra": accuracy(net, data.extra_held_out), "mnist": accuracy(net, data.test_set)}
+    after = {name: share_read_right(model.net, digits) for name, digits in scored.items()}
     if trainer.is_global_zero:
         print(f"Your held-out digits read right: {percent(before['extra'])} -> {percent(after['extra'])}")
         print(f"MNIST test digits read right:    {percent(before['mnist'], 2)} -> {percent(after['mnist'], 2)}")

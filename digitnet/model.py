@@ -12,6 +12,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable, instan
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.trainer.states import TrainerFn
 from torch import nn
+from torch.utils.data import TensorDataset
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
@@ -40,6 +41,21 @@ def from_config(value):
 
 def accuracy() -> MulticlassAccuracy:
     return MulticlassAccuracy(num_classes=10, average="micro")
+
+
+@torch.no_grad()
+def share_read_right(net: nn.Module, data: TensorDataset | None, batch_size: int = 1000) -> float | None:
+    """The share of a labelled set, a TensorDataset of (inputs, labels), that `net` reads right, in batches on
+    the net's device and in eval mode (None for an empty or missing set). The net's mode is restored."""
+    if data is None or len(data) == 0:
+        return None
+    (x, y), training = data.tensors[:2], net.training
+    device = next(net.parameters()).device
+    net.eval()
+    right = sum(int((net(x[i : i + batch_size].to(device)).argmax(1) == y[i : i + batch_size].to(device)).sum())
+                for i in range(0, len(y), batch_size))  # fmt: skip
+    net.train(training)
+    return right / len(y)
 
 
 class DigitClassifier(L.LightningModule):

@@ -168,4 +168,3 @@ def non_digits(ink: torch.Tensor, n: int) -> torch.Tensor:
     )
     made = [make(k) for make, k in zip(makers, shares) if k]  # a small last batch has no picture of some kinds
     return torch.cat(made)[torch.randperm(n, device=ink.device)]
-

@@ -15,9 +15,8 @@ import json
 import time
 
 import lightning as L
-import torch
 
-from digitnet.model import accuracy
+from digitnet.model import share_read_right
 
 
 class Timeline(L.Callback):
@@ -48,25 +47,8 @@ class Timeline(L.Callback):
         if not trainer.sanity_checking:
             self.write("validation_end")
 
-    @torch.no_grad()
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         started = time.time()
-        datamodule = trainer.datamodule
-        datamodule.setup("test")
-        images, labels = datamodule.test_set.tensors
-        metric, training = accuracy().to(pl_module.device), pl_module.training
-        pl_module.eval()
-        for i in range(0, len(labels), 1000):
-            metric.update(pl_module(images[i : i + 1000].to(pl_module.device)), labels[i : i + 1000].to(pl_module.device))
-        pl_module.train(training)
-        self.write("epoch", epoch=trainer.current_epoch, test_acc=float(metric.compute()),
-                   paused=time.time() - started)  # fmt: skip
-
-    def on_train_end(self, trainer, pl_module) -> None:
-        self.write("train_end")
-
-    def on_test_start(self, trainer, pl_module) -> None:
-        self.write("test_start")
-
-    def on_test_end(self, trainer, pl_module) -> None:
-        self.write("test_end")
+        trainer.datamodule.setup("test")
+        test_acc = share_read_right(pl_module.net, trainer.datamodule.test_set)
+        self.write("epoch", epoch=trainer.current_epoch, test_acc=test_acc, paused=time.time() - started)

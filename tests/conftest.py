@@ -46,11 +46,11 @@ def write_mnist(folder: Path, n_train: int = 120, n_test: int = 40, gz: bool = T
 
 
 def tiny_run(root: Path, *args: str) -> tuple[Path, Path]:
-    """(checkpoint, data folder): one epoch of `python -m digitnet fit ARGS` on synthetic digits written into
-    `root`, its run under `root`/lightning_logs."""
+    """(checkpoint, data folder): one epoch of `python -m digitnet fit` on synthetic digits written into `root`,
+    its run under `root`/lightning_logs; ARGS come last, so they may change any of those settings."""
     data = write_mnist(root / "mnist")
-    main(["fit", *args, f"--data.data_dir={data}", "--data.val_size=20", "--data.batch_size=32",
-          "--trainer.max_epochs=1", "--trainer.enable_progress_bar=false", f"--trainer.default_root_dir={root}"])  # fmt: skip
+    main(["fit", f"--data.data_dir={data}", "--data.val_size=20", "--data.batch_size=32", "--trainer.max_epochs=1",
+          "--trainer.enable_progress_bar=false", f"--trainer.default_root_dir={root}", *args])  # fmt: skip
     return default_checkpoint(root / "lightning_logs")[0], data
 
 
