@@ -48,7 +48,8 @@ COMMANDS = {
     "finetune": "teach a checkpoint your own handwriting: a folder of your labelled digits, beside MNIST",
     "serve": "serve a checkpoint over HTTP, with a page to draw digits on",
 }
-OWN_PARSERS = {"export": "digitnet.export", "finetune": "digitnet.finetune", "serve": "digitnet.serve"}  # commands that are not Trainer methods
+# The commands that are not Trainer methods, and the modules that parse and run them.
+OWN_PARSERS = {"export": "digitnet.export", "finetune": "digitnet.finetune", "serve": "digitnet.serve"}
 
 
 class BestCheckpoint(ModelCheckpoint):
