@@ -46,7 +46,7 @@ COMMANDS = {
     "predict": "read the digits in image files (or MNIST's test set) with a checkpoint, optionally into a CSV",
     "export": "write a checkpoint's network as an ONNX model, checked with onnxruntime",
     "finetune": "teach a checkpoint your own handwriting: a folder of your labelled digits, beside MNIST",
-    "serve": "serve a checkpoint over HTTP, with a page to draw digits on",
+    "serve": "serve a checkpoint over HTTP, with a page to write numbers on",
 }
 # The commands that are not Trainer methods, and the modules that parse and run them.
 OWN_PARSERS = {"export": "digitnet.export", "finetune": "digitnet.finetune", "serve": "digitnet.serve"}

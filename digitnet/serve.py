@@ -253,7 +253,7 @@ def serve(
     server = build_server(ckpt_path, max_batch_size, batch_timeout, workers_per_device, accelerator, timeout,
                           model=model, corrections=saver)  # fmt: skip
     shown = "127.0.0.1" if host == "0.0.0.0" else "[::1]" if host == "::" else host
-    print(f"Draw a digit at http://{shown}:{port}/  (API: POST http://{shown}:{port}{API_PATH}; Ctrl-C stops)",
+    print(f"Write a number at http://{shown}:{port}/  (API: POST http://{shown}:{port}{API_PATH}; Ctrl-C stops)",
           flush=True)  # fmt: skip
     with stop_on_signals(server):
         # LitServe handles Ctrl-C: it stops uvicorn and the inference workers, then returns.
