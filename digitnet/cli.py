@@ -146,9 +146,6 @@ class DigitnetCLI(LightningCLI):
             if not Path(config.ckpt_path).is_file():
                 raise DigitnetError(f"--ckpt_path {config.ckpt_path}: no such checkpoint")
             read_checkpoint(config.ckpt_path)  # a one-line error for a file Lightning would answer with tracebacks
-        # Restoring a checkpoint's state, ModelCheckpoint warns when its folder differs from the checkpoint's:
-        # a warning about saving, and nothing is saved outside `fit`.
-        warnings.filterwarnings("ignore", message="The dirpath has changed from", category=UserWarning)
         output = config.get("output")
         if output and not Path(output).resolve().parent.is_dir():
             raise DigitnetError(f"--output {output}: its folder does not exist")
