@@ -35,15 +35,11 @@ def suggest(word: str, choices, prefix: str = "") -> str:
 
 
 class DigitnetParser(LightningArgumentParser):
-    """Lightning's parser, with short errors.
+    """Lightning's parser, with short errors: instead of jsonargparse's usage block and type internals, one line
+    saying what is wrong (an unknown option or optimizer, with the nearest valid spelling), then the help command.
 
-    Its error message is jsonargparse's usage block, then a paragraph of type internals; here it is one line
-    saying what is wrong, worked out from the command line itself (an unknown option or optimizer, with the
-    nearest valid spelling), else the first line of jsonargparse's reason; then the help command.
-
-    `program`, `argv` and `classes` (the class behind each group of options, whose types say what a value must
-    look like) are set on the class (`DigitnetParser.read(...)`): jsonargparse also builds parsers of this class
-    itself, for nested classes such as the optimizer, and their errors need them too.
+    `program`, `argv` and `classes` are set on the class (`DigitnetParser.read`): jsonargparse also builds parsers
+    of this class itself, for nested classes such as the optimizer, and their errors need them too.
 
     Args:
         command: The subcommand this parser reads (fit, test, ...), None for the top level.
@@ -59,8 +55,7 @@ class DigitnetParser(LightningArgumentParser):
 
     @classmethod
     def read(cls, argv: list[str], program: str, classes: dict[str, type] | None = None) -> None:
-        """The command line the parsers are about to read, the program's name as the user typed it, and the
-        class of each group of options (`{"trainer": Trainer, ...}`)."""
+        """Set the command line about to be read, the program's name, and each option group's class (for its types)."""
         cls.argv, cls.program, cls.classes = list(argv), program, classes or {}
 
     def error(self, message: str, ex: Exception | None = None):

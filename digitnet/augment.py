@@ -1,7 +1,7 @@
 """Data augmentation on batches already on the device: a random translation, or affine transform, per image.
 
-torchvision's v2.RandomAffine on a batched tensor draws one transform for the whole batch, and per image only in
-a Python loop; MNIST augmentation wants one per image, so these are one gather or one grid_sample per batch
+torchvision's v2.RandomAffine draws one transform per batch, and per image only in a Python loop; these draw one
+per image in one gather or grid_sample per batch
 (tests/test_data.py::test_random_affine_rotates_each_image_by_its_own_angle_within_bounds).
 """
 
@@ -12,13 +12,8 @@ import torch.nn.functional as F
 
 
 def random_shift(images: torch.Tensor, max_shift: int, fill: float = 0.0) -> torch.Tensor:
-    """Translate each image by its own random (dx, dy), each in [-max_shift, max_shift].
-
-    `images` is (B, C, H, W); pixels shifted in from outside the image take the value `fill`.
-    The offsets come from torch's default generator on the images' device, so seed_everything
-    (or torch.manual_seed) makes them reproducible. One pad and one gather for the whole batch,
-    on the batch's device: no per-image Python loop, no PIL.
-    """
+    """Translate each (B, C, H, W) image by its own random (dx, dy) in [-max_shift, max_shift], `fill` shifted in.
+    Offsets come from torch's default generator, so seed_everything makes them reproducible."""
     b, c, h, w = images.shape
     s = max_shift
     pw = w + 2 * s  # padded width
@@ -36,12 +31,9 @@ def random_affine(images: torch.Tensor, degrees: float = 0.0, scale: float = 0.0
                   shear: float = 0.0, fill: float = 0.0) -> torch.Tensor:  # fmt: skip
     """Rotate, scale, shear and translate each image by its own random amounts, in one batched resampling.
 
-    Each image of the (B, C, H, W) batch gets an angle in [-degrees, degrees], a zoom factor in
-    [1 - scale, 1 + scale], a shear angle in [-shear, shear] degrees (along x) and a translation in
-    [-shift, shift] pixels along x and y, about the image centre; pixels brought in from outside take
-    `fill`. torchvision's RandomAffine on a batch draws one transform for all of it, and per-image calls
-    would be a Python loop over the batch: here one affine_grid and one grid_sample do the whole batch
-    on its device, with torch's default generator (seed_everything makes it reproducible).
+    Each image of the (B, C, H, W) batch gets an angle in [-degrees, degrees], a zoom in [1 - scale, 1 + scale], an
+    x-shear in [-shear, shear] degrees and a translation in [-shift, shift] pixels, about the image centre; pixels
+    from outside take `fill`. Random from torch's default generator (seed_everything makes it reproducible).
     """
     b, _, h, w = images.shape
     device = images.device
@@ -52,9 +44,8 @@ def random_affine(images: torch.Tensor, degrees: float = 0.0, scale: float = 0.0
     angle, shear_angle = torch.deg2rad(uniform(degrees)), torch.deg2rad(uniform(shear))
     zoom = 1 + uniform(scale)
     cos, sin, tan = angle.cos(), angle.sin(), shear_angle.tan()
-    # affine_grid maps each output pixel to where it samples the input, in [-1, 1] coordinates: the inverse
-    # of the transform applied to the image. Forward: rotate(angle) @ shear_x(tan) * zoom, then translate.
-    # Its inverse, (shear_x^-1 @ rotate(-angle)) / zoom, as a (B, 2, 2) matrix:
+    # affine_grid wants the inverse map, output -> input pixel in [-1, 1] coordinates. Forward: rotate(angle) @
+    # shear_x(tan) * zoom, then translate; its inverse, (shear_x^-1 @ rotate(-angle)) / zoom, as (B, 2, 2):
     inverse = torch.stack([torch.stack([cos + tan * sin, sin - tan * cos], 1), torch.stack([-sin, cos], 1)], 1)
     inverse = inverse / zoom[:, None, None]
     # A translation by t pixels is 2t/W in grid units; the inverse maps output x to input x - t.
@@ -67,10 +58,9 @@ def random_affine(images: torch.Tensor, degrees: float = 0.0, scale: float = 0.0
 
 def random_strokes(ink: torch.Tensor, share: float = 1.0) -> torch.Tensor:
     """Redraw the strokes of a `share` of the (B, C, H, W) images, ink in [0, 1], each by its own random amounts:
-    thinner or thicker (blended with its 3x3 erosion or dilation by up to half), and its faint edges cut
-    (ink below 0-30% of full strength dropped, the rest stretched to full by 40-100%). The number reader's ink
-    map does as much to the strokes of a photo (`digitnet.ink`: the paper tone cut off, the contrast stretched):
-    a network that has seen MNIST's soft edges alone is far less sure of the same digits drawn so."""
+    thinner or thicker (blended with its 3x3 erosion or dilation), faint edges cut and the rest stretched to full.
+    The number reader's ink map does as much to a photo's strokes (`digitnet.ink`): a network that has seen only
+    MNIST's soft edges is far less sure of digits drawn so."""
     b = ink.shape[0]
     chosen = (torch.rand(b, 1, 1, 1, device=ink.device) < share).to(ink.dtype)
     weight = torch.rand(b, 1, 1, 1, device=ink.device) - 0.5  # < 0: thinner, > 0: thicker
@@ -83,9 +73,8 @@ def random_strokes(ink: torch.Tensor, share: float = 1.0) -> torch.Tensor:
 
 
 def largest_around(x: torch.Tensor) -> torch.Tensor:
-    """Each pixel of (B, C, H, W) replaced by the largest in its 3x3 neighbourhood (a dilation; outside counts as
-    -inf). The same as F.max_pool2d(x, 3, stride=1, padding=1), an element-wise maximum of nine shifted copies:
-    on a CPU a tenth of the time of max_pool2d's kernel on one-channel 28x28 images."""
+    """3x3 dilation of (B, C, H, W), outside counting as -inf: F.max_pool2d(x, 3, stride=1, padding=1) as a maximum of
+    nine shifted copies, on a CPU a tenth of max_pool2d's time on one-channel 28x28 images."""
     h, w = x.shape[-2:]
     padded = F.pad(x, (1, 1, 1, 1), value=float("-inf"))
     out = padded[..., 0:h, 0:w]

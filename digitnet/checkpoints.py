@@ -14,11 +14,8 @@ from digitnet.errors import DigitnetError
 
 
 def read_checkpoint(path: str | Path, map_location: Any = "cpu", weights_only: bool | None = None) -> dict:
-    """The checkpoint file as torch.load gives it, after checking that it is one of Lightning's.
-
-    Raises DigitnetError with a one-line reason for a missing file, a file torch.save did not write, one that
-    holds Python objects torch does not unpickle by default, and a torch file that Lightning did not write.
-    """
+    """The checkpoint file as torch.load gives it; a DigitnetError in one line for a missing file, one that torch.save
+    or Lightning did not write, or one holding Python objects torch does not unpickle by default."""
     if not Path(path).is_file():
         raise DigitnetError(f"{path}: no such checkpoint")
     with open(path, "rb") as f:  # torch.save writes a zip archive, or in its legacy format a pickle (b"\x80")

@@ -55,8 +55,8 @@ OWN_PARSERS = {"export": "digitnet.export", "finetune": "digitnet.finetune", "se
 class BestCheckpoint(ModelCheckpoint):
     """The best checkpoints of a run, by a logged metric (the CLI keeps the one of highest val/acc).
 
-    Lightning's ModelCheckpoint, with `--help` for the CLI: Lightning's own says that a dirpath of None saves
-    nothing (tests/test_cli.py::test_help_lists_every_command_and_fit_help_starts_with_digitnet_s_options).
+    Its own docstring for `--help`: Lightning's says that a dirpath of None saves nothing
+    (tests/test_cli.py::test_help_lists_every_command_and_fit_help_starts_with_digitnet_s_options).
 
     Args:
         dirpath: Folder of the checkpoints; None: checkpoints/ in the run's log folder
@@ -69,9 +69,8 @@ class BestCheckpoint(ModelCheckpoint):
 
 
 class DigitnetCLI(LightningCLI):
-    """LightningCLI with the report's defaults (5 epochs), a checkpoint callback keeping the best model,
-    last.ckpt kept current for `--ckpt_path last` (see digitnet.faults), one TensorBoard folder per
-    optimizer, and a test of the best model after `fit`."""
+    """LightningCLI with the report's defaults, the best checkpoint and last.ckpt kept (digitnet.faults), one
+    TensorBoard folder per optimizer, and a test of the best model after `fit`."""
 
     def add_core_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         # digitnet's own options first, where `--help` readers look; then the Trainer's.
@@ -120,8 +119,7 @@ class DigitnetCLI(LightningCLI):
             # Predicting writes a CSV, not a run: no log folder or config.yaml to mistake for a training run.
             config.trainer.logger = False
             self.save_config_callback = None
-        # Log each run under lightning_logs/<optimizer>/version_N unless the user chose a logger.
-        if config.trainer.logger in (None, True):
+        if config.trainer.logger in (None, True):  # lightning_logs/<optimizer>/version_N
             optimizer = config.model.optimizer or "torch.optim.Adam"  # None: the model's default
             name = (optimizer if isinstance(optimizer, str) else optimizer.class_path).rsplit(".", 1)[-1]
             net = config.model.net.class_path.rsplit(".", 1)[-1] if config.model.net else "MLP"
@@ -162,16 +160,14 @@ class DigitnetCLI(LightningCLI):
         return trainer
 
     def load_data(self) -> None:
-        """Find (or download) and read the data before the Trainer creates any log folder, so that a missing
-        or corrupt file stops the run with nothing half-written left behind."""
+        """Read (or download) the data before any log folder exists: a bad file stops with nothing half-written."""
         if int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0:
             self.datamodule.prepare_data()
             self.datamodule.setup(self.subcommand)  # stage names are the subcommand names
 
     def before_fit(self) -> None:
         self.load_data()
-        # Build the optimizer once now, so that bad arguments (lr <= 0, ...) stop here with torch's own
-        # message rather than after the run's folder is written.
+        # Build the optimizer now: bad arguments (lr <= 0, ...) stop with torch's message before any folder is written.
         try:
             lr = self.model.make_optimizer(self.model.parameters()).defaults.get("lr")
         except (ValueError, TypeError) as err:
@@ -211,7 +207,7 @@ def build_cli(args: ArgsType = None, run: bool = True) -> DigitnetCLI:
     DigitnetParser.read(sys.argv[1:] if args is None else args if isinstance(args, list) else [], program_name(),
                         {"model": DigitClassifier, "data": MNISTDataModule, "checkpoint": BestCheckpoint,
                          "test_figures": TestFigures, "trainer": Trainer})  # fmt: skip
-    # A short usage line: argparse's lists each of the ~100 options, a screen of text before the help.
+    # A short usage line: argparse's lists every option, a screen of text before the help.
     subcommands = {name: {"command": name, "description": COMMANDS[name][0].upper() + COMMANDS[name][1:] + ".",
                           "usage": f"{program_name()} {name} [--config FILE] [--model.* VALUE] [--data.* VALUE] "
                                    "[--trainer.* VALUE] [--ckpt_path CKPT] ..."}
@@ -232,8 +228,7 @@ def build_cli(args: ArgsType = None, run: bool = True) -> DigitnetCLI:
 
 def quiet_lightning() -> None:
     """What a digitnet user needs on the terminal, and not what is wrong or useless here."""
-    # Lightning's info lines (GPU/TPU availability, the seed, a logging-service tip, "loading the train
-    # dataloader to estimate...") say nothing a digitnet user acts on; its warnings and the model summary stay.
+    # Lightning's info lines (GPU availability, the seed, tips) say nothing a user acts on; its warnings stay.
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.seed"):
         logging.getLogger(name).setLevel(logging.WARNING)
     # Lightning calls a torch pytree function that torch has deprecated; nothing a user can change.
@@ -267,8 +262,7 @@ def main(args: ArgsType = None) -> None:
         _say(f"digitnet: {what}" + (f"\nResume with:\n  {command}" if command else ""), during_training=True)
         sys.exit(130 if isinstance(err, TrainingInterrupted) else 143)
     except Exception as err:
-        # A DigitnetError raised in a class that jsonargparse builds (`--model.net.width=0`) reaches here as
-        # the cause of jsonargparse's own ValueError.
+        # A DigitnetError raised in a class jsonargparse builds (`--model.net.width=0`) is its ValueError's cause.
         reason = next((e for e in causes(err) if isinstance(e, DigitnetError)), None)
         if reason is None:
             raise

@@ -20,8 +20,8 @@ from digitnet.images import to_input
 
 
 class TensorBatches(TensorDataset):
-    """A TensorDataset that gives a whole batch in one index operation on its tensors, where they lie (the
-    DataLoader's `__getitems__`): per image, indexing and collating cost more than a small model's step."""
+    """A TensorDataset that gives a whole batch in one index operation (the DataLoader's `__getitems__`): per image,
+    indexing and collating cost more than a small model's step."""
 
     def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, ...]:
         return tuple(t[indices] for t in self.tensors)
@@ -30,48 +30,41 @@ class TensorBatches(TensorDataset):
 class MNISTDataModule(L.LightningDataModule):
     """MNIST's 60,000 training images (less a validation split) and its 10,000 test images.
 
-    Batches are `(images, labels)`: (B, 1, 28, 28) float32 and (B,) int64, on the Trainer's device (`predict`
-    on MNIST adds each image's index; on image files its batches are `ImageBatch`es; training batches add
-    (M, 1, 28, 28) non-digits with `non_digits`).
+    Batches are `(images, labels)`: (B, 1, 28, 28) float32 and (B,) int64, on the Trainer's device (`predict` on MNIST
+    adds each image's index, on image files gives `ImageBatch`es; training adds (M, 1, 28, 28) `non_digits`).
 
     Args:
         data_dir: Folder with the four IDX files (gzipped or not), directly or under MNIST/raw/.
             Default: $DIGITNET_DATA_DIR when set, else ./data.
         batch_size: Images per training batch.
-        eval_batch_size: Images per validation, test and predict batch of MNIST (image files are predicted
-            `batch_size` at a time, decoding being the slow part). Evaluation keeps no activations
-            for a backward pass, so a large batch costs little memory and spends less of each epoch in
-            the framework's per-batch work (PyTorch's own MNIST example tests at 1000 too).
+        eval_batch_size: Images per validation, test and predict batch of MNIST (image files go `batch_size` at a
+            time). With no activations kept for a backward pass, a large batch costs little memory.
         val_size: Training images held out for validation.
         seed: Seed of the random validation split; the same seed gives the same split.
-        normalize: Standardize pixels with MNIST's mean and std after dividing by 255;
-            False gives the report's plain pixels / 255.
+        normalize: Standardize pixels / 255 with MNIST's mean and std; False gives the report's plain pixels / 255.
         download: Download missing files from `mirrors` into `data_dir`.
         mirrors: Base URLs tried in order; default: the MNIST mirrors torchvision lists.
         predict_path: Images to `predict` instead of MNIST's test set: an image file, a folder or a quoted
             glob such as 'scans/*.png'. Each is preprocessed as MNIST was made (digitnet.images).
-        shift: Data augmentation: the largest random translation, in pixels, of a training image. Each
-            image of each training batch moves by its own random dx and dy in [-shift, shift], the
-            uncovered border filled with background (a 0 pixel); validation, test and predict batches
-            are never moved. 0 (the default) turns it off.
+        shift: Data augmentation: the largest random translation, in pixels, of a training image: each moves by its
+            own random dx and dy in [-shift, shift], the uncovered border filled with background (a 0 pixel).
+            Validation, test and predict batches are never moved. 0 (the default): off.
         rotate: Data augmentation: the largest random rotation of a training image, in degrees (0: off).
-        scale: Data augmentation: the largest random zoom of a training image, as a fraction: 0.1 scales
-            each by a factor in [0.9, 1.1] (0: off).
+        scale: Data augmentation: the largest random zoom of a training image, as a fraction: 0.1 scales each by a
+            factor in [0.9, 1.1] (0: off).
         shear: Data augmentation: the largest random shear of a training image along x, in degrees (0: off).
             With any of rotate, scale and shear on, each image gets its own random affine transform, its
-            translation drawn from [-shift, shift] pixels without rounding to whole pixels.
-        strokes: Data augmentation: the share of training images whose strokes are redrawn thinner or thicker,
-            their faint edges cut, each by its own random amounts (`digitnet.augment.random_strokes`): as the
-            number reader's ink map draws a photo's strokes. 0 (the default): none.
-        extra_dir: Your own labelled digits, trained on beside MNIST: a folder with a folder per digit, `DIR/7/a.png`,
-            pictures of any size read as `predict` reads them (`digitnet.own_digits`); a file that cannot be read
-            is skipped with its reason.
+            translation in [-shift, shift] pixels not rounded to whole pixels.
+        strokes: Data augmentation: the share of training images whose strokes are redrawn thinner or thicker, faint
+            edges cut, as the number reader's ink map draws a photo's (`digitnet.augment.random_strokes`). 0: none.
+        extra_dir: Your own labelled digits, trained on beside MNIST: a folder per digit, `DIR/7/a.png`, any size,
+            read as `predict` reads them (`digitnet.own_digits`); a file that cannot be read is skipped with its reason.
         extra_share: The share of each training batch taken from `extra_dir`'s digits (1: them alone).
         extra_hold_out: The share of `extra_dir`'s digits held out of training, to tell how well they are read.
-        non_digits: Pictures that are not digits added to each training batch, as a share of its digits (0.25:
-            32 with a batch of 128), made from the batch's digits and random strokes (`digitnet.negatives`),
-            for the model to give no digit a high probability on (`--model.non_digit_weight`): the number
-            reader then marks a letter, a scribble or a piece of a digit `?`. 0 (the default) adds none.
+        non_digits: Pictures that are not digits added to each training batch, as a share of its digits (0.25: 32 with
+            a batch of 128), made from its digits and random strokes (`digitnet.negatives`), for the model to give no
+            digit a high probability on (`--model.non_digit_weight`): the number reader then marks a letter, a scribble
+            or a piece of a digit `?`. 0 (the default) adds none.
     """
 
     def __init__(
@@ -111,8 +104,7 @@ class MNISTDataModule(L.LightningDataModule):
             raise DigitnetError(f"--data.non_digits must be between 0 (none) and 1 (as many as digits), got {non_digits}")
         self.save_hyperparameters()
         self.data_dir = data_dir or default_data_dir()
-        # What a 0 and a 255 pixel become in to_input (-0.4242 and 2.8215 when normalized): the fill of moved
-        # images, and the scale of the non-digits' ink.
+        # What a 0 and a 255 pixel become in to_input: the fill of moved images and the scale of non-digits' ink.
         self.background = float(to_input(torch.zeros(28, 28), normalize).min())
         self.foreground = float(to_input(torch.full((28, 28), 255), normalize).max())
         self.train_set = self.val_set = self.test_set = None  # TensorBatches of (images, labels)
@@ -153,8 +145,7 @@ class MNISTDataModule(L.LightningDataModule):
         if stage in ("test", "predict", None) and self.test_set is None:
             images, labels = load_split(self.data_dir, TEST_FILES)
             self.test_set = TensorBatches(to_input(images, self.hparams.normalize), labels)
-        # On the device the Trainer trains on, once it is attached (the CLI reads the data before): batches are
-        # then indexed there, with no copy per step.
+        # Onto the Trainer's device once it is attached (the CLI reads the data before): no copy per step.
         device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
         for name in ("train_set", "val_set", "test_set", "extra_set", "extra_held_out"):
             dataset = getattr(self, name)
@@ -162,9 +153,8 @@ class MNISTDataModule(L.LightningDataModule):
                 setattr(self, name, TensorBatches(*(t.to(device) for t in dataset.tensors)))
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
-        # Lightning calls this hook for every batch of every stage; `trainer.training` is False in
-        # validation (also the one inside fit), sanity checks, test and predict. It also passes the model
-        # summary's example input through it, a bare tensor, which is no training batch.
+        # Training batches only: `trainer.training` is False in validation (fit's too), sanity checks, test and
+        # predict; the model summary's example input comes through here as a bare tensor.
         hp = self.hparams
         if self.trainer is None or not self.trainer.training or torch.is_tensor(batch):
             return batch
@@ -225,10 +215,8 @@ BATCH_SETTINGS = ("batch_size", "eval_batch_size", "shift", "rotate", "scale", "
 def reuse_data(datamodule: MNISTDataModule, cache: dict, stages: tuple[str, ...] = ("fit", "test")) -> None:
     """Let many runs in one process share MNIST's tensors: read and scale the files once per data setting.
 
-    The first datamodule of a setting is set up for `stages` and its datasets kept in `cache` (any dict the
-    caller holds on to); a later one with the same setting gets them as they are, and its own `setup()`
-    keeps datasets already set. Settings that act on batches only (batch sizes, augmentation) share the
-    tensors. Only the `stages` named are set up: tuning passes ("fit",) and never reads the test images.
+    The first datamodule of a setting is set up for `stages` only and its datasets kept in `cache`; a later one with
+    the same setting gets them (its `setup()` keeps them). Batch-only settings (batch sizes, augmentation) share them.
     """
     stored = {k: v for k, v in datamodule.hparams.items() if k not in BATCH_SETTINGS}
     key = tuple(sorted((k, repr(v)) for k, v in stored.items())) + (datamodule.data_dir, stages)

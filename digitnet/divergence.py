@@ -19,15 +19,12 @@ class TrainingDiverged(DigitnetError):
 class StopOnNonFiniteLoss(L.Callback):
     """Raises TrainingDiverged at the first NaN or infinite training loss, naming the step.
 
-    On one CPU process each step's loss is checked as it comes (a CPU tensor's value is there, nothing to
-    wait for). On a GPU reading a value waits for the device, so each loss is copied into a
-    small device buffer and the buffer is read every `check_every_n_steps` steps, at each epoch end, and
-    before any checkpoint is written (which also checks the weights): no checkpoint ever holds a diverged
-    model. Under DDP the processes agree on the first bad step with one all-reduce and stop together.
+    On one CPU process each loss is checked as it comes. On a GPU reading a value waits for the device, so losses
+    are buffered there and read every `check_every_n_steps` steps, at each epoch end and before any checkpoint is
+    written (which also checks the weights): no checkpoint holds a diverged model. DDP processes stop together.
 
-    Lightning's EarlyStopping(check_finite=True) looks once per validation or epoch, stops with no error and
-    lets that epoch's checkpoints be written
-    (tests/test_faults.py::test_diverging_run_stops_in_the_first_epoch_naming_the_step).
+    Lightning's EarlyStopping(check_finite=True) looks once per validation or epoch, stops with no error and lets
+    the checkpoints be written (tests/test_faults.py::test_diverging_run_stops_in_the_first_epoch_naming_the_step).
 
     Args:
         check_every_n_steps: Steps between two reads of the buffer. Default: 1 for one CPU process, else

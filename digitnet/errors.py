@@ -10,8 +10,7 @@ class DigitnetError(ValueError):
 
 
 class ImageError(DigitnetError):
-    """An image that cannot be used: `reason` in one line (the `error` column of `predict`), and the file
-    it came from, when there is one, in the message."""
+    """An unusable image: `reason` in one line (`predict`'s `error` column); the message also names its file."""
 
     def __init__(self, reason: str, source: str | Path | None = None) -> None:
         super().__init__(f"{source}: {reason}" if source is not None else reason)

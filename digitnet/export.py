@@ -2,8 +2,8 @@
 
     python -m digitnet export --ckpt_path CKPT --output model.onnx [--data.data_dir DIR]
 
-The ONNX model takes `image`, normalized (N, 1, 28, 28) float32 pixels as in training, and returns
-`logits`, (N, 10). It needs the `export` extra: pip install -e '.[export]'.
+The model maps `image`, (N, 1, 28, 28) float32 pixels scaled as in training, to `logits`, (N, 10).
+Needs pip install -e '.[export]'.
 """
 
 from __future__ import annotations
@@ -93,8 +93,7 @@ def _check_batch(data_dir: str | None, n: int, normalize: bool) -> tuple[torch.T
 def main(args: list[str] | None = None) -> None:
     """`python -m digitnet export ARGS`; bad input raises DigitnetError."""
     parser = command_parser("export", export_onnx.__doc__.split("\n")[0], args)
-    # The flags come from export_onnx's signature and docstring, but the data folder's, which is spelled as in
-    # fit, test and predict.
+    # Flags from export_onnx's signature and docstring, but --data.data_dir, spelled as in fit, test and predict.
     parser.add_function_arguments(export_onnx, as_group=False, skip={"data_dir"})
     parser.add_argument("--data.data_dir", type=str | None, default=None,
                         help="MNIST's folder, for the check on its test images; default: $DIGITNET_DATA_DIR, "

@@ -1,10 +1,7 @@
 """Resuming `fit`: last.ckpt kept current, written whole, saved on Ctrl-C or SIGTERM, and the run it resumes.
 
     python -m digitnet fit ...                     # killed, Ctrl-C'd or preempted at any moment
-    python -m digitnet fit ... --ckpt_path last    # the same command: continues in the same run folder
-
-Lightning restores the model, optimizer, LR schedule, loop counters and callbacks, even in the middle of an epoch,
-and its ModelCheckpoints write last.ckpt (`last_checkpoints`).
+    python -m digitnet fit ... --ckpt_path last    # the same command: continues the same run folder, even mid-epoch
 """
 
 from __future__ import annotations
@@ -29,11 +26,10 @@ from digitnet.files import replacing, temporary_files
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Writes a checkpoint to a temporary file beside it, flushed to disk, then renamed over it: a kill at any
-    moment leaves the old file or the new one. Remote paths (s3://, ...) go through Lightning's own writer.
+    """Writes a checkpoint to a temporary file beside it, then renames it over it: a kill leaves the old or the new.
 
-    Lightning's writer moves its file from $TMPDIR: onto another filesystem that move is a copy, and a kill
-    during it leaves a truncated checkpoint (tests/test_faults.py::test_a_kill_while_writing_a_checkpoint_...).
+    Lightning's writer moves its file from $TMPDIR, a copy onto another filesystem that a kill leaves truncated
+    (tests/test_faults.py::test_a_kill_while_writing_a_checkpoint_...).
     """
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
@@ -46,8 +42,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 def last_checkpoints(dirpath: str | None, every_n_train_steps: int) -> list[ModelCheckpoint]:
-    """ModelCheckpoints that keep last.ckpt current: at every epoch end and every N training steps.
-    (`ModelCheckpoint(save_last=True)` rewrites it only when the monitored metric improves.)"""
+    """ModelCheckpoints keeping last.ckpt current each epoch and N steps (save_last=True waits for an improvement)."""
     last = {"dirpath": dirpath, "filename": ModelCheckpoint.CHECKPOINT_NAME_LAST, "enable_version_counter": False}
     steps = [ModelCheckpoint(**last, every_n_train_steps=every_n_train_steps)] if every_n_train_steps else []
     return [ModelCheckpoint(**last, every_n_epochs=1), *steps]
@@ -63,17 +58,14 @@ class TrainingInterrupted(Exception):
 
 
 class StopOnInterrupt(Checkpoint):
-    """The first Ctrl-C during `fit` lets the current training step finish, saves last.ckpt and raises
-    TrainingInterrupted; a second one interrupts at once. On SIGTERM, which Lightning turns into a SIGTERMException
-    after the current step, it saves last.ckpt too (in one process: under DDP a save waits for every process).
-    Under DDP the processes agree every `log_every_n_steps` steps (one all-reduce), so they stop at the same step.
-    A Checkpoint, so that Lightning runs it after the ModelCheckpoint of the best model, which names it.
+    """The first Ctrl-C in `fit` lets the step finish, saves last.ckpt and raises TrainingInterrupted; a second one
+    interrupts at once. SIGTERM (Lightning's SIGTERMException, after the step) saves last.ckpt too, in one process
+    only: under DDP a save waits for every process. DDP processes agree every `log_every_n_steps` steps, so they stop
+    at the same step. A Checkpoint, so that Lightning runs it after the best model's ModelCheckpoint, which names it.
 
-    Lightning's own Ctrl-C stops mid-step and exits with status 1, no message
-    (tests/test_faults.py::test_ctrl_c_saves_last_and_prints_the_resume_command); its ModelCheckpoint's
-    save_on_exception also saves a diverged run (test_diverging_run_stops_in_the_first_epoch_naming_the_step),
-    and OnExceptionCheckpoint deletes its file when `fit` ends well
-    (test_ckpt_path_last_without_a_previous_run_trains_from_scratch).
+    Lightning's Ctrl-C exits mid-step (tests/test_faults.py::test_ctrl_c_saves_last_and_prints_the_resume_command);
+    save_on_exception=True also saves a diverged run (test_diverging_run_stops_in_the_first_epoch_naming_the_step);
+    OnExceptionCheckpoint deletes its file on success (test_ckpt_path_last_without_a_previous_run_trains_from_scratch).
     """
 
     def __init__(self) -> None:
@@ -129,9 +121,8 @@ class StopOnInterrupt(Checkpoint):
 
 
 def continue_last_run(logger: Any, ckpt_dirpath: str | None) -> Path | None:
-    """For `fit --ckpt_path last`: point a TensorBoard or CSV logger config (a dict or jsonargparse Namespace
-    with save_dir, name and version init_args) at the newest run folder holding a last*.ckpt, where Lightning
-    then finds it; without a version the logger would open a new, empty folder. Returns that folder."""
+    """For `fit --ckpt_path last`: point a TensorBoard or CSV logger config at the newest run folder holding a
+    last*.ckpt, and return it; without a version the logger would open a new, empty folder."""
     if ckpt_dirpath is not None or not hasattr(logger, "get"):
         return None  # a fixed checkpoint folder: Lightning finds last.ckpt there itself
     init = logger.get("init_args")
@@ -154,8 +145,7 @@ def continue_last_run(logger: Any, ckpt_dirpath: str | None) -> Path | None:
 
 
 def resume_command(args: Any) -> str | None:
-    """The command that resumes an interrupted `fit`: the same arguments with `--ckpt_path last`
-    (None when `args` are not those of `fit`)."""
+    """The command that resumes an interrupted `fit`: the same arguments with `--ckpt_path last`; None if not `fit`."""
     if not isinstance(args, (list, tuple)):
         return "the same command with --ckpt_path last"
     if "fit" not in args:

@@ -1,6 +1,5 @@
 """What TensorBoard shows beyond Lightning's scalars: the training curves side by side in its Custom Scalars tab
-(`CurvesLayout`), and what the model gets wrong, as pictures: after `test`, the Images tab shows the confusion
-matrix and the test images the model got wrong with the highest confidence (`TestFigures`)."""
+(`CurvesLayout`); after `test`, in its Images tab, the confusion matrix and most confident mistakes (`TestFigures`)."""
 
 from __future__ import annotations
 
@@ -15,9 +14,8 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 from digitnet.errors import DigitnetError
 
 
-# TensorBoard's Custom Scalars tab: training and validation on the same axes, every run in each chart.
-# Its Time Series tab, the one it opens on, sorts groups by name, so test/, train/ and val/ come after Lightning's
-# `epoch` and `hp_metric`; http://localhost:6006/#custom_scalars opens straight on these two charts.
+# TensorBoard's Custom Scalars tab: training and validation on the same axes, every run in each chart (its Time
+# Series tab sorts them after `epoch` and `hp_metric`); http://localhost:6006/#custom_scalars opens straight on them.
 LAYOUT = {"digitnet": {"accuracy (train/acc, val/acc)": ["Multiline", ["train/acc", "val/acc"]],
                        "loss (train/loss, val/loss)": ["Multiline", ["train/loss", "val/loss"]]}}  # fmt: skip
 
@@ -32,10 +30,7 @@ class CurvesLayout(Callback):
 
 
 class TestFigures(Callback):
-    """Logs `test/confusion_matrix` and `test/mistakes` to every TensorBoard logger after each test.
-
-    It reads the logits `test_step` returns, at test time only, so `fit`, which ends by testing its best
-    checkpoint, logs them too.
+    """Logs `test/confusion_matrix` and `test/mistakes` to every TensorBoard logger after each test, `fit`'s included.
 
     Args:
         mistakes: How many of the most confident mistakes to show; 0 shows none.

@@ -30,8 +30,7 @@ def replacing(path: str | Path) -> Iterator[Path]:
 
 
 def part_path(path: Path, tag: str) -> Path:
-    """The temporary file beside `path` that `replacing` writes; the target's suffix last, since savefig chooses
-    the format by it."""
+    """The temporary file beside `path` that `replacing` writes; its suffix last: savefig picks the format by it."""
     return path.with_name(f".{path.stem}.{tag}.part{path.suffix}")
 
 

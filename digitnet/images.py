@@ -1,11 +1,9 @@
 """Photos and scans of handwritten digits -> MNIST-style 28x28 inputs, as MNIST itself was made.
 
-MNIST digits are white on black, their ink's bounding box scaled to fit 20x20 (keeping the aspect
-ratio) and pasted into 28x28 so that the centre of mass lies at the centre. A photo of a digit on paper
-is dark on light, any size, off-centre, on a grey paper tone, with noise: a plain resize to 28x28 scores
-near chance. `mnist_pixels` redoes MNIST's steps on such an image; `preprocess` adds the normalization
-used in training (`to_input`, the one scaling of training, evaluation, `predict`, `serve` and `export`).
-Finding the ink itself, on any paper and in any light, is `digitnet.ink`'s. None of it needs a model or Lightning.
+MNIST digits are white on black, their ink box scaled to fit 20x20 and centred by mass in 28x28; a photo is dark on
+light, any size, off-centre and noisy, and a plain resize to 28x28 scores near chance. `mnist_pixels` redoes MNIST's
+steps; `preprocess` adds `to_input`, the one scaling of training, evaluation, `predict`, `serve` and `export`.
+Finding the ink itself is `digitnet.ink`'s.
 """
 
 from __future__ import annotations
@@ -29,11 +27,8 @@ SIZE = 28  # MNIST images are SIZE x SIZE
 
 
 def to_input(pixels: np.ndarray | torch.Tensor, normalize: bool = True) -> torch.Tensor:
-    """(28, 28) or (N, 28, 28) MNIST pixels 0-255 (white digit on black) -> (N, 1, 28, 28) float32 model input.
-
-    Pixels are divided by 255, then standardized with MNIST's mean and std unless `normalize` is False
-    (the report's plain pixels / 255: `--data.normalize=false`).
-    """
+    """(28, 28) or (N, 28, 28) MNIST pixels 0-255 (white digit on black) -> (N, 1, 28, 28) float32 model input:
+    pixels / 255, standardized with MNIST's mean and std unless `normalize` is False (`--data.normalize=false`)."""
     x = torch.as_tensor(pixels)
     if x.shape[-2:] != (SIZE, SIZE):
         raise DigitnetError(f"expected 28x28 MNIST pixels, got shape {tuple(x.shape)}")
@@ -46,22 +41,17 @@ def scaling_text(normalize: bool) -> str:
     return f"(pixels / 255 - {MEAN}) / {STD}" if normalize else "pixels / 255"
 
 
-# Larger images are refused before they are decoded: a 50-megapixel phone photo passes, a
-# decompression bomb (a small file that decodes to gigabytes) does not.
+# Larger images are refused before decoding: a 50-megapixel phone photo passes, a decompression bomb does not.
 MAX_PIXELS = 64_000_000
 # Work on at most this many pixels along the longer side: enough for pen strokes, fast on big photos.
 WORK_SIZE = 1024
-# MNIST's geometry: ink fits in 20x20 and its centre of mass lies at pixel (14, 14) of 28x28
-# (mean over the training set, rows and columns indexed from 0), strokes about 2 pixels wide.
+# MNIST's geometry: ink fits in 20x20, its centre of mass at pixel (14, 14) of 28x28, strokes about 2 pixels wide.
 BOX, CENTRE, STROKE = 20, 14.0, 2.0
 
 
 def open_image(source: str | Path | BinaryIO, max_pixels: int = MAX_PIXELS) -> Image.Image:
-    """Decode an image file (a path, or a binary file object such as an upload), upright as its EXIF says.
-
-    Raises ImageError with the reason: unreadable, empty, not an image, larger than `max_pixels` (checked
-    from the header, before decoding), truncated or corrupt.
-    """
+    """Decode an image file (a path, or a binary file object such as an upload), upright as its EXIF says. Raises
+    ImageError: unreadable, empty, not an image, larger than `max_pixels` (before decoding), truncated or corrupt."""
     name = source if isinstance(source, (str, Path)) else None  # errors name a file, not a buffer
     if name is not None:
         try:
@@ -129,11 +119,8 @@ def stroke_width(ink: np.ndarray) -> float:
 
 
 def fit_box(ink: np.ndarray) -> torch.Tensor:
-    """The cropped ink scaled so that its longer side is 20 pixels: (h, w) float32, max(h, w) == 20.
-
-    Thin pen strokes are thickened first, so that they come out about as wide as MNIST's (2 pixels);
-    scaled down as they are, they would be faint hairlines the model has never seen.
-    """
+    """The cropped ink scaled so that its longer side is 20 pixels: (h, w) float32. Thin pen strokes are thickened
+    first to about MNIST's 2 pixels; scaled down as they are, they would be hairlines the model has never seen."""
     x = torch.from_numpy(ink)[None, None]  # (1, 1, H, W)
     scale = BOX / max(ink.shape)
     width = stroke_width(ink) * scale  # in output pixels
@@ -161,11 +148,9 @@ def centre_by_mass(patch: torch.Tensor) -> torch.Tensor:
 
 
 def greyscale_picture(image: str | Path | Image.Image | np.ndarray, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, float]:
-    """A picture's grey levels, (H, W) float32 0-255, at most WORK_SIZE pixels a side; and its scale: pixels of the
-    picture per pixel of the grey levels (1 unless a large picture was made smaller).
-
-    `image` is a file path, a PIL image (grey, RGB, RGBA, ...) or an (H, W) array of grey levels 0-255. Raises
-    ImageError when the file cannot be read."""
+    """A picture's grey levels, (H, W) float32 0-255, at most WORK_SIZE pixels a side, and its scale: picture pixels
+    per grey-level pixel (1 unless a large picture was made smaller). `image` is a file path, a PIL image or an (H, W)
+    array of grey levels 0-255; ImageError when the file cannot be read."""
     if isinstance(image, (str, Path)):
         image = open_image(image, max_pixels)
     if not isinstance(image, Image.Image):
@@ -205,21 +190,17 @@ def digit_pixels(ink: np.ndarray) -> np.ndarray:
 
 
 def mnist_pixels(image: str | Path | Image.Image | np.ndarray, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """A photo, scan or drawing of one digit as MNIST would have it: (28, 28) uint8, white on black.
-
-    `image` is a file path, a PIL image (grey, RGB, RGBA, ...) or an (H, W) array of grey levels 0-255,
-    dark on light or light on dark. Raises ImageError (a DigitnetError) with the reason when the file
-    cannot be read or holds no ink.
-    """
+    """A photo, scan or drawing of one digit as MNIST would have it: (28, 28) uint8, white on black. `image` is a file
+    path, a PIL image or an (H, W) array of grey levels 0-255, dark on light or light on dark. Raises ImageError (a
+    DigitnetError) with the reason when the file cannot be read or holds no ink."""
     return digit_pixels(picture_ink(image, max_pixels)[0])
 
 
 def preprocess(image: str | Path | Image.Image | np.ndarray | torch.Tensor, normalize: bool = True,
                max_pixels: int = MAX_PIXELS) -> torch.Tensor:  # fmt: skip
-    """An image of one digit -> the model's (1, 28, 28) float32 input, the one way `predict`, `serve` and
-    `DigitRecognizer` read images: a 28x28 array is taken as MNIST pixels (0-255, white on black, centred),
-    as it is; a file, a PIL image or any other array is made into MNIST pixels by `mnist_pixels` first.
-    Then `to_input`."""
+    """An image of one digit -> the model's (1, 28, 28) float32 input, as `predict`, `serve` and `DigitRecognizer` read
+    images: a 28x28 array is taken as MNIST pixels (0-255, white on black, centred), anything else goes through
+    `mnist_pixels` first; then `to_input`."""
     if isinstance(image, (np.ndarray, torch.Tensor)) and tuple(image.shape) == (SIZE, SIZE):
         return to_input(np.asarray(image), normalize)[0]
     return to_input(mnist_pixels(image, max_pixels), normalize)[0]

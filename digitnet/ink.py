@@ -1,8 +1,7 @@
 """Where the ink is, in a greyscale photo, scan or drawing of a digit or a number: `ink_map`, (H, W) ink in [0, 1].
 
-The paper's level under uneven light, a dark desk or border around the sheet, paper that the ink covers
-almost entirely (a digit cropped to its ink), specks of noise and marks along the edges: each is one
-function here.
+Uneven light, a dark desk around the sheet, a digit cropped to its ink, specks and marks along the edges,
+printed lines: each is one function here.
 """
 
 from __future__ import annotations
@@ -72,12 +71,10 @@ def long_runs(mask: np.ndarray, length: float) -> np.ndarray:
 
 
 def ruled_lines(marks: np.ndarray) -> np.ndarray:
-    """The pixels of printed lines among `marks` (H, W): ruled, lined or squared paper, a margin line. Each is a
-    straight run across 80% of the picture or more, twice as long as the tallest other mark is high and at
-    most a fifth as thick (a digit's own stroke, even cropped tight, is no longer than the digit); a slightly
-    turned line is found through a copy of the marks thickened by two pixels across it. Where a stroke
-    crosses a line, the crossing stays ink."""
-    # Runs across 80% of the picture, along the rows and along the columns (in the transposed marks).
+    """The pixels of printed lines among `marks` (H, W): ruled, lined or squared paper, a margin line. Each runs
+    across 80% of the picture or more, twice as long as the tallest other mark is high and at most a fifth as
+    thick (a digit's own stroke is no longer than the digit). Where a stroke crosses a line, the crossing stays ink."""
+    # Rows, then columns (transposed), of marks thickened 2 px across so that a slightly turned line is found too.
     found = [long_runs(ndimage.maximum_filter1d(m, size=5, axis=0), 0.8 * m.shape[1]) & m for m in (marks, marks.T)]
     rest = marks & ~found[0] & ~found[1].T
     # Lines either way are compared with the height of the marks beside them: digits stand upright.
@@ -140,9 +137,8 @@ def opening(mask: np.ndarray, radius: int) -> np.ndarray:
 def is_sheet(region: np.ndarray, marked: bool) -> bool:
     """Whether a region looks like a sheet of paper: it fills 90% of a rectangle turned by up to 15 degrees.
 
-    No digit does (a filled 0 fills 79% of its box). An unmarked light bar could be a thick 1 as well as a
-    blank sheet: it is taken for a sheet only when it is less than 2.2 times as long as wide.
-    """
+    No digit does (a filled 0 fills 79% of its box). An unmarked light bar, which could be a thick 1, must also
+    be less than 2.2 times as long as wide."""
     rows = np.nonzero(region.any(1))[0]
     left = region.argmax(1)[rows]
     right = region.shape[1] - 1 - region[:, ::-1].argmax(1)[rows]
@@ -159,11 +155,9 @@ def sheet_region(gray: np.ndarray, size: int = 256) -> np.ndarray | None:
     """For a photo of a light sheet on a dark desk (or in a dark border): the sheet, less a margin along its
     edge; None for a picture without such a frame.
 
-    The frame is the dark pixels (of Otsu's split) connected to the image's edges, when they cover at least
-    40% of those edges and enclose a sheet: 40% of the picture or more, at least 80% light, a rectangle
-    (`is_sheet`). A light-on-dark digit is enclosed by its dark background too, but is no light rectangle.
-    Strokes running into the sheet's edge are thinner than a frame: they are cut off it. Frames are big:
-    they are found on a copy of the image `size` pixels at most a side.
+    The frame is the dark pixels (of Otsu's split) connected to the image's edges, around a light rectangle
+    (`is_sheet`): a light-on-dark digit is enclosed by its dark background too, but is no light rectangle.
+    Frames are big: they are found on a copy of the image `size` pixels at most a side.
     """
     h, w = gray.shape
     scale = min(1.0, size / max(h, w))
@@ -189,10 +183,8 @@ def sheet_region(gray: np.ndarray, size: int = 256) -> np.ndarray | None:
 
 
 def paper_level(gray: np.ndarray, paper: np.ndarray | None = None, blocks: int = 8) -> np.ndarray:
-    """(H, W) estimate of the paper's grey level under uneven light: a quadratic surface fitted to the
-    median of the `paper` pixels (default: all) of each of blocks x blocks tiles, leaving out tiles under a
-    quarter paper. Tiles that the ink dominates lie off the surface; they are dropped and the surface
-    refitted. Images under 64 pixels a side get one flat level, the median."""
+    """(H, W) paper grey level under uneven light: a quadratic surface fitted to the median `paper` pixel (default:
+    all) of each of blocks x blocks tiles at least a quarter paper, refitted without the tiles the ink dominates."""
     paper = np.ones(gray.shape, bool) if paper is None else paper
     flat = np.full_like(gray, np.median(gray[paper]))
     h, w = gray.shape
@@ -235,13 +227,10 @@ def two_tones(gray: np.ndarray, flat: np.ndarray, valid: np.ndarray, dark_ink: b
     """(deviation, threshold, dark_ink) as `paper_deviation` gives them, when the ink covers enough of the
     picture to be a tone of its own (a digit cropped to its ink, with no paper margin); else None.
 
-    Otsu's split gives the two tones, when the histogram has a peak for each (`bimodal`) or they lie FAR_APART.
     The paper is the tone along the image's edges, which a digit only touches here and there (unless `dark_ink`
-    is given); where thick strokes run into the edges as much as the paper does, the tone of the corners.
-    Its level is fitted to its pixels away from the ink (the strokes' blurred edges drag the median of the
-    whole class towards the ink), judged on `flat`, the image less the level fitted to every pixel, so that
-    they are not all on the bright side of a shadow. Ink lies beyond the paper's noise, and at most halfway
-    to the ink's tone. A split of one tone's shading leaves most of the other class near the paper: None.
+    is given). Its level is fitted to its pixels away from the ink (the strokes' blurred edges drag the class's
+    median towards it), chosen on `flat` (the image less the level fitted to every pixel) so that they are not all
+    on the bright side of a shadow. A split of one tone's shading leaves most of the other class near the paper.
     """
     t = otsu_threshold(gray[valid])
     dark = valid & (gray < t)
@@ -266,11 +255,10 @@ def two_tones(gray: np.ndarray, flat: np.ndarray, valid: np.ndarray, dark_ink: b
 
 
 def border_junk(labels: np.ndarray) -> np.ndarray:
-    """The marks (`components` labels) that lie along the image's edges rather than cross them: a desk, the
-    dark corners of a turned sheet, a shadow along a scan's edge. They touch the edge over half their outline
-    or more; a stroke that runs into an edge touches it over its width. Only dropped when the digit is
-    elsewhere (a mark off the edges, elongated and of 20 pixels or more): a digit cropped to its ink keeps
-    all of its strokes."""
+    """The marks (`components` labels) along the image's edges rather than across them (a desk, a turned sheet's
+    dark corners, a scan's shadow): they touch the edge over half their outline or more, a stroke running into
+    it only over its width. Dropped only when the digit is elsewhere (an elongated mark off the edges): a digit
+    cropped to its ink keeps all of its strokes."""
     edge = np.unique(border_pixels(labels))
     edge = edge[edge > 0]
     area = np.bincount(labels.ravel())
@@ -288,12 +276,8 @@ def border_junk(labels: np.ndarray) -> np.ndarray:
 def ink_map(gray: np.ndarray) -> np.ndarray:
     """(H, W) ink in [0, 1] (1 = stroke core, 0 = paper) from a greyscale image of any polarity.
 
-    A dark frame around a sheet is left out (`sheet_region`). The paper's level and noise come from every
-    pixel (`paper_deviation`), or, when the ink covers much of the picture, from the paper's tone alone
-    (`two_tones`). Ink lies on the side of the paper that `two_tones` found, else on the side with more
-    strongly deviating mass; dark ink on light paper is inverted. The paper tone is subtracted and the
-    contrast stretched, so that a grey sheet under dim, uneven light and a white scan give the same strokes.
-    Marks of fewer than MIN_MARK pixels are no ink; junk along the image's edges (`border_junk`) is dropped.
+    The paper's tone is subtracted and the contrast stretched, so that a grey sheet under dim, uneven light and
+    a white scan give the same strokes. Raises ImageError when no ink is found.
     """
     sheet = sheet_region(gray)
     valid = np.ones(gray.shape, bool) if sheet is None else sheet

@@ -2,8 +2,8 @@
 
     images, labels = load_split("data", TRAIN_FILES)   # (60000, 28, 28) uint8, (60000,) int64
 
-The files are read where they lie, gzipped or not: torchvision's readers take only decompressed files
-(tests/test_data.py::test_reader_round_trips_raw_and_gzip), and a shared data folder may be read-only.
+Files are read where they lie, gzipped or not, as a shared data folder may be read-only and torchvision's readers
+take only decompressed files (tests/test_data.py::test_reader_round_trips_raw_and_gzip).
 """
 
 from __future__ import annotations
@@ -69,8 +69,7 @@ def parse_idx(raw: bytes, source: str, expect_ndim: int | None = None) -> torch.
 
 
 def read_idx(path: str | Path, expect_ndim: int | None = None) -> torch.Tensor:
-    """Read an IDX file, gzipped or not. A file with the name and item count of an original MNIST file must
-    also match that file's SHA-256."""
+    """Read an IDX file, gzipped or not; one named and sized as an original MNIST file must match its SHA-256."""
     path = Path(path)
     try:
         raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
@@ -98,12 +97,9 @@ def load_split(data_dir: str | Path, files: tuple[str, str]) -> tuple[torch.Tens
 
 
 def download(data_dir: str | Path, mirrors: list[str] | None = None, timeout: float = 30.0) -> None:
-    """Fetch the missing MNIST files into `data_dir`, from each mirror in turn (default: torchvision's list).
-
-    A file is kept only when its decompressed bytes match the original's SHA-256, and written whole or not
-    at all. torchvision's `download_url` waits on a silent mirror forever and creates the folder before it
-    knows there is anything to put in it (tests/test_data.py::test_a_mirror_that_never_answers_times_out).
-    """
+    """Fetch the missing MNIST files into `data_dir`, from each mirror in turn (default: torchvision's list), each
+    kept only if its decompressed SHA-256 matches, and written whole or not at all. A silent mirror times out, where
+    torchvision's `download_url` waits forever (tests/test_data.py::test_a_mirror_that_never_answers_times_out)."""
     if mirrors is None:
         from torchvision.datasets import MNIST  # here: torchvision takes seconds to import
 

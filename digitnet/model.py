@@ -45,8 +45,8 @@ def accuracy() -> MulticlassAccuracy:
 
 @torch.no_grad()
 def share_read_right(net: nn.Module, data: TensorDataset | None, batch_size: int = 1000) -> float | None:
-    """The share of a labelled set, a TensorDataset of (inputs, labels), that `net` reads right, in batches on
-    the net's device and in eval mode (None for an empty or missing set). The net's mode is restored."""
+    """The share of a TensorDataset of (inputs, labels) that `net` reads right, in eval mode on its device (None for
+    an empty or missing set)."""
     if data is None or len(data) == 0:
         return None
     (x, y), training = data.tensors[:2], net.training
@@ -65,10 +65,9 @@ class DigitClassifier(L.LightningModule):
         net: The network, any nn.Module from normalized (B, 1, 28, 28) images to (B, 10) logits; None means
             the report's `MLP()`. From the command line: `--model.net=ConvNet --model.net.width=32`,
             `--model.net.dropout=0.3` (the MLP's), or a class of your own by import path.
-        optimizer: Any torch.optim optimizer and its arguments, e.g. from the command line
-            `--model.optimizer=SGD --model.optimizer.lr=0.05 --model.optimizer.momentum=0.9`.
-            None means Adam with torch's defaults (None, not Adam, as the default: an optimizer named on
-            the command line then starts from its own defaults rather than Adam's lr and eps).
+        optimizer: Any torch.optim optimizer and its arguments, e.g. `--model.optimizer=SGD --model.optimizer.lr=0.05
+            --model.optimizer.momentum=0.9`. None means Adam with torch's defaults (None, not Adam, so that an
+            optimizer named on the command line starts from its own defaults, not Adam's lr and eps).
         lr_scheduler: Optional torch.optim.lr_scheduler class and arguments, stepped once per epoch
             (ReduceLROnPlateau watches val/loss).
         cosine_decay: Without an lr_scheduler, decay the learning rate to zero along a half cosine over
@@ -78,14 +77,12 @@ class DigitClassifier(L.LightningModule):
         label_smoothing: Training targets put this much probability on the other nine digits, spread evenly
             (0 is the report's plain cross-entropy); validation and test losses are always plain.
         compile: Compile the network with torch.compile before training (`--model.compile=true`).
-        non_digit_weight: The weight of the loss on the non-digits a training batch brings
-            (`--data.non_digits`): the cross-entropy of their predictions with the uniform distribution, less its
-            minimum, log 10 (outlier exposure; Hendrycks et al. use 0.5).
+        non_digit_weight: The weight of the loss on the non-digits a training batch brings (`--data.non_digits`):
+            the cross-entropy of their predictions with the uniform distribution, less its minimum, log 10 (outlier
+            exposure, docs/numbers.md).
 
-    `net`, `optimizer` and `lr_scheduler` may also be given as the settings checkpoints store,
-    `{"class_path": ..., "init_args": {...}}`: a model built in Python, with a network object and a
-    `functools.partial` optimizer, is saved that way, so every checkpoint reloads with
-    `DigitClassifier.load_from_checkpoint(path)` alone.
+    `net`, `optimizer` and `lr_scheduler` may also be the `{"class_path": ..., "init_args": {...}}` settings checkpoints
+    store; a model built in Python is saved that way, so any checkpoint reloads with `load_from_checkpoint(path)` alone.
     """
 
     def __init__(
@@ -122,13 +119,11 @@ class DigitClassifier(L.LightningModule):
 
     def configure_model(self) -> None:
         if self.hparams.compile:
-            # The network alone, in place (its parameters keep their names in the checkpoint): the steps around
-            # it are Python bookkeeping that changes every step, which torch.compile would trace again and again.
+            # The network alone, in place (parameter names kept): the bookkeeping around it would retrace every step.
             self.net.compile()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        # The callbacks' states (best-model bookkeeping, last.ckpt's schedule) resume a `fit`. Outside one (test,
-        # predict), Lightning would warn that the CLI's callbacks differ from those of the run that wrote them.
+        # Callback states only resume a `fit`; in test or predict Lightning would warn that the CLI's callbacks differ.
         try:
             fitting = self.trainer.state.fn == TrainerFn.FITTING
         except RuntimeError:  # load_from_checkpoint: no Trainer, nothing restores callbacks

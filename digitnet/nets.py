@@ -1,11 +1,8 @@
 """The networks: plain nn.Modules from normalized (B, 1, 28, 28) images to (B, 10) logits, no Lightning needed.
 
 `MLP` is the Keras report's dense network, digitnet's default; `ConvNet` a small convolutional network that reads
-handwriting from outside MNIST far better. `DigitClassifier(net=...)` trains either, or any module of yours with
-the same input and output (`--model.net=ConvNet --model.net.width=32`, `--model.net=mypackage.MyNet`).
-
-Each keeps its `__init__` arguments as attributes of the same names: that is how `DigitClassifier` writes a net
-given to it in Python into its checkpoint as plain settings (`net_config`), so that it reloads with no arguments.
+handwriting from outside MNIST far better. Each keeps its `__init__` arguments as attributes of the same names, so
+that `net_config` can write a net built in Python into a checkpoint as plain settings.
 """
 
 from __future__ import annotations
@@ -19,8 +16,8 @@ from digitnet.errors import DigitnetError
 
 
 class Dropout(nn.Dropout):
-    """nn.Dropout with its mask drawn as uniform noise >= p on the CPU: the same distribution, drawn faster than
-    torch's CPU `bernoulli_` (`scripts/benchmark.py --tweaks`, docs/speed.md)."""
+    """nn.Dropout with its CPU mask drawn as uniform noise >= p: the same distribution, faster than `bernoulli_`
+    (docs/speed.md)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0 or x.device.type != "cpu":
@@ -31,8 +28,7 @@ class Dropout(nn.Dropout):
 class MLP(nn.Sequential):
     """Flatten -> [Linear -> ReLU -> Dropout] per hidden layer -> Linear to class logits.
 
-    With the defaults this is the Keras report's model: 784-512-512-10, ReLU, dropout 0.2.
-    Weights start Glorot-uniform and biases at zero, Keras's defaults for Dense layers.
+    Defaults: the Keras report's model, 784-512-512-10, dropout 0.2, Keras's Glorot-uniform weights and zero biases.
 
     Args:
         hidden_sizes: Width of each hidden layer.
@@ -62,16 +58,14 @@ def conv_block(cin: int, cout: int) -> list[nn.Module]:
 
 
 class ConvNet(nn.Sequential):
-    """A small VGG-style convolutional network with batch norm: 3x3 convolutions at 28, 14 and 7 pixels,
-    max-pooling between them, then dropout and a linear layer on the pooled 3x3 maps.
+    """A small VGG-style convolutional network with batch norm, 3x3 convolutions and max-pooling.
 
-    (B, 1, 28, 28) -> conv w @28 -> pool -> conv 2w, conv 2w @14 -> pool -> conv 4w @7 -> pool
-    -> (B, 4w, 3, 3) -> (B, 36w) -> (B, 10). Pooled to 3x3 rather than averaged to one value per channel,
-    the last layer still sees where in the digit each stroke feature lies (a 6 and a 9 share their strokes).
+    (B, 1, 28, 28) -> conv w @28 -> pool -> conv 2w, conv 2w @14 -> pool -> conv 4w @7 -> pool -> (B, 4w, 3, 3)
+    -> dropout, linear -> (B, 10). Pooled to 3x3, not averaged, so the last layer sees where strokes lie (6 vs 9).
 
     Args:
-        width: Channels of the first convolution; the next ones have 2x and 4x as many. oneDNN's CPU kernels
-            run multiples of 16 channels far faster than others (docs/nets.md).
+        width: Channels of the first convolution; the next ones have 2x and 4x as many. Multiples of 16 run far
+            faster on the CPU (docs/nets.md).
         dropout: Dropout probability before the last layer.
     """
 
@@ -91,8 +85,7 @@ class ConvNet(nn.Sequential):
         self.to(memory_format=torch.channels_last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # Channels last (NHWC), weights and input: oneDNN's CPU convolutions and cuDNN's tensor-core ones
-        # are faster on it than on torch's default NCHW; the results are the same.
+        # Channels last (NHWC), weights and input: oneDNN's and cuDNN's convolutions are faster on it than on NCHW.
         return super().forward(x.contiguous(memory_format=torch.channels_last))
 
 
@@ -100,9 +93,8 @@ NETS = ("MLP", "ConvNet")  # digitnet's own, named on the command line by these 
 
 
 def net_config(net: nn.Module) -> dict:
-    """A network as the settings that rebuild it, `{"class_path": ..., "init_args": {...}}`, the form
-    LightningCLI and `lightning.pytorch.cli.instantiate_class` read: the arguments of its class's
-    `__init__` that it keeps as attributes of the same names (the rest take their defaults)."""
+    """A network as the `{"class_path": ..., "init_args": {...}}` settings that rebuild it, as LightningCLI and
+    `instantiate_class` read them: the `__init__` arguments it keeps as same-named attributes (the rest default)."""
     cls = type(net)
     parameters = inspect.signature(cls.__init__).parameters
     init_args = {name: getattr(net, name) for name in list(parameters)[1:] if hasattr(net, name)}

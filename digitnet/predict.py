@@ -1,7 +1,5 @@
 """`python -m digitnet predict --data.predict_path PATH --output OUT.csv`: image files as the data of `predict`
-(`list_files`, `ImageFiles`: each picture's candidate digits, `digitnet.number_reader.candidates`, a file that
-cannot be used reported with its reason without stopping the others) and the writer of its lines and CSV
-(`PredictionWriter`: the number each picture holds, and the picture read as one digit)."""
+(`list_files`, `ImageFiles`) and the writer of its lines and CSV (`PredictionWriter`)."""
 
 from __future__ import annotations
 
@@ -25,8 +23,7 @@ COLUMNS = ["file", "number", "number_probabilities", "digit", "probability", "to
 
 
 class Picture(NamedTuple):
-    """A picture's candidate digits and its scale (the picture's pixels per pixel of its ink map), or None and the
-    reason it cannot be read."""
+    """A picture's candidate digits and scale (its pixels per ink-map pixel), or None and why it cannot be read."""
 
     candidates: Candidates | None
     scale: float
@@ -71,8 +68,7 @@ def list_files(path: str | Path) -> list[Path]:
 
 
 class ImageFiles(torch.utils.data.Dataset):
-    """Image files, each read when indexed into a `Picture`: its candidate digits, or why it cannot be used
-    (a file that cannot be used does not stop a folder)."""
+    """Image files, each read into a `Picture` when indexed: a file that cannot be used does not stop a folder."""
 
     def __init__(self, files: list[Path], max_pixels: int = MAX_PIXELS) -> None:
         self.files, self.max_pixels = files, max_pixels
@@ -107,9 +103,6 @@ class PredictionWriter(BasePredictionWriter):
     all to a CSV file with the columns `COLUMNS`: `number` (`?` for a digit the network does not believe) and
     `number_probabilities` (one per digit); `digit`, `probability` and the top-3 columns, the picture read as a
     single digit; `error`, empty for the images read, and why for the others.
-
-    Batches of image files are `ImageBatch`es (the candidate digits of the pictures read, every file's Picture);
-    MNIST's test images, in (images, labels, indices) batches, are named by their index, each one digit.
 
     Args:
         output: The CSV file to write; None prints only.
@@ -149,8 +142,7 @@ class PredictionWriter(BasePredictionWriter):
 
     @staticmethod
     def row(file: str, whole, number: str, shown: str) -> dict:
-        """A CSV row: the number, the whole picture read as one digit (`whole`, a Prediction), and `shown`, what
-        the terminal line says after the number."""
+        """A CSV row: the number, `whole` (the picture read as one digit) and `shown`, printed after the number."""
         row = dict.fromkeys(COLUMNS, "")
         row.update(file=file, number=number, number_probabilities=f"{whole.probability:.4f}", digit=whole.digit,
                    probability=f"{whole.probability:.4f}", shown=shown)  # fmt: skip

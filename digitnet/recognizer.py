@@ -40,8 +40,7 @@ class DigitRecognizer:
 
     Args:
         net: Any module mapping normalized (N, 1, 28, 28) images to (N, 10) logits, such as `MLP`.
-        normalize: Whether the net was trained on standardized pixels (the default, `--data.normalize=true`)
-            or on plain pixels / 255.
+        normalize: Whether the net was trained on standardized pixels (`--data.normalize=true`) or on pixels / 255.
     """
 
     def __init__(self, net: nn.Module, normalize: bool = True) -> None:
@@ -86,18 +85,13 @@ class DigitRecognizer:
         return self.net(x).softmax(dim=1).float().cpu().numpy()
 
     def read_number(self, image: str | Path | Image.Image | np.ndarray) -> NumberReading:
-        """The number in a picture (a file path, a PIL image or an (H, W) array of grey levels, any size): its
-        digits found and read left to right, `?` for each piece the network does not believe is a digit
-        (`digitnet.number_reader`). Raises ImageError when the picture cannot be used."""
+        """The number in a picture (a file path, a PIL image or an (H, W) array of grey levels, any size), read left
+        to right, `?` for each piece the network does not believe is a digit. Raises ImageError when unusable."""
         ink, scale = picture_ink(image)
         return read_number(ink, self.probabilities, scale)
 
     def predict(self, image: str | Path | Image.Image | np.ndarray | torch.Tensor) -> Prediction:
-        """The digit in one image.
-
-        `image` is a file path or a PIL image (a photo, scan or drawing, preprocessed as MNIST was made:
-        see `digitnet.images.mnist_pixels`), or a 28x28 array of MNIST pixels (0-255, white digit on
-        black, centred as in MNIST), used as it is. Any other 2-D array is taken as a greyscale picture
-        and preprocessed.
-        """
+        """The digit in one image: a file path or PIL image (a photo, scan or drawing, preprocessed as MNIST was made,
+        `digitnet.images.mnist_pixels`), a 28x28 array of MNIST pixels (0-255, white digit on black, centred) used
+        as it is, or any other 2-D array, taken as a greyscale picture."""
         return self.predict_many([image])[0]

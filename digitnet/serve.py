@@ -3,8 +3,7 @@
     python -m digitnet serve [--ckpt_path CKPT] [--host 127.0.0.1] [--port 8000] [--corrections DIR]
     curl -F file=@number.png http://127.0.0.1:8000/predict
 
-`DigitAPI` reads uploads as `python -m digitnet predict` does; the page is `digitnet/static/draw.html`. The API,
-its errors and faults (timeouts, a dead worker, SIGTERM): docs/serving.md. Needs pip install -e '.[serve]'.
+The API, its errors and faults (timeouts, a dead worker, SIGTERM): docs/serving.md. Needs pip install -e '.[serve]'.
 """
 
 from __future__ import annotations
@@ -45,12 +44,8 @@ HOSTS = ("127.0.0.1", "0.0.0.0", "::")  # the hosts LitServer.run accepts
 
 
 class DigitAPI(ls.LitAPI):
-    """Numbers from uploaded images: decode_request -> the picture's candidate digits and scale (or a Refusal),
-    predict -> their probabilities from the checkpoint's network, encode_response -> JSON: the number and its
-    digits (`digitnet.number_reader.best_reading`), and the picture read as one digit.
-
-    A bad upload is answered with its own 4xx and never raises: with batching on, an exception in any
-    hook would fail every request of the batch.
+    """Numbers from uploaded images, read as `predict` reads files. A bad upload is answered with its own 4xx and
+    never raises: with batching on, an exception in any hook would fail every request of the batch.
 
     Args:
         ckpt_path: A DigitClassifier checkpoint.
@@ -65,9 +60,7 @@ class DigitAPI(ls.LitAPI):
         self.ckpt_path, self.max_pixels = ckpt_path, max_pixels
 
     def setup(self, device: str) -> None:
-        # Runs in the inference worker. Ctrl-C signals the terminal's whole process group: the worker, caught
-        # in the middle of a request, would print a KeyboardInterrupt traceback. The server's main process
-        # stops it anyway (SIGTERM), as it stops it after the main process's own SIGTERM.
+        # Ctrl-C reaches the worker too (one process group) and would print a traceback; the main process stops it.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         self.recognizer = DigitRecognizer.from_checkpoint(self.ckpt_path, map_location=device)
         self.device = torch.device(device)
@@ -107,7 +100,6 @@ class DigitAPI(ls.LitAPI):
         if isinstance(output, Refusal):
             return JSONResponse({"error": output.reason}, status_code=output.status)
         found, scale, probabilities = output
-        # The whole picture read as one digit, as `predict` ranks it.
         (whole,) = predictions(torch.from_numpy(probabilities[:1]))
         reading = best_reading(found, probabilities, scale)
         return JSONResponse({
@@ -145,13 +137,9 @@ def build_server(
     model: dict | None = None,
     corrections: Corrections | None = None,
 ) -> ls.LitServer:
-    """The LitServer of `serve`: DigitAPI at POST /predict, the page at /, LitServe's /health and /info (with
-    `model`, the checkpoint's `model_info`, read from it when not given), and every error (4xx from the API or
-    the engine, 404, 500, 504) as {"error": reason}.
-
-    A dead inference worker is started again (`restart_workers`) rather than stopping the server: a page that
-    people keep open outlives a worker killed for memory or by a driver fault. The requests it held are
-    answered by `AnswerDeadline`; those waiting in the queue are read by the new worker, or time out."""
+    """The LitServer of `serve`: DigitAPI at POST /predict, the page at /, LitServe's /health and /info (`model`),
+    and every error as {"error": reason}. A dead inference worker is restarted rather than stopping the server: a
+    page that people keep open outlives it (docs/serving.md, "Faults")."""
     page = files("digitnet").joinpath("static", "draw.html").read_bytes()
     if model is None:
         model = model_info(DigitRecognizer.from_checkpoint(ckpt_path).net, ckpt_path)
@@ -169,8 +157,7 @@ def build_server(
     )
 
     async def error_json(request: Request, exc: HTTPException) -> JSONResponse:
-        # LitServe's own reasons ("Payload too large", "Request timed out", "Internal server error") say
-        # neither the limit nor what to do.
+        # LitServe's own reasons ("Payload too large", "Request timed out", ...) say neither the limit nor what to do.
         reasons = {413: too_large(max_upload_bytes), 504: timed_out(timeout), 500: server_error()}
         reason = reasons.get(exc.status_code, str(exc.detail))
         return JSONResponse({"error": reason}, status_code=exc.status_code, headers=exc.headers)
@@ -182,9 +169,8 @@ def build_server(
 
 
 def add_corrections(app, corrections: Corrections, ckpt_path: str) -> None:
-    """GET /corrections: how many the folder holds and the command that fine-tunes on them; POST /corrections: a
-    form with `digit` (0-9), `pixels` (the 28x28 PNG the model read) and `original` (the piece of the picture),
-    saved by `corrections` (201, or a 4xx that says what is wrong)."""
+    """GET /corrections: their count and the command that fine-tunes on them; POST /corrections: a form with
+    `digit` (0-9), `pixels` (the 28x28 PNG the model read) and `original` (the piece of the picture)."""
     command = f"python -m digitnet finetune --ckpt_path {ckpt_path} --data.extra_dir {corrections.folder}"
 
     async def info(request: Request) -> JSONResponse:
@@ -264,12 +250,8 @@ def serve(
 def stop_on_signals(server: ls.LitServer):
     """While serving, SIGTERM stops the server as Ctrl-C does, and neither signal has a worker restarted.
 
-    LitServe stops its processes on KeyboardInterrupt only: SIGTERM (a service manager's, a container
-    runtime's, `kill PID`) would end the main process alone and leave uvicorn's process answering, the
-    inference worker and the multiprocessing manager running. Ctrl-C and a service manager also signal the
-    worker, which ends at once: without `restart_workers = False` LitServe's monitor could start a new one
-    while the server stops. A second signal while stopping is ignored: stopping takes a few seconds.
-    Processes forked from this one (uvicorn's, the manager) inherit the handler and keep their old behaviour."""
+    LitServe stops its processes on KeyboardInterrupt only (docs/serving.md, "Faults"). A second signal while
+    stopping is ignored; processes forked from this one inherit the handler and keep their old behaviour."""
     main_pid = os.getpid()
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
 

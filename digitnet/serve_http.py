@@ -1,6 +1,5 @@
-"""The HTTP side of `python -m digitnet serve`, in front of LitServe: ASGI middlewares that serve the drawing
-page, refuse an upload that cannot be an image before reading it, and give every request an answer; and the
-reasons given for the errors, LitServe's own included."""
+"""The HTTP side of `python -m digitnet serve`, in front of LitServe: ASGI middlewares (the drawing page, early
+refusals, an answer for every request) and the reasons given for errors, LitServe's own included."""
 
 from __future__ import annotations
 
@@ -12,16 +11,14 @@ from starlette.datastructures import Headers
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-# Uploads are photos or drawings of one digit: a few MB is plenty, and a bigger body is refused before it
-# is read whole (by its Content-Length, or as it arrives when it has none).
+# Uploads are photos or drawings of digits: a few MB is plenty.
 MAX_UPLOAD_BYTES = 5 * 2**20
 API_PATH = "/predict"
 USAGE = (
     "send the image as a multipart form field named 'file', e.g. "
     f"curl -F file=@digit.png http://HOST:PORT{API_PATH}"
 )
-# A digit is read in milliseconds: a request still unanswered this long after its --timeout is one that no
-# worker will answer (the worker holding it died), not a slow one.
+# A digit is read in milliseconds: still unanswered this long after --timeout means the worker holding it died.
 ANSWER_GRACE_S = 1.0
 
 
@@ -48,11 +45,9 @@ class DrawPage:
 
 
 class UploadCheck:
-    """ASGI middleware refusing a `POST /predict` that cannot be a form upload before its body is read: an
-    empty body, a body that is not multipart/form-data (LitServe would parse it as JSON and answer 500),
-    or a Content-Length over `max_bytes` (a 100 MB upload is refused at once; with `Expect: 100-continue`,
-    as curl sends for large files, it is not even sent). Bodies without a Content-Length are capped by
-    LitServer's `max_payload_size` as they arrive."""
+    """ASGI middleware refusing a `POST /predict` that cannot be a form upload before its body is read: an empty
+    body, one not multipart/form-data (LitServe would parse it as JSON and answer 500), or a Content-Length over
+    `max_bytes`. Bodies without a Content-Length are capped by LitServer's `max_payload_size` as they arrive."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app, self.max_bytes = app, max_bytes
@@ -88,11 +83,8 @@ def server_error() -> str:
 
 
 class AnswerDeadline:
-    """ASGI middleware answering a `POST /predict` that is still unanswered `seconds` after it arrived with a
-    504 and `reason`.
-
-    A request that an inference worker had taken when it died is never answered by LitServe (docs/serving.md,
-    "Faults"): with this, every request gets an answer, at the latest `seconds` after it arrived."""
+    """ASGI middleware answering 504 and `reason` to a `POST /predict` still unanswered `seconds` after it arrived:
+    LitServe never answers a request held by a worker that died (docs/serving.md, "Faults")."""
 
     def __init__(self, app: ASGIApp, seconds: float, reason: str) -> None:
         self.app, self.seconds, self.reason = app, seconds, reason

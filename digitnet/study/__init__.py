@@ -1,7 +1,6 @@
 """The optimizer study: tune four optimizers with the same budget, rerun each over seeds, compare them.
 
-Its modules and programs: docs/study.md. It needs the `study` extra (pip install -e '.[study]');
-`import digitnet` never imports it.
+Modules and programs: docs/study.md. Needs the `study` extra (pip install -e '.[study]'); `import digitnet` skips it.
 """
 
 from __future__ import annotations

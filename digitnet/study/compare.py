@@ -1,7 +1,6 @@
 """Train the report's dense network with each optimizer and several seeds; tabulate and plot the results.
 
-Every run is `python -m digitnet fit --config CONFIG --seed_everything SEED` in this process, then a test of
-its final weights. What it reads and writes: docs/optimizers.md.
+Every run is `python -m digitnet fit` in this process, then a test of its final weights; files: docs/optimizers.md.
 """
 
 from __future__ import annotations
@@ -21,8 +20,7 @@ from digitnet.files import atomic_write
 from digitnet.study.runs import logged_run_args, quiet_lightning
 from digitnet.study.summary import plot_curves, read_curves, summarize
 
-# The source checkout: the study reads and writes its configs/ and docs/, which the installed package does not
-# hold (the study runs from a clone, installed with pip install -e).
+# The source checkout, whose configs/ and docs/ the study uses: it runs from a clone (pip install -e).
 CHECKOUT = Path(__file__).resolve().parents[2]
 CONFIGS = CHECKOUT / "configs" / "optimizers"
 # The configs the tuning writes, then the same optimizers with Keras's defaults (the report's baseline).

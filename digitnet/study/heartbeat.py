@@ -18,9 +18,8 @@ WORKER = "worker"  # user attribute: the host and process id of the worker that 
 
 # Optuna's own heartbeat stays out: tests/test_tune.py::test_a_killed_worker_s_trial_runs_again_with_its_hyperparameters
 class Heartbeat:
-    """`with Heartbeat(trial, interval):` writes the trial's heartbeat now and every `interval` seconds after,
-    from a thread, until the block ends; it stops early if another worker has given the trial up. The trial's
-    "worker" attribute names this process (host:pid), for whoever watches the study."""
+    """`with Heartbeat(trial, interval):` beats now and every `interval` seconds from a thread until the block ends,
+    or until another worker gives the trial up; the "worker" attribute names this process (host:pid)."""
 
     def __init__(self, trial: optuna.Trial, interval: float) -> None:
         self.trial, self.interval = trial, interval
@@ -49,8 +48,7 @@ class Heartbeat:
 
 
 def rerun_stale_trials(study: optuna.Study, grace: float | None) -> None:
-    """Fail the RUNNING trials silent for more than `grace` seconds (all of them for None) and queue each
-    one's hyperparameters again. A trial without a heartbeat yet is judged by its start."""
+    """Fail RUNNING trials silent for over `grace` seconds (all for None) and queue their hyperparameters again."""
     now = time.time()
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         last_sign_of_life = max(trial.user_attrs.get(HEARTBEAT, 0.0), trial.datetime_start.timestamp())

@@ -1,7 +1,6 @@
 """The record of a finished tuning: each optimizer's best trial as a config, tuning.md and its plots.
 
-What it writes where: docs/study.md. Every file is written whole or not at all (digitnet.files), so workers
-finishing together never leave a half-written one.
+What it writes where: docs/study.md. Files are written whole or not at all (digitnet.files): workers may finish at once.
 """
 
 from __future__ import annotations

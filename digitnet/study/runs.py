@@ -10,8 +10,7 @@ from digitnet.cli import quiet_lightning as cli_quiet_lightning
 
 
 def logged_run_args(save_dir: str | Path, name: str, version: str) -> list[str]:
-    """CLI flags of one run: TensorBoard logs in SAVE_DIR/NAME/VERSION, no progress bar or model summary;
-    hp_metric is the test accuracy DigitClassifier logs, not Lightning's placeholder."""
+    """CLI flags of one run, logged to SAVE_DIR/NAME/VERSION; hp_metric is DigitClassifier's test accuracy."""
     logger = "--trainer.logger"
     return [f"{logger}=lightning.pytorch.loggers.TensorBoardLogger", f"{logger}.save_dir={save_dir}",
             f"{logger}.name={name}", f"{logger}.version={version}", f"{logger}.default_hp_metric=false",

@@ -31,12 +31,8 @@ def mean_ci(values, level: float = 0.95) -> tuple[float, float, float]:
 
 
 def pairwise_tests(samples: dict[str, list[float]], alpha: float = 0.05) -> list[dict]:
-    """Welch's t-test for every pair of samples, with Holm's correction for the number of pairs.
-
-    Returns one dict per pair, `a` the one with the higher mean: a, b, diff (mean a - mean b), p,
-    p_holm (the adjusted p-value) and different (p_holm < alpha), most significant first. Holm's
-    step-down keeps the chance of calling any pair of equal optimizers different below alpha.
-    """
+    """Welch's t-test for every pair of samples, Holm's correction for the number of pairs; most significant first.
+    Each dict: a (the higher mean), b, diff (mean a - mean b), p, p_holm (adjusted) and different (p_holm < alpha)."""
     tests = []
     for (a, xa), (b, xb) in itertools.combinations(samples.items(), 2):
         if statistics.fmean(xa) < statistics.fmean(xb):
@@ -45,7 +41,7 @@ def pairwise_tests(samples: dict[str, list[float]], alpha: float = 0.05) -> list
             warnings.simplefilter("ignore", RuntimeWarning)
             p = float(stats.ttest_ind(xa, xb, equal_var=False).pvalue)
         tests.append({"a": a, "b": b, "diff": statistics.fmean(xa) - statistics.fmean(xb),
-                      "p": 1.0 if math.isnan(p) else p})  # fmt: skip  (nan: no spread in either sample)
+                      "p": 1.0 if math.isnan(p) else p})  # fmt: skip
     tests.sort(key=lambda t: t["p"])
     # Holm by hand, SciPy has none: tests/test_compare_optimizers.py::test_holm_adjusts_p_values_step_down
     running = 0.0
