@@ -288,23 +288,6 @@ def test_workers_on_a_postgresql_server_run_the_exact_budget_and_rerun_a_killed_
     assert all(t.user_attrs.get("over_budget") for t in all_trials if t not in done and t.number != killed.number)
 
 
-def test_a_sqlite_study_of_an_earlier_version_goes_on_in_its_file(mnist_dir, tmp_path, capsys):
-    out = tmp_path / "study"
-    sqlite = f"sqlite:///{out / 'study.db'}"
-    common = [f"--data_dir={mnist_dir}", f"--out={out}", "--optimizers=SGD", "--epochs=1", *TINY]
-    tune.main([*common, "--trials=1", f"--storage={sqlite}"])  # the default storage of earlier versions
-    capsys.readouterr()
-
-    tune.main([*common, "--trials=2"])  # the same command without --storage, as it was run then
-    lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == (f"tune_optimizers: continuing the studies in {out / 'study.db'} (SQLite, the default "
-                        f"storage of earlier versions; --storage {sqlite} chooses it, and a new --out starts in "
-                        "journal.log)")  # fmt: skip
-    assert sum(" trial " in line for line in lines) == 1
-    assert [t.state for t in trials(sqlite, "SGD")] == [TrialState.COMPLETE] * 2
-    assert not (out / "journal.log").exists()
-
-
 def test_a_study_refuses_other_settings(mnist_dir, tmp_path):
     common = [f"--data_dir={mnist_dir}", f"--out={tmp_path / 'study'}", "--optimizers=SGD", "--trials=1", *TINY]
     tune.main([*common, "--epochs=1"])

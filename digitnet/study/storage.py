@@ -12,17 +12,6 @@ from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 from digitnet.errors import DigitnetError
 
 JOURNAL = "journal.log"  # the default storage, in the output folder
-LEGACY_SQLITE = "study.db"  # the default storage of earlier versions
-
-
-def default_storage(out: str | Path) -> tuple[str, str | None]:
-    """The storage of OUT when --storage is not given, and a note to print when it is not the default."""
-    journal, sqlite = Path(out) / JOURNAL, Path(out) / LEGACY_SQLITE
-    if sqlite.is_file() and not journal.exists():
-        url = f"sqlite:///{sqlite}"
-        return url, (f"continuing the studies in {sqlite} (SQLite, the default storage of earlier versions; "
-                     f"--storage {url} chooses it, and a new --out starts in {JOURNAL})")  # fmt: skip
-    return str(journal), None
 
 
 def open_storage(url: str) -> BaseStorage:
@@ -53,8 +42,7 @@ def open_storage(url: str) -> BaseStorage:
             raise DigitnetError(f"--storage {without_password(url)}: neither a database URL nor a *.log journal "
                                 f"file ({err})") from None  # fmt: skip
         except sqlalchemy.exc.SQLAlchemyError as err:
-            # Workers that start together on a new database race to create its tables: another's came first
-            # (SQLite: the file is locked). A server that refuses the connection is an error at once.
+            # Workers starting together race to create a new database's tables (SQLite: locked); a refused server fails.
             racing = url.startswith("sqlite") or not isinstance(err, sqlalchemy.exc.OperationalError)
             if attempt == 4 or not racing:
                 reason = str(err.orig if getattr(err, "orig", None) else err).strip().splitlines()[0]

@@ -1,7 +1,6 @@
 """Tune each optimizer with the same Optuna budget, then write its best trial as a config.
 
-One worker of the study. How workers share a storage, split the budget exactly and rerun a dead worker's
-trial: docs/study.md.
+One worker of the study; how workers share a storage, split the budget and rerun dead workers' trials: docs/study.md.
 """
 
 from __future__ import annotations
@@ -26,7 +25,7 @@ from digitnet.study.heartbeat import Heartbeat, rerun_stale_trials
 from digitnet.study.record import write_record
 from digitnet.study.runs import flag_value, logged_run_args, quiet_lightning
 from digitnet.study.spaces import FIXED, SEARCH_SPACES, TRAIN_SEED, init_args
-from digitnet.study.storage import JOURNAL, default_storage, open_storage, without_password
+from digitnet.study.storage import JOURNAL, open_storage, without_password
 
 OVER_BUDGET = "over_budget"  # user attribute of a trial asked for after the budget was spent: not trained
 LIVE = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
@@ -48,7 +47,7 @@ def parse_args(argv: list[str] | None, description: str = __doc__.split("\n\n")[
     add("--storage", default=None,
         help="an Optuna storage shared by all workers: a JournalStorage file (*.log; processes on one machine) or a "
              "database URL (postgresql+psycopg://user:password@host/db for several machines, sqlite:///file.db); "
-             f"default: OUT/{JOURNAL}, or OUT/study.db where an earlier version started the studies")  # fmt: skip
+             f"default: OUT/{JOURNAL}")  # fmt: skip
     add("--seed", type=int, default=0, help="the sampler's seed (TPE; the same for every optimizer)")
     add("--heartbeat", type=int, default=20,
         help="seconds between a running trial's heartbeats; after 3 missed ones the trial is run again")
@@ -67,18 +66,16 @@ def parse_args(argv: list[str] | None, description: str = __doc__.split("\n\n")[
     if unknown or not args.names:
         parser.error(f"unknown optimizer {', '.join(unknown) or '(none)'}; use some of {', '.join(SEARCH_SPACES)} "
                      "(another torch.optim class needs its entry in digitnet.study.spaces.SEARCH_SPACES)")
-    args.storage_note = None
     if args.storage is None:
-        args.storage, args.storage_note = default_storage(args.out)
+        args.storage = str(Path(args.out) / JOURNAL)
     return args
 
 
 # Not TPESampler(seed=...), which repeats its proposals in every worker and after every restart:
 # tests/test_tune.py::test_the_sampler_proposes_by_trial_number_whichever_worker_asks
 class SeededPerTrial(optuna.samplers.BaseSampler):
-    """Optuna's TPE, independent per parameter, whose random numbers depend on the seed, the trial number
-    and the parameter only: one worker always proposes the same trials, and several workers
-    sharing a study propose different ones."""
+    """Optuna's TPE per parameter, seeded by the seed, trial number and parameter name: one worker always proposes
+    the same trials, and workers sharing a study propose different ones."""
 
     def __init__(self, seed: int) -> None:
         self.seed = seed
@@ -113,8 +110,7 @@ def is_complete(study: optuna.Study, budget: int) -> bool:
 
 
 def run_trial(args: argparse.Namespace, name: str, study: optuna.Study, cache: dict) -> bool:
-    """Ask, train and tell one trial (Optuna's ask-and-tell interface); False when the budget had no place
-    left for it. A dead worker's trial is failed first, so that ask() takes its queued rerun."""
+    """Ask, train and tell one trial; False if the budget had no place. Stale trials fail first: ask() reruns them."""
     rerun_stale_trials(study, 3 * args.heartbeat)
     trial = study.ask()
     with Heartbeat(trial, args.heartbeat):  # from the moment the trial exists
@@ -134,8 +130,7 @@ def run_trial(args: argparse.Namespace, name: str, study: optuna.Study, cache: d
 
 
 def train(args: argparse.Namespace, name: str, trial: optuna.Trial, cache: dict) -> float:
-    """One trial, trained through the package's CLI as `python -m digitnet fit` trains; its score is the
-    validation accuracy of the final weights."""
+    """One trial, trained as `python -m digitnet fit` trains; its score is the final weights' validation accuracy."""
     params = SEARCH_SPACES[name].suggest(trial)
     start = time.perf_counter()
     cli = build_cli(cli_args(args, name, f"trial_{trial.number}", init_args(params)), run=False)
@@ -181,11 +176,9 @@ def cli_args(args: argparse.Namespace, name: str, version: str, optimizer_args: 
     ]
 
 
-def load_studies(args: argparse.Namespace, program: str, create: bool = True) -> dict[str, optuna.Study]:
+def load_studies(args: argparse.Namespace, create: bool = True) -> dict[str, optuna.Study]:
     """One study per optimizer, created by the first worker, loaded by the others. A study records the
     settings it was started with; continuing it with others would mix two experiments."""
-    if args.storage_note:
-        print(f"{program}: {args.storage_note}")
     if not create and "://" not in args.storage and not Path(args.storage).is_file():
         raise DigitnetError(f"no studies in {args.storage}: scripts/tune_optimizers.py with these arguments runs them")
     storage = open_storage(args.storage)
@@ -214,8 +207,7 @@ def load_studies(args: argparse.Namespace, program: str, create: bool = True) ->
 
 
 def check_inputs(args: argparse.Namespace, cache: dict) -> int:
-    """Bad arguments or missing data stop here, before any study or trial exists; the data stays in `cache`.
-    Returns the number of validation images."""
+    """Stop on bad arguments or missing data before any study exists; returns the number of validation images."""
     name = args.names[0]
     keras = init_args(SEARCH_SPACES[name].keras_defaults)
     datamodule = build_cli(cli_args(args, name, "trial_check", keras), run=False).datamodule
@@ -261,7 +253,7 @@ def main(argv: list[str] | None = None) -> None:
     cache, start = {}, time.perf_counter()
     try:
         val_images = check_inputs(args, cache)
-        studies = load_studies(args, "tune_optimizers")
+        studies = load_studies(args)
         for study in studies.values() if args.requeue_running else ():
             rerun_stale_trials(study, grace=None)  # every RUNNING trial, at once
         run_until_complete(args, studies, cache)
@@ -282,7 +274,7 @@ def report(argv: list[str] | None = None) -> None:
     quiet_optuna()
     try:
         val_images = check_inputs(args, {})  # the validation split's size, as the record states it
-        studies = load_studies(args, "study_report", create=False)
+        studies = load_studies(args, create=False)
         short = [f"{name} ({sum(t.state == TrialState.COMPLETE for t in study.trials)} of {args.trials})"
                  for name, study in studies.items() if not is_complete(study, args.trials)]  # fmt: skip
         if short:
