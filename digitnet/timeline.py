@@ -52,3 +52,12 @@ class Timeline(L.Callback):
         trainer.datamodule.setup("test")
         test_acc = share_read_right(pl_module.net, trainer.datamodule.test_set)
         self.write("epoch", epoch=trainer.current_epoch, test_acc=test_acc, paused=time.time() - started)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self.write("train_end")
+
+    def on_test_start(self, trainer, pl_module) -> None:
+        self.write("test_start")
+
+    def on_test_end(self, trainer, pl_module) -> None:
+        self.write("test_end")
