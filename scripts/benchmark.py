@@ -18,9 +18,10 @@ throughput at batch 1000 through the LightningModule and through the plain nn.Mo
     python scripts/benchmark.py --tweaks --rounds 20 --threads 1
 
 instead times what each of digitnet's speed tweaks is worth: `fit` as digitnet has it, then with one tweak
-undone (stock nn.Dropout; self.log("train/loss") at every step; Adam not fused), in short fits that
-alternate, as the median ratio of their time per training step; CPU time with --threads 1, so that other
-work on a shared machine counts less.
+undone (stock nn.Dropout; self.log("train/loss") at every step; Adam not fused), and one candidate tweak
+(Lightning's progress bar redrawn every 20 steps instead of every step), in short fits that alternate, as the
+median ratio of their time per training step; CPU time with --threads 1, so that other work on a shared
+machine counts less.
 """
 
 from __future__ import annotations
@@ -148,14 +149,18 @@ def tweaks(args, cli_args: list[str]) -> dict:
     unfused = functools.partial(torch.optim.Adam, fused=False)
     variants = {"digitnet": lambda model: model, "nn.Dropout": stock_dropout,
                 "self.log every step": lambda model: LogEveryStep(),
-                "Adam, not fused": lambda model: DigitClassifier(optimizer=unfused)}  # fmt: skip
+                "Adam, not fused": lambda model: DigitClassifier(optimizer=unfused),
+                "bar every 20 steps": lambda model: model}  # fmt: skip
+    # A candidate tweak rather than one undone: the same fit with Lightning's progress bar redrawn every 20 steps.
+    variant_args = {"bar every 20 steps": ["--trainer.callbacks+=lightning.pytorch.callbacks.TQDMProgressBar",
+                                           "--trainer.callbacks.refresh_rate=20"]}  # fmt: skip
     clock = time.process_time if torch.get_num_threads() == 1 else time.perf_counter
     cli_args = [*cli_args, "--trainer.max_epochs=1", f"--trainer.limit_train_batches={args.steps}",
                 "--trainer.limit_val_batches=0", "--trainer.enable_model_summary=false"]
     cache, times = {}, {name: [] for name in variants}
     for round_ in range(args.rounds + 1):  # round 0: warm-up
         for name in list(variants)[:: 1 if round_ % 2 else -1]:
-            cli = build_cli(cli_args, run=False)
+            cli = build_cli([*cli_args, *variant_args.get(name, [])], run=False)
             reuse_data(cli.datamodule, cache, stages=("fit",))
             timer = StepTimer(clock)
             cli.trainer.callbacks.append(timer)
@@ -190,6 +195,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if args.epochs < 3:
         parser.error("--epochs must be at least 3: the figures are medians")
+    if args.tweaks and (args.rounds < 2 or args.steps < 11):
+        parser.error("--tweaks needs --rounds of at least 2 (quartiles) and --steps of at least 11 (10 are warm-up)")
     if args.threads:
         torch.set_num_threads(args.threads)
 

@@ -1,0 +1,29 @@
+"""scripts/benchmark.py --tweaks on a small synthetic MNIST: every variant runs and gets a time per step."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import write_mnist
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "benchmark.py"
+
+
+@pytest.mark.slow  # a subprocess of a dozen short fits
+def test_tweaks_times_every_variant(tmp_path):
+    data = write_mnist(tmp_path / "mnist", n_train=7000)  # 5,000 held out for validation: 16 batches of 128 left
+    result = subprocess.run([sys.executable, str(SCRIPT), "--tweaks", "--rounds", "2", "--steps", "12",
+                             "--data_dir", str(data)], capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = {line[:20].strip(): line[20:].split() for line in result.stdout.splitlines()[-5:]}
+    assert list(rows) == ["digitnet", "nn.Dropout", "self.log every step", "Adam, not fused", "bar every 20 steps"]
+    assert all(float(ms) > 0 and float(ratio) > 0 for ms, ratio, _ in rows.values())
+    assert rows["digitnet"][1] == "1.000"
+
+
+@pytest.mark.slow  # a subprocess
+def test_tweaks_refuses_too_few_rounds_in_one_line():
+    result = subprocess.run([sys.executable, str(SCRIPT), "--tweaks", "--rounds", "1"], capture_output=True, text=True)
+    assert result.returncode == 2 and result.stderr.strip().splitlines()[-1].endswith(
+        "--tweaks needs --rounds of at least 2 (quartiles) and --steps of at least 11 (10 are warm-up)")
