@@ -44,6 +44,7 @@ WIDEST_DIGIT = 1.5  # widest digit, as a share of its height: wider marks hold s
 SLOPES = (0.0, -0.15, 0.15, -0.3, 0.3)  # how cuts may lean, in columns per row: as handwriting leans
 CUT_WIDER_THAN = 0.7  # marks wider than this share of their height are tried cut into several digits
 JOIN_GAP = 0.2  # marks further apart than this share of a digit's height are never joined into one digit
+STROKE = 0.3  # ... unless one is under this share of the tallest mark's height: a digit's detached stroke or tick
 MIN_PIECE = 0.12  # pieces of a cut mark are at least this share of a digit's height wide (a 1 is about a quarter)
 
 
@@ -182,13 +183,15 @@ def candidates(ink: np.ndarray) -> Candidates:
     # Each group's rows and columns, and the height of a digit: the groups' median height.
     spans_of = [(slice(min(boxes[k - 1][0].start for k in g), max(boxes[k - 1][0].stop for k in g)),
                  slice(min(boxes[k - 1][1].start for k in g), max(boxes[k - 1][1].stop for k in g))) for g in groups]
-    line = float(np.median([rows.stop - rows.start for rows, _ in spans_of]))
+    heights = [rows.stop - rows.start for rows, _ in spans_of]
+    line, tallest = float(np.median(heights)), max(heights)
     # Primitives, left to right: (rows, columns, mask) of their ink, in their group's box.
     primitives: list[tuple[slice, slice, np.ndarray]] = []
     cuts: set[int] = set()
     apart: set[int] = set()  # the primitives that begin a mark a clear gap right of the one before: not joined
     for k, (group, (rows, cols)) in enumerate(zip(groups, spans_of)):
-        if k and cols.start - max(c.stop for _, c in spans_of[:k]) > JOIN_GAP * line:
+        gap = cols.start - max(c.stop for _, c in spans_of[:k]) if k else 0
+        if gap > JOIN_GAP * line and min(heights[k - 1], heights[k]) >= STROKE * tallest:
             apart.add(len(primitives))
         mask = np.isin(labels[rows, cols], group)
         height, width = mask.shape

@@ -104,6 +104,22 @@ def test_a_digit_in_two_strokes_stays_one_digit():
     assert read(on_paper(ink, np.random.default_rng(3)), boxes, [4, 1]) == "41"
 
 
+def test_a_small_stroke_a_gap_beside_a_digit_is_no_digit_of_its_own():
+    # A tick a quarter of the digit's height, further right than the gap that keeps two digits apart (a 5's flag
+    # drawn apart, a stray mark): the whole picture may still be one digit.
+    ink, boxes = compose(["zero"], [])
+    left, top, right, bottom = boxes[0]
+    height = bottom - top
+    ink[bottom - height // 2 : bottom - height // 2 + height // 4, right + 16 : right + 20] = 255
+    found = candidates(picture_ink(on_paper(ink, np.random.default_rng(7)))[0])
+    assert found.primitives == 2 and 0 not in found.wide  # the tick and the 0 may be read together
+    # A network that reads the 0 with or without the tick as a 0, and the tick alone as nothing.
+    probabilities = np.full((len(found.spans), 10), 0.1)
+    holds_zero = [k for k, box in enumerate(found.boxes) if iou(box, boxes[0]) >= 0.6]
+    probabilities[holds_zero] = np.eye(10)[0] * 0.8 + 0.02
+    assert best_reading(found, probabilities).number == "0"
+
+
 def test_digits_of_different_sizes_on_a_sloping_line():
     names = ["one", "zero", "seven", "four", "zero"]
     ink, boxes = compose(names, [25, 30, 20, 30], sizes=[0.8, 1.2, 1.0, 0.75, 1.1], rises=[0, 12, 24, 40, 50])
