@@ -190,8 +190,8 @@ def candidates(ink: np.ndarray) -> Candidates:
     cuts: set[int] = set()
     apart: set[int] = set()  # the primitives that begin a mark a clear gap right of the one before: not joined
     for k, (group, (rows, cols)) in enumerate(zip(groups, spans_of)):
-        gap = cols.start - max(c.stop for _, c in spans_of[:k]) if k else 0
-        if gap > JOIN_GAP * line and min(heights[k - 1], heights[k]) >= STROKE * tallest:
+        if (k and cols.start - max(c.stop for _, c in spans_of[:k]) > JOIN_GAP * line
+                and min(heights[k - 1], heights[k]) >= STROKE * tallest):  # fmt: skip
             apart.add(len(primitives))
         mask = np.isin(labels[rows, cols], group)
         height, width = mask.shape
