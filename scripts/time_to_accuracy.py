@@ -92,6 +92,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", default="tta", help="folder for the runs and the table")
     args, extra = parser.parse_known_args()
+    if args.config and not Path(args.config).is_file():
+        parser.error(f"--config {args.config}: no such file")  # before any run folder is made
     out = Path(args.out)
     runs = [run(seed, args.config, out, extra) for seed in args.seeds]
     model = DigitClassifier.load_from_checkpoint(runs[0]["checkpoint"], map_location="cpu")

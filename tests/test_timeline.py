@@ -41,3 +41,13 @@ def test_time_to_accuracy_reports_each_seed_s_run(tmp_path):
         assert 0 <= float(row["test accuracy (%)"]) <= 100
         assert float(row["seconds to print it"]) > float(row["training s"]) > 0
     assert "| mean (95% interval) |" in (out / "time_to_accuracy.md").read_text()
+
+
+@pytest.mark.slow  # a subprocess
+def test_time_to_accuracy_refuses_a_missing_config_in_one_line_and_writes_nothing(tmp_path):
+    out = tmp_path / "tta"
+    result = subprocess.run([sys.executable, str(SCRIPT), "--config", str(tmp_path / "nope.yaml"), "--out", str(out)],
+                            capture_output=True, text=True)  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].endswith(f"error: --config {tmp_path / 'nope.yaml'}: no such file")
+    assert not out.exists()
