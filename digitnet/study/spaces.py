@@ -39,6 +39,10 @@ def distribution_text(dist: BaseDistribution) -> str:
     return f"{'log-' if dist.log else ''}uniform [{dist.low:g}, {dist.high:g}]"
 
 
+# Adam's and NAdam's: the same hyperparameters, ranges and Keras defaults.
+ADAM_PARAMS = {"lr": log_uniform(1e-5, 1e-1), "1-beta1": log_uniform(1e-3, 1.0), "1-beta2": log_uniform(1e-4, 1e-1),
+               "eps": log_uniform(1e-10, 1.0)}  # fmt: skip
+ADAM_KERAS = {"lr": 0.001, "betas": [0.9, 0.999], "eps": 1e-7}
 SEARCH_SPACES: dict[str, SearchSpace] = {
     "SGD": SearchSpace(
         "torch.optim.SGD",
@@ -46,18 +50,8 @@ SEARCH_SPACES: dict[str, SearchSpace] = {
          "nesterov": CategoricalDistribution([True, False])},
         {"lr": 0.01, "momentum": 0.0},
     ),
-    "Adam": SearchSpace(
-        "torch.optim.Adam",
-        {"lr": log_uniform(1e-5, 1e-1), "1-beta1": log_uniform(1e-3, 1.0), "1-beta2": log_uniform(1e-4, 1e-1),
-         "eps": log_uniform(1e-10, 1.0)},
-        {"lr": 0.001, "betas": [0.9, 0.999], "eps": 1e-7},
-    ),
-    "NAdam": SearchSpace(
-        "torch.optim.NAdam",
-        {"lr": log_uniform(1e-5, 1e-1), "1-beta1": log_uniform(1e-3, 1.0), "1-beta2": log_uniform(1e-4, 1e-1),
-         "eps": log_uniform(1e-10, 1.0)},
-        {"lr": 0.001, "betas": [0.9, 0.999], "eps": 1e-7},
-    ),
+    "Adam": SearchSpace("torch.optim.Adam", ADAM_PARAMS, ADAM_KERAS),
+    "NAdam": SearchSpace("torch.optim.NAdam", ADAM_PARAMS, ADAM_KERAS),
     "Adadelta": SearchSpace(
         "torch.optim.Adadelta",
         {"lr": log_uniform(1e-3, 10.0), "1-rho": log_uniform(1e-3, 0.5), "eps": log_uniform(1e-10, 1e-1)},
