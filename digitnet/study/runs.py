@@ -17,11 +17,6 @@ def logged_run_args(save_dir: str | Path, name: str, version: str) -> list[str]:
             "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]  # fmt: skip
 
 
-def flag_value(value: object) -> str:
-    """A value as the CLI reads it: True -> 'true'."""
-    return str(value).lower() if isinstance(value, bool) else str(value)
-
-
 def quiet_lightning() -> None:
     """One line per run: the CLI's quiet settings, and no model summary or per-run notices either."""
     cli_quiet_lightning()

@@ -23,7 +23,7 @@ from digitnet.errors import DigitnetError
 from digitnet.faults import TrainingInterrupted
 from digitnet.study.heartbeat import Heartbeat, rerun_stale_trials
 from digitnet.study.record import write_record
-from digitnet.study.runs import flag_value, logged_run_args, quiet_lightning
+from digitnet.study.runs import logged_run_args, quiet_lightning
 from digitnet.study.spaces import FIXED, SEARCH_SPACES, TRAIN_SEED, init_args
 from digitnet.study.storage import JOURNAL, open_storage, without_password
 
@@ -166,8 +166,8 @@ def print_trial(args: argparse.Namespace, name: str, study: optuna.Study, trial:
 def cli_args(args: argparse.Namespace, name: str, version: str, optimizer_args: dict) -> list[str]:
     return [
         f"--model.optimizer={SEARCH_SPACES[name].class_path}",
-        *(f"--model.optimizer.{k}={flag_value(v)}" for k, v in optimizer_args.items()),
-        *(f"--{k}={flag_value(v)}" for k, v in FIXED.items()),
+        *(f"--model.optimizer.{k}={v}" for k, v in optimizer_args.items()),  # the CLI reads True as true
+        *(f"--{k}={v}" for k, v in FIXED.items()),
         f"--trainer.max_epochs={args.epochs}",
         f"--seed_everything={TRAIN_SEED}",
         *logged_run_args(Path(args.out) / "logs", name, version),
