@@ -222,10 +222,8 @@ def run_until_complete(args: argparse.Namespace, studies: dict[str, optuna.Study
     while not all(is_complete(study, args.trials) for study in studies.values()):
         busy = False
         for name, study in studies.items():
-            while has_work(study, args.trials):
+            while has_work(study, args.trials) and run_trial(args, name, study, cache):
                 busy = True
-                if not run_trial(args, name, study, cache):
-                    break
         if busy:
             waiting = False
             continue
@@ -239,7 +237,8 @@ def run_until_complete(args: argparse.Namespace, studies: dict[str, optuna.Study
             rerun_stale_trials(study, 3 * args.heartbeat)
 
 
-def quiet_optuna() -> None:
+def quiet() -> None:
+    quiet_lightning()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     warnings.filterwarnings("ignore", message="The number of training batches")  # tiny data sets
@@ -248,8 +247,7 @@ def quiet_optuna() -> None:
 def main(argv: list[str] | None = None) -> None:
     """scripts/tune_optimizers.py: one worker of the study."""
     args = parse_args(argv)
-    quiet_lightning()
-    quiet_optuna()
+    quiet()
     cache, start = {}, time.perf_counter()
     try:
         val_images = check_inputs(args, cache)
@@ -270,8 +268,7 @@ def main(argv: list[str] | None = None) -> None:
 def report(argv: list[str] | None = None) -> None:
     """scripts/study_report.py: the record of complete studies, written again; nothing is trained."""
     args = parse_args(argv, REPORT_DESCRIPTION)
-    quiet_lightning()
-    quiet_optuna()
+    quiet()
     try:
         val_images = check_inputs(args, {})  # the validation split's size, as the record states it
         studies = load_studies(args, create=False)
