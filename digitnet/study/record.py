@@ -11,6 +11,7 @@ from pathlib import Path
 
 import optuna
 import yaml
+from jsonargparse import Namespace
 from matplotlib.figure import Figure
 from optuna.trial import TrialState
 
@@ -49,15 +50,9 @@ def completed(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
 
 def config(header: list[str], epochs: int, space: SearchSpace, optimizer_args: dict) -> str:
     """A config file: the header's comment lines, the report's model and training from FIXED, the optimizer."""
-    settings: dict = {"trainer": {"max_epochs": epochs}}
-    for key, value in FIXED.items():  # "model.net.dropout" -> {"model": {"net": {"dropout": ...}}}
-        *sections, name = key.split(".")
-        place = settings
-        for section in sections:
-            place = place.setdefault(section, {})
-        place[name] = value
-    settings["model"]["optimizer"] = {"class_path": space.class_path, "init_args": optimizer_args}
-    return "".join(f"# {line}\n" for line in header) + yaml.safe_dump(settings, sort_keys=False)
+    settings = Namespace({"trainer.max_epochs": epochs, **FIXED})  # dotted keys nest: model.net.dropout
+    settings["model.optimizer"] = {"class_path": space.class_path, "init_args": optimizer_args}
+    return "".join(f"# {line}\n" for line in header) + yaml.safe_dump(settings.as_dict(), sort_keys=False)
 
 
 def tuned_config(name: str, study: optuna.Study, args, val_images: int) -> str:
