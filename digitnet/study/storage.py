@@ -51,13 +51,11 @@ def open_storage(url: str) -> BaseStorage:
 
 
 def without_password(url: str) -> str:
-    """A storage as messages show it: a database URL without its password."""
-    if "://" not in url:
-        return url
+    """A storage as messages show it: a database URL without its password (a journal file's path as it is)."""
     import sqlalchemy.engine
     import sqlalchemy.exc
 
     try:
         return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
-    except sqlalchemy.exc.ArgumentError:
+    except sqlalchemy.exc.ArgumentError:  # no URL: a path has no "://"
         return url
