@@ -17,26 +17,25 @@ WORKER = "worker"  # user attribute: the host and process id of the worker that 
 
 
 # Optuna's own heartbeat stays out: tests/test_tune.py::test_a_killed_worker_s_trial_runs_again_with_its_hyperparameters
-class Heartbeat:
-    """`with Heartbeat(trial, interval):` beats now and every `interval` seconds from a thread until the block ends,
-    or until another worker gives the trial up; the "worker" attribute names this process (host:pid)."""
+class Heartbeat(threading.Thread):
+    """`with Heartbeat(trial, interval):` beats now and every `interval` seconds from this thread until the block
+    ends, or until another worker gives the trial up; the "worker" attribute names this process (host:pid)."""
 
     def __init__(self, trial: optuna.Trial, interval: float) -> None:
-        self.trial, self.interval = trial, interval
-        self.stopped = threading.Event()
-        self.thread = threading.Thread(target=self._run, name=f"heartbeat-{trial.number}", daemon=True)
+        super().__init__(name=f"heartbeat-{trial.number}", daemon=True)
+        self.trial, self.interval, self.stopped = trial, interval, threading.Event()
 
     def __enter__(self) -> Heartbeat:
         self.trial.set_user_attr(WORKER, f"{socket.gethostname()}:{os.getpid()}")
         self.beat()
-        self.thread.start()
+        self.start()
         return self
 
     def __exit__(self, *exc_info) -> None:
         self.stopped.set()
-        self.thread.join()
+        self.join()
 
-    def _run(self) -> None:
+    def run(self) -> None:
         while not self.stopped.wait(self.interval):
             self.beat()
 
