@@ -25,7 +25,6 @@ CHECKOUT = Path(__file__).resolve().parents[2]
 CONFIGS = CHECKOUT / "configs" / "optimizers"
 # The configs the tuning writes, then the same optimizers with Keras's defaults (the report's baseline).
 DEFAULT_OPTIMIZERS = "SGD,Adam,NAdam,Adadelta,keras/SGD,keras/Adam,keras/NAdam,keras/Adadelta"
-COLUMNS = ["optimizer", "seed", "epochs", "test_acc", "test_loss", "best_val_acc", "sec_per_epoch", "config", "log_dir"]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -120,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"{label:>10} seed {seed}: test acc {row['test_acc']:.4f}  loss {row['test_loss']:.4f}  "
                       f"{time.perf_counter() - run_start:5.1f} s ({row['sec_per_epoch']:.2f} s/epoch)", flush=True)
 
-        results = pd.DataFrame(rows, columns=COLUMNS)
+        results = pd.DataFrame(rows)  # results.csv's columns: train_and_test's keys
         atomic_write(out / "results.csv", results.to_csv(index=False, float_format="%.6g"))
         test_images = len(next(iter(cache.values()))[2])
         atomic_write(out / "summary.md", summarize(results, configs, test_images))
