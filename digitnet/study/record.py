@@ -86,9 +86,9 @@ def keras_default(space: SearchSpace, param: str) -> str:
     keras, key = dict(space.keras_defaults), param.removeprefix("1-")
     if "betas" in keras:
         keras["beta1"], keras["beta2"] = keras["betas"]
-    value = keras.get(key, False if key == "nesterov" else None)  # SGD's nesterov: Keras's and torch's False
-    if value is None or isinstance(value, bool):
-        return "" if value is None else str(value)
+    value = keras.get(key, False if key == "nesterov" else "")  # SGD's nesterov: Keras's and torch's False
+    if isinstance(value, bool | str):  # "": no default
+        return str(value)
     return f"{1 - value:g}" if param.startswith("1-") else f"{value:g}"
 
 
