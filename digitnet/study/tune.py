@@ -148,8 +148,7 @@ def train(args: argparse.Namespace, name: str, trial: optuna.Trial, cache: dict)
                 path.unlink(missing_ok=True)
             with contextlib.suppress(OSError):  # a folder of the user's, not empty
                 Path(folder).rmdir()
-    seconds = time.perf_counter() - start
-    trial.set_user_attr("seconds", round(seconds, 1))
+    trial.set_user_attr("seconds", round(time.perf_counter() - start, 1))
     return score
 
 
