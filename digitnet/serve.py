@@ -22,7 +22,7 @@ import torch
 
 from digitnet.arguments import command_parser
 from digitnet.errors import DigitnetError
-from digitnet.images import ImageError, picture_ink, open_image, to_input
+from digitnet.images import ImageError, picture_ink, open_image
 from digitnet.checkpoints import announce_default_checkpoint
 from digitnet.corrections import Corrections
 from digitnet.number_reader import Candidates, best_reading, candidates
@@ -57,7 +57,6 @@ class DigitAPI(ls.LitAPI):
         # Ctrl-C reaches the worker too (one process group) and would print a traceback; the main process stops it.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         self.recognizer = DigitRecognizer.from_checkpoint(self.ckpt_path, map_location=device)
-        self.device = torch.device(device)
         self.net_name = type(self.recognizer.net).__name__
 
     def decode_request(self, request) -> tuple[Candidates, float] | Refusal:
@@ -75,13 +74,11 @@ class DigitAPI(ls.LitAPI):
         except ImageError as err:  # not an image, truncated, over the pixel limit, blank, a page of marks
             return Refusal(422, str(err))
 
-    @torch.inference_mode()
     def predict(self, x):
         items = x if isinstance(x, list) else [x]  # a list when batching, one item when not
         pictures = [item for item in items if not isinstance(item, Refusal)]
-        if pictures:  # every candidate digit of every picture, in one batch: (K, 1, 28, 28), scaled as in training
-            inputs = to_input(np.concatenate([found.pixels for found, _ in pictures]), self.recognizer.normalize)
-            probabilities = self.recognizer.net(inputs.to(self.device)).softmax(dim=1).float().cpu().numpy()
+        if pictures:  # every candidate digit of every picture, in one batch: (K, 28, 28) MNIST pixels
+            probabilities = self.recognizer.probabilities(np.concatenate([found.pixels for found, _ in pictures]))
             sizes = np.cumsum([len(found.spans) for found, _ in pictures])[:-1]
             per_picture = iter(np.split(probabilities, sizes))
         outputs = [item if isinstance(item, Refusal) else (*item, next(per_picture)) for item in items]
