@@ -8,7 +8,6 @@ Needs pip install -e '.[export]'.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -70,7 +69,7 @@ def export_onnx(
     (logits,) = session.run(["logits"], {"image": x.numpy()})
     expected = net(x).detach().numpy()
     diff = float(np.abs(logits - expected).max())
-    print(f"Wrote {output} ({os.path.getsize(output) / 1e6:.1f} MB): input 'image' (N, 1, 28, 28) float32 "
+    print(f"Wrote {output} ({Path(output).stat().st_size / 1e6:.1f} MB): input 'image' (N, 1, 28, 28) float32 "
           f"= {scaling}, output 'logits' (N, 10)")  # fmt: skip
     print(f"onnxruntime vs PyTorch on {len(x)} {source}: max |logit difference| = {diff:.2e} (tolerance {tolerance:g})")
     if not diff <= tolerance:

@@ -46,8 +46,7 @@ HOSTS = ("127.0.0.1", "0.0.0.0", "::")  # the hosts LitServer.run accepts
 
 class DigitAPI(ls.LitAPI):
     """Numbers from uploaded images, read as `predict` reads files. A bad upload is answered with its own 4xx and
-    never raises: with batching on, an exception in any hook would fail every request of the batch. With batching,
-    LitServe's own `batch` hands `predict` the list of pictures and refusals as it is."""
+    never raises: with batching on, an exception in any hook would fail every request of the batch."""
 
     def __init__(self, ckpt_path: str, max_batch_size: int = 1, batch_timeout: float = 0.0) -> None:
         super().__init__(max_batch_size=max_batch_size, batch_timeout=batch_timeout, api_path=API_PATH)
@@ -75,7 +74,7 @@ class DigitAPI(ls.LitAPI):
             return Refusal(422, str(err))
 
     def predict(self, x):
-        items = x if isinstance(x, list) else [x]  # a list when batching, one item when not
+        items = x if isinstance(x, list) else [x]  # batching: LitServe's `batch` passes the list as it is
         pictures = [item for item in items if not isinstance(item, Refusal)]
         if pictures:  # every candidate digit of every picture, in one batch: (K, 28, 28) MNIST pixels
             probabilities = self.recognizer.probabilities(np.concatenate([found.pixels for found, _ in pictures]))
@@ -120,7 +119,6 @@ def build_server(
     people keep open outlives it (docs/serving.md, "Faults"). A missing or foreign checkpoint, or a corrections
     folder it cannot write, is a DigitnetError here, not in a worker process."""
     net = DigitRecognizer.from_checkpoint(ckpt_path).net
-    # What the page says about the served network.
     model = {"net": type(net).__name__, "parameters": sum(p.numel() for p in net.parameters()),
              "checkpoint": Path(ckpt_path).name}  # fmt: skip
     saver = Corrections(corrections) if corrections is not None else None
@@ -132,7 +130,7 @@ def build_server(
         timeout=timeout,  # seconds a request may wait in the queue for a worker, then LitServe answers 504
         restart_workers=True,
         max_payload_size=max_upload_bytes,
-        model_metadata=model,  # GET /info answers {"model": model, "server": LitServe's settings}
+        model_metadata=model,  # what the page says of the network: GET /info answers {"model": model, "server": ...}
         middlewares=[(PredictGuard, {"max_bytes": max_upload_bytes, "seconds": deadline,
                                      "reason": timed_out(deadline)})],  # fmt: skip
     )
