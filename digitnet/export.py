@@ -8,7 +8,6 @@ Needs pip install -e '.[export]'.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -60,18 +59,17 @@ def export_onnx(
     )  # fmt: skip
     model = onnx.load(output)
     scaling = scaling_text(recognizer.normalize)
-    model.doc_string = f"digitnet {type(net).__name__} from {Path(ckpt_path).name}: image (N, 1, 28, 28) float32 = {scaling}, " \
-                       "MNIST-style (white digit on black, centred) -> logits (N, 10)"  # fmt: skip
+    model.doc_string = (f"digitnet {type(net).__name__} from {Path(ckpt_path).name}: image (N, 1, 28, 28) float32 = "
+                        f"{scaling}, MNIST-style (white digit on black, centred) -> logits (N, 10)")  # fmt: skip
     onnx.helper.set_model_props(model, {"input_scaling": scaling, "source_checkpoint": str(ckpt_path)})
     onnx.save(model, output)
 
     x, source = _check_batch(data_dir, check_images, recognizer.normalize)
     session = onnxruntime.InferenceSession(output, providers=["CPUExecutionProvider"])
     (logits,) = session.run(["logits"], {"image": x.numpy()})
-    with torch.no_grad():
-        expected = net(x).numpy()
+    expected = net(x).detach().numpy()
     diff = float(np.abs(logits - expected).max())
-    print(f"Wrote {output} ({os.path.getsize(output) / 1e6:.1f} MB): input 'image' (N, 1, 28, 28) float32 "
+    print(f"Wrote {output} ({Path(output).stat().st_size / 1e6:.1f} MB): input 'image' (N, 1, 28, 28) float32 "
           f"= {scaling}, output 'logits' (N, 10)")  # fmt: skip
     print(f"onnxruntime vs PyTorch on {len(x)} {source}: max |logit difference| = {diff:.2e} (tolerance {tolerance:g})")
     if not diff <= tolerance:

@@ -45,23 +45,19 @@ class TestFigures(Callback):
     def on_test_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         device, k = pl_module.device, self.mistakes
         self.matrix = MulticlassConfusionMatrix(num_classes=10).to(device)
-        # The k most confident mistakes so far (confidence -1: an empty slot).
-        self.confidence = torch.full((k,), -1.0, device=device)
-        self.images = torch.zeros(k, 28, 28, device=device)
-        self.labels = torch.zeros(k, dtype=torch.long, device=device)
-        self.predictions = torch.zeros(k, dtype=torch.long, device=device)
+        # The k most confident mistakes so far: confidence (-1: an empty slot), image, label, prediction.
+        self.kept = (torch.full((k,), -1.0, device=device), torch.zeros(k, 28, 28, device=device),
+                     torch.zeros(k, dtype=torch.long, device=device), torch.zeros(k, dtype=torch.long, device=device))
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         x, y = batch  # (B, 1, 28, 28), (B,); outputs: (B, 10) logits
         confidence, prediction = outputs.softmax(dim=1).max(dim=1)  # (B,), (B,)
         self.matrix.update(prediction, y)
         wrong = prediction != y
-        confidence = torch.cat([self.confidence, confidence[wrong]])
-        keep = confidence.topk(self.mistakes).indices
-        self.confidence = confidence[keep]
-        self.images = torch.cat([self.images, x[wrong].reshape(-1, 28, 28)])[keep]
-        self.labels = torch.cat([self.labels, y[wrong]])[keep]
-        self.predictions = torch.cat([self.predictions, prediction[wrong]])[keep]
+        new = (confidence[wrong], x[wrong].reshape(-1, 28, 28), y[wrong], prediction[wrong])
+        merged = [torch.cat(pair) for pair in zip(self.kept, new)]
+        keep = merged[0].topk(self.mistakes).indices
+        self.kept = tuple(t[keep] for t in merged)
 
     def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         loggers = [logger for logger in trainer.loggers if isinstance(logger, TensorBoardLogger)]
@@ -69,20 +65,17 @@ class TestFigures(Callback):
             return
         matrix = self.matrix.compute()  # summed over processes under DDP
         # Every process holds its own k most confident mistakes: gather them, keep the overall k.
-        gathered = [pl_module.all_gather(t).reshape(-1, *t.shape[1:]) for t in
-                    (self.confidence, self.images, self.labels, self.predictions)]  # fmt: skip
+        gathered = [pl_module.all_gather(t).reshape(-1, *t.shape[1:]) for t in self.kept]
         if not trainer.is_global_zero:
             return
-        confidence, images, labels, predictions = gathered
+        confidence = gathered[0]
         order = confidence.argsort(descending=True)[: self.mistakes]
         order = order[confidence[order] >= 0]
         figures = {}
         if self.confusion_matrix:
             figures["test/confusion_matrix"] = confusion_figure(matrix.cpu())
         if self.mistakes > 0:
-            figures["test/mistakes"] = mistakes_figure(
-                images[order].cpu(), labels[order].cpu(), predictions[order].cpu(), confidence[order].cpu()
-            )
+            figures["test/mistakes"] = mistakes_figure(*(t[order].cpu() for t in gathered))
         for logger in loggers:
             for tag, figure in figures.items():
                 logger.experiment.add_figure(tag, figure, global_step=trainer.global_step, close=False)
@@ -98,8 +91,8 @@ def confusion_figure(matrix: torch.Tensor) -> Figure:
     return figure
 
 
-def mistakes_figure(images: torch.Tensor, labels: torch.Tensor, predictions: torch.Tensor,
-                    confidence: torch.Tensor, columns: int = 8) -> Figure:  # fmt: skip
+def mistakes_figure(confidence: torch.Tensor, images: torch.Tensor, labels: torch.Tensor, predictions: torch.Tensor,
+                    columns: int = 8) -> Figure:  # fmt: skip
     """A grid of (N, 28, 28) images titled "true -> predicted (probability)", most confident first."""
     rows = max(1, math.ceil(len(images) / columns))
     # TensorBoard shows the figure shrunk to its card's width: captions as large as the digits' strokes.

@@ -38,10 +38,6 @@ class ImageBatch(NamedTuple):
     pictures: list[Picture]
 
     @property
-    def files(self) -> list[str]:
-        return [p.file for p in self.pictures]
-
-    @property
     def errors(self) -> list[str]:
         return [p.error for p in self.pictures]
 

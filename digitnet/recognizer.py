@@ -29,10 +29,7 @@ class Prediction:
 def predictions(probabilities: torch.Tensor) -> list[Prediction]:
     """(N, 10) class probabilities -> N predictions."""
     values, digits = probabilities.float().topk(3, dim=1)
-    return [
-        Prediction(d[0], p[0], tuple(zip(d, p)))
-        for d, p in zip(digits.tolist(), values.tolist())
-    ]
+    return [Prediction(d[0], p[0], tuple(zip(d, p))) for d, p in zip(digits.tolist(), values.tolist())]
 
 
 class DigitRecognizer:
@@ -67,22 +64,18 @@ class DigitRecognizer:
         return torch.stack([preprocess(image, self.normalize) for image in images])
 
     @torch.no_grad()
+    def _softmax(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 1, 28, 28) model input -> (N, 10) float32 probabilities, on the network's device."""
+        parameter = next(self.net.parameters(), None)
+        return self.net(x if parameter is None else x.to(parameter.device)).softmax(dim=1).float()
+
     def predict_many(self, images: list) -> list[Prediction]:
         """Predictions for a list of images (see `predict`); raises ImageError on the first unusable one."""
-        parameter = next(self.net.parameters(), None)
-        x = self.inputs(images)
-        if parameter is not None:
-            x = x.to(parameter.device)
-        return predictions(self.net(x).softmax(dim=1))
+        return predictions(self._softmax(self.inputs(images)))
 
-    @torch.no_grad()
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:
         """(K, 28, 28) uint8 MNIST pixels -> (K, 10) float32 probabilities of the ten digits."""
-        parameter = next(self.net.parameters(), None)
-        x = to_input(pixels, self.normalize)
-        if parameter is not None:
-            x = x.to(parameter.device)
-        return self.net(x).softmax(dim=1).float().cpu().numpy()
+        return self._softmax(to_input(pixels, self.normalize)).cpu().numpy()
 
     def read_number(self, image: str | Path | Image.Image | np.ndarray) -> NumberReading:
         """The number in a picture (a file path, a PIL image or an (H, W) array of grey levels, any size), read left

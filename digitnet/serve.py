@@ -22,7 +22,7 @@ import torch
 
 from digitnet.arguments import command_parser
 from digitnet.errors import DigitnetError
-from digitnet.images import MAX_PIXELS, ImageError, picture_ink, open_image, to_input
+from digitnet.images import ImageError, picture_ink, open_image
 from digitnet.checkpoints import announce_default_checkpoint
 from digitnet.corrections import Corrections
 from digitnet.number_reader import Candidates, best_reading, candidates
@@ -34,9 +34,10 @@ try:
     from starlette.exceptions import HTTPException
     from starlette.requests import Request
     from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
 
-    from digitnet.serve_http import (ANSWER_GRACE_S, API_PATH, MAX_UPLOAD_BYTES, USAGE, AnswerDeadline, DrawPage,
-                                     Refusal, UploadCheck, server_error, timed_out, too_large)  # fmt: skip
+    from digitnet.serve_http import (ANSWER_GRACE_S, API_PATH, MAX_UPLOAD_BYTES, USAGE, PredictGuard, Refusal,
+                                     server_error, timed_out, too_large)  # fmt: skip
 except ImportError as err:  # the package imports without the extra; `serve` says what to install
     raise DigitnetError(f"serve needs {err.name}: pip install -e '.[serve]'") from None
 
@@ -45,25 +46,16 @@ HOSTS = ("127.0.0.1", "0.0.0.0", "::")  # the hosts LitServer.run accepts
 
 class DigitAPI(ls.LitAPI):
     """Numbers from uploaded images, read as `predict` reads files. A bad upload is answered with its own 4xx and
-    never raises: with batching on, an exception in any hook would fail every request of the batch.
+    never raises: with batching on, an exception in any hook would fail every request of the batch."""
 
-    Args:
-        ckpt_path: A DigitClassifier checkpoint.
-        max_batch_size: Requests read by one call of the network (LitServe's batching).
-        batch_timeout: Seconds to wait for a batch to fill (with max_batch_size > 1).
-        max_pixels: Larger images are refused before they are decoded.
-    """
-
-    def __init__(self, ckpt_path: str, max_batch_size: int = 1, batch_timeout: float = 0.0,
-                 max_pixels: int = MAX_PIXELS) -> None:  # fmt: skip
+    def __init__(self, ckpt_path: str, max_batch_size: int = 1, batch_timeout: float = 0.0) -> None:
         super().__init__(max_batch_size=max_batch_size, batch_timeout=batch_timeout, api_path=API_PATH)
-        self.ckpt_path, self.max_pixels = ckpt_path, max_pixels
+        self.ckpt_path = ckpt_path
 
     def setup(self, device: str) -> None:
         # Ctrl-C reaches the worker too (one process group) and would print a traceback; the main process stops it.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         self.recognizer = DigitRecognizer.from_checkpoint(self.ckpt_path, map_location=device)
-        self.device = torch.device(device)
         self.net_name = type(self.recognizer.net).__name__
 
     def decode_request(self, request) -> tuple[Candidates, float] | Refusal:
@@ -76,21 +68,16 @@ class DigitAPI(ls.LitAPI):
         if not data:
             return Refusal(400, "empty file (0 bytes)")
         try:
-            ink, scale = picture_ink(open_image(io.BytesIO(data), self.max_pixels))
+            ink, scale = picture_ink(open_image(io.BytesIO(data)))  # over images.MAX_PIXELS: refused before decoding
             return candidates(ink), scale
         except ImageError as err:  # not an image, truncated, over the pixel limit, blank, a page of marks
             return Refusal(422, str(err))
 
-    def batch(self, inputs: list) -> list:
-        return inputs  # pictures and refusals mixed, not stacked: predict sorts them out
-
-    @torch.inference_mode()
     def predict(self, x):
-        items = x if isinstance(x, list) else [x]  # a list when batching, one item when not
+        items = x if isinstance(x, list) else [x]  # batching: LitServe's `batch` passes the list as it is
         pictures = [item for item in items if not isinstance(item, Refusal)]
-        if pictures:  # every candidate digit of every picture, in one batch: (K, 1, 28, 28), scaled as in training
-            inputs = to_input(np.concatenate([found.pixels for found, _ in pictures]), self.recognizer.normalize)
-            probabilities = self.recognizer.net(inputs.to(self.device)).softmax(dim=1).float().cpu().numpy()
+        if pictures:  # every candidate digit of every picture, in one batch: (K, 28, 28) MNIST pixels
+            probabilities = self.recognizer.probabilities(np.concatenate([found.pixels for found, _ in pictures]))
             sizes = np.cumsum([len(found.spans) for found, _ in pictures])[:-1]
             per_picture = iter(np.split(probabilities, sizes))
         outputs = [item if isinstance(item, Refusal) else (*item, next(per_picture)) for item in items]
@@ -117,15 +104,6 @@ class DigitAPI(ls.LitAPI):
         })  # fmt: skip
 
 
-def model_info(net: torch.nn.Module, ckpt_path: str | Path) -> dict:
-    """What the page says about the served network: its class name, its parameter count and the checkpoint."""
-    return {
-        "net": type(net).__name__,
-        "parameters": sum(p.numel() for p in net.parameters()),
-        "checkpoint": Path(ckpt_path).name,
-    }
-
-
 def build_server(
     ckpt_path: str,
     max_batch_size: int = 1,
@@ -134,15 +112,16 @@ def build_server(
     accelerator: str = "auto",
     timeout: float = 10.0,
     max_upload_bytes: int = MAX_UPLOAD_BYTES,
-    model: dict | None = None,
-    corrections: Corrections | None = None,
+    corrections: str | None = None,
 ) -> ls.LitServer:
-    """The LitServer of `serve`: DigitAPI at POST /predict, the page at /, LitServe's /health and /info (`model`),
-    and every error as {"error": reason}. A dead inference worker is restarted rather than stopping the server: a
-    page that people keep open outlives it (docs/serving.md, "Faults")."""
-    page = files("digitnet").joinpath("static", "draw.html").read_bytes()
-    if model is None:
-        model = model_info(DigitRecognizer.from_checkpoint(ckpt_path).net, ckpt_path)
+    """The LitServer of `serve`: DigitAPI at POST /predict, the page at /, LitServe's /health and /info, and every
+    error as {"error": reason}. A dead inference worker is restarted rather than stopping the server: a page that
+    people keep open outlives it (docs/serving.md, "Faults"). A missing or foreign checkpoint, or a corrections
+    folder it cannot write, is a DigitnetError here, not in a worker process."""
+    net = DigitRecognizer.from_checkpoint(ckpt_path).net
+    model = {"net": type(net).__name__, "parameters": sum(p.numel() for p in net.parameters()),
+             "checkpoint": Path(ckpt_path).name}  # fmt: skip
+    saver = Corrections(corrections) if corrections is not None else None
     deadline = timeout + ANSWER_GRACE_S
     server = ls.LitServer(
         DigitAPI(ckpt_path, max_batch_size=max_batch_size, batch_timeout=batch_timeout),
@@ -151,10 +130,17 @@ def build_server(
         timeout=timeout,  # seconds a request may wait in the queue for a worker, then LitServe answers 504
         restart_workers=True,
         max_payload_size=max_upload_bytes,
-        model_metadata=model,  # GET /info answers {"model": model, "server": LitServe's settings}
-        middlewares=[(DrawPage, {"page": page}), (UploadCheck, {"max_bytes": max_upload_bytes}),
-                     (AnswerDeadline, {"seconds": deadline, "reason": timed_out(deadline)})],  # fmt: skip
+        model_metadata=model,  # what the page says of the network: GET /info answers {"model": model, "server": ...}
+        middlewares=[(PredictGuard, {"max_bytes": max_upload_bytes, "seconds": deadline,
+                                     "reason": timed_out(deadline)})],  # fmt: skip
     )
+    page = files("digitnet").joinpath("static", "draw.html").read_bytes()
+
+    async def draw_page(request: Request) -> Response:
+        return Response(page, media_type="text/html; charset=utf-8", headers={"Cache-Control": "no-cache"})
+
+    # In front of LitServe's own `/` ("litserve running"): the first matching route wins. GET answers HEAD too.
+    server.app.router.routes.insert(0, Route("/", draw_page, methods=["GET"]))
 
     async def error_json(request: Request, exc: HTTPException) -> JSONResponse:
         # LitServe's own reasons ("Payload too large", "Request timed out", ...) say neither the limit nor what to do.
@@ -163,8 +149,8 @@ def build_server(
         return JSONResponse({"error": reason}, status_code=exc.status_code, headers=exc.headers)
 
     server.app.add_exception_handler(HTTPException, error_json)
-    if corrections is not None:
-        add_corrections(server.app, corrections, ckpt_path)
+    if saver is not None:
+        add_corrections(server.app, saver, ckpt_path)
     return server
 
 
@@ -232,12 +218,9 @@ def serve(
         raise DigitnetError(f"--timeout {timeout:g}: use more seconds than --batch_timeout ({batch_timeout:g})")
     if ckpt_path is None:
         ckpt_path = str(announce_default_checkpoint())
-    # A missing or foreign file stops here, not in a worker process; the network loaded is described on the page.
-    model = model_info(DigitRecognizer.from_checkpoint(ckpt_path).net, ckpt_path)
-    saver = Corrections(corrections) if corrections is not None else None  # a folder it cannot write stops here
-    check_port_free(host, port)
     server = build_server(ckpt_path, max_batch_size, batch_timeout, workers_per_device, accelerator, timeout,
-                          model=model, corrections=saver)  # fmt: skip
+                          corrections=corrections)  # fmt: skip
+    check_port_free(host, port)
     shown = "127.0.0.1" if host == "0.0.0.0" else "[::1]" if host == "::" else host
     print(f"Write a number at http://{shown}:{port}/  (API: POST http://{shown}:{port}{API_PATH}; Ctrl-C stops)",
           flush=True)  # fmt: skip

@@ -1,5 +1,5 @@
-"""The HTTP side of `python -m digitnet serve`, in front of LitServe: ASGI middlewares (the drawing page, early
-refusals, an answer for every request) and the reasons given for errors, LitServe's own included."""
+"""The HTTP side of `python -m digitnet serve`, in front of LitServe: an ASGI middleware (early refusals, an answer
+for every request) and the reasons given for errors, LitServe's own included."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import contextlib
 from typing import NamedTuple
 
 from starlette.datastructures import Headers
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 # Uploads are photos or drawings of digits: a few MB is plenty.
@@ -29,46 +29,6 @@ class Refusal(NamedTuple):
     reason: str
 
 
-class DrawPage:
-    """ASGI middleware answering `GET /` with the drawing page. LitServe registers `/` itself ("litserve
-    running") and Starlette's first matching route wins, so the page is served in front of the router."""
-
-    def __init__(self, app: ASGIApp, page: bytes) -> None:
-        self.app, self.page = app, page
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == "/" and scope["method"] in ("GET", "HEAD"):
-            response = Response(self.page, media_type="text/html; charset=utf-8", headers={"Cache-Control": "no-cache"})
-            await response(scope, receive, send)
-        else:
-            await self.app(scope, receive, send)
-
-
-class UploadCheck:
-    """ASGI middleware refusing a `POST /predict` that cannot be a form upload before its body is read: an empty
-    body, one not multipart/form-data (LitServe would parse it as JSON and answer 500), or a Content-Length over
-    `max_bytes`. Bodies without a Content-Length are capped by LitServer's `max_payload_size` as they arrive."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == API_PATH and scope["method"] == "POST":
-            headers = Headers(scope=scope)
-            length = headers.get("content-length", "")
-            refusal = None
-            if length == "0":
-                refusal = Refusal(400, f"empty request body: {USAGE}")
-            elif not headers.get("content-type", "").startswith("multipart/form-data"):
-                refusal = Refusal(415, f"not a multipart form upload: {USAGE}")
-            elif length.isdigit() and int(length) > self.max_bytes:
-                refusal = Refusal(413, too_large(self.max_bytes))
-            if refusal is not None:
-                await JSONResponse({"error": refusal.reason}, status_code=refusal.status)(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
-
-
 def too_large(max_bytes: int) -> str:
     return f"request body over the limit of {max_bytes / 2**20:g} MB: send a smaller image"
 
@@ -82,16 +42,31 @@ def server_error() -> str:
     return "the server failed to read this image (its log says why): send the request again"
 
 
-class AnswerDeadline:
-    """ASGI middleware answering 504 and `reason` to a `POST /predict` still unanswered `seconds` after it arrived:
-    LitServe never answers a request held by a worker that died (docs/serving.md, "Faults")."""
+class PredictGuard:
+    """ASGI middleware in front of `POST /predict`. It refuses a request that cannot be a form upload before its body
+    is read: an empty body, one not multipart/form-data (LitServe would parse it as JSON and answer 500), or a
+    Content-Length over `max_bytes` (bodies without one are capped by LitServer's `max_payload_size` as they arrive).
+    And it answers 504 and `reason` to a request still unanswered `seconds` after it arrived: LitServe never answers
+    a request held by a worker that died (docs/serving.md, "Faults")."""
 
-    def __init__(self, app: ASGIApp, seconds: float, reason: str) -> None:
-        self.app, self.seconds, self.reason = app, seconds, reason
+    def __init__(self, app: ASGIApp, max_bytes: int, seconds: float, reason: str) -> None:
+        self.app, self.max_bytes, self.seconds, self.reason = app, max_bytes, seconds, reason
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not (scope["type"] == "http" and scope["path"] == API_PATH and scope["method"] == "POST"):
             await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        length = headers.get("content-length", "")
+        refusal = None
+        if length == "0":
+            refusal = Refusal(400, f"empty request body: {USAGE}")
+        elif not headers.get("content-type", "").startswith("multipart/form-data"):
+            refusal = Refusal(415, f"not a multipart form upload: {USAGE}")
+        elif length.isdigit() and int(length) > self.max_bytes:
+            refusal = Refusal(413, too_large(self.max_bytes))
+        if refusal is not None:
+            await JSONResponse({"error": refusal.reason}, status_code=refusal.status)(scope, receive, send)
             return
         started = False
 
