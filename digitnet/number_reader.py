@@ -11,8 +11,9 @@ The method is segmentation by recognition, the classic reader of digit strings:
 3. every run of up to `MAX_PRIMITIVES` neighbouring primitives that could be one digit is made into an MNIST
    picture (`digitnet.images.digit_pixels`) and the network reads them all in one batch;
 4. the reading is the split of the primitives into digits with the highest sum of log-probabilities of their
-   likeliest digits, less `SPLIT_COST` per digit after the first (dynamic programming): a bad split leaves
-   pieces the network does not believe, a missed split two digits it does not believe as one.
+   likeliest digits, less `SPLIT_COST` per digit after the first and `WIDE_COST` for a digit wider than digits are
+   (dynamic programming): a bad split leaves pieces the network does not believe, a missed split two digits it
+   does not believe as one, or one too wide.
 A digit whose probability is under `UNSURE_BELOW` is a `?` in the number. The choices, and how they were
 measured: docs/numbers.md.
 """
@@ -36,6 +37,10 @@ UNSURE_BELOW = 0.4
 # a split that cuts through a mark costs CUT_COST more (docs/numbers.md: how both were chosen).
 SPLIT_COST = 0.25
 CUT_COST = 0.5
+# A digit read wider than WIDE_DIGIT times its height, as few of MNIST's are and two touching digits read as one
+# are, costs WIDE_COST per unit of width over it, as a share of its height (docs/numbers.md: how both were chosen).
+WIDE_DIGIT = 1.25
+WIDE_COST = 1.0
 MAX_DIGITS = 20  # more marks than this is a page, not a number
 MAX_PRIMITIVES = 16  # a digit is made of at most this many primitives (strokes, pieces of a cut mark)
 SPECK = 0.2  # marks under this share of the tallest mark's height, both ways, are specks
@@ -254,13 +259,15 @@ def too_wide(box: tuple[int, int, int, int]) -> bool:
 
 
 def best_reading(found: Candidates, probabilities: np.ndarray, scale: float = 1.0, split_cost: float | None = None,
-                 cut_cost: float | None = None) -> NumberReading:  # fmt: skip
+                 cut_cost: float | None = None, wide_cost: float | None = None) -> NumberReading:  # fmt: skip
     """The split of the primitives into digits with the highest sum of log-probabilities, less `split_cost`
-    (default SPLIT_COST) per digit after the first and `cut_cost` (CUT_COST) more for a split that cuts a mark
-    (the module's step 4). `probabilities` are the network's (K, 10) for the candidates; boxes are given in the
-    picture's pixels, `scale` per pixel of the ink map."""
+    (default SPLIT_COST) per digit after the first, `cut_cost` (CUT_COST) more for a split that cuts a mark and
+    `wide_cost` (WIDE_COST) per unit of a digit's width over WIDE_DIGIT times its height (the module's step 4).
+    `probabilities` are the network's (K, 10) for the candidates; boxes are given in the picture's pixels, `scale`
+    per pixel of the ink map."""
     split_cost = SPLIT_COST if split_cost is None else split_cost
     cut_cost = CUT_COST if cut_cost is None else cut_cost
+    wide_cost = WIDE_COST if wide_cost is None else wide_cost
     n = found.primitives
     by_span = {span: k for k, span in enumerate(found.spans)}  # the whole picture first: it wins a tie
     best = [(-math.inf, [])] * (n + 1)
@@ -271,6 +278,8 @@ def best_reading(found: Candidates, probabilities: np.ndarray, scale: float = 1.
             if k is None or best[i][0] == -math.inf or k in found.wide:
                 continue
             cost = (split_cost + (cut_cost if i in found.cuts else 0.0)) if i else 0.0
+            left, top, right, bottom = found.boxes[k]
+            cost += wide_cost * max(0.0, (right - left) / max(1, bottom - top) - WIDE_DIGIT)
             score = best[i][0] + math.log(max(float(probabilities[k].max()), 1e-12)) - cost
             if score > best[j][0]:
                 best[j] = (score, best[i][1] + [k])

@@ -32,7 +32,7 @@ from digitnet import DigitRecognizer
 from digitnet.errors import DigitnetError
 from digitnet.mnist import TEST_FILES, TRAIN_FILES, default_data_dir, load_split
 from digitnet.images import picture_ink
-from digitnet.number_reader import CUT_COST, SPLIT_COST, UNSURE_BELOW, best_reading, candidates
+from digitnet.number_reader import CUT_COST, SPLIT_COST, UNSURE_BELOW, WIDE_COST, best_reading, candidates
 
 UP = 3  # an MNIST pixel is UP x UP pixels of the pictures: digits about 60 pixels high
 
@@ -292,19 +292,19 @@ def look(recognizer: DigitRecognizer, path: Path):
     return found, recognizer.probabilities(found.pixels), scale
 
 
-def text_of(seen, split_cost: float, cut_cost: float, line: float) -> str:
+def text_of(seen, split_cost: float, cut_cost: float, line: float, wide_cost: float) -> str:
     """The number read with these settings ("" for a picture that could not be read)."""
     if isinstance(seen, str):
         return ""
-    reading = best_reading(*seen, split_cost=split_cost, cut_cost=cut_cost)
+    reading = best_reading(*seen, split_cost=split_cost, cut_cost=cut_cost, wide_cost=wide_cost)
     return "".join(str(d.digit) if d.probability >= line else "?" for d in reading.digits)
 
 
-def scores(seen: dict, truth: dict, split_cost: float, cut_cost: float, line: float) -> list[dict]:
+def scores(seen: dict, truth: dict, split_cost: float, cut_cost: float, line: float, wide_cost: float) -> list[dict]:
     """One row per kind: exact numbers and digits read, non-digits marked "?", MNIST digits one at a time."""
     rows = []
     for kind, items in seen.items():
-        texts = [text_of(x, split_cost, cut_cost, line) for x in items]
+        texts = [text_of(x, split_cost, cut_cost, line, wide_cost) for x in items]
         if kind in KINDS:
             want = truth[kind]
             rows.append({"what": kind, "exact": np.mean([t == w for t, w in zip(texts, want)]),
@@ -315,7 +315,7 @@ def scores(seen: dict, truth: dict, split_cost: float, cut_cost: float, line: fl
                          "marked": np.mean([bool(t) and not any(c.isdigit() for c in t) for t in texts])})
         else:  # MNIST digits one at a time: one digit, the same as the whole picture read as one digit
             same = [not isinstance(x, str) and len(t) == 1 and
-                    best_reading(*x, split_cost=split_cost, cut_cost=cut_cost).digits[0].digit == int(x[1][0].argmax())
+                    best_reading(*x, split_cost=split_cost, cut_cost=cut_cost, wide_cost=wide_cost).digits[0].digit == int(x[1][0].argmax())
                     for x, t in zip(items, texts)]  # fmt: skip
             rows.append({"what": "MNIST digits one at a time", "same": np.mean(same),
                          "marked": np.mean(["?" in t for t in texts]),
@@ -339,10 +339,10 @@ def main() -> None:
     parser.add_argument("--split", choices=["test", "val"], default="test")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="numbers", help="folder for numbers.md and numbers.csv")
-    parser.add_argument("--tune", type=lambda v: [float(x) for x in v.split(",")], nargs=3, default=None,
-                        metavar=("SPLIT_COSTS", "CUT_COSTS", "LINES"),
+    parser.add_argument("--tune", type=lambda v: [float(x) for x in v.split(",")], nargs=4, default=None,
+                        metavar=("SPLIT_COSTS", "CUT_COSTS", "LINES", "WIDE_COSTS"),
                         help="also print the scores of each combination of these comma-separated settings of the "
-                             "reader (SPLIT_COST, CUT_COST, UNSURE_BELOW), to choose them on --split val")
+                             "reader (SPLIT_COST, CUT_COST, UNSURE_BELOW, WIDE_COST), to choose them on --split val")
     args = parser.parse_args()
     nets = dict(spec.split("=", 1) for spec in args.ckpt)
     data_dir = args.data_dir or default_data_dir()
@@ -397,17 +397,18 @@ def main() -> None:
         files = {**{kind: [p for p, _ in items] for kind, items in cases.items()}, **negatives, "single": singles}
         for name, recognizer in recognizers.items():
             seen = {kind: [look(recognizer, path) for path in paths] for kind, paths in files.items()}
-            table = scores(seen, truth, SPLIT_COST, CUT_COST, UNSURE_BELOW)
+            table = scores(seen, truth, SPLIT_COST, CUT_COST, UNSURE_BELOW, WIDE_COST)
             print_table(name, table)
             rows += [{"network": name, **row} for row in table]
             if args.tune:  # the grid the reader's settings were chosen on (--split val)
-                print(f"{name}: split_cost cut_cost line | separated touching mix exact | non-digits marked | "
-                      "one digit: same, marked")
-                for split_cost, cut_cost, line in itertools.product(*args.tune):
-                    t = {row["what"]: row for row in scores(seen, truth, split_cost, cut_cost, line)}
+                print(f"{name}: split_cost cut_cost line wide_cost | separated touching mix exact | "
+                      "non-digits marked | one digit: same, marked")
+                for split_cost, cut_cost, line, wide_cost in itertools.product(*args.tune):
+                    t = {row["what"]: row for row in scores(seen, truth, split_cost, cut_cost, line, wide_cost)}
                     marked = np.mean([row["marked"] for what, row in t.items() if what.startswith("non-digit")])
                     single = t["MNIST digits one at a time"]
-                    print(f"  {split_cost:4.2f} {cut_cost:4.2f} {line:4.2f} | {t['separated']['exact']:6.1%} "
+                    print(f"  {split_cost:4.2f} {cut_cost:4.2f} {line:4.2f} {wide_cost:4.2f} | "
+                          f"{t['separated']['exact']:6.1%} "
                           f"{t['touching']['exact']:6.1%} {t['mix']['exact']:6.1%} | {marked:6.1%} | "
                           f"{single['same']:6.2%} {single['marked']:6.2%}", flush=True)  # fmt: skip
     with open(out / "numbers.csv", "w", newline="") as f:

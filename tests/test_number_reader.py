@@ -92,6 +92,24 @@ def test_touching_and_overlapping_digits_are_cut_apart(names, overlap):
         str(DIGITS[n]) for n in names)
 
 
+def test_two_touching_digits_are_not_read_as_one_wide_digit():
+    # Two 4s overlapping into one mark, about one and a half times as wide as high: no digit is that wide. A network
+    # that reads the pair as an 8 at 0.43 and each 4 alone at 0.9 would make it one 8, were width free.
+    ink, boxes = compose(["four", "four"], [-6])
+    found = candidates(picture_ink(on_paper(ink, np.random.default_rng(8)))[0])
+    pair = (boxes[0][0], boxes[0][1], boxes[1][2], boxes[1][3])
+    probabilities = np.full((len(found.spans), 10), 0.1)
+    for k, box in enumerate(found.boxes):
+        if iou(box, pair) >= 0.8:
+            probabilities[k] = 0.57 / 9
+            probabilities[k, 8] = 0.43
+        elif max(iou(box, b) for b in boxes) >= 0.6:
+            probabilities[k] = 0.1 / 9
+            probabilities[k, 4] = 0.9
+    assert best_reading(found, probabilities, wide_cost=0).number == "8"
+    assert best_reading(found, probabilities).number == "44"
+
+
 def test_a_digit_in_two_strokes_stays_one_digit():
     # A 4 drawn in two strokes that do not touch: its left part and its upright, side by side.
     ink, boxes = compose(["four", "one"], [40])
