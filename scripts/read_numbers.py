@@ -344,16 +344,21 @@ def main() -> None:
                         help="also print the scores of each combination of these comma-separated settings of the "
                              "reader (SPLIT_COST, CUT_COST, UNSURE_BELOW, WIDE_COST), to choose them on --split val")
     args = parser.parse_args()
+    if any("=" not in spec for spec in args.ckpt):
+        parser.error(f"--ckpt takes NAME=PATH, e.g. ConvNet=last.ckpt; got {', '.join(args.ckpt)}")
     nets = dict(spec.split("=", 1) for spec in args.ckpt)
-    data_dir = args.data_dir or default_data_dir()
-    if args.split == "test":
-        images, labels = load_split(data_dir, TEST_FILES)
-    else:  # the 2,000 validation images every preset holds out (MNISTDataModule's split with seed 0)
-        images, labels = load_split(data_dir, TRAIN_FILES)
-        held_out = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))[:2000]
-        images, labels = images[held_out], labels[held_out]
+    try:  # the checkpoints, then MNIST: a bad one stops in one line before anything is written
+        recognizers = {name: DigitRecognizer.from_checkpoint(path) for name, path in nets.items()}
+        data_dir = args.data_dir or default_data_dir()
+        if args.split == "test":
+            images, labels = load_split(data_dir, TEST_FILES)
+        else:  # the 2,000 validation images every preset holds out (MNISTDataModule's split with seed 0)
+            images, labels = load_split(data_dir, TRAIN_FILES)
+            held_out = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))[:2000]
+            images, labels = images[held_out], labels[held_out]
+    except DigitnetError as err:
+        parser.error(str(err))
     images, labels = images.numpy(), labels.numpy()
-    recognizers = {name: DigitRecognizer.from_checkpoint(path) for name, path in nets.items()}
     rows, out = [], Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:

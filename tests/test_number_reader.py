@@ -2,6 +2,10 @@
 stand-in for the network that knows where each digit is (an oracle), so that each test checks the finding,
 cutting and joining of the digits alone."""
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image, ImageFilter
@@ -9,6 +13,7 @@ from PIL import Image, ImageFilter
 from digitnet.errors import ImageError
 from digitnet.images import mnist_pixels, picture_ink
 from digitnet.number_reader import UNSURE_BELOW, best_reading, candidates
+from helpers import digitnet_env
 from photos import draw_digit, on_paper
 
 DIGITS = {"zero": 0, "one": 1, "seven": 7, "four": 4}
@@ -247,3 +252,18 @@ def test_thick_blurred_mnist_digits_cropped_tight_are_never_refused(real_mnist):
 def test_a_blank_picture_is_still_refused():
     with pytest.raises(ImageError, match="^blank: no ink found"):
         candidates(picture_ink(np.full((200, 300), 230, np.uint8))[0])
+
+
+@pytest.mark.slow  # subprocesses
+@pytest.mark.parametrize("args, message", [
+    (["--ckpt", "last.ckpt"], "--ckpt takes NAME=PATH, e.g. ConvNet=last.ckpt; got last.ckpt"),
+    (["--ckpt", "ConvNet=missing.ckpt"], "missing.ckpt: no such checkpoint"),
+    (["--ckpt", "ConvNet=missing.ckpt", "--tune", "0.25", "0.5", "0.4"], "argument --tune: expected 4 arguments"),
+])  # fmt: skip
+def test_read_numbers_script_refuses_bad_arguments_in_one_line(args, message, tmp_path):
+    script = Path(__file__).parents[1] / "scripts" / "read_numbers.py"
+    result = subprocess.run([sys.executable, str(script), *args, "--out", str(tmp_path / "numbers")], cwd=tmp_path,
+                            capture_output=True, text=True, env=digitnet_env())  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].endswith(f"error: {message}")
+    assert not (tmp_path / "numbers").exists()
