@@ -32,7 +32,8 @@ from digitnet import DigitRecognizer
 from digitnet.errors import DigitnetError
 from digitnet.mnist import TEST_FILES, TRAIN_FILES, default_data_dir, load_split
 from digitnet.images import picture_ink
-from digitnet.number_reader import CUT_COST, SPLIT_COST, UNSURE_BELOW, WIDE_COST, best_reading, candidates
+from digitnet.number_reader import (CUT_COST, SPLIT_COST, UNSURE_BELOW, WIDE_COST, NumberReading, best_reading,
+                                    candidates)
 
 UP = 3  # an MNIST pixel is UP x UP pixels of the pictures: digits about 60 pixels high
 
@@ -292,11 +293,10 @@ def look(recognizer: DigitRecognizer, path: Path):
     return found, recognizer.probabilities(found.pixels), scale
 
 
-def text_of(seen, split_cost: float, cut_cost: float, line: float, wide_cost: float) -> str:
-    """The number read with these settings ("" for a picture that could not be read)."""
-    if isinstance(seen, str):
+def text_of(reading: NumberReading | None, line: float) -> str:
+    """The number read, with "?" under the probability `line` ("" for a picture that could not be read)."""
+    if reading is None:
         return ""
-    reading = best_reading(*seen, split_cost=split_cost, cut_cost=cut_cost, wide_cost=wide_cost)
     return "".join(str(d.digit) if d.probability >= line else "?" for d in reading.digits)
 
 
@@ -304,7 +304,9 @@ def scores(seen: dict, truth: dict, split_cost: float, cut_cost: float, line: fl
     """One row per kind: exact numbers and digits read, non-digits marked "?", MNIST digits one at a time."""
     rows = []
     for kind, items in seen.items():
-        texts = [text_of(x, split_cost, cut_cost, line, wide_cost) for x in items]
+        readings = [None if isinstance(x, str) else
+                    best_reading(*x, split_cost=split_cost, cut_cost=cut_cost, wide_cost=wide_cost) for x in items]
+        texts = [text_of(reading, line) for reading in readings]
         if kind in KINDS:
             want = truth[kind]
             rows.append({"what": kind, "exact": np.mean([t == w for t, w in zip(texts, want)]),
@@ -314,9 +316,8 @@ def scores(seen: dict, truth: dict, split_cost: float, cut_cost: float, line: fl
             rows.append({"what": f"non-digit: {kind}",
                          "marked": np.mean([bool(t) and not any(c.isdigit() for c in t) for t in texts])})
         else:  # MNIST digits one at a time: one digit, the same as the whole picture read as one digit
-            same = [not isinstance(x, str) and len(t) == 1 and
-                    best_reading(*x, split_cost=split_cost, cut_cost=cut_cost, wide_cost=wide_cost).digits[0].digit == int(x[1][0].argmax())
-                    for x, t in zip(items, texts)]  # fmt: skip
+            same = [reading is not None and len(t) == 1 and reading.digits[0].digit == int(x[1][0].argmax())
+                    for reading, x, t in zip(readings, items, texts)]
             rows.append({"what": "MNIST digits one at a time", "same": np.mean(same),
                          "marked": np.mean(["?" in t for t in texts]),
                          "exact": np.mean([t == w for t, w in zip(texts, truth[kind])])})
@@ -329,10 +330,19 @@ def print_table(name: str, rows: list[dict]) -> None:
         print(f"{name:10s} {row['what']:28s} " + "  ".join(cells))
 
 
+def name_and_path(spec: str) -> tuple[str, str]:
+    """--ckpt's NAME=PATH as (name, path)."""
+    if "=" not in spec:
+        raise argparse.ArgumentTypeError(f"expected NAME=PATH, e.g. ConvNet=last.ckpt; got {spec}")
+    name, path = spec.split("=", 1)
+    return name, path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data_dir", default=None, help="MNIST's folder; default: $DIGITNET_DATA_DIR, else ./data")
-    parser.add_argument("--ckpt", action="append", required=True, metavar="NAME=PATH", help="a network to read with")
+    parser.add_argument("--ckpt", action="append", required=True, type=name_and_path, metavar="NAME=PATH",
+                        help="a network to read with")
     parser.add_argument("--numbers", type=int, default=300, help="numbers of each kind (default 300)")
     parser.add_argument("--non_digits", type=int, default=300, help="pictures of each kind of non-digit (default 300)")
     parser.add_argument("--singles", type=int, default=10000, help="MNIST digits read one at a time (default all)")
@@ -344,9 +354,7 @@ def main() -> None:
                         help="also print the scores of each combination of these comma-separated settings of the "
                              "reader (SPLIT_COST, CUT_COST, UNSURE_BELOW, WIDE_COST), to choose them on --split val")
     args = parser.parse_args()
-    if any("=" not in spec for spec in args.ckpt):
-        parser.error(f"--ckpt takes NAME=PATH, e.g. ConvNet=last.ckpt; got {', '.join(args.ckpt)}")
-    nets = dict(spec.split("=", 1) for spec in args.ckpt)
+    nets = dict(args.ckpt)
     try:  # the checkpoints, then MNIST: a bad one stops in one line before anything is written
         recognizers = {name: DigitRecognizer.from_checkpoint(path) for name, path in nets.items()}
         data_dir = args.data_dir or default_data_dir()

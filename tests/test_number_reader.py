@@ -256,7 +256,7 @@ def test_a_blank_picture_is_still_refused():
 
 @pytest.mark.slow  # subprocesses
 @pytest.mark.parametrize("args, message", [
-    (["--ckpt", "last.ckpt"], "--ckpt takes NAME=PATH, e.g. ConvNet=last.ckpt; got last.ckpt"),
+    (["--ckpt", "last.ckpt"], "argument --ckpt: expected NAME=PATH, e.g. ConvNet=last.ckpt; got last.ckpt"),
     (["--ckpt", "ConvNet=missing.ckpt"], "missing.ckpt: no such checkpoint"),
     (["--ckpt", "ConvNet=missing.ckpt", "--tune", "0.25", "0.5", "0.4"], "argument --tune: expected 4 arguments"),
 ])  # fmt: skip
