@@ -117,10 +117,16 @@ class DigitnetParser(LightningArgumentParser):
 
 
 def expected_value(annotation: object, value: str) -> str | None:
-    """What a value of a bool, int or float parameter looks like ('an integer') when `value` does not."""
+    """What a value of a bool, int, float or Literal parameter looks like ('an integer', 'one of 32, 16, ...') when
+    `value` does not."""
     union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
-    kinds = set(typing.get_args(annotation) if union else [annotation]) - {type(None)}
-    if not kinds or not kinds <= {bool, int, float} or value.lower() in ("null", "none"):
+    kinds = [kind for kind in (typing.get_args(annotation) if union else [annotation]) if kind is not type(None)]
+    if value.lower() in ("null", "none"):
+        return None
+    if kinds and all(typing.get_origin(kind) is typing.Literal for kind in kinds):  # --trainer.precision
+        choices = list(dict.fromkeys(str(choice) for kind in kinds for choice in typing.get_args(kind)))
+        return None if value in choices else f"one of {', '.join(choices)}"
+    if not kinds or not set(kinds) <= {bool, int, float}:
         return None
     fits = {bool: lambda: value.lower() in ("true", "false"), int: lambda: int(value), float: lambda: float(value)}
     for kind in kinds:

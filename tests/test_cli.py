@@ -89,7 +89,6 @@ def test_an_optimizer_named_on_the_command_line_gets_its_own_defaults(name, mnis
     }
 
 
-
 def test_the_default_progress_bar_is_redrawn_every_20_steps_and_a_chosen_one_is_kept(mnist_dir, tmp_path):
     from lightning.pytorch.callbacks import TQDMProgressBar
 
@@ -116,6 +115,7 @@ def run_quietly(*args: str) -> subprocess.CompletedProcess:
         (["--model.optimizer=Nadam"], "unknown optimizer 'Nadam' (did you mean NAdam?)"),
         (["--data.batch_size=abc"], "--data.batch_size: expected an integer, got 'abc'"),
         (["--trainer.max_epochs=abc"], "--trainer.max_epochs: expected an integer, got 'abc'"),
+        (["--trainer.precision=abc"], "--trainer.precision: expected one of 64, 32, 16, "),
         (["--trainer.max_epohcs=3"], "did you mean --trainer.max_epochs?"),
         (["--model.net=ConvNett"], "unknown network 'ConvNett' (did you mean ConvNet?)"),
         (["--model.net=nosuch.Net"], "nosuch.Net either not accessible or invalid"),
