@@ -1,7 +1,4 @@
-"""Train the report's dense network with each optimizer and several seeds; tabulate and plot the results.
-
-Every run is `python -m digitnet fit` in this process, then a test of its final weights; files: docs/optimizers.md.
-"""
+"""Train the report's dense network with each optimizer and several seeds; tabulate and plot the results."""
 
 from __future__ import annotations
 
@@ -28,11 +25,8 @@ DEFAULT_OPTIMIZERS = "SGD,Adam,NAdam,Adadelta,keras/SGD,keras/Adam,keras/NAdam,k
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        epilog="Other arguments go to every run's CLI, after the config: e.g. --data.val_size=1000 "
-               "--trainer.accelerator=cpu",
-    )  # fmt: skip
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog="Other arguments go to every run's "
+                                     "CLI, after the config: e.g. --data.val_size=1000 --trainer.accelerator=cpu")
     add = parser.add_argument
     add("--data_dir", default=None, help="folder with the four MNIST files (default: $DIGITNET_DATA_DIR, else ./data)")
     add("--out", default="cmp", help="output folder: TensorBoard logs, checkpoints and the three reports")

@@ -1,7 +1,4 @@
-"""Tune each optimizer with the same Optuna budget, then write its best trial as a config.
-
-One worker of the study; how workers share a storage, split the budget and rerun dead workers' trials: docs/study.md.
-"""
+"""Tune each optimizer with the same Optuna budget, then write its best trial as a config."""
 
 from __future__ import annotations
 
@@ -34,10 +31,8 @@ REPORT_DESCRIPTION = ("Write the record of complete tuning studies again (config
 
 
 def parse_args(argv: list[str] | None, description: str = __doc__.split("\n\n")[0]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=description,
-        epilog="Other arguments go to every trial's CLI: e.g. --data.val_size=1000 --trainer.accelerator=cpu",
-    )
+    epilog = "Other arguments go to every trial's CLI: e.g. --data.val_size=1000 --trainer.accelerator=cpu"
+    parser = argparse.ArgumentParser(description=description, epilog=epilog)
     add = parser.add_argument
     add("--data_dir", default=None, help="folder with the four MNIST files (default: $DIGITNET_DATA_DIR, else ./data)")
     add("--out", default="study", help="output folder: the default storage, TensorBoard logs, configs and the record")
