@@ -77,6 +77,7 @@ def train_and_test(config: Path, label: str, seed: int, args: argparse.Namespace
     seconds = time.perf_counter() - start  # training and per-epoch validation
     checkpoint = cli.trainer.checkpoint_callback
     [test] = cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)  # the final weights
+    config = config.resolve()  # relative to the checkout when inside it: the same in every clone
     return {
         "optimizer": label,
         "seed": seed,
@@ -85,15 +86,9 @@ def train_and_test(config: Path, label: str, seed: int, args: argparse.Namespace
         "test_loss": test["test/loss"],
         "best_val_acc": float(checkpoint.best_model_score),
         "sec_per_epoch": seconds / max(cli.trainer.current_epoch, 1),
-        "config": in_checkout(config),
+        "config": config.relative_to(CHECKOUT).as_posix() if config.is_relative_to(CHECKOUT) else str(config),
         "log_dir": cli.trainer.logger.log_dir,
     }
-
-
-def in_checkout(path: Path) -> str:
-    """A config's path relative to the checkout when it lies inside it: the same in every clone."""
-    path = path.resolve()
-    return path.relative_to(CHECKOUT).as_posix() if path.is_relative_to(CHECKOUT) else str(path)
 
 
 def main(argv: list[str] | None = None) -> None:

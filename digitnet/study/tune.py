@@ -91,8 +91,7 @@ class SeededPerTrial(optuna.samplers.BaseSampler):
 def within_budget(study: optuna.Study, number: int, budget: int) -> bool:
     """Whether trial `number` holds one of the budget's places: fewer than `budget` live trials (complete,
     running or queued) precede it. Trial numbers come from the storage, so concurrent workers agree."""
-    earlier = [t for t in study.get_trials(deepcopy=False, states=LIVE) if t.number < number]
-    return len(earlier) < budget
+    return sum(t.number < number for t in study.get_trials(deepcopy=False, states=LIVE)) < budget
 
 
 def has_work(study: optuna.Study, budget: int) -> bool:
