@@ -7,8 +7,6 @@ from digitnet.model import DigitClassifier
 from digitnet.nets import MLP, ConvNet
 from digitnet.recognizer import DigitRecognizer, Prediction
 
-__all__ = [
-    "ConvNet", "MLP", "DigitClassifier", "DigitRecognizer", "DigitnetError", "MNISTDataModule", "Prediction",
-    "mnist_pixels", "preprocess",
-]  # fmt: skip
+__all__ = ["ConvNet", "MLP", "DigitClassifier", "DigitRecognizer", "DigitnetError", "MNISTDataModule", "Prediction",
+           "mnist_pixels", "preprocess"]  # fmt: skip
 __version__ = "0.1.0"

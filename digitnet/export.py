@@ -1,10 +1,4 @@
-"""`python -m digitnet export`: the trained network as an ONNX model, checked against PyTorch.
-
-    python -m digitnet export --ckpt_path CKPT --output model.onnx [--data.data_dir DIR]
-
-The model maps `image`, (N, 1, 28, 28) float32 pixels scaled as in training, to `logits`, (N, 10).
-Needs pip install -e '.[export]'.
-"""
+"""`python -m digitnet export`: the trained network as an ONNX model, checked against PyTorch."""
 
 from __future__ import annotations
 
@@ -52,11 +46,8 @@ def export_onnx(
         ckpt_path = str(announce_default_checkpoint("Exporting"))
     recognizer = DigitRecognizer.from_checkpoint(ckpt_path)
     net = recognizer.net.cpu()
-    batch = torch.export.Dim("batch")
-    torch.onnx.export(
-        net, (torch.zeros(2, 1, 28, 28),), output, input_names=["image"], output_names=["logits"],
-        dynamic_shapes=({0: batch},), external_data=False, verbose=False,
-    )  # fmt: skip
+    torch.onnx.export(net, (torch.zeros(2, 1, 28, 28),), output, input_names=["image"], output_names=["logits"],
+                      dynamic_shapes=({0: torch.export.Dim("batch")},), external_data=False, verbose=False)  # fmt: skip
     model = onnx.load(output)
     scaling = scaling_text(recognizer.normalize)
     model.doc_string = (f"digitnet {type(net).__name__} from {Path(ckpt_path).name}: image (N, 1, 28, 28) float32 = "

@@ -1,8 +1,4 @@
-"""Resuming `fit`: last.ckpt kept current, written whole, saved on Ctrl-C or SIGTERM, and the run it resumes.
-
-    python -m digitnet fit ...                     # killed, Ctrl-C'd or preempted at any moment
-    python -m digitnet fit ... --ckpt_path last    # the same command: continues the same run folder, even mid-epoch
-"""
+"""Resuming `fit`: last.ckpt kept current, written whole, saved on Ctrl-C or SIGTERM, and the run it resumes."""
 
 from __future__ import annotations
 
@@ -136,10 +132,7 @@ def continue_last_run(logger: Any, ckpt_dirpath: str | None) -> Path | None:
     if not lasts:
         return None  # Lightning warns that there is no last checkpoint and trains from scratch
     run = max(lasts, key=lambda p: p.stat().st_mtime).parents[1]
-    if isinstance(init, dict):
-        init["version"] = int(run.name.removeprefix("version_"))
-    else:
-        init.version = int(run.name.removeprefix("version_"))
+    init["version"] = int(run.name.removeprefix("version_"))  # a dict, or a jsonargparse Namespace from a config
     warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")  # it is ours
     return run
 

@@ -1,8 +1,4 @@
-"""Files written whole or not at all, through a temporary file beside them renamed over them when complete.
-
-    atomic_write(path, text_or_bytes)        a text or a payload
-    with replacing(path) as tmp: ...         anything that writes to a path of its own (a figure's savefig)
-"""
+"""Files written whole or not at all, through a temporary file beside them renamed over them when complete."""
 
 from __future__ import annotations
 

@@ -1,9 +1,7 @@
 """Photos and scans of handwritten digits -> MNIST-style 28x28 inputs, as MNIST itself was made.
 
-MNIST digits are white on black, their ink box scaled to fit 20x20 and centred by mass in 28x28; a photo is dark on
-light, any size, off-centre and noisy, and a plain resize to 28x28 scores near chance. `mnist_pixels` redoes MNIST's
-steps; `preprocess` adds `to_input`, the one scaling of training, evaluation, `predict`, `serve` and `export`.
-Finding the ink itself is `digitnet.ink`'s.
+A photo is dark on light, any size, off-centre and noisy, where MNIST's digits are white on black, fitted to 20x20
+and centred by mass in 28x28: a plain resize to 28x28 scores near chance. Finding the ink is `digitnet.ink`'s.
 """
 
 from __future__ import annotations

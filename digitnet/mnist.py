@@ -1,10 +1,7 @@
 """The MNIST files: finding, reading and downloading them, with an error naming the file and what to do.
 
-    images, labels = load_split("data", TRAIN_FILES)   # (60000, 28, 28) uint8, (60000,) int64
-
-Files are read where they lie, gzipped or not, as a shared data folder may be read-only and torchvision's readers
-take only decompressed files (tests/test_data.py::test_reader_round_trips_raw_and_gzip).
-"""
+Read where they lie, gzipped or not: a shared data folder may be read-only, and torchvision's readers take only
+decompressed files (tests/test_data.py::test_reader_round_trips_raw_and_gzip)."""
 
 from __future__ import annotations
 
@@ -101,7 +98,7 @@ def download(data_dir: str | Path, mirrors: list[str] | None = None, timeout: fl
     kept only if its decompressed SHA-256 matches, and written whole or not at all. A silent mirror times out, where
     torchvision's `download_url` waits forever (tests/test_data.py::test_a_mirror_that_never_answers_times_out)."""
     if mirrors is None:
-        from torchvision.datasets import MNIST  # here: torchvision takes seconds to import
+        from torchvision.datasets import MNIST  # here: torchvision is slow to import
 
         mirrors = MNIST.mirrors
     for name in FILES:

@@ -1,9 +1,4 @@
-"""The networks: plain nn.Modules from normalized (B, 1, 28, 28) images to (B, 10) logits, no Lightning needed.
-
-`MLP` is the Keras report's dense network, digitnet's default; `ConvNet` a small convolutional network that reads
-handwriting from outside MNIST far better. Each keeps its `__init__` arguments as attributes of the same names, so
-that `net_config` can write a net built in Python into a checkpoint as plain settings.
-"""
+"""The networks: plain nn.Modules from normalized (B, 1, 28, 28) images to (B, 10) logits, no Lightning needed."""
 
 from __future__ import annotations
 

@@ -1,10 +1,4 @@
-"""`python -m digitnet serve`: a page to write a number on, and `POST /predict`, on LitServe.
-
-    python -m digitnet serve [--ckpt_path CKPT] [--host 127.0.0.1] [--port 8000] [--corrections DIR]
-    curl -F file=@number.png http://127.0.0.1:8000/predict
-
-The API, its errors and faults (timeouts, a dead worker, SIGTERM): docs/serving.md. Needs pip install -e '.[serve]'.
-"""
+"""`python -m digitnet serve`: a page to write a number on, and `POST /predict`, on LitServe (docs/serving.md)."""
 
 from __future__ import annotations
 
@@ -95,9 +89,7 @@ class DigitAPI(ls.LitAPI):
                         "top3": [{"digit": k, "probability": p} for k, p in d.top3],
                         "box": list(d.box),  # left, top, right, bottom, in the picture's pixels
                         "pixels": d.pixels.tolist()} for d in reading.digits],  # the (28, 28) uint8 image read
-            "digit": whole.digit,
-            "probability": whole.probability,
-            "probabilities": probabilities[0].tolist(),
+            "digit": whole.digit, "probability": whole.probability, "probabilities": probabilities[0].tolist(),
             "top3": [{"digit": d, "probability": p} for d, p in whole.top3],
             "pixels": found.pixels[0].tolist(),  # the (28, 28) uint8 image of the whole picture, white on black
             "net": self.net_name,

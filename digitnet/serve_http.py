@@ -14,10 +14,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 # Uploads are photos or drawings of digits: a few MB is plenty.
 MAX_UPLOAD_BYTES = 5 * 2**20
 API_PATH = "/predict"
-USAGE = (
-    "send the image as a multipart form field named 'file', e.g. "
-    f"curl -F file=@digit.png http://HOST:PORT{API_PATH}"
-)
+USAGE = ("send the image as a multipart form field named 'file', e.g. "
+         f"curl -F file=@digit.png http://HOST:PORT{API_PATH}")  # fmt: skip
 # A digit is read in milliseconds: still unanswered this long after --timeout means the worker holding it died.
 ANSWER_GRACE_S = 1.0
 

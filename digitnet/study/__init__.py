@@ -1,7 +1,4 @@
-"""The optimizer study: tune four optimizers with the same budget, rerun each over seeds, compare them.
-
-Modules and programs: docs/study.md. Needs the `study` extra (pip install -e '.[study]'); `import digitnet` skips it.
-"""
+"""The optimizer study (docs/study.md): tune four optimizers with one budget, rerun each over seeds, compare them."""
 
 from __future__ import annotations
 

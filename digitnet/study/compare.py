@@ -1,7 +1,4 @@
-"""Train the report's dense network with each optimizer and several seeds; tabulate and plot the results.
-
-Every run is `python -m digitnet fit` in this process, then a test of its final weights; files: docs/optimizers.md.
-"""
+"""Train the report's dense network with each optimizer and several seeds; tabulate and plot the results."""
 
 from __future__ import annotations
 
@@ -28,11 +25,8 @@ DEFAULT_OPTIMIZERS = "SGD,Adam,NAdam,Adadelta,keras/SGD,keras/Adam,keras/NAdam,k
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        epilog="Other arguments go to every run's CLI, after the config: e.g. --data.val_size=1000 "
-               "--trainer.accelerator=cpu",
-    )  # fmt: skip
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog="Other arguments go to every run's "
+                                     "CLI, after the config: e.g. --data.val_size=1000 --trainer.accelerator=cpu")
     add = parser.add_argument
     add("--data_dir", default=None, help="folder with the four MNIST files (default: $DIGITNET_DATA_DIR, else ./data)")
     add("--out", default="cmp", help="output folder: TensorBoard logs, checkpoints and the three reports")
@@ -83,6 +77,7 @@ def train_and_test(config: Path, label: str, seed: int, args: argparse.Namespace
     seconds = time.perf_counter() - start  # training and per-epoch validation
     checkpoint = cli.trainer.checkpoint_callback
     [test] = cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)  # the final weights
+    config = config.resolve()  # relative to the checkout when inside it: the same in every clone
     return {
         "optimizer": label,
         "seed": seed,
@@ -91,15 +86,9 @@ def train_and_test(config: Path, label: str, seed: int, args: argparse.Namespace
         "test_loss": test["test/loss"],
         "best_val_acc": float(checkpoint.best_model_score),
         "sec_per_epoch": seconds / max(cli.trainer.current_epoch, 1),
-        "config": in_checkout(config),
+        "config": config.relative_to(CHECKOUT).as_posix() if config.is_relative_to(CHECKOUT) else str(config),
         "log_dir": cli.trainer.logger.log_dir,
     }
-
-
-def in_checkout(path: Path) -> str:
-    """A config's path relative to the checkout when it lies inside it: the same in every clone."""
-    path = path.resolve()
-    return path.relative_to(CHECKOUT).as_posix() if path.is_relative_to(CHECKOUT) else str(path)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -10,7 +10,7 @@ import time
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import RetryHeartbeatStaleTrialCallback
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 
 HEARTBEAT = "heartbeat"  # user attribute: time.time() of the trial's latest heartbeat
 WORKER = "worker"  # user attribute: the host and process id of the worker that runs the trial
@@ -47,20 +47,17 @@ class Heartbeat(threading.Thread):
 
 
 def rerun_stale_trials(study: optuna.Study, grace: float | None) -> None:
-    """Fail RUNNING trials silent for over `grace` seconds (all for None) and queue their hyperparameters again."""
+    """Fail RUNNING trials silent for over `grace` seconds (all for None) and queue their hyperparameters again (as
+    `failed_trial`), unless another worker already did."""
     now = time.time()
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         last_sign_of_life = max(trial.user_attrs.get(HEARTBEAT, 0.0), trial.datetime_start.timestamp())
-        if grace is None or now - last_sign_of_life > grace:
-            rerun(study, trial)
-
-
-def rerun(study: optuna.Study, trial: FrozenTrial) -> None:
-    """Fail `trial` and queue its hyperparameters again (as `failed_trial`), unless another worker already did."""
-    try:
-        failed = study.tell(trial.number, state=TrialState.FAIL)
-    except (UpdateFinishedTrialError, ValueError):  # finished meanwhile: told by its worker or failed by another
-        return
-    retried = [RetryHeartbeatStaleTrialCallback.retry_history(t)[-1:] for t in study.get_trials(deepcopy=False)]
-    if [trial.number] not in retried:  # SQLite lets two workers fail the same trial: queue it once
-        RetryHeartbeatStaleTrialCallback()(study, failed)
+        if grace is not None and now - last_sign_of_life <= grace:
+            continue
+        try:
+            failed = study.tell(trial.number, state=TrialState.FAIL)
+        except (UpdateFinishedTrialError, ValueError):  # finished meanwhile: told by its worker or failed by another
+            continue
+        retried = [RetryHeartbeatStaleTrialCallback.retry_history(t)[-1:] for t in study.get_trials(deepcopy=False)]
+        if [trial.number] not in retried:  # SQLite lets two workers fail the same trial: queue it once
+            RetryHeartbeatStaleTrialCallback()(study, failed)

@@ -1,7 +1,4 @@
-"""The record of a finished tuning: each optimizer's best trial as a config, tuning.md and its plots.
-
-What it writes where: docs/study.md. Files are written whole or not at all (digitnet.files): workers may finish at once.
-"""
+"""The record of a finished tuning (docs/study.md): each optimizer's best trial as a config, tuning.md, its plots."""
 
 from __future__ import annotations
 
@@ -22,7 +19,8 @@ PLOTS = ("history.png", "sensitivity.png")
 
 
 def write_record(args, studies: dict[str, optuna.Study], val_images: int) -> None:
-    """By the worker that completes the last trial, or by scripts/study_report.py."""
+    """By the worker that completes the last trial, or by scripts/study_report.py. Files are written whole or not at
+    all (digitnet.files): workers may finish at once."""
     out = Path(args.out)
     written = []
     for name, study in studies.items():

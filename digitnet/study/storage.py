@@ -31,12 +31,10 @@ def open_storage(url: str) -> BaseStorage:
             return RDBStorage(url, engine_kwargs=engine_kwargs)
         except ImportError as err:  # the database's driver: Optuna raises it from SQLAlchemy's ModuleNotFoundError
             driver = getattr(err.__cause__, "name", None) or "its driver"
-            if driver == "psycopg2":  # a plain postgresql:// URL (docs/study.md: why +psycopg)
-                hint = "use postgresql+psycopg://..., whose driver pip install -e '.[study]' installs"
-            elif driver == "psycopg":
-                hint = "pip install -e '.[study]' installs it"
-            else:
-                hint = "install it (the study extra holds PostgreSQL's driver, psycopg, only)"
+            # psycopg2: a plain postgresql:// URL (docs/study.md: why +psycopg)
+            hints = {"psycopg2": "use postgresql+psycopg://..., whose driver pip install -e '.[study]' installs",
+                     "psycopg": "pip install -e '.[study]' installs it"}
+            hint = hints.get(driver, "install it (the study extra holds PostgreSQL's driver, psycopg, only)")
             raise DigitnetError(f"--storage {url.split('://')[0]}://...: {driver} is not installed; {hint}") from None
         except sqlalchemy.exc.ArgumentError as err:
             raise DigitnetError(f"--storage {without_password(url)}: neither a database URL nor a *.log journal "

@@ -1,7 +1,4 @@
-"""Tune each optimizer with the same Optuna budget, then write its best trial as a config.
-
-One worker of the study; how workers share a storage, split the budget and rerun dead workers' trials: docs/study.md.
-"""
+"""Tune each optimizer with the same Optuna budget, then write its best trial as a config."""
 
 from __future__ import annotations
 
@@ -34,10 +31,8 @@ REPORT_DESCRIPTION = ("Write the record of complete tuning studies again (config
 
 
 def parse_args(argv: list[str] | None, description: str = __doc__.split("\n\n")[0]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=description,
-        epilog="Other arguments go to every trial's CLI: e.g. --data.val_size=1000 --trainer.accelerator=cpu",
-    )
+    epilog = "Other arguments go to every trial's CLI: e.g. --data.val_size=1000 --trainer.accelerator=cpu"
+    parser = argparse.ArgumentParser(description=description, epilog=epilog)
     add = parser.add_argument
     add("--data_dir", default=None, help="folder with the four MNIST files (default: $DIGITNET_DATA_DIR, else ./data)")
     add("--out", default="study", help="output folder: the default storage, TensorBoard logs, configs and the record")
@@ -96,8 +91,7 @@ class SeededPerTrial(optuna.samplers.BaseSampler):
 def within_budget(study: optuna.Study, number: int, budget: int) -> bool:
     """Whether trial `number` holds one of the budget's places: fewer than `budget` live trials (complete,
     running or queued) precede it. Trial numbers come from the storage, so concurrent workers agree."""
-    earlier = [t for t in study.get_trials(deepcopy=False, states=LIVE) if t.number < number]
-    return len(earlier) < budget
+    return sum(t.number < number for t in study.get_trials(deepcopy=False, states=LIVE)) < budget
 
 
 def has_work(study: optuna.Study, budget: int) -> bool:
