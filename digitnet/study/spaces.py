@@ -41,14 +41,19 @@ ADAM_PARAMS = {"lr": log_uniform(1e-5, 1e-1), "1-beta1": log_uniform(1e-3, 1.0),
                "eps": log_uniform(1e-10, 1.0)}  # fmt: skip
 ADAM_KERAS = {"lr": 0.001, "betas": [0.9, 0.999], "eps": 1e-7}
 SEARCH_SPACES: dict[str, SearchSpace] = {
-    "SGD": SearchSpace("torch.optim.SGD", {"lr": log_uniform(1e-4, 1.0), "1-momentum": log_uniform(1e-3, 0.9),
-                                           "nesterov": CategoricalDistribution([True, False])},
-                       {"lr": 0.01, "momentum": 0.0}),
+    "SGD": SearchSpace(
+        "torch.optim.SGD",
+        {"lr": log_uniform(1e-4, 1.0), "1-momentum": log_uniform(1e-3, 0.9),
+         "nesterov": CategoricalDistribution([True, False])},
+        {"lr": 0.01, "momentum": 0.0},
+    ),
     "Adam": SearchSpace("torch.optim.Adam", ADAM_PARAMS, ADAM_KERAS),
     "NAdam": SearchSpace("torch.optim.NAdam", ADAM_PARAMS, ADAM_KERAS),
-    "Adadelta": SearchSpace("torch.optim.Adadelta", {"lr": log_uniform(1e-3, 10.0), "1-rho": log_uniform(1e-3, 0.5),
-                                                     "eps": log_uniform(1e-10, 1e-1)},
-                            {"lr": 0.001, "rho": 0.95, "eps": 1e-7}),
+    "Adadelta": SearchSpace(
+        "torch.optim.Adadelta",
+        {"lr": log_uniform(1e-3, 10.0), "1-rho": log_uniform(1e-3, 0.5), "eps": log_uniform(1e-10, 1e-1)},
+        {"lr": 0.001, "rho": 0.95, "eps": 1e-7},
+    ),
 }  # fmt: skip
 # The report's model and training, the same for every trial (and written into every config).
 FIXED = {"model.net.dropout": 0.2, "model.cosine_decay": True, "data.batch_size": 128}
