@@ -40,15 +40,13 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu", weights_only: b
 def default_checkpoint(root: str | Path = "lightning_logs") -> tuple[Path, str]:
     """The checkpoint `predict`, `export` and `serve` use without --ckpt_path, and what it is: of the run under
     `root` whose checkpoints were written last, its best (`best-*.ckpt`), else its newest checkpoint."""
-    runs: dict[Path, float] = {}
-    for ckpt in Path(root).glob("**/checkpoints/*.ckpt"):
-        runs[ckpt.parent] = max(runs.get(ckpt.parent, 0.0), ckpt.stat().st_mtime)
-    if not runs:
+    checkpoints = list(Path(root).glob("**/checkpoints/*.ckpt"))
+    if not checkpoints:
         raise DigitnetError(
             f"no --ckpt_path given and no checkpoint under {Path(root).resolve()}; "
             "train a model first (python -m digitnet fit) or pass --ckpt_path PATH"
         )
-    folder = max(runs, key=runs.get)
+    folder = max(checkpoints, key=lambda p: p.stat().st_mtime).parent
     run = folder.parent  # .../version_N/checkpoints -> .../version_N
     best = sorted(folder.glob("best-*.ckpt"), key=lambda p: p.stat().st_mtime)
     if best:

@@ -33,7 +33,6 @@ class StopOnNonFiniteLoss(L.Callback):
 
     def __init__(self, check_every_n_steps: int | None = None) -> None:
         self.check_every_n_steps = check_every_n_steps
-        self._every = 1
         self._losses: torch.Tensor | None = None  # (every,) the losses since the last check, on the device
         self._where: list[tuple[int, int, int]] = []  # (step, epoch, batch index) of each buffered loss
 
@@ -42,7 +41,6 @@ class StopOnNonFiniteLoss(L.Callback):
         if every is None:
             one_cpu = trainer.world_size == 1 and pl_module.device.type == "cpu"
             every = 1 if one_cpu else max(trainer.log_every_n_steps, 1)
-        self._every = every
         self._losses = torch.empty(every, device=pl_module.device) if every > 1 else None
         self._where = []
 
@@ -58,7 +56,7 @@ class StopOnNonFiniteLoss(L.Callback):
             return
         self._losses[len(self._where)] = loss.detach()  # a device-side copy: no wait
         self._where.append((trainer.global_step, trainer.current_epoch, batch_idx))
-        if len(self._where) == self._every:
+        if len(self._where) == len(self._losses):
             self._check(trainer)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -143,12 +143,10 @@ def resume_command(args: Any) -> str | None:
         return "the same command with --ckpt_path last"
     if "fit" not in args:
         return None
-    kept, skip = [], False
-    for arg in args:
-        if skip:
-            skip = False
-        elif arg == "--ckpt_path":
-            skip = True
+    kept, rest = [], iter(args)
+    for arg in rest:
+        if arg == "--ckpt_path":
+            next(rest, None)  # its value
         elif not arg.startswith("--ckpt_path="):
             kept.append(arg)
     return shlex.join([*program_name().split(), *kept, "--ckpt_path", "last"])

@@ -34,11 +34,6 @@ def to_input(pixels: np.ndarray | torch.Tensor, normalize: bool = True) -> torch
     return (x - MEAN) / STD if normalize else x
 
 
-def scaling_text(normalize: bool) -> str:
-    """The scaling as a formula, for people and for the ONNX file's metadata."""
-    return f"(pixels / 255 - {MEAN}) / {STD}" if normalize else "pixels / 255"
-
-
 # Larger images are refused before decoding: a 50-megapixel phone photo passes, a decompression bomb does not.
 MAX_PIXELS = 64_000_000
 # Work on at most this many pixels along the longer side: enough for pen strokes, fast on big photos.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Iterable
 
@@ -14,10 +15,8 @@ def fused_if_available(make: Callable[..., torch.optim.Optimizer], params: Itera
     params = list(params)
     optimizer = make(params)
     if optimizer.defaults.get("fused", False) is None:
-        try:
+        with contextlib.suppress(RuntimeError, ValueError):  # no fused kernel for this device or dtype
             return make(params, fused=True)
-        except (RuntimeError, ValueError):
-            pass  # no fused kernel for this device or dtype: keep the default implementation
     return optimizer
 
 

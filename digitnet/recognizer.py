@@ -59,10 +59,6 @@ class DigitRecognizer:
         data = checkpoint.get("datamodule_hyper_parameters", {})
         return cls(model.net.to(map_location), normalize=data.get("normalize", True))
 
-    def inputs(self, images: list) -> torch.Tensor:
-        """The (N, 1, 28, 28) float32 model input for a list of images (see `predict`)."""
-        return torch.stack([preprocess(image, self.normalize) for image in images])
-
     @torch.no_grad()
     def _softmax(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 1, 28, 28) model input -> (N, 10) float32 probabilities, on the network's device."""
@@ -71,7 +67,7 @@ class DigitRecognizer:
 
     def predict_many(self, images: list) -> list[Prediction]:
         """Predictions for a list of images (see `predict`); raises ImageError on the first unusable one."""
-        return predictions(self._softmax(self.inputs(images)))
+        return predictions(self._softmax(torch.stack([preprocess(image, self.normalize) for image in images])))
 
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:
         """(K, 28, 28) uint8 MNIST pixels -> (K, 10) float32 probabilities of the ten digits."""

@@ -265,5 +265,4 @@ def main(args: list[str] | None = None) -> None:
     """`python -m digitnet serve ARGS`; bad input raises DigitnetError."""
     parser = command_parser("serve", serve.__doc__.split("\n")[0], args)
     parser.add_function_arguments(serve, as_group=False)
-    config = parser.parse_args(args)
-    serve(**config.as_dict())
+    serve(**parser.parse_args(args).as_dict())

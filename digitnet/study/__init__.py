@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from importlib.util import find_spec
 
-for _module in ("optuna", "scipy"):
-    if find_spec(_module) is None:  # checked without importing: Optuna takes a while to import
-        raise ModuleNotFoundError(f"digitnet.study needs {_module}, which is not installed; pip install -e '.[study]'",
-                                  name=_module)  # fmt: skip
+if find_spec("optuna") is None:  # checked without importing: Optuna takes a while to import
+    raise ModuleNotFoundError("digitnet.study needs optuna, which is not installed; pip install -e '.[study]'",
+                              name="optuna")  # fmt: skip

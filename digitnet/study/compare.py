@@ -75,7 +75,6 @@ def train_and_test(config: Path, label: str, seed: int, args: argparse.Namespace
     start = time.perf_counter()
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     seconds = time.perf_counter() - start  # training and per-epoch validation
-    checkpoint = cli.trainer.checkpoint_callback
     [test] = cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)  # the final weights
     config = config.resolve()  # relative to the checkout when inside it: the same in every clone
     return {
@@ -84,7 +83,7 @@ def train_and_test(config: Path, label: str, seed: int, args: argparse.Namespace
         "epochs": cli.trainer.current_epoch,
         "test_acc": test["test/acc"],
         "test_loss": test["test/loss"],
-        "best_val_acc": float(checkpoint.best_model_score),
+        "best_val_acc": float(cli.trainer.checkpoint_callback.best_model_score),
         "sec_per_epoch": seconds / max(cli.trainer.current_epoch, 1),
         "config": config.relative_to(CHECKOUT).as_posix() if config.is_relative_to(CHECKOUT) else str(config),
         "log_dir": cli.trainer.logger.log_dir,
