@@ -117,7 +117,7 @@ class DigitnetParser(LightningArgumentParser):
 
 
 def expected_value(annotation: object, value: str) -> str | None:
-    """What a value of a bool, int, float or Literal parameter looks like ('an integer', 'one of 32, 16, ...') when
+    """What a value of a bool, int, float or Literal parameter looks like ('an integer', 'one of 64, 32, 16, ...') when
     `value` does not."""
     union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
     kinds = [kind for kind in (typing.get_args(annotation) if union else [annotation]) if kind is not type(None)]

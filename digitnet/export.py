@@ -10,7 +10,7 @@ import torch
 from digitnet.arguments import command_parser
 from digitnet.errors import DigitnetError
 from digitnet.mnist import TEST_FILES, default_data_dir, load_split
-from digitnet.images import MEAN, STD, to_input
+from digitnet.images import scaling_text, to_input
 from digitnet.checkpoints import announce_default_checkpoint
 from digitnet.recognizer import DigitRecognizer
 
@@ -49,7 +49,7 @@ def export_onnx(
     torch.onnx.export(net, (torch.zeros(2, 1, 28, 28),), output, input_names=["image"], output_names=["logits"],
                       dynamic_shapes=({0: torch.export.Dim("batch")},), external_data=False, verbose=False)  # fmt: skip
     model = onnx.load(output)
-    scaling = f"(pixels / 255 - {MEAN}) / {STD}" if recognizer.normalize else "pixels / 255"
+    scaling = scaling_text(recognizer.normalize)
     model.doc_string = (f"digitnet {type(net).__name__} from {Path(ckpt_path).name}: image (N, 1, 28, 28) float32 = "
                         f"{scaling}, MNIST-style (white digit on black, centred) -> logits (N, 10)")  # fmt: skip
     onnx.helper.set_model_props(model, {"input_scaling": scaling, "source_checkpoint": str(ckpt_path)})

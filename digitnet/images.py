@@ -1,7 +1,8 @@
 """Photos and scans of handwritten digits -> MNIST-style 28x28 inputs, as MNIST itself was made.
 
 A photo is dark on light, any size, off-centre and noisy, where MNIST's digits are white on black, fitted to 20x20
-and centred by mass in 28x28: a plain resize to 28x28 scores near chance. Finding the ink is `digitnet.ink`'s.
+and centred by mass in 28x28: a plain resize to 28x28 scores near chance. `preprocess` adds `to_input`, the one
+scaling of training, evaluation, `predict`, `serve` and `export`. Finding the ink is `digitnet.ink`'s.
 """
 
 from __future__ import annotations
@@ -32,6 +33,11 @@ def to_input(pixels: np.ndarray | torch.Tensor, normalize: bool = True) -> torch
         raise DigitnetError(f"expected 28x28 MNIST pixels, got shape {tuple(x.shape)}")
     x = x.reshape(-1, 1, SIZE, SIZE).float() / 255  # a new tensor: the caller's pixels stay as they are
     return (x - MEAN) / STD if normalize else x
+
+
+def scaling_text(normalize: bool) -> str:
+    """`to_input`'s scaling as a formula, for people and for the ONNX file's metadata."""
+    return f"(pixels / 255 - {MEAN}) / {STD}" if normalize else "pixels / 255"
 
 
 # Larger images are refused before decoding: a 50-megapixel phone photo passes, a decompression bomb does not.

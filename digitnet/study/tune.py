@@ -1,4 +1,7 @@
-"""Tune each optimizer with the same Optuna budget, then write its best trial as a config."""
+"""Tune each optimizer with the same Optuna budget, then write its best trial as a config.
+
+How workers share a storage, split the budget and rerun dead workers' trials: docs/study.md.
+"""
 
 from __future__ import annotations
 
