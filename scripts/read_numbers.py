@@ -300,12 +300,19 @@ def text_of(reading: NumberReading | None, line: float) -> str:
     return "".join(str(d.digit) if d.probability >= line else "?" for d in reading.digits)
 
 
-def scores(seen: dict, truth: dict, split_cost: float, cut_cost: float, line: float, wide_cost: float) -> list[dict]:
-    """One row per kind: exact numbers and digits read, non-digits marked "?", MNIST digits one at a time."""
+def read_all(seen: dict, split_cost: float, cut_cost: float, wide_cost: float) -> dict[str, list]:
+    """Each picture's NumberReading with these costs (None for a picture that could not be read), by kind."""
+    return {kind: [None if isinstance(x, str) else
+                   best_reading(*x, split_cost=split_cost, cut_cost=cut_cost, wide_cost=wide_cost) for x in items]
+            for kind, items in seen.items()}  # fmt: skip
+
+
+def scores(seen: dict, read: dict, truth: dict, line: float) -> list[dict]:
+    """One row per kind: exact numbers and digits read, non-digits marked "?", MNIST digits one at a time, from the
+    readings `read` (read_all's) with "?" under the probability `line`."""
     rows = []
     for kind, items in seen.items():
-        readings = [None if isinstance(x, str) else
-                    best_reading(*x, split_cost=split_cost, cut_cost=cut_cost, wide_cost=wide_cost) for x in items]
+        readings = read[kind]
         texts = [text_of(reading, line) for reading in readings]
         if kind in KINDS:
             want = truth[kind]
@@ -410,20 +417,23 @@ def main() -> None:
         files = {**{kind: [p for p, _ in items] for kind, items in cases.items()}, **negatives, "single": singles}
         for name, recognizer in recognizers.items():
             seen = {kind: [look(recognizer, path) for path in paths] for kind, paths in files.items()}
-            table = scores(seen, truth, SPLIT_COST, CUT_COST, UNSURE_BELOW, WIDE_COST)
+            table = scores(seen, read_all(seen, SPLIT_COST, CUT_COST, WIDE_COST), truth, UNSURE_BELOW)
             print_table(name, table)
             rows += [{"network": name, **row} for row in table]
             if args.tune:  # the grid the reader's settings were chosen on (--split val)
                 print(f"{name}: split_cost cut_cost line wide_cost | separated touching mix exact | "
                       "non-digits marked | one digit: same, marked")
-                for split_cost, cut_cost, line, wide_cost in itertools.product(*args.tune):
-                    t = {row["what"]: row for row in scores(seen, truth, split_cost, cut_cost, line, wide_cost)}
-                    marked = np.mean([row["marked"] for what, row in t.items() if what.startswith("non-digit")])
-                    single = t["MNIST digits one at a time"]
-                    print(f"  {split_cost:4.2f} {cut_cost:4.2f} {line:4.2f} {wide_cost:4.2f} | "
-                          f"{t['separated']['exact']:6.1%} "
-                          f"{t['touching']['exact']:6.1%} {t['mix']['exact']:6.1%} | {marked:6.1%} | "
-                          f"{single['same']:6.2%} {single['marked']:6.2%}", flush=True)  # fmt: skip
+                split_costs, cut_costs, lines, wide_costs = args.tune
+                for split_cost, cut_cost, wide_cost in itertools.product(split_costs, cut_costs, wide_costs):
+                    read = read_all(seen, split_cost, cut_cost, wide_cost)  # the line only marks "?": found once
+                    for line in lines:
+                        t = {row["what"]: row for row in scores(seen, read, truth, line)}
+                        marked = np.mean([row["marked"] for what, row in t.items() if what.startswith("non-digit")])
+                        single = t["MNIST digits one at a time"]
+                        print(f"  {split_cost:4.2f} {cut_cost:4.2f} {line:4.2f} {wide_cost:4.2f} | "
+                              f"{t['separated']['exact']:6.1%} {t['touching']['exact']:6.1%} "
+                              f"{t['mix']['exact']:6.1%} | {marked:6.1%} | {single['same']:6.2%} "
+                              f"{single['marked']:6.2%}", flush=True)
     with open(out / "numbers.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=["network", "what", "exact", "digits", "marked", "same"])
         writer.writeheader()
