@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import signal
 import socket
@@ -226,7 +227,8 @@ def stop_on_signals(server: ls.LitServer):
     """While serving, SIGTERM stops the server as Ctrl-C does, and neither signal has a worker restarted.
 
     LitServe stops its processes on KeyboardInterrupt only (docs/serving.md, "Faults"). A second signal while
-    stopping is ignored; processes forked from this one inherit the handler and keep their old behaviour."""
+    stopping is ignored; processes forked from this one inherit the handler and keep their old behaviour. Once
+    stopping, LitServe's reports of a lost connection to its own process manager are dropped (`ManagerGone`)."""
     main_pid = os.getpid()
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
 
@@ -238,6 +240,7 @@ def stop_on_signals(server: ls.LitServer):
         for sig in previous:
             signal.signal(sig, lambda *_: None)
         server.restart_workers = False
+        logging.getLogger(ls.server.__name__).addFilter(ManagerGone())  # for the rest of the process: it is stopping
         raise KeyboardInterrupt
 
     for sig in previous:
@@ -247,6 +250,16 @@ def stop_on_signals(server: ls.LitServer):
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+class ManagerGone(logging.Filter):
+    """Drops log records of an exception from a lost connection (a broken pipe, EOF). LitServe's worker monitor, a
+    thread that wakes every 2 s, asks its multiprocessing manager whether to stop; after Ctrl-C the manager is shut
+    down first, and a monitor waking then logs a traceback
+    (tests/test_serve.py::test_a_stopping_server_does_not_report_litserve_s_lost_connection_to_its_manager)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], (ConnectionError, EOFError)))
 
 
 def check_port_free(host: str, port: int) -> None:

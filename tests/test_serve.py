@@ -8,12 +8,14 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import logging
 import os
 import re
 import signal
 import socket
 import threading
 import time
+import types
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -399,3 +401,32 @@ def test_sigterm_stops_every_process_of_the_server_and_frees_its_port(one_checkp
         assert "Traceback" not in server.output(), server.output()
     finally:
         server.stop()
+
+
+def test_a_stopping_server_does_not_report_litserve_s_lost_connection_to_its_manager():
+    # After Ctrl-C, LitServe shuts its multiprocessing manager down while its worker monitor, a thread, may still
+    # wake and ask that manager whether to stop: a broken pipe it logs with a traceback. Any other fault is reported.
+    import litserve.server
+
+    from digitnet.serve import stop_on_signals
+
+    logger, seen = logging.getLogger(litserve.server.__name__), []
+    handler = logging.Handler()
+    handler.emit = seen.append
+    filters, server = list(logger.filters), types.SimpleNamespace(restart_workers=True)
+    logger.addHandler(handler)
+    try:
+        with pytest.raises(KeyboardInterrupt), stop_on_signals(server):
+            signal.raise_signal(signal.SIGINT)
+        for error in (BrokenPipeError(32, "Broken pipe"), EOFError(), ValueError("a real fault")):
+            try:
+                raise error
+            except Exception:
+                logger.exception("the monitor failed")
+        logger.error("a worker died")
+    finally:
+        logger.removeHandler(handler)
+        logger.filters[:] = filters
+    assert server.restart_workers is False
+    assert [(r.getMessage(), r.exc_info and type(r.exc_info[1])) for r in seen] == [
+        ("the monitor failed", ValueError), ("a worker died", None)]
