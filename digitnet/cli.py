@@ -20,7 +20,7 @@ from pathlib import Path
 
 from jsonargparse.typing import NonNegativeInt
 from lightning.pytorch import Trainer
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
@@ -155,8 +155,14 @@ class DigitnetCLI(LightningCLI):
             raise DigitnetError(f"bad --trainer settings: {err}") from None
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # unless the user chose another one
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
-        every = (self.config_init[self.subcommand] if self.subcommand else self.config_init).last_checkpoint
-        trainer.callbacks += last_checkpoints(trainer.checkpoint_callback.dirpath, every.every_n_train_steps)
+        config = self.config_init[self.subcommand] if self.subcommand else self.config_init
+        every = config.last_checkpoint.every_n_train_steps
+        trainer.callbacks += last_checkpoints(trainer.checkpoint_callback.dirpath, every)
+        bar = trainer.progress_bar_callback
+        if type(bar) is TQDMProgressBar and bar not in (config.trainer.callbacks or []):  # Lightning's default bar
+            # Redrawn every 20 steps, not every step, as Lightning does on Colab: a redraw is a noticeable share of the
+            # dense net's step on a CPU (docs/speed.md).
+            trainer.callbacks[trainer.callbacks.index(bar)] = TQDMProgressBar(refresh_rate=20)
         return trainer
 
     def load_data(self) -> None:

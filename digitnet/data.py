@@ -24,7 +24,8 @@ class TensorBatches(TensorDataset):
     indexing and collating cost more than a small model's step."""
 
     def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, ...]:
-        return tuple(t[indices] for t in self.tensors)
+        index = torch.tensor(indices, device=self.tensors[0].device)  # the list converted once, not per tensor
+        return tuple(t[index] for t in self.tensors)
 
 
 class MNISTDataModule(L.LightningDataModule):

@@ -89,6 +89,20 @@ def test_an_optimizer_named_on_the_command_line_gets_its_own_defaults(name, mnis
     }
 
 
+
+def test_the_default_progress_bar_is_redrawn_every_20_steps_and_a_chosen_one_is_kept(mnist_dir, tmp_path):
+    from lightning.pytorch.callbacks import TQDMProgressBar
+
+    from digitnet.cli import build_cli
+
+    common = [f"--data.data_dir={mnist_dir}", f"--trainer.default_root_dir={tmp_path}"]
+    assert build_cli(common, run=False).trainer.progress_bar_callback.refresh_rate == 20
+    chosen = ["--trainer.callbacks+=lightning.pytorch.callbacks.TQDMProgressBar", "--trainer.callbacks.refresh_rate=1"]
+    bar = build_cli([*common, *chosen], run=False).trainer.progress_bar_callback
+    assert type(bar) is TQDMProgressBar and bar.refresh_rate == 1
+    assert build_cli([*common, "--trainer.enable_progress_bar=false"], run=False).trainer.progress_bar_callback is None
+
+
 def run_quietly(*args: str) -> subprocess.CompletedProcess:
     result = run_digitnet(*args)
     assert "Traceback" not in result.stderr + result.stdout
