@@ -136,7 +136,7 @@ class DigitClassifier(L.LightningModule):
 
     def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
         x, y, *non_digits = batch  # non-digits (M, 1, 28, 28) when the data brings them (--data.non_digits)
-        logits = self(torch.cat([x, *non_digits]))  # (B + M, 10)
+        logits = self(torch.cat([x, *non_digits]) if non_digits else x)  # (B + M, 10)
         loss = F.cross_entropy(logits[: len(y)], y, label_smoothing=self.hparams.label_smoothing)
         if non_digits:  # their target is the uniform distribution: cross-entropy with it, less its minimum log 10
             uniform = -logits[len(y) :].log_softmax(dim=1).mean(dim=1) - math.log(10)
