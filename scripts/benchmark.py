@@ -20,7 +20,8 @@ throughput at batch 1000 through the LightningModule and through the plain nn.Mo
 instead times what each of digitnet's speed tweaks is worth: `fit` as digitnet has it, then with one tweak
 undone (stock nn.Dropout; self.log("train/loss") at every step; Adam not fused; Lightning's progress bar redrawn
 every step instead of every 20), in short fits that alternate, as the median ratio of their time per training
-step; CPU time with --threads 1, so that other work on a shared machine counts less.
+step; CPU time with --threads 1, so that other work on a shared machine counts less. Two more rows bound what is
+left: Lightning alone (the same fit with no callbacks, logger or progress bar) and the bare loop's steps.
 """
 
 from __future__ import annotations
@@ -143,6 +144,25 @@ class StepTimer(L.Callback):
         self.seconds = (self.clock() - self.start) / (trainer.global_step - 10)
 
 
+def bare_steps(train, batch_size: int, steps: int, clock) -> float:
+    """Seconds per step of the bare loop (no validation), from the 10th step on, as StepTimer counts a fit's."""
+    torch.manual_seed(1)
+    model = DigitClassifier()
+    net, optimizer = model.net, fused_if_available(model.make_optimizer, model.parameters())
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: half_cosine(step, steps))
+    images, labels = train.tensors
+    net.train()
+    for step, index in enumerate(torch.randperm(len(labels)).split(batch_size)[:steps]):
+        if step == 10:
+            start = clock()
+        loss = F.cross_entropy(net(images[index]), labels[index])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+    return (clock() - start) / (steps - 10)
+
+
 def tweaks(args, cli_args: list[str]) -> dict:
     """Each speed tweak undone in turn, in short fits that alternate: median ratios of time per step."""
     unfused = functools.partial(torch.optim.Adam, fused=False)
@@ -155,16 +175,24 @@ def tweaks(args, cli_args: list[str]) -> dict:
     clock = time.process_time if torch.get_num_threads() == 1 else time.perf_counter
     cli_args = [*cli_args, "--trainer.max_epochs=1", f"--trainer.limit_train_batches={args.steps}",
                 "--trainer.limit_val_batches=0", "--trainer.enable_model_summary=false"]
-    cache, times = {}, {name: [] for name in variants}
+    # Bounds rather than tweaks: the Trainer with nothing of digitnet's or Lightning's around the step, and no Trainer.
+    variants["Lightning alone"] = lambda model: model
+    variant_args["Lightning alone"] = ["--trainer.enable_progress_bar=false", "--trainer.logger=false"]
+    cache, times = {}, {name: [] for name in [*variants, "bare loop"]}
     for round_ in range(args.rounds + 1):  # round 0: warm-up
         for name in list(variants)[:: 1 if round_ % 2 else -1]:
             cli = build_cli([*cli_args, *variant_args.get(name, [])], run=False)
             reuse_data(cli.datamodule, cache, stages=("fit",))
             timer = StepTimer(clock)
+            if name == "Lightning alone":
+                cli.trainer.callbacks.clear()
             cli.trainer.callbacks.append(timer)
             cli.trainer.fit(variants[name](cli.model), datamodule=cli.datamodule)
             if round_:
                 times[name].append(timer.seconds)
+        seconds = bare_steps(cli.datamodule.train_set, cli.datamodule.hparams.batch_size, args.steps, clock)
+        if round_:
+            times["bare loop"].append(seconds)
     print(f"\n{args.rounds} rounds of {args.steps} steps, {torch.get_num_threads()} torch threads, "
           f"{'CPU' if clock is time.process_time else 'wall'} time")
     print(f"{'variant':<20} {'ms/step':>8} {'x digitnet':>10} {'quartiles':>12}")

@@ -16,8 +16,9 @@ def test_tweaks_times_every_variant(tmp_path):
     result = subprocess.run([sys.executable, str(SCRIPT), "--tweaks", "--rounds", "2", "--steps", "12",
                              "--data_dir", str(data)], capture_output=True, text=True, timeout=600)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    rows = {line[:20].strip(): line[20:].split() for line in result.stdout.splitlines()[-5:]}
-    assert list(rows) == ["digitnet", "nn.Dropout", "self.log every step", "Adam, not fused", "bar every step"]
+    rows = {line[:20].strip(): line[20:].split() for line in result.stdout.splitlines()[-7:]}
+    assert list(rows) == ["digitnet", "nn.Dropout", "self.log every step", "Adam, not fused", "bar every step",
+                          "Lightning alone", "bare loop"]
     assert all(float(ms) > 0 and float(ratio) > 0 for ms, ratio, _ in rows.values())
     assert rows["digitnet"][1] == "1.000"
 
