@@ -14,8 +14,7 @@ from digitnet.study.stats import mean_ci, mean_std, pairwise_tests, seeds_needed
 
 
 def read_curves(log_dirs: dict[tuple[str, int], str]) -> pd.DataFrame:
-    """val/acc and val/loss per epoch of each run, from its TensorBoard event files: columns optimizer, seed,
-    epoch (1-based), val_acc, val_loss. Validation runs once per epoch, so a tag's k-th value is epoch k's."""
+    """Each run's val/acc and val/loss from its event files; validation runs once per epoch: the k-th is epoch k's."""
     from tensorboard.backend.event_processing.event_accumulator import SCALARS, EventAccumulator
 
     rows = []
