@@ -18,8 +18,7 @@ WORKER = "worker"  # user attribute: the host and process id of the worker that 
 
 # Optuna's own heartbeat stays out: tests/test_tune.py::test_a_killed_worker_s_trial_runs_again_with_its_hyperparameters
 class Heartbeat(threading.Thread):
-    """`with Heartbeat(trial, interval):` beats now and every `interval` seconds from this thread until the block
-    ends, or until another worker gives the trial up; the "worker" attribute names this process (host:pid)."""
+    """`with Heartbeat(trial, interval):` beats now and every `interval` seconds (a thread) until the block ends."""
 
     def __init__(self, trial: optuna.Trial, interval: float) -> None:
         super().__init__(name=f"heartbeat-{trial.number}", daemon=True)

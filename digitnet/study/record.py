@@ -47,7 +47,6 @@ def completed(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
 
 
 def config(header: list[str], epochs: int, space: SearchSpace, optimizer_args: dict) -> str:
-    """A config file: the header's comment lines, the report's model and training from FIXED, the optimizer."""
     settings = Namespace({"trainer.max_epochs": epochs, **FIXED})  # dotted keys nest: model.net.dropout
     settings["model.optimizer"] = {"class_path": space.class_path, "init_args": optimizer_args}
     return "".join(f"# {line}\n" for line in header) + yaml.safe_dump(settings.as_dict(), sort_keys=False)
@@ -147,7 +146,6 @@ Optuna's slice plots, the score against each hyperparameter: {links}.
 # Not Optuna's plot_optimization_history, whose axis spans every trial, diverged ones at 0 too:
 # tests/test_tune.py::test_the_history_plot_zooms_on_the_best_so_far
 def plot_history(studies: dict[str, optuna.Study], path: Path) -> Figure:
-    """Best validation accuracy so far against the number of trials, one line per optimizer."""
     fig = Figure(figsize=(7, 4.5), layout="constrained")
     ax = fig.subplots()
     lows, highs = [], []
@@ -168,7 +166,6 @@ def plot_history(studies: dict[str, optuna.Study], path: Path) -> Figure:
 
 
 def plot_sensitivity(studies: dict[str, optuna.Study], path: Path) -> None:
-    """Validation error against the learning rate, every trial (its other hyperparameters vary)."""
     fig = Figure(figsize=(7, 4.5), layout="constrained")
     ax = fig.subplots()
     for name, study in studies.items():
@@ -183,7 +180,6 @@ def plot_sensitivity(studies: dict[str, optuna.Study], path: Path) -> None:
 
 
 def plot_slice(name: str, study: optuna.Study, path: Path) -> Path:
-    """Optuna's own slice plot: the score against each hyperparameter, coloured by trial number."""
     import matplotlib
 
     matplotlib.use("Agg")  # Optuna draws with pyplot: files only, no window

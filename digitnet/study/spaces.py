@@ -14,8 +14,7 @@ def log_uniform(low: float, high: float) -> FloatDistribution:
 
 @dataclass(frozen=True)
 class SearchSpace:
-    """A torch.optim class and the distribution of each of its hyperparameters. A name '1-x' samples
-    1 - x (log-uniform near 1: momentum, betas, rho); 'beta1' and 'beta2' become Adam's `betas`."""
+    """A torch.optim class and the distribution of each of its hyperparameters (a name '1-x' samples 1 - x)."""
 
     class_path: str
     params: dict[str, BaseDistribution]

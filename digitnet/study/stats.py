@@ -20,7 +20,6 @@ def mean_std(values: pd.Series, scale: float = 1, digits: int = 2) -> str:
 
 def mean_ci(values, level: float = 0.95) -> tuple[float, float, float]:
     """Mean and the two ends of its confidence interval (Student's t, n - 1 degrees of freedom)."""
-    values = list(values)
     mean = statistics.fmean(values)
     if len(values) < 2:
         return mean, math.nan, math.nan

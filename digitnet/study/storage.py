@@ -15,7 +15,6 @@ JOURNAL = "journal.log"  # the default storage, in the output folder
 
 
 def open_storage(url: str) -> BaseStorage:
-    """A JournalStorage for a *.log file path, else an RDBStorage for a database URL."""
     if url.endswith(".log") and "://" not in url:
         Path(url).parent.mkdir(parents=True, exist_ok=True)
         lock = JournalFileOpenLock(url) if os.name == "nt" else None  # None: Optuna's symlink lock

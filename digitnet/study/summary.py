@@ -14,8 +14,7 @@ from digitnet.study.stats import mean_ci, mean_std, pairwise_tests, seeds_needed
 
 
 def read_curves(log_dirs: dict[tuple[str, int], str]) -> pd.DataFrame:
-    """val/acc and val/loss per epoch of each run, from its TensorBoard event files: columns optimizer, seed,
-    epoch (1-based), val_acc, val_loss. Validation runs once per epoch, so a tag's k-th value is epoch k's."""
+    """Each run's val/acc and val/loss from its event files; validation runs once per epoch: the k-th is epoch k's."""
     from tensorboard.backend.event_processing.event_accumulator import SCALARS, EventAccumulator
 
     rows = []
@@ -28,7 +27,6 @@ def read_curves(log_dirs: dict[tuple[str, int], str]) -> pd.DataFrame:
 
 
 def plot_curves(curves: pd.DataFrame, path: Path) -> None:
-    """Validation accuracy and loss against epoch: the mean over seeds, with a min-max band."""
     from matplotlib.figure import Figure  # no pyplot: no window, nothing to close
 
     fig = Figure(figsize=(10, 4), layout="constrained")
@@ -72,7 +70,6 @@ def settings_parts(configs: dict[str, Path]) -> tuple[dict[str, str], str]:
 
 
 def summarize(results: pd.DataFrame, configs: dict[str, Path], test_images: int, alpha: float = 0.05) -> str:
-    """Markdown: one row per optimizer (mean and 95% interval), then the pairs a corrected test calls different."""
     groups = dict(tuple(results.groupby("optimizer", sort=False)))
     seeds = sorted({len(g) for g in groups.values()})
     own, common = settings_parts({label: configs[label] for label in groups})
@@ -101,11 +98,9 @@ def summarize(results: pd.DataFrame, configs: dict[str, Path], test_images: int,
     needed = seeds_needed(samples, alpha)
     lines += [f"Differences: Welch's t-test for each of the {len(tests)} pairs, Holm's correction for {len(tests)} "
               f"tests; a pair is called different when its corrected p-value is below {alpha}.", ""]
-    for t in (t for t in tests if t["different"]):
-        lines.append(f"- {t['a']} > {t['b']}: +{100 * t['diff']:.2f} points (p = {t['p']:.2g}, "
-                     f"corrected {t['p_holm']:.2g}; different from {needed[(t['a'], t['b'])]} seeds on)")
-    if not any(t["different"] for t in tests):
-        lines.append("- none: no optimizer is shown to beat another here")
+    found = [f"- {t['a']} > {t['b']}: +{100 * t['diff']:.2f} points (p = {t['p']:.2g}, corrected {t['p_holm']:.2g}; "
+             f"different from {needed[(t['a'], t['b'])]} seeds on)" for t in tests if t["different"]]
+    lines += found or ["- none: no optimizer is shown to beat another here"]
     same = [t for t in tests if not t["different"]]
     if same:
         lines += ["", "Not shown different: " + ", ".join(

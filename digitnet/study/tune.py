@@ -173,8 +173,7 @@ def cli_args(args: argparse.Namespace, name: str, version: str, optimizer_args: 
 
 
 def load_studies(args: argparse.Namespace, create: bool = True) -> dict[str, optuna.Study]:
-    """One study per optimizer, created by the first worker, loaded by the others. A study records the
-    settings it was started with; continuing it with others would mix two experiments."""
+    """A study records the settings it was started with: continuing it with others would mix two experiments."""
     if not create and "://" not in args.storage and not Path(args.storage).is_file():
         raise DigitnetError(f"no studies in {args.storage}: scripts/tune_optimizers.py with these arguments runs them")
     storage = open_storage(args.storage)
@@ -212,8 +211,6 @@ def check_inputs(args: argparse.Namespace, cache: dict) -> int:
 
 
 def run_until_complete(args: argparse.Namespace, studies: dict[str, optuna.Study], cache: dict) -> None:
-    """Run trials while a budget has places; then wait for other workers' trials, rerunning any whose
-    heartbeat stops, until every study is complete."""
     waiting = False
     while not all(is_complete(study, args.trials) for study in studies.values()):
         busy = False
