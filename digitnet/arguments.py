@@ -55,7 +55,6 @@ class DigitnetParser(LightningArgumentParser):
 
     @classmethod
     def read(cls, argv: list[str], program: str, classes: dict[str, type] | None = None) -> None:
-        """Set the command line about to be read, the program's name, and each option group's class (for its types)."""
         cls.argv, cls.program, cls.classes = list(argv), program, classes or {}
 
     def error(self, message: str, ex: Exception | None = None):
@@ -68,10 +67,9 @@ class DigitnetParser(LightningArgumentParser):
 
     def diagnose(self) -> str | None:
         """What is wrong with `argv` (an unknown option or optimizer), or None if that is not it."""
-        if self.command is None:  # a parser jsonargparse made for a nested class: its keys are not the command's
-            keys: set[str] = set()
-        else:
-            keys = set(self.get_defaults().keys())  # the dotted option names: model.dropout, trainer.max_epochs, ...
+        # The dotted option names (model.dropout, trainer.max_epochs, ...); none in a parser jsonargparse made for a
+        # nested class, whose keys are not the command's.
+        keys = set(self.get_defaults().keys()) if self.command is not None else set()
         groups = {key.rsplit(".", depth)[0] for key in keys for depth in range(1, key.count(".") + 1)}
         optimizer_named = any(arg in ("-c", "--config") or arg.startswith("--config=") for arg in self.argv)
         for i, arg in enumerate(self.argv):

@@ -21,8 +21,6 @@ LAYOUT = {"digitnet": {"accuracy (train/acc, val/acc)": ["Multiline", ["train/ac
 
 
 class CurvesLayout(Callback):
-    """Writes `LAYOUT` into each TensorBoard log at the start of `fit`, for the Custom Scalars tab."""
-
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger) and trainer.is_global_zero:
