@@ -21,8 +21,6 @@ ANSWER_GRACE_S = 1.0
 
 
 class Refusal(NamedTuple):
-    """A request that cannot be answered with a digit: the HTTP status and the reason for the client."""
-
     status: int
     reason: str
 
