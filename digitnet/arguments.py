@@ -3,6 +3,7 @@ that runs, under the program's real name (`python -m digitnet` or `digitnet`).""
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
 import sys
@@ -105,12 +106,10 @@ class DigitnetParser(LightningArgumentParser):
         """The type of the parameter `key` (trainer.max_epochs: int | None), from its class's signature."""
         group, _, name = key.partition(".")
         for cls in getattr(self.classes.get(group), "__mro__", ()):
-            try:
+            with contextlib.suppress(NameError, TypeError):
                 hints = typing.get_type_hints(cls.__init__)
-            except (NameError, TypeError):
-                continue
-            if name in hints:
-                return hints[name]
+                if name in hints:
+                    return hints[name]
         return None
 
 
@@ -128,11 +127,9 @@ def expected_value(annotation: object, value: str) -> str | None:
         return None
     fits = {bool: lambda: value.lower() in ("true", "false"), int: lambda: int(value), float: lambda: float(value)}
     for kind in kinds:
-        try:
+        with contextlib.suppress(ValueError):
             if fits[kind]() is not False:
                 return None
-        except ValueError:
-            pass
     return "a number" if float in kinds else "an integer" if int in kinds else "true or false"
 
 
