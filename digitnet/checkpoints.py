@@ -57,7 +57,6 @@ def default_checkpoint(root: str | Path = "lightning_logs") -> tuple[Path, str]:
 
 
 def announce_default_checkpoint(verb: str = "Using", root: str | Path = "lightning_logs") -> Path:
-    """`default_checkpoint(root)`, after telling the user which one it is and how to choose another."""
     path, what = default_checkpoint(root)
     print(f"{verb} {path} ({what}; --ckpt_path chooses another)")
     return path

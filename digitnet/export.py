@@ -68,7 +68,6 @@ def export_onnx(
 
 
 def _check_batch(data_dir: str | None, n: int, normalize: bool) -> tuple[torch.Tensor, str]:
-    """Up to n normalized MNIST test images, or n random inputs when the test images are not found."""
     data_dir = data_dir or default_data_dir()
     try:
         images, _ = load_split(data_dir, TEST_FILES)

@@ -66,9 +66,8 @@ class TestFigures(Callback):
         gathered = [pl_module.all_gather(t).reshape(-1, *t.shape[1:]) for t in self.kept]
         if not trainer.is_global_zero:
             return
-        confidence = gathered[0]
-        order = confidence.argsort(descending=True)[: self.mistakes]
-        order = order[confidence[order] >= 0]
+        order = gathered[0].argsort(descending=True)[: self.mistakes]
+        order = order[gathered[0][order] >= 0]  # not the empty slots
         figures = {}
         if self.confusion_matrix:
             figures["test/confusion_matrix"] = confusion_figure(matrix.cpu())
