@@ -3,6 +3,7 @@ that runs, under the program's real name (`python -m digitnet` or `digitnet`).""
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
 import sys
@@ -55,7 +56,6 @@ class DigitnetParser(LightningArgumentParser):
 
     @classmethod
     def read(cls, argv: list[str], program: str, classes: dict[str, type] | None = None) -> None:
-        """Set the command line about to be read, the program's name, and each option group's class (for its types)."""
         cls.argv, cls.program, cls.classes = list(argv), program, classes or {}
 
     def error(self, message: str, ex: Exception | None = None):
@@ -68,10 +68,9 @@ class DigitnetParser(LightningArgumentParser):
 
     def diagnose(self) -> str | None:
         """What is wrong with `argv` (an unknown option or optimizer), or None if that is not it."""
-        if self.command is None:  # a parser jsonargparse made for a nested class: its keys are not the command's
-            keys: set[str] = set()
-        else:
-            keys = set(self.get_defaults().keys())  # the dotted option names: model.dropout, trainer.max_epochs, ...
+        # The dotted option names (model.dropout, trainer.max_epochs, ...); none in a parser jsonargparse made for a
+        # nested class, whose keys are not the command's.
+        keys = set(self.get_defaults().keys()) if self.command is not None else set()
         groups = {key.rsplit(".", depth)[0] for key in keys for depth in range(1, key.count(".") + 1)}
         optimizer_named = any(arg in ("-c", "--config") or arg.startswith("--config=") for arg in self.argv)
         for i, arg in enumerate(self.argv):
@@ -107,12 +106,10 @@ class DigitnetParser(LightningArgumentParser):
         """The type of the parameter `key` (trainer.max_epochs: int | None), from its class's signature."""
         group, _, name = key.partition(".")
         for cls in getattr(self.classes.get(group), "__mro__", ()):
-            try:
+            with contextlib.suppress(NameError, TypeError):
                 hints = typing.get_type_hints(cls.__init__)
-            except (NameError, TypeError):
-                continue
-            if name in hints:
-                return hints[name]
+                if name in hints:
+                    return hints[name]
         return None
 
 
@@ -130,11 +127,9 @@ def expected_value(annotation: object, value: str) -> str | None:
         return None
     fits = {bool: lambda: value.lower() in ("true", "false"), int: lambda: int(value), float: lambda: float(value)}
     for kind in kinds:
-        try:
+        with contextlib.suppress(ValueError):
             if fits[kind]() is not False:
                 return None
-        except ValueError:
-            pass
     return "a number" if float in kinds else "an integer" if int in kinds else "true or false"
 
 

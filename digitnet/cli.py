@@ -233,7 +233,6 @@ def build_cli(args: ArgsType = None, run: bool = True) -> DigitnetCLI:
 
 
 def quiet_lightning() -> None:
-    """What a digitnet user needs on the terminal, and not what is wrong or useless here."""
     # Lightning's info lines (GPU availability, the seed, tips) say nothing a user acts on; its warnings stay.
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.seed"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -296,9 +295,8 @@ def top_level_help(program: str) -> str:
     return "\n".join(lines)
 
 
+@rank_zero_only  # under DDP every process stops with the same error; one says it
 def _say(message: str, during_training: bool = False) -> None:
-    if rank_zero_only.rank != 0:  # under DDP every process stops with the same error; one says it
-        return
     if during_training:
         print(flush=True)  # end the progress bar's line
     print(message, file=sys.stderr)

@@ -48,14 +48,14 @@ class StopOnNonFiniteLoss(L.Callback):
         loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
         if loss is None:  # training_step skipped the batch
             return
+        where = (trainer.global_step, trainer.current_epoch, batch_idx)
         if self._losses is None:
             value = loss.item()
             if not math.isfinite(value):
-                where = (trainer.global_step, trainer.current_epoch, batch_idx)
                 self._diverged(trainer, f"the training loss is {value}", where)
             return
         self._losses[len(self._where)] = loss.detach()  # a device-side copy: no wait
-        self._where.append((trainer.global_step, trainer.current_epoch, batch_idx))
+        self._where.append(where)
         if len(self._where) == len(self._losses):
             self._check(trainer)
 

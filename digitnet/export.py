@@ -68,7 +68,6 @@ def export_onnx(
 
 
 def _check_batch(data_dir: str | None, n: int, normalize: bool) -> tuple[torch.Tensor, str]:
-    """Up to n normalized MNIST test images, or n random inputs when the test images are not found."""
     data_dir = data_dir or default_data_dir()
     try:
         images, _ = load_split(data_dir, TEST_FILES)
@@ -79,7 +78,6 @@ def _check_batch(data_dir: str | None, n: int, normalize: bool) -> tuple[torch.T
 
 
 def main(args: list[str] | None = None) -> None:
-    """`python -m digitnet export ARGS`; bad input raises DigitnetError."""
     parser = command_parser("export", export_onnx.__doc__.split("\n")[0], args)
     # Flags from export_onnx's signature and docstring, but --data.data_dir, spelled as in fit, test and predict.
     parser.add_function_arguments(export_onnx, as_group=False, skip={"data_dir"})

@@ -50,7 +50,6 @@ class TrainingInterrupted(Exception):
     def __init__(self, step: int, epoch: int, checkpoint: str | None) -> None:
         saved = f"; saved {checkpoint}" if checkpoint else ""
         super().__init__(f"interrupted at step {step} (epoch {epoch}){saved}")
-        self.step, self.epoch, self.checkpoint = step, epoch, checkpoint
 
 
 class StopOnInterrupt(Checkpoint):
@@ -122,9 +121,8 @@ def continue_last_run(logger: Any, ckpt_dirpath: str | None) -> Path | None:
     if ckpt_dirpath is not None or not hasattr(logger, "get"):
         return None  # a fixed checkpoint folder: Lightning finds last.ckpt there itself
     init = logger.get("init_args")
-    if not str(logger.get("class_path", "")).endswith(("TensorBoardLogger", "CSVLogger")) or init is None:
-        return None
-    if init.get("version") is not None:
+    versioned = str(logger.get("class_path", "")).endswith(("TensorBoardLogger", "CSVLogger"))
+    if not versioned or init is None or init.get("version") is not None:
         return None
     root, name = Path(init.get("save_dir") or "."), init.get("name", "lightning_logs")
     found = (root / name if name else root).glob("version_*/checkpoints/last*.ckpt")
@@ -137,10 +135,8 @@ def continue_last_run(logger: Any, ckpt_dirpath: str | None) -> Path | None:
     return run
 
 
-def resume_command(args: Any) -> str | None:
+def resume_command(args: list[str]) -> str | None:
     """The command that resumes an interrupted `fit`: the same arguments with `--ckpt_path last`; None if not `fit`."""
-    if not isinstance(args, (list, tuple)):
-        return "the same command with --ckpt_path last"
     if "fit" not in args:
         return None
     kept, rest = [], iter(args)

@@ -21,8 +21,6 @@ LAYOUT = {"digitnet": {"accuracy (train/acc, val/acc)": ["Multiline", ["train/ac
 
 
 class CurvesLayout(Callback):
-    """Writes `LAYOUT` into each TensorBoard log at the start of `fit`, for the Custom Scalars tab."""
-
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger) and trainer.is_global_zero:
@@ -68,9 +66,8 @@ class TestFigures(Callback):
         gathered = [pl_module.all_gather(t).reshape(-1, *t.shape[1:]) for t in self.kept]
         if not trainer.is_global_zero:
             return
-        confidence = gathered[0]
-        order = confidence.argsort(descending=True)[: self.mistakes]
-        order = order[confidence[order] >= 0]
+        order = gathered[0].argsort(descending=True)[: self.mistakes]
+        order = order[gathered[0][order] >= 0]  # not the empty slots
         figures = {}
         if self.confusion_matrix:
             figures["test/confusion_matrix"] = confusion_figure(matrix.cpu())

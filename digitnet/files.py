@@ -51,7 +51,6 @@ def fsync(path: Path) -> None:
 
 
 def atomic_write(path: str | Path, data: str | bytes) -> Path:
-    """Write `data` (text as UTF-8, or bytes) to `path` through a temporary file; returns `path`."""
     with replacing(path) as tmp:
         if isinstance(data, str):
             tmp.write_text(data, encoding="utf-8")

@@ -122,7 +122,6 @@ def download(data_dir: str | Path, mirrors: list[str] | None = None, timeout: fl
 
 
 def not_found(data_dir: str | Path, failures: list[str]) -> DigitnetError:
-    """The error for a folder without MNIST: where it looked, what it expected, what failed, what to do."""
     return DigitnetError(
         f"MNIST was not found in {Path(data_dir).resolve()} (nor in its MNIST/raw/): expected {', '.join(FILES)}, "
         "gzipped (.gz) or not.\n"

@@ -25,7 +25,7 @@ def callable_config(value):
     """An optimizer or scheduler as plain settings where it is a class or a functools.partial of one with
     keyword arguments (as built in Python); the CLI's settings and anything else are kept as they are."""
     if isinstance(value, type):
-        return {"class_path": f"{value.__module__}.{value.__qualname__}", "init_args": {}}
+        value = functools.partial(value)
     if isinstance(value, functools.partial) and isinstance(value.func, type) and not value.args:
         cls, kwargs = value.func, {k: list(v) if isinstance(v, tuple) else v for k, v in value.keywords.items()}
         return {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": kwargs}
@@ -34,13 +34,8 @@ def callable_config(value):
 
 def from_config(value):
     """The callable that `{"class_path": ..., "init_args": ...}` settings describe; anything else as it is."""
-    if isinstance(value, dict):
-        return functools.partial(instantiate_class, init=value)  # called with the params (or the optimizer)
-    return value
-
-
-def accuracy() -> MulticlassAccuracy:
-    return MulticlassAccuracy(num_classes=10, average="micro")
+    # Called with the params (or the optimizer).
+    return functools.partial(instantiate_class, init=value) if isinstance(value, dict) else value
 
 
 @torch.no_grad()
@@ -114,6 +109,7 @@ class DigitClassifier(L.LightningModule):
         self.make_optimizer = from_config(optimizer) or torch.optim.Adam
         self.make_lr_scheduler = from_config(lr_scheduler)
         self.example_input_array = torch.zeros(1, 1, 28, 28)  # gives the model summary its sizes and FLOPs
+        accuracy = functools.partial(MulticlassAccuracy, num_classes=10, average="micro")
         self.train_acc, self.val_acc, self.test_acc = accuracy(), accuracy(), accuracy()
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
 

@@ -41,8 +41,7 @@ class DigitRecognizer:
     """
 
     def __init__(self, net: nn.Module, normalize: bool = True) -> None:
-        self.net = net.eval()
-        self.normalize = normalize
+        self.net, self.normalize = net.eval(), normalize
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, map_location: str | torch.device = "cpu",

@@ -31,8 +31,8 @@ try:
     from starlette.responses import JSONResponse, Response
     from starlette.routing import Route
 
-    from digitnet.serve_http import (ANSWER_GRACE_S, API_PATH, MAX_UPLOAD_BYTES, USAGE, PredictGuard, Refusal,
-                                     server_error, timed_out, too_large)  # fmt: skip
+    from digitnet.serve_http import (API_PATH, MAX_UPLOAD_BYTES, USAGE, PredictGuard, Refusal, server_error, timed_out,
+                                     too_large)  # fmt: skip
 except ImportError as err:  # the package imports without the extra; `serve` says what to install
     raise DigitnetError(f"serve needs {err.name}: pip install -e '.[serve]'") from None
 
@@ -104,7 +104,6 @@ def build_server(
     workers_per_device: int = 1,
     accelerator: str = "auto",
     timeout: float = 10.0,
-    max_upload_bytes: int = MAX_UPLOAD_BYTES,
     corrections: str | None = None,
 ) -> ls.LitServer:
     """The LitServer of `serve`: DigitAPI at POST /predict, the page at /, LitServe's /health and /info, and every
@@ -115,29 +114,25 @@ def build_server(
     model = {"net": type(net).__name__, "parameters": sum(p.numel() for p in net.parameters()),
              "checkpoint": Path(ckpt_path).name}  # fmt: skip
     saver = Corrections(corrections) if corrections is not None else None
-    deadline = timeout + ANSWER_GRACE_S
     server = ls.LitServer(
         DigitAPI(ckpt_path, max_batch_size=max_batch_size, batch_timeout=batch_timeout),
         accelerator=accelerator,  # "auto": the GPU when there is one
         workers_per_device=workers_per_device,
         timeout=timeout,  # seconds a request may wait in the queue for a worker, then LitServe answers 504
         restart_workers=True,
-        max_payload_size=max_upload_bytes,
+        max_payload_size=MAX_UPLOAD_BYTES,
         model_metadata=model,  # what the page says of the network: GET /info answers {"model": model, "server": ...}
-        middlewares=[(PredictGuard, {"max_bytes": max_upload_bytes, "seconds": deadline,
-                                     "reason": timed_out(deadline)})],  # fmt: skip
+        middlewares=[(PredictGuard, {"timeout": timeout})],
     )
     page = files("digitnet").joinpath("static", "draw.html").read_bytes()
-
-    async def draw_page(request: Request) -> Response:
-        return Response(page, media_type="text/html; charset=utf-8", headers={"Cache-Control": "no-cache"})
-
+    # A Response is an ASGI app that Starlette serves as it is, every time.
+    draw_page = Response(page, media_type="text/html; charset=utf-8", headers={"Cache-Control": "no-cache"})
     # In front of LitServe's own `/` ("litserve running"): the first matching route wins. GET answers HEAD too.
     server.app.router.routes.insert(0, Route("/", draw_page, methods=["GET"]))
 
     async def error_json(request: Request, exc: HTTPException) -> JSONResponse:
         # LitServe's own reasons ("Payload too large", "Request timed out", ...) say neither the limit nor what to do.
-        reasons = {413: too_large(max_upload_bytes), 504: timed_out(timeout), 500: server_error()}
+        reasons = {413: too_large(MAX_UPLOAD_BYTES), 504: timed_out(timeout), 500: server_error()}
         reason = reasons.get(exc.status_code, str(exc.detail))
         return JSONResponse({"error": reason}, status_code=exc.status_code, headers=exc.headers)
 
@@ -227,8 +222,7 @@ def stop_on_signals(server: ls.LitServer):
     """While serving, SIGTERM stops the server as Ctrl-C does, and neither signal has a worker restarted.
 
     LitServe stops its processes on KeyboardInterrupt only (docs/serving.md, "Faults"). A second signal while
-    stopping is ignored; processes forked from this one inherit the handler and keep their old behaviour. Once
-    stopping, LitServe's reports of a lost connection to its own process manager are dropped (`ManagerGone`)."""
+    stopping is ignored; processes forked from this one inherit the handler and keep their old behaviour."""
     main_pid = os.getpid()
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
 
@@ -275,7 +269,6 @@ def check_port_free(host: str, port: int) -> None:
 
 
 def main(args: list[str] | None = None) -> None:
-    """`python -m digitnet serve ARGS`; bad input raises DigitnetError."""
     parser = command_parser("serve", serve.__doc__.split("\n")[0], args)
     parser.add_function_arguments(serve, as_group=False)
     serve(**parser.parse_args(args).as_dict())

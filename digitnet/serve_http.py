@@ -21,8 +21,6 @@ ANSWER_GRACE_S = 1.0
 
 
 class Refusal(NamedTuple):
-    """A request that cannot be answered with a digit: the HTTP status and the reason for the client."""
-
     status: int
     reason: str
 
@@ -43,12 +41,12 @@ def server_error() -> str:
 class PredictGuard:
     """ASGI middleware in front of `POST /predict`. It refuses a request that cannot be a form upload before its body
     is read: an empty body, one not multipart/form-data (LitServe would parse it as JSON and answer 500), or a
-    Content-Length over `max_bytes` (bodies without one are capped by LitServer's `max_payload_size` as they arrive).
-    And it answers 504 and `reason` to a request still unanswered `seconds` after it arrived: LitServe never answers
-    a request held by a worker that died (docs/serving.md, "Faults")."""
+    Content-Length over MAX_UPLOAD_BYTES (bodies without one are capped by LitServer's `max_payload_size` as they
+    arrive). And it answers 504 to a request still unanswered ANSWER_GRACE_S after LitServe's `timeout`: LitServe
+    never answers a request held by a worker that died (docs/serving.md, "Faults")."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int, seconds: float, reason: str) -> None:
-        self.app, self.max_bytes, self.seconds, self.reason = app, max_bytes, seconds, reason
+    def __init__(self, app: ASGIApp, timeout: float) -> None:
+        self.app, self.seconds = app, timeout + ANSWER_GRACE_S
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not (scope["type"] == "http" and scope["path"] == API_PATH and scope["method"] == "POST"):
@@ -61,8 +59,8 @@ class PredictGuard:
             refusal = Refusal(400, f"empty request body: {USAGE}")
         elif not headers.get("content-type", "").startswith("multipart/form-data"):
             refusal = Refusal(415, f"not a multipart form upload: {USAGE}")
-        elif length.isdigit() and int(length) > self.max_bytes:
-            refusal = Refusal(413, too_large(self.max_bytes))
+        elif length.isdigit() and int(length) > MAX_UPLOAD_BYTES:
+            refusal = Refusal(413, too_large(MAX_UPLOAD_BYTES))
         if refusal is not None:
             await JSONResponse({"error": refusal.reason}, status_code=refusal.status)(scope, receive, send)
             return
@@ -86,4 +84,4 @@ class PredictGuard:
         with contextlib.suppress(asyncio.CancelledError):
             await answer
         if not started:
-            await JSONResponse({"error": self.reason}, status_code=504)(scope, receive, send)
+            await JSONResponse({"error": timed_out(self.seconds)}, status_code=504)(scope, receive, send)
