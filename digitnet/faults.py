@@ -50,6 +50,7 @@ class TrainingInterrupted(Exception):
     def __init__(self, step: int, epoch: int, checkpoint: str | None) -> None:
         saved = f"; saved {checkpoint}" if checkpoint else ""
         super().__init__(f"interrupted at step {step} (epoch {epoch}){saved}")
+        self.step, self.epoch, self.checkpoint = step, epoch, checkpoint  # for callers in Python
 
 
 class StopOnInterrupt(Checkpoint):

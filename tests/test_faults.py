@@ -15,7 +15,8 @@ from conftest import write_mnist
 from digitnet import MLP, DigitClassifier, MNISTDataModule
 from digitnet.cli import main
 from digitnet.divergence import StopOnNonFiniteLoss, TrainingDiverged
-from digitnet.faults import AtomicCheckpointIO, continue_last_run, last_checkpoints, resume_command
+from digitnet.faults import (AtomicCheckpointIO, TrainingInterrupted, continue_last_run, last_checkpoints,
+                             resume_command)
 from helpers import run_digitnet, run_python
 
 STEPS_PER_EPOCH = 20  # 420 training images, 20 held out, batches of 20
@@ -114,6 +115,12 @@ def test_ckpt_path_last_continues_the_newest_run_that_has_a_last_checkpoint(tmp_
     assert continue_last_run(from_config_file, ckpt_dirpath=None) == runs / "version_1"
     assert from_config_file.init_args.version == 1
     assert continue_last_run(logger, ckpt_dirpath="elsewhere") is None  # Lightning looks there itself
+
+
+def test_training_interrupted_tells_a_python_caller_where_it_stopped_and_what_it_saved():
+    err = TrainingInterrupted(step=120, epoch=2, checkpoint="run/checkpoints/last.ckpt")
+    assert (err.step, err.epoch, err.checkpoint) == (120, 2, "run/checkpoints/last.ckpt")
+    assert str(err) == "interrupted at step 120 (epoch 2); saved run/checkpoints/last.ckpt"
 
 
 def test_resume_command_replaces_any_ckpt_path():
