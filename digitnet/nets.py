@@ -1,4 +1,8 @@
-"""The networks: plain nn.Modules from normalized (B, 1, 28, 28) images to (B, 10) logits, no Lightning needed."""
+"""The networks: plain nn.Modules from normalized (B, 1, 28, 28) images to (B, 10) logits, no Lightning needed.
+
+A network of your own here keeps its `__init__` arguments as attributes of the same names: `net_config` writes a
+network built in Python into a checkpoint from them, and an argument it cannot find reloads at its default.
+"""
 
 from __future__ import annotations
 
