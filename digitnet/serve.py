@@ -125,8 +125,10 @@ def build_server(
         middlewares=[(PredictGuard, {"timeout": timeout})],
     )
     page = files("digitnet").joinpath("static", "draw.html").read_bytes()
-    # A Response is an ASGI app that Starlette serves as it is, every time.
-    draw_page = Response(page, media_type="text/html; charset=utf-8", headers={"Cache-Control": "no-cache"})
+
+    async def draw_page(request: Request) -> Response:
+        return Response(page, media_type="text/html; charset=utf-8", headers={"Cache-Control": "no-cache"})
+
     # In front of LitServe's own `/` ("litserve running"): the first matching route wins. GET answers HEAD too.
     server.app.router.routes.insert(0, Route("/", draw_page, methods=["GET"]))
 
