@@ -117,6 +117,14 @@ def test_the_page_health_and_known_digits(server):
         assert right >= 19, f"{right} of the first 20 MNIST test digits read right"
 
 
+def test_the_page_is_the_same_at_every_load_compressed_or_not(server):
+    # Browsers ask for gzip: every load must decode to the same page, as a phone's second visit does.
+    loads = [httpx.get(server.url + "/", headers={"Accept-Encoding": encoding}, timeout=10)
+             for encoding in ("gzip", "gzip", "identity", "gzip")]  # fmt: skip
+    assert [load.status_code for load in loads] == [200] * 4
+    assert len({load.text for load in loads}) == 1 and '<canvas id="pad"' in loads[0].text
+
+
 def test_answers_equal_digit_recognizer(server, checkpoint, tmp_path):
     recognizer = DigitRecognizer.from_checkpoint(checkpoint)
     net = type(recognizer.net).__name__
