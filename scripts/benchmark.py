@@ -49,16 +49,35 @@ from digitnet.nets import Dropout
 from digitnet.optim import fused_if_available, half_cosine
 
 
-def bare_epoch(net, optimizer, scheduler, train, val, batch_size: int, eval_batch_size: int) -> float:
-    start = time.perf_counter()
+def bare_model(seed: int, total_steps: int, device: torch.device | str = "cpu"):
+    """digitnet's MLP, Adam as digitnet builds it and its cosine decay over `total_steps`, without Lightning."""
+    torch.manual_seed(seed)
+    model = DigitClassifier().to(device)
+    optimizer = fused_if_available(model.make_optimizer, model.parameters())
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: half_cosine(step, total_steps))
+    return model.net, optimizer, scheduler
+
+
+def bare_steps(net, optimizer, scheduler, train, batch_size: int, steps: int | None = None, clock=time.perf_counter,
+               warmup: int = 0) -> float:
+    """The bare loop over shuffled batches of `train` (the first `steps`, or all): seconds from step `warmup` on."""
     images, labels = train.tensors
     net.train()
-    for index in torch.randperm(len(labels), device=labels.device).split(batch_size):
+    start = clock()
+    for step, index in enumerate(torch.randperm(len(labels), device=labels.device).split(batch_size)[:steps]):
+        if step == warmup:
+            start = clock()
         loss = F.cross_entropy(net(images[index]), labels[index])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         scheduler.step()
+    return clock() - start
+
+
+def bare_epoch(net, optimizer, scheduler, train, val, batch_size: int, eval_batch_size: int) -> float:
+    start = time.perf_counter()
+    bare_steps(net, optimizer, scheduler, train, batch_size)
     net.eval()
     with torch.inference_mode():
         batches = zip(*(t.split(eval_batch_size) for t in val.tensors))
@@ -144,25 +163,6 @@ class StepTimer(L.Callback):
         self.seconds = (self.clock() - self.start) / (trainer.global_step - 10)
 
 
-def bare_steps(train, batch_size: int, steps: int, clock) -> float:
-    """Seconds per step of the bare loop (no validation), from the 10th step on, as StepTimer counts a fit's."""
-    torch.manual_seed(1)
-    model = DigitClassifier()
-    net, optimizer = model.net, fused_if_available(model.make_optimizer, model.parameters())
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: half_cosine(step, steps))
-    images, labels = train.tensors
-    net.train()
-    for step, index in enumerate(torch.randperm(len(labels)).split(batch_size)[:steps]):
-        if step == 10:
-            start = clock()
-        loss = F.cross_entropy(net(images[index]), labels[index])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
-    return (clock() - start) / (steps - 10)
-
-
 def tweaks(args, cli_args: list[str]) -> dict:
     """Each speed tweak undone in turn, in short fits that alternate: median ratios of time per step."""
     unfused = functools.partial(torch.optim.Adam, fused=False)
@@ -190,9 +190,11 @@ def tweaks(args, cli_args: list[str]) -> dict:
             cli.trainer.fit(variants[name](cli.model), datamodule=cli.datamodule)
             if round_:
                 times[name].append(timer.seconds)
-        seconds = bare_steps(cli.datamodule.train_set, cli.datamodule.hparams.batch_size, args.steps, clock)
+        train = cli.datamodule.train_set
+        plain = bare_model(1, args.steps, train.tensors[0].device)
+        seconds = bare_steps(*plain, train, cli.datamodule.hparams.batch_size, args.steps, clock, warmup=10)
         if round_:
-            times["bare loop"].append(seconds)
+            times["bare loop"].append(seconds / (args.steps - 10))  # from the 10th step on, as StepTimer counts
     print(f"\n{args.rounds} rounds of {args.steps} steps, {torch.get_num_threads()} torch threads, "
           f"{'CPU' if clock is time.process_time else 'wall'} time")
     print(f"{'variant':<20} {'ms/step':>8} {'x digitnet':>10} {'quartiles':>12}")
@@ -248,21 +250,16 @@ def main(argv: list[str] | None = None) -> dict:
 
     total = (args.epochs + 1) * steps
 
-    def fresh(seed: int, naive: bool = False):
+    def naive_model(seed: int):  # the Keras model written with stock layers and optimizer
         torch.manual_seed(seed)
-        if naive:  # the Keras model written with stock layers and optimizer
-            net = nn.Sequential(nn.Flatten(), nn.Linear(784, 512), nn.ReLU(), nn.Dropout(0.2),
-                                nn.Linear(512, 512), nn.ReLU(), nn.Dropout(0.2), nn.Linear(512, 10)).to(device)
-            optimizer = torch.optim.Adam(net.parameters())
-        else:
-            model = DigitClassifier().to(device)
-            net, optimizer = model.net, fused_if_available(model.make_optimizer, model.parameters())
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: half_cosine(step, total))
-        return net, optimizer, scheduler
+        net = nn.Sequential(nn.Flatten(), nn.Linear(784, 512), nn.ReLU(), nn.Dropout(0.2),
+                            nn.Linear(512, 512), nn.ReLU(), nn.Dropout(0.2), nn.Linear(512, 10)).to(device)
+        optimizer = torch.optim.Adam(net.parameters())
+        return net, optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: half_cosine(step, total))
 
-    bare = fresh(1)
-    naive = fresh(1, naive=True)
-    floor_net, floor_opt, _ = fresh(2)
+    bare = bare_model(1, total, device)
+    naive = naive_model(1)
+    floor_net, floor_opt, _ = bare_model(2, total, device)
     x, y = (t[:batch_size] for t in dm.train_set.tensors)
     timer = Interleave({
         "bare": lambda: bare_epoch(*bare, dm.train_set, dm.val_set, batch_size, eval_batch_size),
