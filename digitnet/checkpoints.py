@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from digitnet.errors import DigitnetError
+from digitnet.errors import DigitnetError, first_line
 
 
 def read_checkpoint(path: str | Path, map_location: Any = "cpu", weights_only: bool | None = None) -> dict:
@@ -23,14 +23,14 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu", weights_only: b
             raise DigitnetError(f"{path}: not a checkpoint (not a file that torch.save writes)")
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=weights_only)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, KeyError, ValueError, AttributeError) as err:
-        first_line = (str(err).strip().splitlines() or [""])[0]
-        if isinstance(err, pickle.UnpicklingError):
-            raise DigitnetError(
-                f"{path}: holds Python objects that torch does not load by default ({first_line}); if you trust the "
-                "file, read it in Python with DigitClassifier.load_from_checkpoint(path, weights_only=False)"
-            ) from None
-        raise DigitnetError(f"{path}: not a checkpoint torch can read ({type(err).__name__}: {first_line})") from None
+    except pickle.UnpicklingError as err:
+        raise DigitnetError(
+            f"{path}: holds Python objects that torch does not load by default ({first_line(err)}); if you trust "
+            "the file, read it in Python with DigitClassifier.load_from_checkpoint(path, weights_only=False)"
+        ) from None
+    except (RuntimeError, EOFError, OSError, KeyError, ValueError, AttributeError) as err:
+        reason = f"{type(err).__name__}: {first_line(err)}"
+        raise DigitnetError(f"{path}: not a checkpoint torch can read ({reason})") from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "pytorch-lightning_version" not in checkpoint:
         raise DigitnetError(f"{path}: not a checkpoint of digitnet's DigitClassifier (no Lightning state_dict in it)")
     return checkpoint

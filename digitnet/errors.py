@@ -1,4 +1,5 @@
-"""The exception types the CLI turns into a short message instead of a traceback."""
+"""The exception types the CLI turns into a short message instead of a traceback, and the line of a library's
+error such a message quotes."""
 
 from __future__ import annotations
 
@@ -15,3 +16,8 @@ class ImageError(DigitnetError):
     def __init__(self, reason: str, source: str | Path | None = None) -> None:
         super().__init__(f"{source}: {reason}" if source is not None else reason)
         self.reason, self.source = reason, source
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of a library's error message, for a one-line DigitnetError that quotes it."""
+    return (str(err).strip().splitlines() or [""])[0]

@@ -11,7 +11,7 @@ from PIL import Image
 from torch import nn
 
 from digitnet.checkpoints import read_checkpoint
-from digitnet.errors import DigitnetError
+from digitnet.errors import DigitnetError, first_line
 from digitnet.images import picture_ink, preprocess, to_input
 from digitnet.model import DigitClassifier
 from digitnet.number_reader import NumberReading, read_number
@@ -52,9 +52,8 @@ class DigitRecognizer:
         try:
             model = DigitClassifier.load_from_checkpoint(path, map_location=map_location, weights_only=weights_only)
         except (RuntimeError, KeyError, TypeError, ValueError, ImportError, AttributeError) as err:
-            first_line = (str(err).strip().splitlines() or [""])[0]
             raise DigitnetError(f"{path}: not a checkpoint of digitnet's DigitClassifier "
-                                f"({type(err).__name__}: {first_line})") from None
+                                f"({type(err).__name__}: {first_line(err)})") from None
         data = checkpoint.get("datamodule_hyper_parameters", {})
         return cls(model.net.to(map_location), normalize=data.get("normalize", True))
 
