@@ -43,10 +43,9 @@ def pairwise_tests(samples: dict[str, list[float]], alpha: float = 0.05) -> list
                       "p": 1.0 if math.isnan(p) else p})  # fmt: skip
     tests.sort(key=lambda t: t["p"])
     # Holm by hand, SciPy has none: tests/test_compare_optimizers.py::test_holm_adjusts_p_values_step_down
-    running = 0.0
-    for rank, test in enumerate(tests):  # the k-th smallest p-value is multiplied by (m - k + 1)
-        running = max(running, min(1.0, (len(tests) - rank) * test["p"]))
-        test["p_holm"], test["different"] = running, running < alpha
+    scaled = (min(1.0, (len(tests) - k + 1) * t["p"]) for k, t in enumerate(tests, 1))  # the k-th smallest p
+    for test, p_holm in zip(tests, itertools.accumulate(scaled, max)):  # never below the one before it
+        test["p_holm"], test["different"] = p_holm, p_holm < alpha
     return tests
 
 
