@@ -1,5 +1,4 @@
-"""The comparison's statistics: a mean with its confidence interval, and which pairs of samples a corrected
-test calls different (Welch's t-test for every pair, Holm's correction for the number of pairs)."""
+"""The comparison's statistics: a mean with its confidence interval, and which pairs of samples differ."""
 
 from __future__ import annotations
 

@@ -217,17 +217,15 @@ def run_until_complete(args: argparse.Namespace, studies: dict[str, optuna.Study
         for name, study in studies.items():
             while has_work(study, args.trials) and run_trial(args, name, study, cache):
                 busy = True
-        if busy:
-            waiting = False
-            continue
-        if not waiting:
+        if not (busy or waiting):
             running = sum(len(s.get_trials(deepcopy=False, states=(TrialState.RUNNING,))) for s in studies.values())
             print(f"{running} trials are running in other workers; waiting for them (one silent for "
                   f"{3 * args.heartbeat} s is run again here); the last one writes the configs and record", flush=True)
-            waiting = True
-        time.sleep(min(args.heartbeat, 2))
-        for study in studies.values():
-            rerun_stale_trials(study, 3 * args.heartbeat)
+        waiting = not busy
+        if waiting:
+            time.sleep(min(args.heartbeat, 2))
+            for study in studies.values():
+                rerun_stale_trials(study, 3 * args.heartbeat)
 
 
 def quiet() -> None:
