@@ -204,10 +204,9 @@ def load_studies(args: argparse.Namespace, create: bool = True) -> dict[str, opt
 def check_inputs(args: argparse.Namespace, cache: dict) -> int:
     """Stop on bad arguments or missing data before any study exists; returns the number of validation images."""
     name = args.names[0]
-    keras = init_args(SEARCH_SPACES[name].keras_defaults)
-    datamodule = build_cli(cli_args(args, name, "trial_check", keras), run=False).datamodule
-    reuse_data(datamodule, cache, stages=("fit",))
-    return len(datamodule.val_set)
+    cli = build_cli(cli_args(args, name, "trial_check", SEARCH_SPACES[name].keras_defaults), run=False)
+    reuse_data(cli.datamodule, cache, stages=("fit",))
+    return len(cli.datamodule.val_set)
 
 
 def run_until_complete(args: argparse.Namespace, studies: dict[str, optuna.Study], cache: dict) -> None:
