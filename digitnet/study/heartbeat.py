@@ -46,8 +46,7 @@ class Heartbeat(threading.Thread):
 
 
 def rerun_stale_trials(study: optuna.Study, grace: float | None) -> None:
-    """Fail RUNNING trials silent for over `grace` seconds (all for None) and queue their hyperparameters again (as
-    `failed_trial`), unless another worker already did."""
+    """Fail RUNNING trials silent for over `grace` seconds (all for None) and queue their hyperparameters again."""
     now = time.time()
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         last_sign_of_life = max(trial.user_attrs.get(HEARTBEAT, 0.0), trial.datetime_start.timestamp())
