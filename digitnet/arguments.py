@@ -71,7 +71,6 @@ class DigitnetParser(LightningArgumentParser):
         # The dotted option names (model.dropout, trainer.max_epochs, ...); none in a parser jsonargparse made for a
         # nested class, whose keys are not the command's.
         keys = set(self.get_defaults().keys()) if self.command is not None else set()
-        groups = {key.rsplit(".", depth)[0] for key in keys for depth in range(1, key.count(".") + 1)}
         optimizer_named = any(arg in ("-c", "--config") or arg.startswith("--config=") for arg in self.argv)
         for i, arg in enumerate(self.argv):
             if not arg.startswith("--"):
@@ -94,12 +93,11 @@ class DigitnetParser(LightningArgumentParser):
                         " (the default, Adam, is not spelled out)")  # fmt: skip
             if key in keys and (expected := expected_value(self.annotation(key), value)):
                 return f"--{key}: expected {expected}, got {value!r}"
-            if not keys or key in keys or key in groups or key in ACTIONS:
+            if not keys or key in keys or key in ACTIONS:
                 continue
-            parents = [key.rsplit(".", depth)[0] for depth in range(1, key.count(".") + 1)]
-            if any(parent in keys for parent in parents):
-                continue  # an argument of a class chosen on the command line (--model.optimizer.momentum)
-            return f"unknown option --{key}{suggest(key, keys, prefix='--')}"
+            # Known too: a group (--trainer), an argument of a class chosen on the command line (--model.optimizer.lr)
+            if not any(other.startswith(key + ".") or key.startswith(other + ".") for other in keys):
+                return f"unknown option --{key}{suggest(key, keys, prefix='--')}"
         return None
 
     def annotation(self, key: str) -> object:

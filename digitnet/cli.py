@@ -1,12 +1,10 @@
 """`python -m digitnet`: Lightning's CLI over DigitClassifier and MNISTDataModule, and export, serve, finetune.
 
-    python -m digitnet fit --model.optimizer=Adam
     python -m digitnet fit --model.optimizer=SGD --model.optimizer.lr=0.05 --model.optimizer.momentum=0.9
     python -m digitnet test --ckpt_path lightning_logs/Adam/version_0/checkpoints/last.ckpt
     python -m digitnet fit ... --ckpt_path last    # resume the latest run of that optimizer
     python -m digitnet predict --data.predict_path 'photos/*.jpg' --output digits.csv
     python -m digitnet export --ckpt_path CKPT --output model.onnx
-    python -m digitnet serve
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from collections.abc import Iterator
@@ -38,16 +39,13 @@ def temporary_files(path: str | Path) -> list[Path]:
 
 def fsync(path: Path) -> None:
     """Flush a file's or a folder's contents to disk; a no-op where a folder cannot be opened (Windows)."""
-    try:
+    # Some filesystems refuse fsync on a folder; the rename is then as durable as they allow.
+    with contextlib.suppress(OSError):
         fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # some filesystems refuse fsync on a folder; the rename is then as durable as they allow
-        pass
-    finally:
-        os.close(fd)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def atomic_write(path: str | Path, data: str | bytes) -> Path:
@@ -57,4 +55,3 @@ def atomic_write(path: str | Path, data: str | bytes) -> Path:
         else:
             tmp.write_bytes(data)
     return Path(path)
-
