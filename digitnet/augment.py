@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from digitnet.negatives import ink_boxes, mnist_geometry
+
 
 def random_shift(images: torch.Tensor, max_shift: int, fill: float = 0.0) -> torch.Tensor:
     """Translate each (B, C, H, W) image by its own random (dx, dy) in [-max_shift, max_shift], `fill` shifted in.
@@ -69,6 +71,39 @@ def random_strokes(ink: torch.Tensor, share: float = 1.0) -> torch.Tensor:
     span = 0.4 + torch.rand(b, 1, 1, 1, device=ink.device) * (0.6 - low)  # low + span <= 1: the core stays full
     redrawn = ((redrawn - low) / span).clamp(0, 1)
     return chosen * redrawn + (1 - chosen) * ink
+
+
+def cut_from_neighbours(ink: torch.Tensor, share: float = 1.0) -> torch.Tensor:
+    """A `share` of the (B, H, W) digits, ink in [0, 1], as the number reader cuts a digit out of touching ones: each
+    drawn with the next digit of the batch on its left or right, 3 pixels into it to 1 pixel apart, up to 3 pixels
+    higher or lower, then cut apart by a vertical line where they meet, its own side kept and scaled as MNIST's
+    digits are. What is kept may lose the tip of its own strokes and carry a bit of its neighbour's."""
+    n, h, w = ink.shape
+    chosen = torch.rand(n, device=ink.device) < share
+    k = int(chosen.sum())
+    if k == 0:
+        return ink
+    own, neighbour = ink[chosen], ink.roll(1, 0)[chosen]  # (K, H, W) each
+    on_left = (torch.rand(k, device=ink.device) < 0.5)[:, None, None]  # this digit is the left one of the pair
+    left, right = torch.where(on_left, own, neighbour), torch.where(on_left, neighbour, own)
+    left_end, right_start = ink_boxes(left)[3], ink_boxes(right)[2]  # (K,): the columns where they meet
+    gap = torch.randint(-3, 2, (k,), device=ink.device)  # < 0: overlapping by that many pixels
+    dx = (left_end + 1 + gap - right_start).clamp(0, w)  # (K,) the right digit's move, in columns
+    dy = torch.randint(0, 7, (k, 1), device=ink.device)
+    height, width = h + 6, 2 * w
+    canvas = torch.zeros(k, height, width, device=ink.device)
+    canvas[:, 3 : 3 + h, :w] = left
+    r, c = torch.arange(h, device=ink.device).repeat_interleave(w), torch.arange(w, device=ink.device).repeat(h)
+    index = (r[None] + dy) * width + c[None] + dx[:, None]  # (K, H * W): where each of its pixels goes
+    canvas = canvas.view(k, -1).scatter_reduce(1, index, right.reshape(k, -1), reduce="amax").view(k, height, width)
+    # The cut: a column from where the right digit begins to where the left one ends (either order), K of them.
+    low, high = torch.minimum(left_end + 1, right_start + dx), torch.maximum(left_end + 1, right_start + dx)
+    cut = low + (torch.rand(k, device=ink.device) * (high - low + 1).float()).long()
+    columns = torch.arange(width, device=ink.device)[None, None, :]
+    keep = torch.where(on_left, columns < cut[:, None, None], columns >= cut[:, None, None])
+    out = ink.clone()
+    out[chosen] = mnist_geometry(canvas * keep)
+    return out
 
 
 def largest_around(x: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.data import DataLoader, TensorDataset
 
-from digitnet.augment import random_affine, random_shift, random_strokes
+from digitnet.augment import cut_from_neighbours, random_affine, random_shift, random_strokes
 from digitnet.negatives import non_digits
 from digitnet.own_digits import hold_out, read_digit_folder
 from digitnet.errors import DigitnetError
@@ -58,6 +58,8 @@ class MNISTDataModule(L.LightningDataModule):
             translation in [-shift, shift] pixels not rounded to whole pixels.
         strokes: Data augmentation: the share of training images whose strokes are redrawn thinner or thicker, faint
             edges cut, as the number reader's ink map draws a photo's (`digitnet.augment.random_strokes`). 0: none.
+        neighbours: Data augmentation: the share of training images drawn touching a neighbouring digit and cut
+            apart from it as the number reader cuts touching digits (`digitnet.augment.cut_from_neighbours`). 0: none.
         extra_dir: Your own labelled digits, trained on beside MNIST: a folder per digit, `DIR/7/a.png`, any size,
             read as `predict` reads them (`digitnet.own_digits`); a file that cannot be read is skipped with its reason.
         extra_share: The share of each training batch taken from `extra_dir`'s digits (1: them alone).
@@ -84,6 +86,7 @@ class MNISTDataModule(L.LightningDataModule):
         scale: float = 0.0,
         shear: float = 0.0,
         strokes: float = 0.0,
+        neighbours: float = 0.0,
         extra_dir: str | None = None,
         extra_share: float = 0.5,
         extra_hold_out: float = 0.2,
@@ -98,7 +101,7 @@ class MNISTDataModule(L.LightningDataModule):
         for name, value, top in (("rotate", rotate, 180), ("scale", scale, 1), ("shear", shear, 60)):
             if not 0 <= value < top:
                 raise DigitnetError(f"--data.{name} must be at least 0 (off) and below {top}, got {value}")
-        for name, value in (("strokes", strokes), ("extra_share", extra_share), ("extra_hold_out", extra_hold_out)):
+        for name, value in (("strokes", strokes), ("neighbours", neighbours), ("extra_share", extra_share), ("extra_hold_out", extra_hold_out)):
             if not 0 <= value <= 1:
                 raise DigitnetError(f"--data.{name} must be between 0 and 1, got {value}")
         if not 0 <= non_digits <= 1:
@@ -159,7 +162,7 @@ class MNISTDataModule(L.LightningDataModule):
         hp = self.hparams
         if self.trainer is None or not self.trainer.training or torch.is_tensor(batch):
             return batch
-        if not (hp.rotate or hp.scale or hp.shear or hp.shift or hp.strokes or hp.non_digits
+        if not (hp.rotate or hp.scale or hp.shear or hp.shift or hp.strokes or hp.neighbours or hp.non_digits
                 or self.extra_set):  # fmt: skip
             return batch
         x, y = batch  # (B, 1, 28, 28) float32 on the device, (B,) int64
@@ -174,6 +177,8 @@ class MNISTDataModule(L.LightningDataModule):
             x = random_shift(x, hp.shift, self.background)
         if hp.strokes:  # in ink (0-1, white on black) and back
             x = self.from_ink(random_strokes(self.to_ink(x), hp.strokes))
+        if hp.neighbours:
+            x = self.from_ink(cut_from_neighbours(self.to_ink(x)[:, 0], hp.neighbours)[:, None])
         if not hp.non_digits:
             return x, y
         # (M, 1, 28, 28) non-digits, made from the batch's digits.
@@ -210,7 +215,7 @@ class MNISTDataModule(L.LightningDataModule):
 
 
 # What acts on batches, not on the stored tensors (digitnet.augment moves each batch on the device).
-BATCH_SETTINGS = ("batch_size", "eval_batch_size", "shift", "rotate", "scale", "shear", "strokes", "non_digits")
+BATCH_SETTINGS = ("batch_size", "eval_batch_size", "shift", "rotate", "scale", "shear", "strokes", "neighbours", "non_digits")
 
 
 def reuse_data(datamodule: MNISTDataModule, cache: dict, stages: tuple[str, ...] = ("fit", "test")) -> None:

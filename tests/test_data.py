@@ -11,7 +11,7 @@ import torch
 
 from conftest import idx_bytes, synthetic_digits, write_mnist
 from digitnet import mnist
-from digitnet.augment import random_affine, random_shift
+from digitnet.augment import cut_from_neighbours, random_affine, random_shift
 from digitnet.data import MNISTDataModule
 from digitnet.mnist import read_idx
 from digitnet.images import to_input
@@ -388,6 +388,30 @@ def test_random_affine_scales_and_shifts_within_bounds():
     centre = dot_images(64, 13, 13)  # a dot at the centre, moved by at most 3 pixels in x and y
     moved = dot_centre(random_affine(centre, shift=3))
     assert moved.abs().max() <= 3.05 and moved.abs().max() > 2 and moved.std(0).min() > 1
+
+
+def ink_width(ink: torch.Tensor) -> torch.Tensor:
+    """(N, H, W) -> (N,): the columns that hold ink."""
+    return (ink > 0.1).any(1).sum(1)
+
+
+def test_cut_from_neighbours_keeps_each_digit_s_own_side_with_at_most_a_bit_of_its_neighbour():
+    torch.manual_seed(0)
+    bar, ring = torch.zeros(28, 28), torch.zeros(28, 28)
+    bar[4:24, 12:16] = 1  # a 1: narrow
+    ys, xs = torch.meshgrid(torch.arange(28.0), torch.arange(28.0), indexing="ij")
+    ring[((ys - 14) ** 2 + (xs - 14) ** 2).sqrt().sub(9).abs() < 2] = 1  # a 0: as wide as high
+    digits = torch.stack([bar, ring] * 32)  # each one's neighbour is the other kind
+    out = cut_from_neighbours(digits, share=1.0)
+    assert out.shape == digits.shape and out.min() >= 0 and out.max() <= 1
+    width = ink_width(out)
+    # The bar (4 columns) keeps its side, 20 pixels high, less at most the 3 columns the ring overlapped, one more
+    # column where resampling spreads it: the wrong side (the ring) or no cut (bar and ring) would be 14 or more.
+    assert width[0::2].max() <= 5 and width[0::2].min() >= 1 and (width[0::2] < 4).any()
+    assert width[1::2].min() >= 14
+    assert torch.equal(cut_from_neighbours(digits, share=0.0), digits)  # share 0: every digit as it was
+    with pytest.raises(DigitnetError, match=r"--data.neighbours must be between 0 and 1, got 1.5"):
+        MNISTDataModule(neighbours=1.5)
 
 
 def test_random_affine_fills_what_it_brings_in_and_is_reproducible():
