@@ -101,7 +101,9 @@ class MNISTDataModule(L.LightningDataModule):
         for name, value, top in (("rotate", rotate, 180), ("scale", scale, 1), ("shear", shear, 60)):
             if not 0 <= value < top:
                 raise DigitnetError(f"--data.{name} must be at least 0 (off) and below {top}, got {value}")
-        for name, value in (("strokes", strokes), ("neighbours", neighbours), ("extra_share", extra_share), ("extra_hold_out", extra_hold_out)):
+        shares = (("strokes", strokes), ("neighbours", neighbours), ("extra_share", extra_share),
+                  ("extra_hold_out", extra_hold_out))
+        for name, value in shares:
             if not 0 <= value <= 1:
                 raise DigitnetError(f"--data.{name} must be between 0 and 1, got {value}")
         if not 0 <= non_digits <= 1:
@@ -215,7 +217,8 @@ class MNISTDataModule(L.LightningDataModule):
 
 
 # What acts on batches, not on the stored tensors (digitnet.augment moves each batch on the device).
-BATCH_SETTINGS = ("batch_size", "eval_batch_size", "shift", "rotate", "scale", "shear", "strokes", "neighbours", "non_digits")
+BATCH_SETTINGS = ("batch_size", "eval_batch_size", "shift", "rotate", "scale", "shear", "strokes", "neighbours",
+                  "non_digits")
 
 
 def reuse_data(datamodule: MNISTDataModule, cache: dict, stages: tuple[str, ...] = ("fit", "test")) -> None:
