@@ -75,9 +75,9 @@ def random_strokes(ink: torch.Tensor, share: float = 1.0) -> torch.Tensor:
 
 def cut_from_neighbours(ink: torch.Tensor, share: float = 1.0) -> torch.Tensor:
     """A `share` of the (B, H, W) digits, ink in [0, 1], as the number reader cuts a digit out of touching ones: each
-    drawn with the next digit of the batch on its left or right, 3 pixels into it to 1 pixel apart, up to 3 pixels
-    higher or lower, then cut apart by a vertical line where they meet, its own side kept and scaled as MNIST's
-    digits are. What is kept may lose the tip of its own strokes and carry a bit of its neighbour's."""
+    drawn with the digit before it in the batch on its left or right, 3 pixels into it (at most half the narrower
+    one's width) to 1 pixel apart, up to 3 pixels higher or lower, then cut apart by a vertical line where they meet, its own side kept and scaled as
+    MNIST's digits are. What is kept may lose the tip of its own strokes and carry a bit of its neighbour's."""
     n, h, w = ink.shape
     chosen = torch.rand(n, device=ink.device) < share
     k = int(chosen.sum())
@@ -86,18 +86,22 @@ def cut_from_neighbours(ink: torch.Tensor, share: float = 1.0) -> torch.Tensor:
     own, neighbour = ink[chosen], ink.roll(1, 0)[chosen]  # (K, H, W) each
     on_left = (torch.rand(k, device=ink.device) < 0.5)[:, None, None]  # this digit is the left one of the pair
     left, right = torch.where(on_left, own, neighbour), torch.where(on_left, neighbour, own)
-    left_end, right_start = ink_boxes(left)[3], ink_boxes(right)[2]  # (K,): the columns where they meet
-    gap = torch.randint(-3, 2, (k,), device=ink.device)  # < 0: overlapping by that many pixels
-    dx = (left_end + 1 + gap - right_start).clamp(0, w)  # (K,) the right digit's move, in columns
+    (_, _, left_start, left_end), (_, _, right_start, right_end) = ink_boxes(left), ink_boxes(right)  # (K,) each
+    # < 0: overlapping by that many pixels, at most half the narrower digit, so that the cut leaves it half its ink.
+    narrower = torch.minimum(left_end - left_start, right_end - right_start) + 1
+    gap = torch.maximum(torch.randint(-3, 2, (k,), device=ink.device), -(narrower // 2))
+    # The left digit at columns w..2w-1 of a canvas 3w wide; the right one moved by dx from there, either way.
+    dx = (left_end + 1 + gap - right_start).clamp(-w, w)  # (K,)
     dy = torch.randint(0, 7, (k, 1), device=ink.device)
-    height, width = h + 6, 2 * w
-    canvas = torch.zeros(k, height, width, device=ink.device)
-    canvas[:, 3 : 3 + h, :w] = left
+    height, width = h + 6, 3 * w
+    canvas = torch.zeros(k, height, width, device=ink.device, dtype=ink.dtype)
+    canvas[:, 3 : 3 + h, w : 2 * w] = left
     r, c = torch.arange(h, device=ink.device).repeat_interleave(w), torch.arange(w, device=ink.device).repeat(h)
-    index = (r[None] + dy) * width + c[None] + dx[:, None]  # (K, H * W): where each of its pixels goes
+    index = (r[None] + dy) * width + w + c[None] + dx[:, None]  # (K, H * W): where each of its pixels goes
     canvas = canvas.view(k, -1).scatter_reduce(1, index, right.reshape(k, -1), reduce="amax").view(k, height, width)
     # The cut: a column from where the right digit begins to where the left one ends (either order), K of them.
-    low, high = torch.minimum(left_end + 1, right_start + dx), torch.maximum(left_end + 1, right_start + dx)
+    ends = torch.stack([w + left_end + 1, w + dx + right_start])  # (2, K)
+    low, high = ends.amin(0), ends.amax(0)
     cut = low + (torch.rand(k, device=ink.device) * (high - low + 1).float()).long()
     columns = torch.arange(width, device=ink.device)[None, None, :]
     keep = torch.where(on_left, columns < cut[:, None, None], columns >= cut[:, None, None])

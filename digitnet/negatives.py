@@ -60,7 +60,7 @@ def mnist_geometry(ink: torch.Tensor) -> torch.Tensor:
     out = torch.arange(SIZE, device=ink.device, dtype=torch.float32) - CENTRE
     gy = ((out[None, :] / scale[:, None] + cy[:, None]) * 2 / max(h - 1, 1) - 1)[:, :, None].expand(n, SIZE, SIZE)
     gx = ((out[None, :] / scale[:, None] + cx[:, None]) * 2 / max(w - 1, 1) - 1)[:, None, :].expand(n, SIZE, SIZE)
-    grid = torch.stack([gx, gy], dim=-1)  # (N, 28, 28, 2): x first, as grid_sample reads it
+    grid = torch.stack([gx, gy], dim=-1).to(ink.dtype)  # (N, 28, 28, 2): x first, as grid_sample reads it
     # Shrinking by more than 2x (a wide pair) would skip pixels: average them first.
     factor = max(1, int(1 / float(scale.min())))
     source = F.avg_pool2d(ink[:, None], factor, stride=1, padding=factor // 2)[:, :, :h, :w] if factor > 1 else ink[:, None]

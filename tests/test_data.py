@@ -410,6 +410,9 @@ def test_cut_from_neighbours_keeps_each_digit_s_own_side_with_at_most_a_bit_of_i
     assert width[0::2].max() <= 5 and width[0::2].min() >= 1 and (width[0::2] < 4).any()
     assert width[1::2].min() >= 14
     assert torch.equal(cut_from_neighbours(digits, share=0.0), digits)  # share 0: every digit as it was
+    ones = torch.zeros(64, 28, 28)  # 1s three columns wide, far apart in their pictures: drawn touching, cut apart
+    ones[0::2, 4:24, 5:8], ones[1::2, 4:24, 20:23] = 1, 1
+    assert ink_width(cut_from_neighbours(ones, share=1.0)).min() >= 2  # each keeps at least half its columns
     with pytest.raises(DigitnetError, match=r"--data.neighbours must be between 0 and 1, got 1.5"):
         MNISTDataModule(neighbours=1.5)
 
