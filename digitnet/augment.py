@@ -76,8 +76,9 @@ def random_strokes(ink: torch.Tensor, share: float = 1.0) -> torch.Tensor:
 def cut_from_neighbours(ink: torch.Tensor, share: float = 1.0) -> torch.Tensor:
     """A `share` of the (B, H, W) digits, ink in [0, 1], as the number reader cuts a digit out of touching ones: each
     drawn with the digit before it in the batch on its left or right, 3 pixels into it (at most half the narrower
-    one's width) to 1 pixel apart, up to 3 pixels higher or lower, then cut apart by a vertical line where they meet, its own side kept and scaled as
-    MNIST's digits are. What is kept may lose the tip of its own strokes and carry a bit of its neighbour's."""
+    one's width) to 1 pixel apart, up to 3 pixels higher or lower, then cut apart by a vertical line where they
+    meet, its own side kept and scaled as MNIST's digits are. What is kept may lose the tip of its own strokes and
+    carry a bit of its neighbour's."""
     n, h, w = ink.shape
     chosen = torch.rand(n, device=ink.device) < share
     k = int(chosen.sum())
