@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from digitnet.negatives import ink_boxes, mnist_geometry
+from digitnet.negatives import ink_boxes, mnist_geometry, side_by_side
 
 
 def random_shift(images: torch.Tensor, max_shift: int, fill: float = 0.0) -> torch.Tensor:
@@ -94,17 +94,12 @@ def cut_from_neighbours(ink: torch.Tensor, share: float = 1.0) -> torch.Tensor:
     # The left digit at columns w..2w-1 of a canvas 3w wide; the right one moved by dx from there, either way.
     dx = (left_end + 1 + gap - right_start).clamp(-w, w)  # (K,)
     dy = torch.randint(0, 7, (k, 1), device=ink.device)
-    height, width = h + 6, 3 * w
-    canvas = torch.zeros(k, height, width, device=ink.device, dtype=ink.dtype)
-    canvas[:, 3 : 3 + h, w : 2 * w] = left
-    r, c = torch.arange(h, device=ink.device).repeat_interleave(w), torch.arange(w, device=ink.device).repeat(h)
-    index = (r[None] + dy) * width + w + c[None] + dx[:, None]  # (K, H * W): where each of its pixels goes
-    canvas = canvas.view(k, -1).scatter_reduce(1, index, right.reshape(k, -1), reduce="amax").view(k, height, width)
+    canvas = side_by_side(left, right, dx[:, None], dy, x0=w, width=3 * w)  # (K, H + 6, 3W)
     # The cut: a column from where the right digit begins to where the left one ends (either order), K of them.
     ends = torch.stack([w + left_end + 1, w + dx + right_start])  # (2, K)
     low, high = ends.amin(0), ends.amax(0)
     cut = low + (torch.rand(k, device=ink.device) * (high - low + 1).float()).long()
-    columns = torch.arange(width, device=ink.device)[None, None, :]
+    columns = torch.arange(3 * w, device=ink.device)[None, None, :]
     keep = torch.where(on_left, columns < cut[:, None, None], columns >= cut[:, None, None])
     out = ink.clone()
     out[chosen] = mnist_geometry(canvas * keep)

@@ -91,16 +91,23 @@ def pairs(ink: torch.Tensor) -> torch.Tensor:
     """(N, 28, 28) digits -> (N, 28, 28): each with the next digit of the batch 10-20 pixels to its right
     (touching or overlapping: MNIST's ink is about 20 pixels wide), up to 3 pixels higher or lower."""
     n, h, w = ink.shape
-    height, width = h + 6, w + 20
-    canvas = torch.zeros(n, height, width, device=ink.device)
-    canvas[:, 3 : 3 + h, :w] = ink
-    # The next digit's pixel (r, c) goes to (r + dy, c + dx) of the canvas, each picture its own dx and dy.
     dx = torch.randint(10, 21, (n, 1), device=ink.device)
     dy = torch.randint(0, 7, (n, 1), device=ink.device)
-    r, c = torch.arange(h, device=ink.device).repeat_interleave(w), torch.arange(w, device=ink.device).repeat(h)
-    index = (r[None] + dy) * width + c[None] + dx  # (N, h * w)
-    canvas = canvas.view(n, -1).scatter_reduce(1, index, ink.roll(1, 0).reshape(n, -1), reduce="amax")
-    return mnist_geometry(canvas.view(n, height, width))
+    return mnist_geometry(side_by_side(ink, ink.roll(1, 0), dx, dy, width=w + 20))
+
+
+def side_by_side(left: torch.Tensor, right: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor, x0: int = 0,
+                 width: int | None = None) -> torch.Tensor:  # fmt: skip
+    """Two (N, H, W) batches on one (N, H + 6, width) canvas: `left` at rows 3 to H + 2 and columns from `x0`, `right`
+    moved from row 0 and column `x0` by its own (dx, dy), (N, 1) each (dy in 0..6), the brighter pixel where they
+    overlap."""
+    n, h, w = left.shape
+    width = width or w + x0
+    canvas = torch.zeros(n, h + 6, width, device=left.device, dtype=left.dtype)
+    canvas[:, 3 : 3 + h, x0 : x0 + w] = left
+    r, c = torch.arange(h, device=left.device).repeat_interleave(w), torch.arange(w, device=left.device).repeat(h)
+    index = (r[None] + dy) * width + x0 + c[None] + dx  # (N, H * W): where each pixel of `right` goes
+    return canvas.view(n, -1).scatter_reduce(1, index, right.reshape(n, -1), reduce="amax").view(n, h + 6, width)
 
 
 def strokes(n: int, device: torch.device | str, size: int = SIZE) -> torch.Tensor:
