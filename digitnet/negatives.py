@@ -90,7 +90,7 @@ def pieces(ink: torch.Tensor) -> torch.Tensor:
 def pairs(ink: torch.Tensor) -> torch.Tensor:
     """(N, 28, 28) digits -> (N, 28, 28): each with the next digit of the batch 10-20 pixels to its right
     (touching or overlapping: MNIST's ink is about 20 pixels wide), up to 3 pixels higher or lower."""
-    n, h, w = ink.shape
+    n, w = len(ink), ink.shape[2]
     dx = torch.randint(10, 21, (n, 1), device=ink.device)
     dy = torch.randint(0, 7, (n, 1), device=ink.device)
     return mnist_geometry(side_by_side(ink, ink.roll(1, 0), dx, dy, width=w + 20))
