@@ -79,7 +79,7 @@ def cut_from_neighbours(ink: torch.Tensor, share: float = 1.0) -> torch.Tensor:
     one's width) to 1 pixel apart, up to 3 pixels higher or lower, then cut apart by a vertical line where they
     meet, its own side kept and scaled as MNIST's digits are. What is kept may lose the tip of its own strokes and
     carry a bit of its neighbour's."""
-    n, h, w = ink.shape
+    n, w = len(ink), ink.shape[2]
     chosen = torch.rand(n, device=ink.device) < share
     k = int(chosen.sum())
     if k == 0:
