@@ -174,4 +174,4 @@ def non_digits(ink: torch.Tensor, n: int) -> torch.Tensor:
         lambda k: blots(k, ink.device),
     )
     made = [make(k) for make, k in zip(makers, shares) if k]  # a small last batch has no picture of some kinds
-    return torch.cat(made)[torch.randperm(n, device=ink.device)]
+    return torch.cat(made).to(ink.dtype)[torch.randperm(n, device=ink.device)]  # strokes and blots are float32

@@ -20,6 +20,12 @@ def test_any_number_of_non_digits_from_a_batch_even_one_too_small_for_every_kind
     assert (made.sum((1, 2)) > 0).all()  # every picture has ink
 
 
+def test_non_digits_take_the_dtype_of_the_digits_they_come_from():
+    torch.manual_seed(0)
+    for dtype in (torch.float64, torch.bfloat16):
+        assert non_digits(digit_ink(16).to(dtype), 8).dtype == dtype
+
+
 def test_each_kind_is_scaled_and_centred_as_mnist_digits_are():
     torch.manual_seed(0)
     ink = digit_ink(8)
