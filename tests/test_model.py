@@ -97,7 +97,28 @@ def test_convnet_is_small_and_maps_images_to_logits():
         ConvNet(width=0)
 
 
-@pytest.mark.parametrize("net", [ConvNet(width=4, dropout=0.3), MLP(hidden_sizes=(8,)), TinyNet(hidden=5)])
+def test_pool_first_pools_before_batch_norm_and_relu_and_older_convnet_checkpoints_keep_their_order(tmp_path):
+    after, first = ConvNet(width=4), ConvNet(width=4, pool_first=True)
+    assert [p.shape for p in after.parameters()] == [p.shape for p in first.parameters()]
+    def before_pools(net):  # the kinds of layer that each max-pooling follows
+        return {type(net[i - 1]) for i, layer in enumerate(net) if isinstance(layer, nn.MaxPool2d)}
+
+    assert before_pools(after) == {nn.ReLU} and before_pools(first) == {nn.Conv2d}
+    assert first(torch.rand(2, 1, 28, 28)).shape == (2, 10)
+    # A checkpoint written before pool_first existed has no such setting: it reloads in the order it was trained in.
+    model = DigitClassifier(net=ConvNet(width=4))
+    checkpoint = torch.load(save(model, tmp_path / "m.ckpt"), weights_only=True)
+    del checkpoint["hyper_parameters"]["net"]["init_args"]["pool_first"]
+    torch.save(checkpoint, tmp_path / "old.ckpt")
+    reloaded = DigitClassifier.load_from_checkpoint(tmp_path / "old.ckpt")
+    x = torch.randn(3, 1, 28, 28)
+    model.eval(), reloaded.eval()
+    assert reloaded.net.pool_first is False and torch.equal(model(x), reloaded(x))
+
+
+@pytest.mark.parametrize(
+    "net", [ConvNet(width=4, dropout=0.3), ConvNet(width=4, pool_first=True), MLP(hidden_sizes=(8,)), TinyNet(hidden=5)]
+)
 def test_python_built_model_reloads_from_its_checkpoint_alone(tmp_path, net):
     import functools
 
