@@ -52,7 +52,7 @@ class MLP(nn.Sequential):
 
 
 def conv_block(cin: int, cout: int, pool: bool = False, pool_first: bool = False) -> list[nn.Module]:
-    # No conv bias: the batch norm right after it has its own shift.
+    # No conv bias: the batch norm after it has its own shift.
     layers = [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
     if pool:  # pooled first, the batch norm and ReLU work on a quarter of the pixels (as cifar10-airbench orders them)
         layers.insert(1 if pool_first else 3, nn.MaxPool2d(2))
@@ -69,8 +69,9 @@ class ConvNet(nn.Sequential):
         width: Channels of the first convolution; the next ones have 2x and 4x as many. Multiples of 16 run far
             faster on the CPU (docs/nets.md).
         dropout: Dropout probability before the last layer.
-        pool_first: Max-pool each pooled convolution's output before its batch norm and ReLU, not after: the same
-            layers and parameters, less work in training (docs/nets.md); False is the order of checkpoints before it.
+        pool_first: Max-pool each pooled convolution's output before its batch norm and ReLU, not after: less work
+            in training, the same parameter shapes under other state_dict keys (docs/nets.md); False is the order of
+            checkpoints written before it.
     """
 
     def __init__(self, width: int = 32, dropout: float = 0.2, pool_first: bool = False) -> None:

@@ -100,6 +100,7 @@ def test_convnet_is_small_and_maps_images_to_logits():
 def test_pool_first_pools_before_batch_norm_and_relu_and_older_convnet_checkpoints_keep_their_order(tmp_path):
     after, first = ConvNet(width=4), ConvNet(width=4, pool_first=True)
     assert [p.shape for p in after.parameters()] == [p.shape for p in first.parameters()]
+
     def before_pools(net):  # the kinds of layer that each max-pooling follows
         return {type(net[i - 1]) for i, layer in enumerate(net) if isinstance(layer, nn.MaxPool2d)}
 
@@ -112,7 +113,8 @@ def test_pool_first_pools_before_batch_norm_and_relu_and_older_convnet_checkpoin
     torch.save(checkpoint, tmp_path / "old.ckpt")
     reloaded = DigitClassifier.load_from_checkpoint(tmp_path / "old.ckpt")
     x = torch.randn(3, 1, 28, 28)
-    model.eval(), reloaded.eval()
+    model.eval()
+    reloaded.eval()
     assert reloaded.net.pool_first is False and torch.equal(model(x), reloaded(x))
 
 
