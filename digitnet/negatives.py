@@ -96,13 +96,12 @@ def pairs(ink: torch.Tensor) -> torch.Tensor:
     return mnist_geometry(side_by_side(ink, ink.roll(1, 0), dx, dy, width=w + 20))
 
 
-def side_by_side(left: torch.Tensor, right: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor, x0: int = 0,
-                 width: int | None = None) -> torch.Tensor:  # fmt: skip
+def side_by_side(left: torch.Tensor, right: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor, width: int,
+                 x0: int = 0) -> torch.Tensor:  # fmt: skip
     """Two (N, H, W) batches on one (N, H + 6, width) canvas: `left` at rows 3 to H + 2 and columns from `x0`, `right`
     moved from row 0 and column `x0` by its own (dx, dy), (N, 1) each (dy in 0..6), the brighter pixel where they
     overlap."""
     n, h, w = left.shape
-    width = width or w + x0
     canvas = torch.zeros(n, h + 6, width, device=left.device, dtype=left.dtype)
     canvas[:, 3 : 3 + h, x0 : x0 + w] = left
     r, c = torch.arange(h, device=left.device).repeat_interleave(w), torch.arange(w, device=left.device).repeat(h)
