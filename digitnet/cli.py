@@ -59,11 +59,7 @@ class BestCheckpoint(ModelCheckpoint):
     Args:
         dirpath: Folder of the checkpoints; None: checkpoints/ in the run's log folder
             (lightning_logs/<optimizer>/version_N/checkpoints).
-        kwargs: Any other argument of Lightning's ModelCheckpoint.
     """
-
-    def __init__(self, dirpath: str | Path | None = None, **kwargs) -> None:
-        super().__init__(dirpath=dirpath, **kwargs)
 
 
 class DigitnetCLI(LightningCLI):

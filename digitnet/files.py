@@ -48,6 +48,11 @@ def fsync(path: Path) -> None:
             os.close(fd)
 
 
+def save_figure(figure, path: str | Path) -> None:
+    with replacing(path) as tmp:
+        figure.savefig(tmp, dpi=100)
+
+
 def atomic_write(path: str | Path, data: str | bytes) -> Path:
     with replacing(path) as tmp:
         if isinstance(data, str):

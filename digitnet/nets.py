@@ -101,7 +101,6 @@ def net_config(net: nn.Module) -> dict:
     """A network as the `{"class_path": ..., "init_args": {...}}` settings that rebuild it, as LightningCLI and
     `instantiate_class` read them: the `__init__` arguments it keeps as same-named attributes (the rest default)."""
     cls = type(net)
-    parameters = inspect.signature(cls.__init__).parameters
-    init_args = {name: getattr(net, name) for name in list(parameters)[1:] if hasattr(net, name)}
+    init_args = {name: getattr(net, name) for name in inspect.signature(cls).parameters if hasattr(net, name)}
     init_args = {k: list(v) if isinstance(v, tuple) else v for k, v in init_args.items()}  # YAML- and torch.load-safe
     return {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": init_args}

@@ -31,7 +31,7 @@ try:
     from starlette.responses import JSONResponse, Response
     from starlette.routing import Route
 
-    from digitnet.serve_http import (API_PATH, MAX_UPLOAD_BYTES, USAGE, PredictGuard, Refusal, server_error, timed_out,
+    from digitnet.serve_http import (API_PATH, MAX_UPLOAD_BYTES, SERVER_ERROR, USAGE, PredictGuard, Refusal, timed_out,
                                      too_large)  # fmt: skip
 except ImportError as err:  # the package imports without the extra; `serve` says what to install
     raise DigitnetError(f"serve needs {err.name}: pip install -e '.[serve]'") from None
@@ -134,7 +134,7 @@ def build_server(
 
     async def error_json(request: Request, exc: HTTPException) -> JSONResponse:
         # LitServe's own reasons ("Payload too large", "Request timed out", ...) say neither the limit nor what to do.
-        reasons = {413: too_large(MAX_UPLOAD_BYTES), 504: timed_out(timeout), 500: server_error()}
+        reasons = {413: too_large(MAX_UPLOAD_BYTES), 504: timed_out(timeout), 500: SERVER_ERROR}
         reason = reasons.get(exc.status_code, str(exc.detail))
         return JSONResponse({"error": reason}, status_code=exc.status_code, headers=exc.headers)
 

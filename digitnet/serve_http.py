@@ -18,6 +18,7 @@ USAGE = ("send the image as a multipart form field named 'file', e.g. "
          f"curl -F file=@digit.png http://HOST:PORT{API_PATH}")  # fmt: skip
 # A digit is read in milliseconds: still unanswered this long after --timeout means the worker holding it died.
 ANSWER_GRACE_S = 1.0
+SERVER_ERROR = "the server failed to read this image (its log says why): send the request again"
 
 
 class Refusal(NamedTuple):
@@ -32,10 +33,6 @@ def too_large(max_bytes: int) -> str:
 def timed_out(seconds: float) -> str:
     return (f"no answer within {seconds:g} s: the server is busy, or restarting its inference worker; "
             "send the request again in a few seconds")
-
-
-def server_error() -> str:
-    return "the server failed to read this image (its log says why): send the request again"
 
 
 class PredictGuard:

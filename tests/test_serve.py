@@ -288,15 +288,15 @@ def test_with_batching_a_bad_upload_does_not_fail_the_good_ones_batched_with_it(
 def test_litserve_s_own_errors_say_what_to_do(one_checkpoint):
     from starlette.exceptions import HTTPException
 
-    from digitnet.serve import build_server, server_error, timed_out, too_large
+    from digitnet.serve import SERVER_ERROR, build_server, timed_out, too_large
 
     handler = build_server(str(one_checkpoint), timeout=2.5).app.exception_handlers[HTTPException]
     for exc, reason in ((HTTPException(504, "Request timed out"), timed_out(2.5)),  # waited too long in the queue
-                        (HTTPException(500, "Internal server error"), server_error()),
+                        (HTTPException(500, "Internal server error"), SERVER_ERROR),
                         (HTTPException(413, "Payload too large"), too_large(CAP))):  # fmt: skip
         response = asyncio.run(handler(None, exc))
         assert response.status_code == exc.status_code and response.body == f'{{"error":"{reason}"}}'.encode()
-    assert "2.5 s" in timed_out(2.5) and "again" in timed_out(2.5) and "again" in server_error()
+    assert "2.5 s" in timed_out(2.5) and "again" in timed_out(2.5) and "again" in SERVER_ERROR
 
 
 def test_a_request_not_answered_within_the_timeout_gets_a_504_that_says_to_retry(one_checkpoint, tmp_path):

@@ -12,7 +12,7 @@ from jsonargparse import Namespace
 from matplotlib.figure import Figure
 from optuna.trial import TrialState
 
-from digitnet.files import atomic_write, replacing
+from digitnet.files import atomic_write, save_figure
 from digitnet.study.spaces import FIXED, SEARCH_SPACES, TRAIN_SEED, SearchSpace, distribution_text, init_args
 
 PLOTS = ("history.png", "sensitivity.png")
@@ -161,7 +161,7 @@ def plot_history(studies: dict[str, optuna.Study], path: Path) -> Figure:
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.grid(alpha=0.3)
     ax.legend()
-    save(fig, path)
+    save_figure(fig, path)
     return fig
 
 
@@ -176,7 +176,7 @@ def plot_sensitivity(studies: dict[str, optuna.Study], path: Path) -> None:
            title="Sensitivity to the learning rate (100%: diverged)")
     ax.grid(alpha=0.3, which="both")
     ax.legend()
-    save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_slice(name: str, study: optuna.Study, path: Path) -> Path:
@@ -190,11 +190,6 @@ def plot_slice(name: str, study: optuna.Study, path: Path) -> Path:
         axes = optuna.visualization.matplotlib.plot_slice(study)
     fig = (axes.flat[0] if hasattr(axes, "flat") else axes).figure
     fig.suptitle(f"{name}: validation accuracy against each hyperparameter")
-    save(fig, path)
+    save_figure(fig, path)
     plt.close("all")
     return path
-
-
-def save(fig, path: Path) -> None:
-    with replacing(path) as tmp:
-        fig.savefig(tmp, dpi=100)

@@ -9,7 +9,7 @@ from pathlib import Path
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 
-from digitnet.errors import DigitnetError
+from digitnet.errors import DigitnetError, first_line
 
 JOURNAL = "journal.log"  # the default storage, in the output folder
 
@@ -42,7 +42,7 @@ def open_storage(url: str) -> BaseStorage:
             # Workers starting together race to create a new database's tables (SQLite: locked); a refused server fails.
             racing = url.startswith("sqlite") or not isinstance(err, sqlalchemy.exc.OperationalError)
             if attempt == 4 or not racing:
-                reason = str(err.orig if getattr(err, "orig", None) else err).strip().splitlines()[0]
+                reason = first_line(err.orig if getattr(err, "orig", None) else err)
                 raise DigitnetError(f"--storage {without_password(url)}: {reason}") from None
             time.sleep(1 + attempt)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from digitnet.files import replacing
+from digitnet.files import save_figure
 from digitnet.study.stats import mean_ci, mean_std, pairwise_tests, seeds_needed
 
 
@@ -41,8 +41,7 @@ def plot_curves(curves: pd.DataFrame, path: Path) -> None:
         ax.grid(alpha=0.3)
         ax.xaxis.get_major_locator().set_params(integer=True)
     axes[0].legend(title="mean, min-max band")
-    with replacing(path) as tmp:
-        fig.savefig(tmp, dpi=100)
+    save_figure(fig, path)
 
 
 def settings(config: Path) -> str:

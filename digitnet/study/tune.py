@@ -19,7 +19,7 @@ from optuna.trial import TrialState
 from digitnet.cli import build_cli
 from digitnet.data import reuse_data
 from digitnet.divergence import TrainingDiverged
-from digitnet.errors import DigitnetError
+from digitnet.errors import DigitnetError, first_line
 from digitnet.faults import TrainingInterrupted
 from digitnet.study.heartbeat import Heartbeat, rerun_stale_trials
 from digitnet.study.record import write_record
@@ -136,7 +136,7 @@ def train(args: argparse.Namespace, name: str, trial: optuna.Trial, cache: dict)
         cli.trainer.fit(cli.model, datamodule=cli.datamodule)
         score = float(cli.trainer.callback_metrics["val/acc"])
     except TrainingDiverged as err:  # the loss turned NaN or infinite: the worst score, and the budget spent
-        trial.set_user_attr("diverged", str(err).split("\n")[0])
+        trial.set_user_attr("diverged", first_line(err))
         score = 0.0
     finally:  # trials need no checkpoints: delete them (enable_checkpointing=false clashes with the CLI's callbacks:
         # tests/test_tune.py::test_two_optimizers_two_trials_one_epoch_write_configs_and_record)
