@@ -33,6 +33,7 @@ from digitnet.errors import DigitnetError
 from digitnet.faults import (AtomicCheckpointIO, StopOnInterrupt, TrainingInterrupted, continue_last_run,
                              last_checkpoints, resume_command)
 from digitnet.figures import CurvesLayout, TestFigures
+from digitnet.files import check_output
 from digitnet.model import DigitClassifier
 from digitnet.predict import PredictionWriter
 
@@ -105,7 +106,7 @@ class DigitnetCLI(LightningCLI):
         super().parse_arguments(parser, args)
         # Here, before Lightning reads the model's settings from the checkpoint to build it.
         if self.config.get("subcommand") in ("validate", "test", "predict"):
-            self._check_checkpoint_path(self.config[self.config.subcommand], self.config.subcommand)
+            self._check_checkpoint_path(self.config[self.config.subcommand])
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
@@ -130,17 +131,21 @@ class DigitnetCLI(LightningCLI):
             if run is not None and rank_zero_only.rank == 0:
                 print(f"Resuming {run} from its last checkpoint")
 
-    def _check_checkpoint_path(self, config, subcommand: str) -> None:
-        if not config.ckpt_path and subcommand == "predict":
+    def _check_checkpoint_path(self, config) -> None:
+        if config.get("output"):
+            check_output(config.output)
+        # Without a checkpoint, validate, test and predict would run the untrained network.
+        if not config.ckpt_path:
             root = Path(config.trainer.default_root_dir or ".") / "lightning_logs"
             config.ckpt_path = str(announce_default_checkpoint(root=root))
-        elif config.ckpt_path and config.ckpt_path not in ("best", "last", "hpc", "registry"):
+        elif config.ckpt_path in ("best", "last"):  # Lightning's names for the checkpoints of a fit in this process
+            raise DigitnetError(f"--ckpt_path {config.ckpt_path}: names a checkpoint of `fit` only; give the file "
+                                "(lightning_logs/.../checkpoints/*.ckpt), or leave --ckpt_path out to use the best "
+                                "checkpoint of the latest run")  # fmt: skip
+        elif config.ckpt_path not in ("hpc", "registry"):
             if not Path(config.ckpt_path).is_file():
                 raise DigitnetError(f"--ckpt_path {config.ckpt_path}: no such checkpoint")
             read_checkpoint(config.ckpt_path)  # a one-line error for a file Lightning would answer with tracebacks
-        output = config.get("output")
-        if output and not Path(output).resolve().parent.is_dir():
-            raise DigitnetError(f"--output {output}: its folder does not exist")
 
     def instantiate_trainer(self, **kwargs) -> Trainer:
         try:

@@ -9,6 +9,7 @@ import torch
 
 from digitnet.arguments import command_parser
 from digitnet.errors import DigitnetError
+from digitnet.files import check_output
 from digitnet.mnist import TEST_FILES, default_data_dir, load_split
 from digitnet.images import scaling_text, to_input
 from digitnet.checkpoints import announce_default_checkpoint
@@ -42,6 +43,7 @@ def export_onnx(
         import onnxscript  # noqa: F401  (torch.onnx's exporter needs it)
     except ImportError as err:
         raise DigitnetError(f"export needs {err.name}: pip install -e '.[export]'") from None
+    check_output(output)
     if ckpt_path is None:
         ckpt_path = str(announce_default_checkpoint("Exporting"))
     recognizer = DigitRecognizer.from_checkpoint(ckpt_path)

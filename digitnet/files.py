@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from digitnet.errors import DigitnetError
+
 
 @contextmanager
 def replacing(path: str | Path) -> Iterator[Path]:
@@ -51,6 +53,18 @@ def fsync(path: Path) -> None:
 def save_figure(figure, path: str | Path) -> None:
     with replacing(path) as tmp:
         figure.savefig(tmp, dpi=100)
+
+
+def check_output(path: str | Path, flag: str = "--output") -> None:
+    """A DigitnetError in one line, before any work, where `path` cannot be written as a file."""
+    path = Path(path)
+    if path.is_dir():
+        raise DigitnetError(f"{flag} {path}: is a folder; name a file in it")
+    folder = path.resolve().parent
+    if folder.exists() and not folder.is_dir():
+        raise DigitnetError(f"{flag} {path}: {path.parent} is a file, not a folder")
+    if not folder.is_dir():
+        raise DigitnetError(f"{flag} {path}: its folder does not exist")
 
 
 def atomic_write(path: str | Path, data: str | bytes) -> Path:

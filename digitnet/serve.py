@@ -206,6 +206,9 @@ def serve(
         raise DigitnetError("--max_batch_size and --workers_per_device take 1 or more, --batch_timeout 0 or more")
     if not timeout > batch_timeout:  # LitServe's own rule; also refuses 0, negative and nan
         raise DigitnetError(f"--timeout {timeout:g}: use more seconds than --batch_timeout ({batch_timeout:g})")
+    available = {"cuda": torch.cuda.is_available, "mps": torch.backends.mps.is_available}
+    if accelerator in available and not available[accelerator]():
+        raise DigitnetError(f"--accelerator {accelerator}: torch finds no such device here; use auto or cpu")
     if ckpt_path is None:
         ckpt_path = str(announce_default_checkpoint())
     server = build_server(ckpt_path, max_batch_size, batch_timeout, workers_per_device, accelerator, timeout,

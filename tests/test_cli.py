@@ -45,6 +45,22 @@ def test_fit_logs_per_optimizer_tests_best_and_reloads(mnist_dir, tmp_path, caps
     # `test` from the checkpoint works without restating the model's settings.
     main(["test", f"--data.data_dir={mnist_dir}", f"--ckpt_path={last}", "--trainer.enable_progress_bar=false"])
 
+    # Without --ckpt_path, validate and test read the latest run's best checkpoint, not the untrained network.
+    capsys.readouterr()
+    accuracy = {}
+    for ckpt in ([f"--ckpt_path={best[0]}"], []):
+        main(["test", f"--data.data_dir={mnist_dir}", *ckpt, "--trainer.enable_progress_bar=false"])
+        out = capsys.readouterr().out
+        accuracy[bool(ckpt)] = float(re.search(r"test/acc\s+([0-9.]+)", out).group(1))
+    assert re.search(rf"Using \S*/{re.escape(best[0].name)} \(the best checkpoint of the latest run", out)
+    assert accuracy[False] == accuracy[True]
+    main(["validate", f"--data.data_dir={mnist_dir}", "--data.val_size=20", "--trainer.enable_progress_bar=false"])
+    assert f"/{best[0].name} (the best checkpoint of the latest run" in capsys.readouterr().out
+    for command, name in (("test", "last"), ("validate", "best")):  # Lightning's names for a fit in this process
+        with pytest.raises(SystemExit) as exit:
+            main([command, f"--data.data_dir={mnist_dir}", f"--ckpt_path={name}"])
+        assert exit.value.code == 2 and "names a checkpoint of `fit` only" in capsys.readouterr().err
+
 
 @pytest.mark.parametrize(
     "args, message",

@@ -107,6 +107,8 @@ def test_predict_fails_only_when_no_image_is_readable(trained, tmp_path):
         (["--data.predict_path=missing.jpg"], "missing.jpg: no such file or folder"),
         (["--data.predict_path=.", "--ckpt_path=missing.ckpt"], "missing.ckpt: no such checkpoint"),
         (["--data.predict_path=.", "--output=no/such/dir/out.csv"], "its folder does not exist"),
+        (["--data.predict_path=.", "--output=."], "--output .: is a folder; name a file in it"),
+        (["--data.predict_path=.", "--ckpt_path=best"], "--ckpt_path best: names a checkpoint of `fit` only"),
     ],
 )
 def test_predict_bad_arguments_exit_2(trained, args, message, capsys):
@@ -186,6 +188,17 @@ def test_onnx_export_matches_pytorch(run, request, tmp_path, capsys):
         x = torch.randn(n, 1, 28, 28)
         (logits,) = session.run(["logits"], {"image": x.numpy()})
         assert np.abs(logits - net(x).detach().numpy()).max() <= 1e-4
+
+
+def test_export_to_a_folder_or_a_missing_one_stops_before_any_work(trained, tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    (tmp_path / "a_file").write_text("")
+    for output, message in (("no/such/dir/model.onnx", "its folder does not exist"), (".", "is a folder"),
+                            ("a_file/model.onnx", "a_file is a file, not a folder")):  # fmt: skip
+        with pytest.raises(SystemExit) as exit:
+            main(["export", f"--ckpt_path={trained[0]}", f"--output={output}"])
+        assert exit.value.code == 2 and f"--output {output}: " in (err := capsys.readouterr().err) and message in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
 
 
 def test_fit_logs_confusion_matrix_and_mistakes_to_tensorboard(trained):
