@@ -12,6 +12,8 @@ import torch
 
 from digitnet.errors import DigitnetError, first_line
 
+FINETUNED = "finetuned.ckpt"  # what `finetune` writes
+
 
 def read_checkpoint(path: str | Path, map_location: Any = "cpu", weights_only: bool | None = None) -> dict:
     """The checkpoint file as torch.load gives it; a DigitnetError in one line for a missing file, one that torch.save
@@ -53,6 +55,8 @@ def default_checkpoint(root: str | Path = "lightning_logs") -> tuple[Path, str]:
     newest = max(folder.glob("*.ckpt"), key=lambda p: (p.name == "last.ckpt", p.stat().st_mtime))
     if newest.name == "last.ckpt":
         return newest, f"the last checkpoint of the latest run, {run}"
+    if newest.name == FINETUNED:
+        return newest, f"the fine-tuned checkpoint of the latest run, {run}"
     return newest, f"the newest checkpoint of the latest run, {run}, a plain Trainer's, not `fit`'s"
 
 

@@ -19,7 +19,7 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from digitnet.arguments import command_parser
-from digitnet.checkpoints import announce_default_checkpoint, read_checkpoint
+from digitnet.checkpoints import FINETUNED, announce_default_checkpoint, read_checkpoint
 from digitnet.data import MNISTDataModule
 from digitnet.errors import DigitnetError
 from digitnet.faults import AtomicCheckpointIO
@@ -91,7 +91,7 @@ def finetune(
     started = time.perf_counter()
     trainer.fit(model, datamodule=data)
     seconds = time.perf_counter() - started
-    checkpoint = Path(logger.log_dir) / "checkpoints" / "finetuned.ckpt"
+    checkpoint = Path(logger.log_dir) / "checkpoints" / FINETUNED
     trainer.save_checkpoint(checkpoint, weights_only=False)
 
     after = {name: share_read_right(model.net, digits) for name, digits in scored.items()}

@@ -103,8 +103,9 @@ def test_finetune_starts_from_the_checkpoint_and_becomes_the_latest_run(trained,
     out = capsys.readouterr().out
     assert "on 50 of your digits (10 held out)" in out
     assert "Your held-out digits read right:" in out and "MNIST test digits read right:" in out
-    new, _ = default_checkpoint(tmp_path / "lightning_logs")
+    new, what = default_checkpoint(tmp_path / "lightning_logs")
     assert new.parent.parent.parent.name == "ConvNet-finetune" and new.name == "finetuned.ckpt"
+    assert what.startswith("the fine-tuned checkpoint of the latest run") and "plain Trainer" not in what
     # The network and its settings come from the checkpoint: a ConvNet stays one, reloaded with no arguments.
     before, after = DigitClassifier.load_from_checkpoint(ckpt), DigitClassifier.load_from_checkpoint(new)
     assert type(after.net) is type(before.net) and after.hparams.net == before.hparams.net
