@@ -39,7 +39,7 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu", weights_only: b
 
 
 def default_checkpoint(root: str | Path = "lightning_logs") -> tuple[Path, str]:
-    """The checkpoint `predict`, `export` and `serve` use without --ckpt_path, and what it is: of the run under
+    """The checkpoint commands other than `fit` use without --ckpt_path, and what it is: of the run under
     `root` whose checkpoints were written last, its best (`best-*.ckpt`), else its newest checkpoint."""
     checkpoints = list(Path(root).glob("**/checkpoints/*.ckpt"))
     if not checkpoints:

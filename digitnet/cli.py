@@ -40,8 +40,8 @@ from digitnet.predict import PredictionWriter
 # One line each for `python -m digitnet --help`; the Trainer's docstrings describe Lightning, not digitnet.
 COMMANDS = {
     "fit": "train a model, then test its best checkpoint on the 10,000 test images",
-    "validate": "evaluate a checkpoint on the validation split",
-    "test": "evaluate a checkpoint on MNIST's 10,000 test images",
+    "validate": "evaluate a checkpoint (default: the latest run's) on the validation split",
+    "test": "evaluate a checkpoint (default: the latest run's) on MNIST's 10,000 test images",
     "predict": "read the digits in image files (or MNIST's test set) with a checkpoint, optionally into a CSV",
     "export": "write a checkpoint's network as an ONNX model, checked with onnxruntime",
     "finetune": "teach a checkpoint your own handwriting: a folder of your labelled digits, beside MNIST",
@@ -106,7 +106,7 @@ class DigitnetCLI(LightningCLI):
         super().parse_arguments(parser, args)
         # Here, before Lightning reads the model's settings from the checkpoint to build it.
         if self.config.get("subcommand") in ("validate", "test", "predict"):
-            self._check_checkpoint_path(self.config[self.config.subcommand])
+            self._check_paths(self.config[self.config.subcommand])
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
@@ -131,20 +131,21 @@ class DigitnetCLI(LightningCLI):
             if run is not None and rank_zero_only.rank == 0:
                 print(f"Resuming {run} from its last checkpoint")
 
-    def _check_checkpoint_path(self, config) -> None:
-        if config.get("output"):
+    def _check_paths(self, config) -> None:
+        if config.get("output") is not None:
             check_output(config.output)
         # Without a checkpoint, validate, test and predict would run the untrained network.
         if not config.ckpt_path:
             root = Path(config.trainer.default_root_dir or ".") / "lightning_logs"
             config.ckpt_path = str(announce_default_checkpoint(root=root))
-        elif config.ckpt_path in ("best", "last"):  # Lightning's names for the checkpoints of a fit in this process
-            raise DigitnetError(f"--ckpt_path {config.ckpt_path}: names a checkpoint of `fit` only; give the file "
-                                "(lightning_logs/.../checkpoints/*.ckpt), or leave --ckpt_path out to use the best "
-                                "checkpoint of the latest run")  # fmt: skip
-        elif config.ckpt_path not in ("hpc", "registry"):
-            if not Path(config.ckpt_path).is_file():
-                raise DigitnetError(f"--ckpt_path {config.ckpt_path}: no such checkpoint")
+        elif not Path(config.ckpt_path).is_file():
+            # Lightning's names for a checkpoint it finds itself (best, last: of a fit in this process): the CLI
+            # rebuilds the network from a checkpoint's settings only when given its file.
+            lightning_s = config.ckpt_path in ("best", "last", "hpc") or config.ckpt_path.startswith("registry")
+            raise DigitnetError(f"--ckpt_path {config.ckpt_path}: " + (
+                "give the checkpoint file (lightning_logs/.../checkpoints/*.ckpt), or leave --ckpt_path out to use "
+                "the latest run's" if lightning_s else "no such checkpoint"))  # fmt: skip
+        else:
             read_checkpoint(config.ckpt_path)  # a one-line error for a file Lightning would answer with tracebacks
 
     def instantiate_trainer(self, **kwargs) -> Trainer:

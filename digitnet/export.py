@@ -37,13 +37,13 @@ def export_onnx(
     Returns:
         The largest absolute difference between onnxruntime's and PyTorch's logits.
     """
+    check_output(output)
     try:
         import onnx
         import onnxruntime
         import onnxscript  # noqa: F401  (torch.onnx's exporter needs it)
     except ImportError as err:
         raise DigitnetError(f"export needs {err.name}: pip install -e '.[export]'") from None
-    check_output(output)
     if ckpt_path is None:
         ckpt_path = str(announce_default_checkpoint("Exporting"))
     recognizer = DigitRecognizer.from_checkpoint(ckpt_path)

@@ -1,4 +1,5 @@
-"""Files written whole or not at all, through a temporary file beside them renamed over them when complete."""
+"""Output files: checked before a command's work (`check_output`), then written whole or not at all, through a
+temporary file beside them renamed over them when complete."""
 
 from __future__ import annotations
 
@@ -55,16 +56,15 @@ def save_figure(figure, path: str | Path) -> None:
         figure.savefig(tmp, dpi=100)
 
 
-def check_output(path: str | Path, flag: str = "--output") -> None:
-    """A DigitnetError in one line, before any work, where `path` cannot be written as a file."""
-    path = Path(path)
-    if path.is_dir():
-        raise DigitnetError(f"{flag} {path}: is a folder; name a file in it")
-    folder = path.resolve().parent
-    if folder.exists() and not folder.is_dir():
-        raise DigitnetError(f"{flag} {path}: {path.parent} is a file, not a folder")
-    if not folder.is_dir():
-        raise DigitnetError(f"{flag} {path}: its folder does not exist")
+def check_output(output: str) -> None:
+    """A DigitnetError in one line, before any work, where --output `output` cannot be written as a file."""
+    path = Path(output)
+    if path.is_dir() or output.endswith(("/", os.sep)):  # Path drops a trailing slash
+        raise DigitnetError(f"--output {output}: is a folder; name a file in it")
+    if path.parent.exists() and not path.parent.is_dir():
+        raise DigitnetError(f"--output {output}: {path.parent} is a file, not a folder")
+    if not path.parent.is_dir():
+        raise DigitnetError(f"--output {output}: its folder does not exist; create {path.parent} first")
 
 
 def atomic_write(path: str | Path, data: str | bytes) -> Path:

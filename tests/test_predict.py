@@ -108,7 +108,8 @@ def test_predict_fails_only_when_no_image_is_readable(trained, tmp_path):
         (["--data.predict_path=.", "--ckpt_path=missing.ckpt"], "missing.ckpt: no such checkpoint"),
         (["--data.predict_path=.", "--output=no/such/dir/out.csv"], "its folder does not exist"),
         (["--data.predict_path=.", "--output=."], "--output .: is a folder; name a file in it"),
-        (["--data.predict_path=.", "--ckpt_path=best"], "--ckpt_path best: names a checkpoint of `fit` only"),
+        (["--data.predict_path=.", "--ckpt_path=best"], "--ckpt_path best: give the checkpoint file"),
+        (["--data.predict_path=.", "--output=sub/"], "--output sub/: is a folder"),
     ],
 )
 def test_predict_bad_arguments_exit_2(trained, args, message, capsys):
@@ -191,7 +192,6 @@ def test_onnx_export_matches_pytorch(run, request, tmp_path, capsys):
 
 
 def test_export_to_a_folder_or_a_missing_one_stops_before_any_work(trained, tmp_path, capsys):
-    pytest.importorskip("onnxruntime")
     (tmp_path / "a_file").write_text("")
     for output, message in (("no/such/dir/model.onnx", "its folder does not exist"), (".", "is a folder"),
                             ("a_file/model.onnx", "a_file is a file, not a folder")):  # fmt: skip

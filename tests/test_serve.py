@@ -269,8 +269,10 @@ def test_bad_settings_are_errors_that_say_what_to_do(checkpoint):
         port = taken.getsockname()[1]
         with pytest.raises(DigitnetError, match=f"cannot listen on 127.0.0.1:{port}.*choose another port"):
             main([f"--ckpt_path={checkpoint}", f"--port={port}"])
-    for accelerator, available in (("cuda", torch.cuda.is_available()), ("mps", torch.backends.mps.is_available())):
-        if not available:  # LitServe would start, then fail with a message that blames the checkpoint or nothing
+    with pytest.MonkeyPatch.context() as patch:  # LitServe would start, then fail blaming the checkpoint or nothing
+        patch.setattr(torch.cuda, "is_available", lambda: False)
+        patch.setattr(torch.backends.mps, "is_available", lambda: False)
+        for accelerator in ("cuda", "mps"):
             with pytest.raises(DigitnetError, match=f"--accelerator {accelerator}: torch finds no such device"):
                 main([f"--ckpt_path={checkpoint}", f"--accelerator={accelerator}"])
     for timeout in ("0", "-1", "0.001"):  # the last under the default --batch_timeout of 0.005 s
