@@ -201,7 +201,8 @@ class DigitnetCLI(LightningCLI):
         best = self.trainer.checkpoint_callback.best_model_path or None
         results = self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best, verbose=False)
         if results and self.trainer.is_global_zero:
-            print(f"Best checkpoint: {best}")
+            # A checkpoint that monitors nothing (the fast preset's) is the final weights, not the best by validation.
+            print(f"{'Best' if self.trainer.checkpoint_callback.monitor else 'Final'} checkpoint: {best}")
             print(f"Test loss: {results[0]['test/loss']:.4f}  Test accuracy: {results[0]['test/acc']:.4f}")
             if isinstance(self.trainer.logger, TensorBoardLogger):
                 print(f"TensorBoard logs: {self.trainer.logger.log_dir}  (tensorboard --logdir lightning_logs, "

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 
 from conftest import tiny_run, write_mnist
@@ -260,6 +261,8 @@ def test_each_preset_s_checkpoint_reads_a_number_in_predict_python_and_onnx(pres
                        "--data.batch_size=32", "--trainer.max_epochs=1", "--trainer.enable_progress_bar=false",
                        cwd=tmp_path)  # fmt: skip
     assert fit.returncode == 0, fit.stderr[-3000:]
+    monitored = yaml.safe_load(config.read_text()).get("checkpoint", {}).get("monitor", "val/acc")
+    assert ("Best checkpoint: " if monitored else "Final checkpoint: ") in fit.stdout
     checkpoint = default_checkpoint(tmp_path / "lightning_logs")[0]
     save_seventy_one(tmp_path / "number.png")
     predict = run_digitnet("predict", "--data.predict_path=number.png", "--output=numbers.csv", cwd=tmp_path)
