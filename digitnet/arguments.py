@@ -15,11 +15,9 @@ from lightning.pytorch.cli import LightningArgumentParser
 
 from digitnet.nets import NETS
 
-OPTIMIZERS = sorted(
-    name
-    for name, obj in vars(torch.optim).items()
-    if isinstance(obj, type) and issubclass(obj, torch.optim.Optimizer) and obj is not torch.optim.Optimizer
-)
+OPTIMIZERS = sorted(name for name, obj in vars(torch.optim).items()
+                    if isinstance(obj, type) and issubclass(obj, torch.optim.Optimizer)
+                    and obj is not torch.optim.Optimizer)  # fmt: skip
 ACTIONS = {"help", "config", "print_config"}  # flags of the parser itself, not configuration keys
 
 
@@ -61,8 +59,7 @@ class DigitnetParser(LightningArgumentParser):
     def error(self, message: str, ex: Exception | None = None):
         command = self.argv[0] if self.argv and not self.argv[0].startswith("-") else self.command
         where = f"{self.program} {command}" if command else self.program
-        lines = [line.strip() for line in message.splitlines() if line.strip()]
-        reason = self.diagnose() or " ".join(lines[:2])
+        reason = self.diagnose() or " ".join([line.strip() for line in message.splitlines() if line.strip()][:2])
         sys.stderr.write(f"{where}: error: {reason}\nSee: {where} --help\n")
         sys.exit(2)
 

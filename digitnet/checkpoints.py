@@ -26,10 +26,9 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu", weights_only: b
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=weights_only)
     except pickle.UnpicklingError as err:
-        raise DigitnetError(
-            f"{path}: holds Python objects that torch does not load by default ({first_line(err)}); if you trust "
-            "the file, read it in Python with DigitClassifier.load_from_checkpoint(path, weights_only=False)"
-        ) from None
+        raise DigitnetError(f"{path}: holds Python objects that torch does not load by default ({first_line(err)}); "
+                            "if you trust the file, read it in Python with "
+                            "DigitClassifier.load_from_checkpoint(path, weights_only=False)") from None
     except (RuntimeError, EOFError, OSError, KeyError, ValueError, AttributeError) as err:
         reason = f"{type(err).__name__}: {first_line(err)}"
         raise DigitnetError(f"{path}: not a checkpoint torch can read ({reason})") from None
@@ -43,20 +42,17 @@ def default_checkpoint(root: str | Path = "lightning_logs") -> tuple[Path, str]:
     `root` whose checkpoints were written last, its best (`best-*.ckpt`), else its newest checkpoint."""
     checkpoints = list(Path(root).glob("**/checkpoints/*.ckpt"))
     if not checkpoints:
-        raise DigitnetError(
-            f"no --ckpt_path given and no checkpoint under {Path(root).resolve()}; "
-            "train a model first (python -m digitnet fit) or pass --ckpt_path PATH"
-        )
+        raise DigitnetError(f"no --ckpt_path given and no checkpoint under {Path(root).resolve()}; "
+                            "train a model first (python -m digitnet fit) or pass --ckpt_path PATH")
     folder = max(checkpoints, key=lambda p: p.stat().st_mtime).parent
     run = folder.parent  # .../version_N/checkpoints -> .../version_N
     best = sorted(folder.glob("best-*.ckpt"), key=lambda p: p.stat().st_mtime)
     if best:
         return best[-1], f"the best checkpoint of the latest run, {run}"
     newest = max(folder.glob("*.ckpt"), key=lambda p: (p.name == "last.ckpt", p.stat().st_mtime))
-    if newest.name == "last.ckpt":
-        return newest, f"the last checkpoint of the latest run, {run}"
-    if newest.name == FINETUNED:
-        return newest, f"the fine-tuned checkpoint of the latest run, {run}"
+    kind = {"last.ckpt": "last", FINETUNED: "fine-tuned"}.get(newest.name)
+    if kind:
+        return newest, f"the {kind} checkpoint of the latest run, {run}"
     return newest, f"the newest checkpoint of the latest run, {run}, a plain Trainer's, not `fit`'s"
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 
 import lightning as L
 import torch
@@ -123,7 +122,7 @@ class MNISTDataModule(L.LightningDataModule):
         if all(find_file(self.data_dir, name) for name in FILES):
             return
         if not self.hparams.download:
-            raise not_found(Path(self.data_dir), [])
+            raise not_found(self.data_dir, [])
         download(self.data_dir, self.hparams.mirrors)
 
     def setup(self, stage: str | None = None) -> None:
@@ -134,10 +133,8 @@ class MNISTDataModule(L.LightningDataModule):
         if stage in ("fit", "validate", None) and self.train_set is None:
             images, labels = load_split(self.data_dir, TRAIN_FILES)
             if self.hparams.val_size >= len(labels):
-                raise DigitnetError(
-                    f"--data.val_size={self.hparams.val_size} leaves no training images: "
-                    f"it must be smaller than the {len(labels)} images in {TRAIN_FILES[0]}"
-                )
+                raise DigitnetError(f"--data.val_size={self.hparams.val_size} leaves no training images: "
+                                    f"it must be smaller than the {len(labels)} images in {TRAIN_FILES[0]}")
             order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(self.hparams.seed))
             val, train = order[: self.hparams.val_size], order[self.hparams.val_size :]
             x = to_input(images, self.hparams.normalize)  # (N, 1, 28, 28) float32

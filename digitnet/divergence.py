@@ -94,11 +94,9 @@ class StopOnNonFiniteLoss(L.Callback):
         optimizer = trainer.optimizers[0] if trainer.optimizers else None
         adaptive = ", or an adaptive optimizer (--model.optimizer=Adam)"
         adaptive = "" if isinstance(optimizer, torch.optim.Adam) else adaptive
-        raise TrainingDiverged(
-            f"training diverged: {what} at {at}; stopped, no checkpoint was written from it.\n"
-            f"Try a lower learning rate{_lr_hint(optimizer)}, gradient clipping (--trainer.gradient_clip_val=1.0)"
-            f"{adaptive}."
-        )
+        raise TrainingDiverged(f"training diverged: {what} at {at}; stopped, no checkpoint was written from it.\n"
+                               f"Try a lower learning rate{_lr_hint(optimizer)}, gradient clipping "
+                               f"(--trainer.gradient_clip_val=1.0){adaptive}.")  # fmt: skip
 
 
 def _lr_hint(optimizer: torch.optim.Optimizer | None) -> str:

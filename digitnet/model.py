@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 
@@ -120,12 +121,9 @@ class DigitClassifier(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         # Callback states only resume a `fit`; in test or predict Lightning would warn that the CLI's callbacks differ.
-        try:
-            fitting = self.trainer.state.fn == TrainerFn.FITTING
-        except RuntimeError:  # load_from_checkpoint: no Trainer, nothing restores callbacks
-            return
-        if not fitting:
-            checkpoint.pop("callbacks", None)
+        with contextlib.suppress(RuntimeError):  # load_from_checkpoint: no Trainer, nothing restores callbacks
+            if self.trainer.state.fn != TrainerFn.FITTING:
+                checkpoint.pop("callbacks", None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)  # (B, 1, 28, 28) normalized -> (B, 10) logits
