@@ -20,8 +20,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from digitnet.errors import DigitnetError, ImageError
 from digitnet.ink import ink_map
 
-# Pixel mean and std of the MNIST training set, after dividing by 255.
-MEAN, STD = 0.1307, 0.3081
+MEAN, STD = 0.1307, 0.3081  # pixel mean and std of the MNIST training set, after dividing by 255
 SIZE = 28  # MNIST images are SIZE x SIZE
 
 
@@ -40,10 +39,8 @@ def scaling_text(normalize: bool) -> str:
     return f"(pixels / 255 - {MEAN}) / {STD}" if normalize else "pixels / 255"
 
 
-# Larger images are refused before decoding: a 50-megapixel phone photo passes, a decompression bomb does not.
-MAX_PIXELS = 64_000_000
-# Work on at most this many pixels along the longer side: enough for pen strokes, fast on big photos.
-WORK_SIZE = 1024
+MAX_PIXELS = 64_000_000  # more is refused before decoding: a 50-megapixel photo passes, a decompression bomb does not
+WORK_SIZE = 1024  # work on at most this many pixels along the longer side: enough for pen strokes, fast on big photos
 # MNIST's geometry: ink fits in 20x20, its centre of mass at pixel (14, 14) of 28x28, strokes about 2 pixels wide.
 BOX, CENTRE, STROKE = 20, 14.0, 2.0
 
@@ -172,20 +169,18 @@ def greyscale_picture(image: str | Path | Image.Image | np.ndarray, max_pixels: 
 def picture_ink(image: str | Path | Image.Image | np.ndarray, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, float]:
     """(ink, scale): where the ink is in a picture, (H, W) in [0, 1] (`digitnet.ink.ink_map` of
     `greyscale_picture`), and the picture's pixels per pixel of it. ImageError names the file, if any."""
-    source = image if isinstance(image, (str, Path)) else None
     gray, scale = greyscale_picture(image, max_pixels)
     try:
         return ink_map(gray), scale
     except ImageError as err:  # a blank image: name its file
-        raise ImageError(err.reason, source) from None
+        raise ImageError(err.reason, image if isinstance(image, (str, Path)) else None) from None
 
 
 def digit_pixels(ink: np.ndarray) -> np.ndarray:
     """The ink of one digit, (H, W) in [0, 1], as MNIST would have it: (28, 28) uint8, its ink box scaled into
     20x20 and centred by its centre of mass."""
     top, bottom, left, right = ink_box(ink)
-    patch = fit_box(ink[top:bottom, left:right])
-    return (centre_by_mass(patch) * 255).round().to(torch.uint8).numpy()
+    return (centre_by_mass(fit_box(ink[top:bottom, left:right])) * 255).round().to(torch.uint8).numpy()
 
 
 def mnist_pixels(image: str | Path | Image.Image | np.ndarray, max_pixels: int = MAX_PIXELS) -> np.ndarray:

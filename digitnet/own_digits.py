@@ -30,12 +30,10 @@ class DigitFolder(ImageFolder):
     def find_classes(self, directory: str) -> tuple[list[str], dict[str, int]]:
         folders = sorted(p.name for p in Path(directory).iterdir() if p.is_dir() and not p.name.startswith("."))
         wrong = [name for name in folders if name not in {str(d) for d in range(10)}]
-        if wrong:
-            raise DigitnetError(f"{directory}: folder {wrong[0]!r} is not a digit; put each digit's pictures in a "
-                                "folder named by it, 0 to 9 (e.g. DIR/7/my_seven.png)")  # fmt: skip
-        if not folders:
-            raise DigitnetError(f"{directory}: no digit folders; put each digit's pictures in a folder named by it, "
-                                "0 to 9 (e.g. DIR/7/my_seven.png)")  # fmt: skip
+        if wrong or not folders:
+            problem = f"folder {wrong[0]!r} is not a digit" if wrong else "no digit folders"
+            raise DigitnetError(f"{directory}: {problem}; put each digit's pictures in a folder named by it, 0 to 9 "
+                                "(e.g. DIR/7/my_seven.png)")  # fmt: skip
         return folders, {name: int(name) for name in folders}
 
 
@@ -45,15 +43,13 @@ def read_digit_folder(root: str | Path, normalize: bool = True) -> tuple[torch.T
     wrong, or holds no usable picture."""
     if not Path(root).is_dir():
         raise DigitnetError(f"{root}: no such folder; --data.extra_dir takes a folder of digit folders, 0 to 9")
-    folder = DigitFolder(root)
     pixels, labels, skipped = [], [], []
-    for path, label in folder.samples:
+    for path, label in DigitFolder(root).samples:
         try:
             pixels.append(mnist_pixels(path))
+            labels.append(label)
         except ImageError as err:
             skipped.append((path, err.reason))
-            continue
-        labels.append(label)
     if not pixels:
         found = f"none of its {len(skipped)} files could be read" if skipped else "its digit folders are empty"
         raise DigitnetError(f"{root}: no picture of a digit: {found}")

@@ -54,10 +54,8 @@ def list_files(path: str | Path) -> list[Path]:
     elif glob.has_magic(text):
         files = sorted(Path(f) for f in glob.glob(text, recursive=True) if os.path.isfile(f))
     else:
-        raise DigitnetError(
-            f"{path}: no such file or folder; --data.predict_path takes an image file, a folder or a quoted glob "
-            "such as 'scans/*.png'"
-        )
+        raise DigitnetError(f"{path}: no such file or folder; --data.predict_path takes an image file, a folder or a "
+                            "quoted glob such as 'scans/*.png'")  # fmt: skip
     if not files:
         raise DigitnetError(f"{path}: no files found")
     return files
@@ -84,8 +82,7 @@ class ImageFiles(torch.utils.data.Dataset):
 def collate_images(pictures: list[Picture], normalize: bool = True) -> ImageBatch:
     """ImageFiles items -> one ImageBatch, the candidates scaled as in training."""
     found = [p.candidates.pixels for p in pictures if p.candidates is not None]
-    x = to_input(np.concatenate(found), normalize) if found else torch.empty(0, 1, SIZE, SIZE)
-    return ImageBatch(x, pictures)
+    return ImageBatch(to_input(np.concatenate(found), normalize) if found else torch.empty(0, 1, SIZE, SIZE), pictures)
 
 
 def digit_list(reading: NumberReading) -> str:

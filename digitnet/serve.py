@@ -97,15 +97,9 @@ class DigitAPI(ls.LitAPI):
         })  # fmt: skip
 
 
-def build_server(
-    ckpt_path: str,
-    max_batch_size: int = 1,
-    batch_timeout: float = 0.005,
-    workers_per_device: int = 1,
-    accelerator: str = "auto",
-    timeout: float = 10.0,
-    corrections: str | None = None,
-) -> ls.LitServer:
+def build_server(ckpt_path: str, max_batch_size: int = 1, batch_timeout: float = 0.005, workers_per_device: int = 1,
+                 accelerator: str = "auto", timeout: float = 10.0,
+                 corrections: str | None = None) -> ls.LitServer:  # fmt: skip
     """The LitServer of `serve`: DigitAPI at POST /predict, the page at /, LitServe's /health and /info, and every
     error as {"error": reason}. A dead inference worker is restarted rather than stopping the server: a page that
     people keep open outlives it (docs/serving.md, "Faults"). A missing or foreign checkpoint, or a corrections
@@ -263,8 +257,7 @@ class ManagerGone(logging.Filter):
 
 def check_port_free(host: str, port: int) -> None:
     """Raise DigitnetError when another program listens on host:port (uvicorn would exit with a log line)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: TIME_WAIT is no conflict
         try:
             probe.bind((host, port))

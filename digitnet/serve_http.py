@@ -11,13 +11,11 @@ from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-# Uploads are photos or drawings of digits: a few MB is plenty.
-MAX_UPLOAD_BYTES = 5 * 2**20
+MAX_UPLOAD_BYTES = 5 * 2**20  # uploads are photos or drawings of digits: a few MB is plenty
 API_PATH = "/predict"
 USAGE = ("send the image as a multipart form field named 'file', e.g. "
          f"curl -F file=@digit.png http://HOST:PORT{API_PATH}")  # fmt: skip
-# A digit is read in milliseconds: still unanswered this long after --timeout means the worker holding it died.
-ANSWER_GRACE_S = 1.0
+ANSWER_GRACE_S = 1.0  # a digit is read in milliseconds: unanswered this long after --timeout, its worker died
 SERVER_ERROR = "the server failed to read this image (its log says why): send the request again"
 
 

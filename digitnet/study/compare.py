@@ -20,8 +20,7 @@ from digitnet.files import atomic_write
 from digitnet.study.runs import logged_run_args, quiet_lightning
 from digitnet.study.summary import plot_curves, read_curves, summarize
 
-# The source checkout, whose configs/ and docs/ the study uses: it runs from a clone (pip install -e).
-CHECKOUT = Path(__file__).resolve().parents[2]
+CHECKOUT = Path(__file__).resolve().parents[2]  # the source checkout (pip install -e): its configs/ and docs/
 CONFIGS = CHECKOUT / "configs" / "optimizers"
 # The configs the tuning writes, then the same optimizers with Keras's defaults (the report's baseline).
 DEFAULT_OPTIMIZERS = "SGD,Adam,NAdam,Adadelta,keras/SGD,keras/Adam,keras/NAdam,keras/Adadelta"
