@@ -59,7 +59,8 @@ class DigitnetParser(LightningArgumentParser):
     def error(self, message: str, ex: Exception | None = None):
         command = self.argv[0] if self.argv and not self.argv[0].startswith("-") else self.command
         where = f"{self.program} {command}" if command else self.program
-        reason = self.diagnose() or " ".join([line.strip() for line in message.splitlines() if line.strip()][:2])
+        lines = [line.strip() for line in message.splitlines() if line.strip()]
+        reason = self.diagnose() or " ".join(lines[:2])
         sys.stderr.write(f"{where}: error: {reason}\nSee: {where} --help\n")
         sys.exit(2)
 

@@ -28,7 +28,7 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu", weights_only: b
     except pickle.UnpicklingError as err:
         raise DigitnetError(f"{path}: holds Python objects that torch does not load by default ({first_line(err)}); "
                             "if you trust the file, read it in Python with "
-                            "DigitClassifier.load_from_checkpoint(path, weights_only=False)") from None
+                            "DigitClassifier.load_from_checkpoint(path, weights_only=False)") from None  # fmt: skip
     except (RuntimeError, EOFError, OSError, KeyError, ValueError, AttributeError) as err:
         reason = f"{type(err).__name__}: {first_line(err)}"
         raise DigitnetError(f"{path}: not a checkpoint torch can read ({reason})") from None
@@ -43,7 +43,7 @@ def default_checkpoint(root: str | Path = "lightning_logs") -> tuple[Path, str]:
     checkpoints = list(Path(root).glob("**/checkpoints/*.ckpt"))
     if not checkpoints:
         raise DigitnetError(f"no --ckpt_path given and no checkpoint under {Path(root).resolve()}; "
-                            "train a model first (python -m digitnet fit) or pass --ckpt_path PATH")
+                            "train a model first (python -m digitnet fit) or pass --ckpt_path PATH")  # fmt: skip
     folder = max(checkpoints, key=lambda p: p.stat().st_mtime).parent
     run = folder.parent  # .../version_N/checkpoints -> .../version_N
     best = sorted(folder.glob("best-*.ckpt"), key=lambda p: p.stat().st_mtime)

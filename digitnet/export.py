@@ -52,13 +52,7 @@ def export_onnx(ckpt_path: str | None = None, output: str = "model.onnx", data_d
     onnx.helper.set_model_props(model, {"input_scaling": scaling, "source_checkpoint": str(ckpt_path)})
     onnx.save(model, output)
 
-    data_dir = data_dir or default_data_dir()
-    try:  # MNIST's first test images, else random ones
-        x, source = load_split(data_dir, TEST_FILES)[0][:check_images], "MNIST test images"
-        x = to_input(x, recognizer.normalize)
-    except DigitnetError:
-        x = torch.rand(check_images, 28, 28, generator=torch.Generator().manual_seed(0)) * 255
-        x, source = to_input(x, recognizer.normalize), f"random inputs (no MNIST test images in {data_dir})"
+    x, source = _check_batch(data_dir, check_images, recognizer.normalize)
     session = onnxruntime.InferenceSession(output, providers=["CPUExecutionProvider"])
     (logits,) = session.run(["logits"], {"image": x.numpy()})
     diff = float(np.abs(logits - net(x).detach().numpy()).max())
@@ -68,6 +62,16 @@ def export_onnx(ckpt_path: str | None = None, output: str = "model.onnx", data_d
     if not diff <= tolerance:
         raise DigitnetError(f"the ONNX model's logits differ from PyTorch's by {diff:.2e}, more than {tolerance:g}")
     return diff
+
+
+def _check_batch(data_dir: str | None, n: int, normalize: bool) -> tuple[torch.Tensor, str]:
+    data_dir = data_dir or default_data_dir()
+    try:
+        images, _ = load_split(data_dir, TEST_FILES)
+        return to_input(images[:n], normalize), "MNIST test images"
+    except DigitnetError:
+        x = torch.rand(n, 28, 28, generator=torch.Generator().manual_seed(0)) * 255
+        return to_input(x, normalize), f"random inputs (no MNIST test images in {data_dir})"
 
 
 def main(args: list[str] | None = None) -> None:

@@ -48,7 +48,8 @@ class TrainingInterrupted(Exception):
     """Ctrl-C stopped `fit` between two steps, after saving `checkpoint` (None with fast_dev_run)."""
 
     def __init__(self, step: int, epoch: int, checkpoint: str | None) -> None:
-        super().__init__(f"interrupted at step {step} (epoch {epoch}){f'; saved {checkpoint}' if checkpoint else ''}")
+        saved = f"; saved {checkpoint}" if checkpoint else ""
+        super().__init__(f"interrupted at step {step} (epoch {epoch}){saved}")
         self.step, self.epoch, self.checkpoint = step, epoch, checkpoint  # for callers in Python
 
 

@@ -82,7 +82,8 @@ class ImageFiles(torch.utils.data.Dataset):
 def collate_images(pictures: list[Picture], normalize: bool = True) -> ImageBatch:
     """ImageFiles items -> one ImageBatch, the candidates scaled as in training."""
     found = [p.candidates.pixels for p in pictures if p.candidates is not None]
-    return ImageBatch(to_input(np.concatenate(found), normalize) if found else torch.empty(0, 1, SIZE, SIZE), pictures)
+    x = to_input(np.concatenate(found), normalize) if found else torch.empty(0, 1, SIZE, SIZE)
+    return ImageBatch(x, pictures)
 
 
 def digit_list(reading: NumberReading) -> str:

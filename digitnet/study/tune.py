@@ -27,6 +27,7 @@ from digitnet.study.runs import logged_run_args, quiet_lightning
 from digitnet.study.spaces import FIXED, SEARCH_SPACES, TRAIN_SEED, init_args
 from digitnet.study.storage import JOURNAL, open_storage, without_password
 
+OVER_BUDGET = "over_budget"  # user attribute of a trial asked for after the budget was spent: not trained
 LIVE = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
 REPORT_DESCRIPTION = ("Write the record of complete tuning studies again (configs, tuning.md, plots) from their "
                       "storage, without training: the same arguments as scripts/tune_optimizers.py.")  # fmt: skip
@@ -111,7 +112,7 @@ def run_trial(args: argparse.Namespace, name: str, study: optuna.Study, cache: d
     trial = study.ask()
     with Heartbeat(trial, args.heartbeat):  # from the moment the trial exists
         if not within_budget(study, trial.number, args.trials):
-            trial.set_user_attr("over_budget", True)  # asked for after the budget was spent: not trained
+            trial.set_user_attr(OVER_BUDGET, True)
             study.tell(trial, state=TrialState.PRUNED)
             return False
         try:
