@@ -99,11 +99,15 @@ class DigitnetParser(LightningArgumentParser):
         return None
 
     def annotation(self, key: str) -> object:
-        """The type of the parameter `key` (trainer.max_epochs: int | None), from its class's signature."""
-        group, _, name = key.partition(".")
-        for cls in getattr(self.classes.get(group), "__mro__", ()):
+        """The type of the parameter `key` (trainer.max_epochs: int | None), from its class's signature, or of a
+        command's own flag (serve's port: int) from its function's."""
+        group, _, name = key.rpartition(".")
+        # "": a command's function (`command_parser`), whose parameters its flags are (finetune's --data.extra_share)
+        owner = self.classes.get(group) or self.classes.get("")
+        functions = [cls.__init__ for cls in owner.__mro__] if isinstance(owner, type) else [owner] if owner else []
+        for function in functions:
             with contextlib.suppress(NameError, TypeError):
-                hints = typing.get_type_hints(cls.__init__)
+                hints = typing.get_type_hints(function)
                 if name in hints:
                     return hints[name]
         return None
@@ -141,7 +145,9 @@ def with_net_paths(argv: list[str]) -> list[str]:
     return argv
 
 
-def command_parser(command: str, description: str, args: list[str] | None) -> DigitnetParser:
-    """The parser of a command that is not a Trainer method (`export`, `serve`), with the same short errors."""
-    DigitnetParser.read([command, *(sys.argv[2:] if args is None else args)], program_name())
+def command_parser(command: str, function: typing.Callable, args: list[str] | None) -> DigitnetParser:
+    """The parser of a command that is not a Trainer method (`export`, `serve`), with the same short errors; its
+    description is the first line of `function`'s docstring, whose signature gives the flags' types."""
+    DigitnetParser.read([command, *(sys.argv[2:] if args is None else args)], program_name(), {"": function})
+    description = function.__doc__.split("\n")[0]
     return DigitnetParser(prog=f"{program_name()} {command}", description=description, command=command)

@@ -75,7 +75,7 @@ def _check_batch(data_dir: str | None, n: int, normalize: bool) -> tuple[torch.T
 
 
 def main(args: list[str] | None = None) -> None:
-    parser = command_parser("export", export_onnx.__doc__.split("\n")[0], args)
+    parser = command_parser("export", export_onnx, args)
     # Flags from export_onnx's signature and docstring, but --data.data_dir, spelled as in fit, test and predict.
     parser.add_function_arguments(export_onnx, as_group=False, skip={"data_dir"})
     parser.add_argument("--data.data_dir", type=str | None, default=None,

@@ -105,7 +105,7 @@ def finetune(
 
 def main(args: list[str] | None = None) -> None:
     """`python -m digitnet finetune ARGS`; bad input raises DigitnetError."""
-    parser = command_parser("finetune", finetune.__doc__.split("\n")[0], args)
+    parser = command_parser("finetune", finetune, args)
     flags = {  # the data's and the trainer's, spelled as in `fit`: --data.extra_dir, --trainer.max_steps, ...
         "data.extra_dir": (str | None, None, "your digits: a folder with a folder per digit, DIR/7/a.png"),
         "data.data_dir": (str | None, None, "MNIST's folder; default: $DIGITNET_DATA_DIR, else ./data"),

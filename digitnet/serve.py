@@ -267,6 +267,6 @@ def check_port_free(host: str, port: int) -> None:
 
 
 def main(args: list[str] | None = None) -> None:
-    parser = command_parser("serve", serve.__doc__.split("\n")[0], args)
+    parser = command_parser("serve", serve, args)
     parser.add_function_arguments(serve, as_group=False)
     serve(**parser.parse_args(args).as_dict())

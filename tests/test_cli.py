@@ -149,6 +149,25 @@ def test_a_bad_command_line_is_two_lines_with_the_fix_and_a_runnable_help_comman
     assert "usage:" not in result.stderr and "Subtypes" not in result.stderr and "__main__" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["serve", "--port=abc"], "--port: expected an integer, got 'abc'"),
+        (["serve", "--timeout", "fast"], "--timeout: expected a number, got 'fast'"),
+        (["serve", "--accelerator=tpu"], "--accelerator: expected one of auto, cpu, cuda, mps, got 'tpu'"),
+        (["export", "--check_images=1.5"], "--check_images: expected an integer, got '1.5'"),
+        (["finetune", "--data.extra_share=x"], "--data.extra_share: expected a number, got 'x'"),
+    ],
+)
+def test_a_bad_value_of_a_command_s_own_flag_says_what_was_expected(args, expected, capsys):
+    # serve, export and finetune parse their own flags: the same two lines as fit's, not jsonargparse's type names.
+    with pytest.raises(SystemExit) as stopped:
+        main(args)
+    assert stopped.value.code == 2
+    command = f"python -m digitnet {args[0]}"
+    assert capsys.readouterr().err.splitlines() == [f"{command}: error: {expected}", f"See: {command} --help"]
+
+
 @pytest.mark.slow  # a subprocess
 def test_a_bad_network_setting_is_one_line_without_a_traceback(mnist_dir):
     # The net raises DigitnetError while jsonargparse builds it, which wraps it in a ValueError of its own.
