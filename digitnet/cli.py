@@ -145,8 +145,11 @@ class DigitnetCLI(LightningCLI):
             raise DigitnetError(f"--ckpt_path {config.ckpt_path}: " + (
                 "give the checkpoint file (lightning_logs/.../checkpoints/*.ckpt), or leave --ckpt_path out to use "
                 "the latest run's" if lightning_s else "no such checkpoint"))  # fmt: skip
-        else:
-            read_checkpoint(config.ckpt_path)  # a one-line error for a file Lightning would answer with tracebacks
+        # The data as the checkpoint's network was trained on (Lightning restores the model's settings, not the data's):
+        # its pixel scaling, and its validation split for validate. read_checkpoint: a one-line error for a bad file.
+        trained = read_checkpoint(config.ckpt_path).get("datamodule_hyper_parameters") or {}
+        for key in ("normalize", "val_size", "seed"):
+            config.data[key] = trained.get(key, config.data[key])
 
     def instantiate_trainer(self, **kwargs) -> Trainer:
         try:

@@ -2,8 +2,10 @@ import re
 import subprocess
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
+import torch.nn.functional as F
 import yaml
 
 from digitnet import MLP, DigitClassifier
@@ -117,6 +119,33 @@ def test_the_default_progress_bar_is_redrawn_every_20_steps_and_a_chosen_one_is_
     bar = build_cli([*common, *chosen], run=False).trainer.progress_bar_callback
     assert type(bar) is TQDMProgressBar and bar.refresh_rate == 1
     assert build_cli([*common, "--trainer.enable_progress_bar=false"], run=False).trainer.progress_bar_callback is None
+
+
+def test_validate_test_and_predict_use_the_data_settings_the_checkpoint_was_trained_with(mnist_dir, tmp_path, capsys):
+    # Lightning's CLI restores the model's settings from a checkpoint, not the data's: a network trained on plain
+    # pixels / 255 was tested on standardized ones, on another validation split.
+    from digitnet import MNISTDataModule
+
+    trained = ["--data.normalize=false", "--data.seed=3", "--data.val_size=20"]
+    quiet = "--trainer.enable_progress_bar=false"
+    main(["fit", f"--data.data_dir={mnist_dir}", *trained, "--trainer.max_epochs=1", quiet])
+    [last] = (tmp_path / "lightning_logs").glob("*/version_0/checkpoints/last.ckpt")
+    model = DigitClassifier.load_from_checkpoint(last).eval()
+    data = MNISTDataModule(str(mnist_dir), normalize=False, seed=3, val_size=20)
+    data.setup()
+    with torch.no_grad():
+        expected = {split: float(F.cross_entropy(model(dataset.tensors[0]), dataset.tensors[1]))
+                    for split, dataset in (("val", data.val_set), ("test", data.test_set))}  # fmt: skip
+        probabilities = model(data.test_set.tensors[0]).softmax(dim=1).max(dim=1).values
+    capsys.readouterr()
+    for command, split in (("validate", "val"), ("test", "test")):
+        main([command, f"--data.data_dir={mnist_dir}", "--data.val_size=20", f"--ckpt_path={last}", quiet])
+        loss = float(re.search(rf"{split}/loss\D+([0-9.]+)", capsys.readouterr().out).group(1))
+        assert loss == pytest.approx(expected[split], rel=1e-4), command
+    main(["predict", f"--data.data_dir={mnist_dir}", "--data.val_size=20", f"--ckpt_path={last}",
+          f"--output={tmp_path / 'p.csv'}", quiet])  # fmt: skip
+    written = pd.read_csv(tmp_path / "p.csv")["probability"].to_numpy()
+    assert written == pytest.approx(probabilities.numpy(), abs=1e-4)
 
 
 def run_quietly(*args: str) -> subprocess.CompletedProcess:
