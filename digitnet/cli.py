@@ -154,7 +154,7 @@ class DigitnetCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs) -> Trainer:
         try:
             trainer = super().instantiate_trainer(**kwargs)
-        except MisconfigurationException as err:  # a bad --trainer value, before anything is written
+        except (MisconfigurationException, ValueError) as err:  # a bad --trainer value, before anything is written
             raise DigitnetError(f"bad --trainer settings: {err}") from None
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # unless the user chose another one
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()

@@ -33,6 +33,8 @@ def export_onnx(ckpt_path: str | None = None, output: str = "model.onnx", data_d
         The largest absolute difference between onnxruntime's and PyTorch's logits.
     """
     check_output(output)
+    if check_images < 1:
+        raise DigitnetError(f"--check_images must be at least 1, got {check_images}")
     try:
         import onnx
         import onnxruntime
@@ -60,7 +62,9 @@ def export_onnx(ckpt_path: str | None = None, output: str = "model.onnx", data_d
           f"= {scaling}, output 'logits' (N, 10)")  # fmt: skip
     print(f"onnxruntime vs PyTorch on {len(x)} {source}: max |logit difference| = {diff:.2e} (tolerance {tolerance:g})")
     if not diff <= tolerance:
-        raise DigitnetError(f"the ONNX model's logits differ from PyTorch's by {diff:.2e}, more than {tolerance:g}")
+        Path(output).unlink()
+        raise DigitnetError(f"the ONNX model's logits differ from PyTorch's by {diff:.2e}, more than {tolerance:g}; "
+                            f"{output} was removed")  # fmt: skip
     return diff
 
 

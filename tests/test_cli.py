@@ -197,6 +197,14 @@ def test_a_bad_value_of_a_command_s_own_flag_says_what_was_expected(args, expect
     assert capsys.readouterr().err.splitlines() == [f"{command}: error: {expected}", f"See: {command} --help"]
 
 
+def test_an_unknown_accelerator_is_one_line_before_anything_is_written(mnist_dir, tmp_path, capsys):
+    with pytest.raises(SystemExit) as stopped:  # Lightning raises a ValueError for it, MisconfigurationException for gpu
+        main(["fit", f"--data.data_dir={mnist_dir}", "--trainer.accelerator=foo"])
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err.startswith("python -m digitnet fit: error: bad --trainer settings: ")
+    assert not (tmp_path / "lightning_logs").exists()
+
+
 @pytest.mark.slow  # a subprocess
 def test_a_bad_network_setting_is_one_line_without_a_traceback(mnist_dir):
     # The net raises DigitnetError while jsonargparse builds it, which wraps it in a ValueError of its own.
