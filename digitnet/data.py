@@ -42,7 +42,7 @@ class MNISTDataModule(L.LightningDataModule):
         val_size: Training images held out for validation.
         seed: Seed of the random validation split; the same seed gives the same split.
         normalize: Standardize pixels / 255 with MNIST's mean and std; False gives the report's plain pixels / 255.
-            validate, test and predict take these three from the checkpoint, as its network was trained.
+            validate, test and predict take it, val_size and seed from the checkpoint, as its network was trained.
         download: Download missing files from `mirrors` into `data_dir`.
         mirrors: Base URLs tried in order; default: the MNIST mirrors torchvision lists.
         predict_path: Images to `predict` instead of MNIST's test set: an image file, a folder or a quoted
