@@ -57,7 +57,9 @@ def list_files(path: str | Path) -> list[Path]:
         raise DigitnetError(f"{path}: no such file or folder; --data.predict_path takes an image file, a folder or a "
                             "quoted glob such as 'scans/*.png'")  # fmt: skip
     if not files:
-        raise DigitnetError(f"{path}: no files found")
+        folders = p.is_dir() and any(f.is_dir() and not f.name.startswith(".") for f in p.iterdir())
+        hint = f"; it holds folders: to read the images in them, pass a quoted glob such as '{p / '**' / '*.png'}'"
+        raise DigitnetError(f"{path}: no files found" + (hint if folders else ""))
     return files
 
 

@@ -245,8 +245,17 @@ def test_list_files_takes_a_file_a_folder_or_a_glob(tmp_path):
     assert list_files(f"{tmp_path}/**/*.png") == [tmp_path / "a.png", tmp_path / "sub" / "c.png"]
     with pytest.raises(DigitnetError, match="no such file or folder"):
         list_files(tmp_path / "missing.png")
-    with pytest.raises(DigitnetError, match="no files found"):
+    with pytest.raises(DigitnetError, match="no files found$"):
         list_files(f"{tmp_path}/*.gif")
+
+
+def test_a_folder_of_folders_says_how_to_read_them(tmp_path):
+    # finetune's layout, DIR/7/a.png: a folder's own files only are read, so say how to reach the subfolders'.
+    (tmp_path / "7").mkdir()
+    (tmp_path / "7" / "a.png").write_bytes(b"x")
+    with pytest.raises(DigitnetError, match=r"no files found; it holds folders: .* '.*/\*\*/\*\.png'"):
+        list_files(tmp_path)
+    assert list_files(f"{tmp_path}/**/*.png") == [tmp_path / "7" / "a.png"]
 
 
 def test_open_image_reads_file_objects_with_the_same_checks():

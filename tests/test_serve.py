@@ -254,6 +254,15 @@ def test_a_100_mb_upload_is_refused_from_its_header_without_being_sent(server):
     assert post(server.url, DIGIT).status_code == 200
 
 
+def test_a_post_with_no_body_and_no_content_length_is_an_empty_body(server):
+    # as `curl -X POST URL` sends it: no Content-Length and not chunked, so no body at all
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as client:
+        client.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = read_response(client)
+    assert answer.startswith("HTTP/1.1 400") and "empty request body" in answer
+    assert post(server.url, DIGIT).status_code == 200
+
+
 def test_bad_settings_are_errors_that_say_what_to_do(checkpoint):
     from digitnet.serve import main
 
