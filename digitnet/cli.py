@@ -18,7 +18,7 @@ from pathlib import Path
 
 from jsonargparse.typing import NonNegativeInt
 from lightning.pytorch import Trainer
-from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.callbacks import LambdaCallback, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
@@ -183,6 +183,15 @@ class DigitnetCLI(LightningCLI):
             raise DigitnetError(f"bad --model.optimizer settings: {err}") from None
         if isinstance(lr, (int, float)) and lr <= 0:
             raise DigitnetError(f"the learning rate must be positive, got --model.optimizer.lr={lr}")
+        if 0 in (self.trainer.max_epochs, self.trainer.max_steps):
+            raise DigitnetError("--trainer.max_epochs=0 (or max_steps=0) trains nothing: give 1 or more; to test a "
+                                "trained network, python -m digitnet test --ckpt_path PATH")  # fmt: skip
+        # An epoch starts unless the run resumed (--ckpt_path) had already trained all of them: after_fit says so.
+        self.epochs_started = 0
+        self.trainer.callbacks.append(LambdaCallback(on_train_epoch_start=lambda *_: self.count_epoch()))
+
+    def count_epoch(self) -> None:
+        self.epochs_started += 1
 
     before_validate = before_test = load_data
 
@@ -201,6 +210,10 @@ class DigitnetCLI(LightningCLI):
     def after_fit(self) -> None:
         if self.trainer.fast_dev_run:
             return
+        if not self.epochs_started:
+            raise DigitnetError(f"nothing to train: the checkpoint resumed had already trained "
+                                f"--trainer.max_epochs={self.trainer.max_epochs} epochs (or max_steps); give a larger "
+                                "--trainer.max_epochs to train on, or test it with python -m digitnet test")  # fmt: skip
         best = self.trainer.checkpoint_callback.best_model_path or None
         results = self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best, verbose=False)
         if results and self.trainer.is_global_zero:

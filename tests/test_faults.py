@@ -96,6 +96,26 @@ def test_ckpt_path_last_without_a_previous_run_trains_from_scratch(fit_args, tmp
     assert load(tmp_path / "lightning_logs" / "Adam" / "version_0" / "checkpoints" / "last.ckpt")["global_step"] == 20
 
 
+def test_ckpt_path_last_of_a_finished_run_says_nothing_was_trained(fit_args, tmp_path, capsys):
+    main(fit_args + ["--trainer.max_epochs=1"])
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        main(fit_args + ["--trainer.max_epochs=1", "--ckpt_path", "last"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "nothing to train" in err and "give a larger --trainer.max_epochs" in err and "Traceback" not in err
+    main(fit_args + ["--trainer.max_epochs=2", "--ckpt_path", "last"])  # a larger one trains on
+    assert load(tmp_path / "lightning_logs" / "Adam" / "version_0" / "checkpoints" / "last.ckpt")["global_step"] == 40
+
+
+@pytest.mark.parametrize("flag", ["--trainer.max_epochs=0", "--trainer.max_steps=0"])
+def test_zero_epochs_or_steps_is_refused_before_a_run_folder_is_written(fit_args, tmp_path, capsys, flag):
+    with pytest.raises(SystemExit) as exit_:
+        main(fit_args + [flag])
+    assert exit_.value.code == 2 and "trains nothing" in capsys.readouterr().err
+    assert not (tmp_path / "lightning_logs").exists()
+
+
 def test_ckpt_path_last_continues_the_newest_run_that_has_a_last_checkpoint(tmp_path):
     from jsonargparse import Namespace
 
