@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from lightning.pytorch.utilities import rank_zero_only
 
 from digitnet.errors import DigitnetError, first_line
 
@@ -58,5 +59,6 @@ def default_checkpoint(root: str | Path = "lightning_logs") -> tuple[Path, str]:
 
 def announce_default_checkpoint(verb: str = "Using", root: str | Path = "lightning_logs") -> Path:
     path, what = default_checkpoint(root)
-    print(f"{verb} {path} ({what}; --ckpt_path chooses another)")
+    if rank_zero_only.rank == 0:  # once, not by every DDP process
+        print(f"{verb} {path} ({what}; --ckpt_path chooses another)")
     return path

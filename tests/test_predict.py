@@ -16,7 +16,7 @@ from PIL import Image
 from conftest import tiny_run, write_mnist
 from digitnet import DigitRecognizer, mnist_pixels
 from digitnet.cli import main
-from digitnet.checkpoints import default_checkpoint
+from digitnet.checkpoints import announce_default_checkpoint, default_checkpoint
 from digitnet.predict import COLUMNS
 from photos import KINDS, drawn_digits, save_photo, write_bad_files
 from helpers import run_digitnet
@@ -134,6 +134,17 @@ def test_latest_run_gives_the_default_checkpoint_and_says_which(tmp_path):
     (new / "best-b.ckpt").unlink()
     assert default_checkpoint(tmp_path / "lightning_logs") == (
         new / "last.ckpt", f"the last checkpoint of the latest run, {new.parent}")
+
+
+def test_the_checkpoint_used_is_announced_once_not_by_every_ddp_process(tmp_path, capsys, monkeypatch):
+    from lightning.pytorch.utilities import rank_zero_only
+
+    (tmp_path / "lightning_logs/Adam/version_0/checkpoints").mkdir(parents=True)
+    (tmp_path / "lightning_logs/Adam/version_0/checkpoints/last.ckpt").write_bytes(b"")
+    for rank, said in ((0, True), (1, False)):
+        monkeypatch.setattr(rank_zero_only, "rank", rank)
+        assert announce_default_checkpoint(root=tmp_path / "lightning_logs").name == "last.ckpt"
+        assert ("Using " in capsys.readouterr().out) == said
 
 
 def test_predict_without_ckpt_path_says_which_it_uses(trained, tmp_path, capsys):
