@@ -18,7 +18,7 @@ from pathlib import Path
 
 from jsonargparse.typing import NonNegativeInt
 from lightning.pytorch import Trainer
-from lightning.pytorch.callbacks import LambdaCallback, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
@@ -61,6 +61,20 @@ class BestCheckpoint(ModelCheckpoint):
         dirpath: Folder of the checkpoints; None: checkpoints/ in the run's log folder
             (lightning_logs/<optimizer>/version_N/checkpoints).
     """
+
+
+class TrainingLoopRan(Callback):
+    """Whether `fit` ran its training loop: Lightning skips it when the run resumed (--ckpt_path) had trained it all.
+    A class, not a lambda: ddp_spawn pickles the Trainer's callbacks."""
+
+    def __init__(self) -> None:
+        self.fit_started = self.trained = False
+
+    def on_fit_start(self, trainer: Trainer, pl_module) -> None:  # in this process, not only in spawned ones
+        self.fit_started = True
+
+    def on_train_start(self, trainer: Trainer, pl_module) -> None:  # also on resuming mid-epoch
+        self.trained = True
 
 
 class DigitnetCLI(LightningCLI):
@@ -175,6 +189,10 @@ class DigitnetCLI(LightningCLI):
             self.datamodule.setup(self.subcommand)  # stage names are the subcommand names
 
     def before_fit(self) -> None:
+        for name in ("max_epochs", "max_steps", "limit_train_batches"):
+            if getattr(self.trainer, name) == 0:
+                raise DigitnetError(f"--trainer.{name}=0 trains nothing: give more; to test a trained network, "
+                                    "python -m digitnet test --ckpt_path PATH")  # fmt: skip
         self.load_data()
         # Build the optimizer now: bad arguments (lr <= 0, ...) stop with torch's message before any folder is written.
         try:
@@ -183,15 +201,8 @@ class DigitnetCLI(LightningCLI):
             raise DigitnetError(f"bad --model.optimizer settings: {err}") from None
         if isinstance(lr, (int, float)) and lr <= 0:
             raise DigitnetError(f"the learning rate must be positive, got --model.optimizer.lr={lr}")
-        if 0 in (self.trainer.max_epochs, self.trainer.max_steps):
-            raise DigitnetError("--trainer.max_epochs=0 (or max_steps=0) trains nothing: give 1 or more; to test a "
-                                "trained network, python -m digitnet test --ckpt_path PATH")  # fmt: skip
-        # An epoch starts unless the run resumed (--ckpt_path) had already trained all of them: after_fit says so.
-        self.epochs_started = 0
-        self.trainer.callbacks.append(LambdaCallback(on_train_epoch_start=lambda *_: self.count_epoch()))
-
-    def count_epoch(self) -> None:
-        self.epochs_started += 1
+        self.training_loop = TrainingLoopRan()
+        self.trainer.callbacks.append(self.training_loop)
 
     before_validate = before_test = load_data
 
@@ -210,10 +221,12 @@ class DigitnetCLI(LightningCLI):
     def after_fit(self) -> None:
         if self.trainer.fast_dev_run:
             return
-        if not self.epochs_started:
-            raise DigitnetError(f"nothing to train: the checkpoint resumed had already trained "
-                                f"--trainer.max_epochs={self.trainer.max_epochs} epochs (or max_steps); give a larger "
-                                "--trainer.max_epochs to train on, or test it with python -m digitnet test")  # fmt: skip
+        if self.training_loop.fit_started and not self.training_loop.trained:
+            by_steps = 0 < self.trainer.max_steps <= self.trainer.global_step
+            limit = f"max_steps={self.trainer.max_steps}" if by_steps else f"max_epochs={self.trainer.max_epochs}"
+            raise DigitnetError(f"nothing to train: the checkpoint resumed had already reached --trainer.{limit}; "
+                                f"give a larger --trainer.{limit.split('=')[0]} to train on, or test it with "
+                                "python -m digitnet test")  # fmt: skip
         best = self.trainer.checkpoint_callback.best_model_path or None
         results = self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best, verbose=False)
         if results and self.trainer.is_global_zero:

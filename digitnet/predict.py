@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import glob
 import os
+import shlex
 from pathlib import Path
 from typing import NamedTuple
 
@@ -58,7 +59,8 @@ def list_files(path: str | Path) -> list[Path]:
                             "quoted glob such as 'scans/*.png'")  # fmt: skip
     if not files:
         folders = p.is_dir() and any(f.is_dir() and not f.name.startswith(".") for f in p.iterdir())
-        hint = f"; it holds folders: to read the images in them, pass a quoted glob such as '{p / '**' / '*.png'}'"
+        pattern = shlex.quote(str(p / "**" / "*.png"))
+        hint = f"; it holds folders: to read the images in them, pass a quoted glob such as {pattern}"
         raise DigitnetError(f"{path}: no files found" + (hint if folders else ""))
     return files
 

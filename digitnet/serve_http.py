@@ -50,7 +50,7 @@ class PredictGuard:
         headers = Headers(scope=scope)
         length = headers.get("content-length", "")
         refusal = None
-        if length == "0" or not (length or "transfer-encoding" in headers):  # no body: no length and not chunked
+        if length == "0" or (not length and "transfer-encoding" not in headers):  # no body: no length, not chunked
             refusal = Refusal(400, f"empty request body: {USAGE}")
         elif not headers.get("content-type", "").startswith("multipart/form-data"):
             refusal = Refusal(415, f"not a multipart form upload: {USAGE}")

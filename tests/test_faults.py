@@ -108,11 +108,22 @@ def test_ckpt_path_last_of_a_finished_run_says_nothing_was_trained(fit_args, tmp
     assert load(tmp_path / "lightning_logs" / "Adam" / "version_0" / "checkpoints" / "last.ckpt")["global_step"] == 40
 
 
-@pytest.mark.parametrize("flag", ["--trainer.max_epochs=0", "--trainer.max_steps=0"])
+def test_ckpt_path_last_stopped_in_the_final_epoch_trains_its_rest(fit_args, tmp_path, capsys):
+    # Resumed mid-epoch, Lightning calls no on_train_epoch_start: the run still trains, and is not "nothing to train".
+    with pytest.raises(SystemExit) as exit_:
+        main(fit_args + ["--trainer.max_epochs=1", *probe(signal_at_step=13, signal_name="SIGINT")])
+    assert exit_.value.code == 130
+    capsys.readouterr()
+    main(fit_args + ["--trainer.max_epochs=1", "--ckpt_path", "last"])
+    assert "Test accuracy:" in capsys.readouterr().out
+    assert load(tmp_path / "lightning_logs" / "Adam" / "version_0" / "checkpoints" / "last.ckpt")["global_step"] == 20
+
+
+@pytest.mark.parametrize("flag", ["--trainer.max_epochs=0", "--trainer.max_steps=0", "--trainer.limit_train_batches=0"])
 def test_zero_epochs_or_steps_is_refused_before_a_run_folder_is_written(fit_args, tmp_path, capsys, flag):
     with pytest.raises(SystemExit) as exit_:
         main(fit_args + [flag])
-    assert exit_.value.code == 2 and "trains nothing" in capsys.readouterr().err
+    assert exit_.value.code == 2 and f"{flag} trains nothing" in capsys.readouterr().err
     assert not (tmp_path / "lightning_logs").exists()
 
 
