@@ -12,7 +12,9 @@ import typing
 
 import torch
 from lightning.pytorch.cli import LightningArgumentParser
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
+from digitnet.errors import DigitnetError
 from digitnet.nets import NETS
 
 OPTIMIZERS = sorted(name for name, obj in vars(torch.optim).items()
@@ -131,6 +133,16 @@ def expected_value(annotation: object, value: str) -> str | None:
             if fits[kind]() is not False:
                 return None
     return "a number" if float in kinds else "an integer" if int in kinds else "true or false"
+
+
+@contextlib.contextmanager
+def trainer_settings() -> typing.Iterator[None]:
+    """Lightning's error for a bad --trainer value (an unknown accelerator, a GPU asked for without one), raised while
+    the Trainer is built and before anything is written, as a one-line DigitnetError."""
+    try:
+        yield
+    except (MisconfigurationException, ValueError) as err:
+        raise DigitnetError(f"bad --trainer settings: {err}") from None
 
 
 def with_net_paths(argv: list[str]) -> list[str]:

@@ -22,10 +22,10 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressB
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
-from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
-from digitnet.arguments import DigitnetParser, program_name, suggest, with_net_paths
+from digitnet.arguments import DigitnetParser, program_name, suggest, trainer_settings, with_net_paths
 from digitnet.checkpoints import announce_default_checkpoint, read_checkpoint
 from digitnet.data import MNISTDataModule
 from digitnet.divergence import StopOnNonFiniteLoss, TrainingDiverged
@@ -166,10 +166,8 @@ class DigitnetCLI(LightningCLI):
             config.data[key] = trained.get(key, config.data[key])
 
     def instantiate_trainer(self, **kwargs) -> Trainer:
-        try:
+        with trainer_settings():
             trainer = super().instantiate_trainer(**kwargs)
-        except (MisconfigurationException, ValueError) as err:  # a bad --trainer value, before anything is written
-            raise DigitnetError(f"bad --trainer settings: {err}") from None
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # unless the user chose another one
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
         config = self.config_init[self.subcommand] if self.subcommand else self.config_init
@@ -222,11 +220,10 @@ class DigitnetCLI(LightningCLI):
         if self.trainer.fast_dev_run:
             return
         if self.training_loop.fit_started and not self.training_loop.trained:
-            by_steps = 0 < self.trainer.max_steps <= self.trainer.global_step
-            limit = f"max_steps={self.trainer.max_steps}" if by_steps else f"max_epochs={self.trainer.max_epochs}"
-            raise DigitnetError(f"nothing to train: the checkpoint resumed had already reached --trainer.{limit}; "
-                                f"give a larger --trainer.{limit.split('=')[0]} to train on, or test it with "
-                                "python -m digitnet test")  # fmt: skip
+            limit = "max_steps" if 0 < self.trainer.max_steps <= self.trainer.global_step else "max_epochs"
+            raise DigitnetError(f"nothing to train: the checkpoint resumed had already reached --trainer.{limit}="
+                                f"{getattr(self.trainer, limit)}; give a larger --trainer.{limit} to train on, or "
+                                "test it with python -m digitnet test")  # fmt: skip
         best = self.trainer.checkpoint_callback.best_model_path or None
         results = self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best, verbose=False)
         if results and self.trainer.is_global_zero:

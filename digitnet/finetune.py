@@ -17,9 +17,8 @@ from pathlib import Path
 import lightning as L
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
-from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
-from digitnet.arguments import command_parser
+from digitnet.arguments import command_parser, trainer_settings
 from digitnet.checkpoints import FINETUNED, announce_default_checkpoint, read_checkpoint
 from digitnet.data import MNISTDataModule
 from digitnet.errors import DigitnetError
@@ -86,12 +85,10 @@ def finetune(
           f"({len(data.extra_held_out)} held out), {max_steps} steps, {extra_share:.0%} of each batch yours")  # fmt: skip
 
     logger = TensorBoardLogger(str(Path(root) / "lightning_logs"), name=f"{net_name}-finetune", default_hp_metric=False)
-    try:
+    with trainer_settings():  # --trainer.accelerator gpu without one, or foo
         trainer = L.Trainer(max_steps=max_steps, accelerator=accelerator, logger=logger, enable_checkpointing=False,
                             limit_val_batches=0, num_sanity_val_steps=0, enable_model_summary=False,
                             plugins=[AtomicCheckpointIO()])  # a kill while it saves leaves no half-written checkpoint
-    except (MisconfigurationException, ValueError) as err:  # --trainer.accelerator gpu without one, or foo
-        raise DigitnetError(f"bad --trainer settings: {err}") from None
     started = time.perf_counter()
     trainer.fit(model, datamodule=data)
     seconds = time.perf_counter() - started
