@@ -1,12 +1,17 @@
 """digitnet: the Keras report's dense MNIST classifier and a convolutional one, in PyTorch Lightning."""
 
-from digitnet.data import MNISTDataModule
-from digitnet.errors import DigitnetError
-from digitnet.images import mnist_pixels, preprocess
-from digitnet.model import DigitClassifier
-from digitnet.nets import MLP, ConvNet
-from digitnet.recognizer import DigitRecognizer, Prediction
+import importlib
 
+# Imported on first use (PEP 562), so that `python -m digitnet` can answer Ctrl-C while torch and Lightning load.
+_HOMES = {"MNISTDataModule": "data", "DigitnetError": "errors", "mnist_pixels": "images", "preprocess": "images",
+          "DigitClassifier": "model", "MLP": "nets", "ConvNet": "nets", "DigitRecognizer": "recognizer",
+          "Prediction": "recognizer"}  # fmt: skip
 __all__ = ["ConvNet", "MLP", "DigitClassifier", "DigitRecognizer", "DigitnetError", "MNISTDataModule", "Prediction",
            "mnist_pixels", "preprocess"]  # fmt: skip
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    if name not in _HOMES:
+        raise AttributeError(f"module 'digitnet' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"digitnet.{_HOMES[name]}"), name)

@@ -1,5 +1,8 @@
 import re
+import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -10,7 +13,7 @@ import yaml
 
 from digitnet import MLP, DigitClassifier
 from digitnet.cli import main
-from helpers import run_digitnet
+from helpers import digitnet_env, run_digitnet, run_python
 
 
 ROOT = Path(__file__).parents[1]
@@ -92,6 +95,21 @@ def test_missing_data_exits_with_a_paragraph(tmp_path):
     assert result.returncode == 2
     assert "MNIST was not found in" in result.stderr and "DIGITNET_DATA_DIR" in result.stderr
     assert "Traceback" not in result.stderr
+    assert not (tmp_path / "lightning_logs").exists()
+
+
+@pytest.mark.slow  # a subprocess
+def test_ctrl_c_while_torch_and_lightning_load_is_one_line_and_status_130(tmp_path):
+    # Importing digitnet itself loads nothing heavy: torch and Lightning come with the command, where Ctrl-C is caught.
+    assert run_python("import digitnet, sys; sys.exit('torch' in sys.modules)").returncode == 0
+    command = [sys.executable, "-m", "digitnet", "fit", f"--data.data_dir={tmp_path}"]
+    process = subprocess.Popen(command, cwd=tmp_path, env=digitnet_env(), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)  # fmt: skip
+    time.sleep(0.5)  # torch alone takes longer than this to import
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130
+    assert err.strip() == "digitnet: interrupted"
     assert not (tmp_path / "lightning_logs").exists()
 
 
