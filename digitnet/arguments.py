@@ -72,6 +72,7 @@ class DigitnetParser(LightningArgumentParser):
         # nested class, whose keys are not the command's.
         keys = set(self.get_defaults().keys()) if self.command is not None else set()
         optimizer_named = any(arg in ("-c", "--config") or arg.startswith("--config=") for arg in self.argv)
+        optimizer = None  # the torch.optim class named by --model.optimizer
         for i, arg in enumerate(self.argv):
             if not arg.startswith("--"):
                 continue
@@ -81,6 +82,7 @@ class DigitnetParser(LightningArgumentParser):
                 value = self.argv[i + 1]
             if key == "model.optimizer":
                 optimizer_named = True
+                optimizer = getattr(torch.optim, value, None)
                 if value not in OPTIMIZERS and "." not in value:
                     return (f"unknown optimizer {value!r}{suggest(value, OPTIMIZERS)}; use one of "
                             f"{', '.join(OPTIMIZERS)} (torch.optim), or an import path such as "
@@ -91,6 +93,11 @@ class DigitnetParser(LightningArgumentParser):
             elif key.startswith("model.optimizer.") and not optimizer_named:
                 return ("name the optimizer before its arguments, e.g. --model.optimizer=Adam --model.optimizer.lr=0.01"
                         " (the default, Adam, is not spelled out)")  # fmt: skip
+            if key.startswith("model.optimizer.") and isinstance(optimizer, type):  # --model.optimizer.lr=abc
+                with contextlib.suppress(NameError, TypeError):
+                    hint = typing.get_type_hints(optimizer.__init__).get(key.rpartition(".")[2])
+                    if expected := expected_value(hint, value):
+                        return f"--{key}: expected {expected}, got {value!r}"
             if key in keys and (expected := expected_value(self.annotation(key), value)):
                 return f"--{key}: expected {expected}, got {value!r}"
             if not keys or key in keys or key in ACTIONS:
@@ -119,7 +126,9 @@ def expected_value(annotation: object, value: str) -> str | None:
     """What a value of a bool, int, float or Literal parameter looks like ('an integer', 'one of 64, 32, 16, ...') when
     `value` does not."""
     union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
-    kinds = [kind for kind in (typing.get_args(annotation) if union else [annotation]) if kind is not type(None)]
+    # A tensor (torch.optim's lr: float | Tensor) is no value a command line can give: a number is what is expected.
+    kinds = [kind for kind in (typing.get_args(annotation) if union else [annotation])
+             if kind is not type(None) and kind is not torch.Tensor]  # fmt: skip
     if value.lower() in ("null", "none"):
         return None
     if kinds and all(typing.get_origin(kind) is typing.Literal for kind in kinds):  # --trainer.precision
