@@ -1,11 +1,18 @@
-"""`python -m digitnet COMMAND`: the command line, `digitnet.cli.main`."""
+"""`python -m digitnet COMMAND` and the `digitnet` command: the command line, `digitnet.cli.main`."""
 
 import sys
 
-try:
-    from digitnet.cli import main
 
-    main()
-except KeyboardInterrupt:  # Ctrl-C before or after training (which answers it itself): no traceback
-    print("digitnet: interrupted", file=sys.stderr)
-    sys.exit(130)
+def run() -> None:
+    """`digitnet.cli.main`, imported here so that Ctrl-C while torch and Lightning load ends as quietly as later."""
+    try:
+        from digitnet.cli import main
+
+        main()
+    except KeyboardInterrupt:  # before or after training (which answers Ctrl-C itself): no traceback
+        print("digitnet: interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    run()
