@@ -1,5 +1,6 @@
 """`python -m digitnet COMMAND` and the `digitnet` command: the command line, `digitnet.cli.main`."""
 
+import os
 import sys
 
 
@@ -10,7 +11,8 @@ def run() -> None:
 
         main()
     except KeyboardInterrupt:  # before or after training (which answers Ctrl-C itself): no traceback
-        print("digitnet: interrupted", file=sys.stderr)
+        if os.environ.get("LOCAL_RANK", "0") == "0":  # once, not by every DDP process Ctrl-C reaches
+            print("digitnet: interrupted", file=sys.stderr)
         sys.exit(130)
 
 

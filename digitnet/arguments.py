@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import os
+import pydoc
 import sys
 import types
 import typing
@@ -82,7 +83,7 @@ class DigitnetParser(LightningArgumentParser):
                 value = self.argv[i + 1]
             if key == "model.optimizer":
                 optimizer_named = True
-                optimizer = getattr(torch.optim, value, None)
+                optimizer = getattr(torch.optim, value, None) or pydoc.locate(value)
                 if value not in OPTIMIZERS and "." not in value:
                     return (f"unknown optimizer {value!r}{suggest(value, OPTIMIZERS)}; use one of "
                             f"{', '.join(OPTIMIZERS)} (torch.optim), or an import path such as "
@@ -93,11 +94,9 @@ class DigitnetParser(LightningArgumentParser):
             elif key.startswith("model.optimizer.") and not optimizer_named:
                 return ("name the optimizer before its arguments, e.g. --model.optimizer=Adam --model.optimizer.lr=0.01"
                         " (the default, Adam, is not spelled out)")  # fmt: skip
-            if key.startswith("model.optimizer.") and isinstance(optimizer, type):  # --model.optimizer.lr=abc
-                with contextlib.suppress(NameError, TypeError):
-                    hint = typing.get_type_hints(optimizer.__init__).get(key.rpartition(".")[2])
-                    if expected := expected_value(hint, value):
-                        return f"--{key}: expected {expected}, got {value!r}"
+            # The optimizer's arguments are no keys of the parser until jsonargparse has read its class.
+            if key.startswith("model.optimizer.") and (expected := optimizer_value(optimizer, key, value)):
+                return f"--{key}: expected {expected}, got {value!r}"
             if key in keys and (expected := expected_value(self.annotation(key), value)):
                 return f"--{key}: expected {expected}, got {value!r}"
             if not keys or key in keys or key in ACTIONS:
@@ -142,6 +141,20 @@ def expected_value(annotation: object, value: str) -> str | None:
             if fits[kind]() is not False:
                 return None
     return "a number" if float in kinds else "an integer" if int in kinds else "true or false"
+
+
+def optimizer_value(optimizer: object, key: str, value: str) -> str | None:
+    """expected_value for an optimizer's argument: of the class named by --model.optimizer, or, when a config file
+    names it, of every torch.optim optimizer with that argument if they agree (lr is a number in all of them)."""
+    name = key.rpartition(".")[2]
+    classes = [optimizer] if isinstance(optimizer, type) else [getattr(torch.optim, o) for o in OPTIMIZERS]
+    answers = set()
+    for cls in classes:
+        with contextlib.suppress(NameError, TypeError):
+            hints = typing.get_type_hints(cls.__init__)
+            if name in hints:
+                answers.add(expected_value(hints[name], value))
+    return answers.pop() if len(answers) == 1 else None
 
 
 @contextlib.contextmanager
