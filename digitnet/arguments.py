@@ -111,14 +111,19 @@ class DigitnetParser(LightningArgumentParser):
         command's own flag (serve's port: int) from its function's."""
         group, _, name = key.rpartition(".")
         # "": a command's function (`command_parser`), whose parameters its flags are (finetune's --data.extra_share)
-        owner = self.classes.get(group) or self.classes.get("")
-        functions = [cls.__init__ for cls in owner.__mro__] if isinstance(owner, type) else [owner] if owner else []
-        for function in functions:
-            with contextlib.suppress(NameError, TypeError):
-                hints = typing.get_type_hints(function)
-                if name in hints:
-                    return hints[name]
-        return None
+        return parameter_type(self.classes.get(group) or self.classes.get(""), name)
+
+
+def parameter_type(owner: object, name: str) -> object:
+    """The annotation of parameter `name` of a class's `__init__` (or a base class's), or of a function; None if it
+    has none."""
+    functions = [cls.__init__ for cls in owner.__mro__] if isinstance(owner, type) else [owner] if owner else []
+    for function in functions:
+        with contextlib.suppress(NameError, TypeError):
+            hints = typing.get_type_hints(function)
+            if name in hints:
+                return hints[name]
+    return None
 
 
 def expected_value(annotation: object, value: str) -> str | None:
@@ -148,12 +153,8 @@ def optimizer_value(optimizer: object, key: str, value: str) -> str | None:
     names it, of every torch.optim optimizer with that argument if they agree (lr is a number in all of them)."""
     name = key.rpartition(".")[2]
     classes = [optimizer] if isinstance(optimizer, type) else [getattr(torch.optim, o) for o in OPTIMIZERS]
-    answers = set()
-    for cls in classes:
-        with contextlib.suppress(NameError, TypeError):
-            hints = typing.get_type_hints(cls.__init__)
-            if name in hints:
-                answers.add(expected_value(hints[name], value))
+    hints = [hint for hint in (parameter_type(cls, name) for cls in classes) if hint is not None]
+    answers = {expected_value(hint, value) for hint in hints}
     return answers.pop() if len(answers) == 1 else None
 
 

@@ -12,7 +12,7 @@ import yaml
 
 from digitnet import MLP, DigitClassifier
 from digitnet.cli import main
-from helpers import SOURCE, digitnet_env, run_digitnet, run_python
+from helpers import digitnet_env, run_digitnet, run_python
 
 
 ROOT = Path(__file__).parents[1]
@@ -200,7 +200,8 @@ def run_quietly(*args: str) -> subprocess.CompletedProcess:
         (["--model.optimizer=Adam", "--model.optimizer.lr=abc"], "--model.optimizer.lr: expected a number, got 'abc'"),
         (["--model.optimizer=SGD", "--model.optimizer.nesterov=maybe"],
          "--model.optimizer.nesterov: expected true or false, got 'maybe'"),
-        ([f"--config={SOURCE / 'configs' / 'convnet.yaml'}", "--model.optimizer.lr=abc"], "--model.optimizer.lr: expected a number"),
+        ([f"--config={ROOT / 'configs' / 'convnet.yaml'}", "--model.optimizer.lr=abc"],
+         "--model.optimizer.lr: expected a number"),
         (["--model.optimizer=torch.optim.SGD", "--model.optimizer.momentum=x"],
          "--model.optimizer.momentum: expected a number, got 'x'"),
         (["--trainer.max_epohcs=3"], "did you mean --trainer.max_epochs?"),
