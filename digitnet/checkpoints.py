@@ -22,7 +22,7 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu", weights_only: b
     if not Path(path).is_file():
         raise DigitnetError(f"{path}: no such checkpoint")
     with open(path, "rb") as f:  # torch.save writes a zip archive, or in its legacy format a pickle (b"\x80")
-        if not zipfile.is_zipfile(f) and f.read(1) != b"\x80":
+        if f.read(1) != b"\x80" and not zipfile.is_zipfile(f):  # is_zipfile leaves f at its end: read first
             raise DigitnetError(f"{path}: not a checkpoint (not a file that torch.save writes)")
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=weights_only)

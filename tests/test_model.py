@@ -1,3 +1,4 @@
+import pickle
 from pathlib import Path
 
 import pytest
@@ -294,7 +295,11 @@ def test_a_checkpoint_holding_python_objects_is_a_one_line_error(tmp_path, mnist
     for name in ("junk.ckpt", "noise.ckpt"):
         with pytest.raises(DigitnetError, match=rf"{name}: not a checkpoint \(not a file that torch.save writes\)$"):
             DigitRecognizer.from_checkpoint(tmp_path / name)
-    for name in ("partial.ckpt", "junk.ckpt", "noise.ckpt"):
+    # A pickle passes for torch.save's legacy format (its first byte, b"\x80"), and torch.load is left to judge it.
+    (tmp_path / "pickle.ckpt").write_bytes(pickle.dumps({"state_dict": {}}, protocol=2))
+    with pytest.raises(DigitnetError, match=r"pickle.ckpt: not a checkpoint torch can read \("):
+        DigitRecognizer.from_checkpoint(tmp_path / "pickle.ckpt")
+    for name in ("partial.ckpt", "junk.ckpt", "noise.ckpt", "pickle.ckpt"):
         with pytest.raises(SystemExit) as exit:
             main(["predict", f"--ckpt_path={tmp_path / name}", f"--data.data_dir={mnist_dir}"])
         error = capsys.readouterr().err.strip()
