@@ -221,9 +221,12 @@ def stop_on_signals(server: ls.LitServer):
     """While serving, SIGTERM stops the server as Ctrl-C does, and neither signal has a worker restarted.
 
     LitServe stops its processes on KeyboardInterrupt only (docs/serving.md, "Faults"). A second signal while
-    stopping is ignored; processes forked from this one inherit the handler and keep their old behaviour."""
+    stopping is ignored; processes forked from this one inherit the handler and keep their old behaviour. A signal
+    while LitServe still starts its workers, before it answers one itself, stops them here: status 143 for SIGTERM,
+    130 for Ctrl-C (tests/test_serve.py::test_sigterm_while_the_server_starts_stops_its_workers_quietly)."""
     main_pid = os.getpid()
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    received = []
 
     def stop(signum, frame) -> None:
         if os.getpid() != main_pid:
@@ -234,12 +237,20 @@ def stop_on_signals(server: ls.LitServer):
             signal.signal(sig, lambda *_: None)
         server.restart_workers = False
         logging.getLogger(ls.server.__name__).addFilter(ManagerGone())  # for the rest of the process: it is stopping
+        received.append(signum)
         raise KeyboardInterrupt
 
     for sig in previous:
         signal.signal(sig, stop)
     try:
         yield
+    except KeyboardInterrupt:  # out of LitServer.run: it came before LitServe's own handling began
+        for worker in getattr(server, "inference_workers", []):  # else they outlive the manager, with a traceback
+            worker.terminate()
+            worker.join(timeout=10)
+        if received == [signal.SIGTERM]:
+            raise SystemExit(143) from None
+        raise
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -1,5 +1,6 @@
-"""A network that takes `delay` seconds per forward pass: a checkpoint of it makes `serve` slow enough for a test
-to make a request wait past --timeout, or to catch an inference worker in the middle of a request."""
+"""A network that takes `delay` seconds per forward pass, and `load_delay` seconds to build: a checkpoint of it makes
+`serve` slow enough for a test to make a request wait past --timeout, to catch an inference worker in the middle of
+a request, or to signal the server while its worker still loads."""
 
 import time
 
@@ -9,9 +10,10 @@ from digitnet.nets import MLP
 
 
 class SlowMLP(MLP):
-    def __init__(self, delay: float = 1.0) -> None:
+    def __init__(self, delay: float = 1.0, load_delay: float = 0.0) -> None:
         super().__init__()
-        self.delay = delay
+        self.delay, self.load_delay = delay, load_delay
+        time.sleep(load_delay)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         time.sleep(self.delay)

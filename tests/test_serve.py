@@ -6,6 +6,7 @@ inference worker with a new one, and SIGTERM by stopping every process of the se
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import logging
@@ -13,6 +14,8 @@ import os
 import re
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 import types
@@ -30,9 +33,10 @@ from digitnet.images import mnist_pixels
 from digitnet.checkpoints import default_checkpoint
 from digitnet.number_reader import UNSURE_BELOW
 from digitnet.recognizer import DigitRecognizer
+from helpers import digitnet_env
 from photos import huge_png
-from serve_helpers import (ServerProcess, have_real_mnist, inference_workers, mnist_test_set, processes, running,
-                           trained_run)  # fmt: skip
+from serve_helpers import (ServerProcess, free_port, have_real_mnist, inference_workers, mnist_test_set, processes,
+                           running, trained_run)  # fmt: skip
 
 pytest.importorskip("litserve", reason="needs the serve extra: pip install -e '.[serve]'")
 pytestmark = pytest.mark.slow  # each test runs or starts a server process
@@ -54,11 +58,12 @@ def one_checkpoint(tmp_path_factory) -> Path:
     return default_checkpoint(trained_run(tmp_path_factory) / "lightning_logs")[0]
 
 
-def slow_checkpoint(checkpoint: Path, delay: float, folder: Path) -> Path:
+def slow_checkpoint(checkpoint: Path, delay: float, folder: Path, load_delay: float = 0.0) -> Path:
     """`checkpoint`'s MLP as a `slow_net.SlowMLP` (tests/ is on the server's import path): every forward pass of
-    the server's network then takes `delay` seconds more."""
+    the server's network then takes `delay` seconds more, and building it `load_delay` seconds."""
     state = torch.load(checkpoint, weights_only=True)
-    state["hyper_parameters"]["net"] = {"class_path": "slow_net.SlowMLP", "init_args": {"delay": delay}}
+    state["hyper_parameters"]["net"] = {"class_path": "slow_net.SlowMLP",
+                                        "init_args": {"delay": delay, "load_delay": load_delay}}  # fmt: skip
     torch.save(state, folder / "slow.ckpt")
     return folder / "slow.ckpt"
 
@@ -424,6 +429,27 @@ def test_sigterm_stops_every_process_of_the_server_and_frees_its_port(one_checkp
         assert "Traceback" not in server.output(), server.output()
     finally:
         server.stop()
+
+
+def test_sigterm_while_the_server_starts_stops_its_workers_quietly(one_checkpoint, tmp_path):
+    # LitServe answers a signal only once its workers are up: before that, `kill PID` left a worker to die with a
+    # traceback when the manager went, and the server said "interrupted" (status 130, as for Ctrl-C).
+    ckpt = slow_checkpoint(one_checkpoint, 0, tmp_path, load_delay=10)  # the worker loads it for 10 s
+    command = [sys.executable, "-m", "digitnet", "serve", f"--ckpt_path={ckpt}", f"--port={free_port()}"]
+    server = subprocess.Popen(command, cwd=tmp_path, env=digitnet_env(), stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
+    try:
+        assert server.stdout.readline().startswith("Write a number at "), server.stdout.read()
+        wait_for(lambda: inference_workers(server.pid), "the inference worker to start")
+        children = processes(server.pid)
+        os.kill(server.pid, signal.SIGTERM)
+        output = server.communicate(timeout=60)[0]
+        assert server.returncode == 143, output
+        assert "Traceback" not in output and "interrupted" not in output, output
+        wait_for(lambda: not any(map(running, children)), "the server's child processes to end", limit=60)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGKILL)
 
 
 def test_a_stopping_server_does_not_report_litserve_s_lost_connection_to_its_manager():
