@@ -272,7 +272,8 @@ def quiet_lightning() -> None:
 
 def main(args: ArgsType = None) -> None:
     """Run a command; bad input or a diverging run ends with a short message and exit status 2, an
-    interrupted `fit` with the command that resumes it and status 130 (Ctrl-C) or 143 (SIGTERM)."""
+    interrupted `fit` with the command that resumes it and status 130 (Ctrl-C) or 143 (SIGTERM), any other
+    command interrupted by Ctrl-C with status 130."""
     argv = list(sys.argv[1:] if args is None else args)
     program = program_name()
     quiet_lightning()
@@ -293,6 +294,14 @@ def main(args: ArgsType = None) -> None:
         command = resume_command(argv)
         _say(f"digitnet: {what}" + (f"\nResume with:\n  {command}" if command else ""), during_training=True)
         sys.exit(130 if isinstance(err, TrainingInterrupted) else 143)
+    except SystemExit as err:
+        # Lightning answers Ctrl-C outside fit's steps (test, predict, a second Ctrl-C in fit) with a silent exit(1)
+        # from inside its `except KeyboardInterrupt`, which makes the interrupt this exit's context.
+        if err.code != 1 or not isinstance(err.__context__, KeyboardInterrupt):
+            raise
+        command = resume_command(argv)
+        _say("digitnet: interrupted" + (f"\nResume with:\n  {command}" if command else ""), during_training=True)
+        sys.exit(130)
     except Exception as err:
         # A DigitnetError raised in a class jsonargparse builds (`--model.net.width=0`) is its ValueError's cause.
         reason = next((e for e in causes(err) if isinstance(e, DigitnetError)), None)

@@ -21,10 +21,14 @@ class Probe(L.Callback):
             (SHA-1 of their bytes, in order), its sampler, its synced metrics and a checksum of its weights.
         signal_at_step: Send `signal_name` to this process at the end of this training step (0: never).
         signal_name: SIGKILL, SIGINT or SIGTERM.
+        signals: How many times to send it (2: a second Ctrl-C at once).
+        signal_at_test_batch: Send `signal_name` at the end of this test batch (0: never).
     """
 
-    def __init__(self, record: str | None = None, signal_at_step: int = 0, signal_name: str = "SIGKILL") -> None:
+    def __init__(self, record: str | None = None, signal_at_step: int = 0, signal_name: str = "SIGKILL",
+                 signals: int = 1, signal_at_test_batch: int = 0) -> None:  # fmt: skip
         self.record, self.signal_at_step, self.signal_name = record, signal_at_step, signal_name
+        self.signals, self.signal_at_test_batch = signals, signal_at_test_batch
         self.seen: dict[int, list[str]] = {}
         self.report: dict = {"start_step": None, "val": [], "test": None}
 
@@ -40,6 +44,11 @@ class Probe(L.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if self.signal_at_step and trainer.global_step == self.signal_at_step:
+            for _ in range(self.signals):
+                os.kill(os.getpid(), getattr(signal, self.signal_name))
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        if self.signal_at_test_batch and batch_idx == self.signal_at_test_batch:
             os.kill(os.getpid(), getattr(signal, self.signal_name))
 
     def on_validation_end(self, trainer, pl_module):

@@ -91,6 +91,24 @@ def test_ctrl_c_saves_last_and_prints_the_resume_command(fit_args, tmp_path, cap
         assert_resumes_and_finishes(shlex.split(command)[3:], run, 13, tmp_path, capsys)
 
 
+@pytest.mark.slow  # subprocesses
+def test_ctrl_c_that_lightning_answers_itself_is_one_line_and_status_130(fit_args, tmp_path):
+    # A second Ctrl-C in fit, or one in test: Lightning stops and exits with status 1, silently.
+    twice = run_digitnet(*fit_args, *probe(signal_at_step=13, signal_name="SIGINT"), "--trainer.callbacks.signals=2")
+    assert twice.returncode == 130, twice.stderr
+    assert "Traceback" not in twice.stderr + twice.stdout
+    command = twice.stderr.split("digitnet: interrupted\nResume with:\n", 1)[1].strip()
+    assert command.startswith("python -m digitnet fit ") and command.endswith(" --ckpt_path last")
+    last = tmp_path / "lightning_logs" / "Adam" / "version_0" / "checkpoints" / "last.ckpt"
+    assert load(last)["global_step"] == 8  # the last periodic save: the second Ctrl-C does not wait for a save
+    tested = run_digitnet("test", f"--ckpt_path={last}", fit_args[1], "--data.eval_batch_size=5",
+                          "--trainer.enable_progress_bar=false", "--trainer.callbacks+=probes.Probe",
+                          "--trainer.callbacks.signal_name=SIGINT", "--trainer.callbacks.signal_at_test_batch=1")
+    assert tested.returncode == 130, tested.stderr
+    assert tested.stderr.strip().endswith("digitnet: interrupted") and "Traceback" not in tested.stderr
+    assert "Test accuracy" not in tested.stdout
+
+
 def test_ckpt_path_last_without_a_previous_run_trains_from_scratch(fit_args, tmp_path, capsys):
     main(fit_args + ["--trainer.max_epochs=1", "--ckpt_path", "last"])
     assert load(tmp_path / "lightning_logs" / "Adam" / "version_0" / "checkpoints" / "last.ckpt")["global_step"] == 20
