@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import inspect
 import os
 import pydoc
 import sys
@@ -95,6 +96,8 @@ class DigitnetParser(LightningArgumentParser):
                 return ("name the optimizer before its arguments, e.g. --model.optimizer=Adam --model.optimizer.lr=0.01"
                         " (the default, Adam, is not spelled out)")  # fmt: skip
             # The optimizer's arguments are no keys of the parser until jsonargparse has read its class.
+            if key.startswith("model.optimizer.") and (unknown := not_an_option(optimizer, key)):
+                return unknown
             if key.startswith("model.optimizer.") and (expected := optimizer_value(optimizer, key, value)):
                 return f"--{key}: expected {expected}, got {value!r}"
             if key in keys and (expected := expected_value(self.annotation(key), value)):
@@ -156,6 +159,19 @@ def optimizer_value(optimizer: object, key: str, value: str) -> str | None:
     hints = [hint for hint in (parameter_type(cls, name) for cls in classes) if hint is not None]
     answers = {expected_value(hint, value) for hint in hints}
     return answers.pop() if len(answers) == 1 else None
+
+
+def not_an_option(optimizer: object, key: str) -> str | None:
+    """What to say of `--model.optimizer.NAME` when the optimizer class named on the command line has no argument
+    NAME ('Adam has no option momentum; ...'), where jsonargparse says "Option 'momentum' is not accepted"."""
+    name = key.rpartition(".")[2]
+    if not isinstance(optimizer, type) or name in ("init_args", "class_path"):
+        return None
+    parameters = inspect.signature(optimizer).parameters
+    if name in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        return None
+    options = [option for option in parameters if option != "params"]
+    return f"--{key}: {optimizer.__name__} has no option {name}; its options are {', '.join(options)}"
 
 
 @contextlib.contextmanager

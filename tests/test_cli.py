@@ -204,6 +204,8 @@ def run_quietly(*args: str) -> subprocess.CompletedProcess:
          "--model.optimizer.lr: expected a number"),
         (["--model.optimizer=torch.optim.SGD", "--model.optimizer.momentum=x"],
          "--model.optimizer.momentum: expected a number, got 'x'"),
+        (["--model.optimizer=Adam", "--model.optimizer.momentum=0.9"],
+         "--model.optimizer.momentum: Adam has no option momentum; its options are lr, betas, eps, weight_decay"),
         (["--trainer.max_epohcs=3"], "did you mean --trainer.max_epochs?"),
         (["--model.net=ConvNett"], "unknown network 'ConvNett' (did you mean ConvNet?)"),
         (["--model.net=nosuch.Net"], "nosuch.Net either not accessible or invalid"),
