@@ -121,6 +121,12 @@ class DigitnetCLI(LightningCLI):
         # Here, before Lightning reads the model's settings from the checkpoint to build it.
         if self.config.get("subcommand") in ("validate", "test", "predict"):
             self._check_paths(self.config[self.config.subcommand])
+        # fit resumes from a file only once a run folder exists: a missing or foreign one is a traceback there.
+        ckpt_path = self.config.fit.ckpt_path if self.config.get("subcommand") == "fit" else None
+        if ckpt_path and not named_by_lightning(ckpt_path):
+            if not Path(ckpt_path).is_file():
+                raise DigitnetError(f"--ckpt_path {ckpt_path}: no such checkpoint")
+            read_checkpoint(ckpt_path)
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
@@ -153,12 +159,10 @@ class DigitnetCLI(LightningCLI):
             root = Path(config.trainer.default_root_dir or ".") / "lightning_logs"
             config.ckpt_path = str(announce_default_checkpoint(root=root))
         elif not Path(config.ckpt_path).is_file():
-            # Lightning's names for a checkpoint it finds itself (best, last: of a fit in this process): the CLI
-            # rebuilds the network from a checkpoint's settings only when given its file.
-            lightning_s = config.ckpt_path in ("best", "last", "hpc") or config.ckpt_path.startswith("registry")
+            # The CLI rebuilds the network from a checkpoint's settings only when given its file.
             raise DigitnetError(f"--ckpt_path {config.ckpt_path}: " + (
                 "give the checkpoint file (lightning_logs/.../checkpoints/*.ckpt), or leave --ckpt_path out to use "
-                "the latest run's" if lightning_s else "no such checkpoint"))  # fmt: skip
+                "the latest run's" if named_by_lightning(config.ckpt_path) else "no such checkpoint"))  # fmt: skip
         # The data as the checkpoint's network was trained on (Lightning restores the model's settings, not the data's):
         # its pixel scaling, and its validation split for validate. read_checkpoint: a one-line error for a bad file.
         trained = read_checkpoint(config.ckpt_path).get("datamodule_hyper_parameters") or {}
@@ -257,6 +261,12 @@ def build_cli(args: ArgsType = None, run: bool = True) -> DigitnetCLI:
         args=args,
         run=run,
     )
+
+
+def named_by_lightning(ckpt_path: str) -> bool:
+    """Whether --ckpt_path is a name Lightning resolves itself (best, last: of a fit in this process or a run's
+    last.ckpt; hpc; registry:...), not a file."""
+    return ckpt_path in ("best", "last", "hpc") or ckpt_path.startswith("registry")
 
 
 def quiet_lightning() -> None:

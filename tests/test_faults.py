@@ -109,6 +109,22 @@ def test_ctrl_c_that_lightning_answers_itself_is_one_line_and_status_130(fit_arg
     assert "Test accuracy" not in tested.stdout
 
 
+def test_fit_from_a_missing_or_foreign_checkpoint_file_is_one_line_and_writes_no_run(fit_args, tmp_path, capsys):
+    (tmp_path / "junk.ckpt").write_text("not a checkpoint")
+    for path, reason in ((tmp_path / "missing.ckpt", "--ckpt_path {}: no such checkpoint"),
+                         (tmp_path / "junk.ckpt", "{}: not a checkpoint (not a file that torch.save writes)")):  # fmt: skip
+        with pytest.raises(SystemExit) as exit_:
+            main(fit_args + ["--ckpt_path", str(path)])
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2 and reason.format(path) in err and "Traceback" not in err
+    assert not (tmp_path / "lightning_logs").exists()
+    # A checkpoint file that is one still resumes its run.
+    main(fit_args + ["--trainer.max_epochs=1"])
+    last = tmp_path / "lightning_logs" / "Adam" / "version_0" / "checkpoints" / "last.ckpt"
+    main(fit_args + ["--trainer.max_epochs=2", "--ckpt_path", str(last)])
+    assert load(tmp_path / "lightning_logs" / "Adam" / "version_1" / "checkpoints" / "last.ckpt")["global_step"] == 40
+
+
 def test_ckpt_path_last_without_a_previous_run_trains_from_scratch(fit_args, tmp_path, capsys):
     main(fit_args + ["--trainer.max_epochs=1", "--ckpt_path", "last"])
     assert load(tmp_path / "lightning_logs" / "Adam" / "version_0" / "checkpoints" / "last.ckpt")["global_step"] == 20
