@@ -9,7 +9,7 @@ import torch
 
 from digitnet.arguments import command_parser
 from digitnet.errors import DigitnetError
-from digitnet.files import check_output
+from digitnet.files import check_output, replacing
 from digitnet.mnist import TEST_FILES, default_data_dir, load_split
 from digitnet.images import scaling_text, to_input
 from digitnet.checkpoints import announce_default_checkpoint
@@ -45,26 +45,27 @@ def export_onnx(ckpt_path: str | None = None, output: str = "model.onnx", data_d
         ckpt_path = str(announce_default_checkpoint("Exporting"))
     recognizer = DigitRecognizer.from_checkpoint(ckpt_path)
     net = recognizer.net.cpu()
-    torch.onnx.export(net, (torch.zeros(2, 1, 28, 28),), output, input_names=["image"], output_names=["logits"],
-                      dynamic_shapes=({0: torch.export.Dim("batch")},), external_data=False, verbose=False)  # fmt: skip
-    model = onnx.load(output)
     scaling = scaling_text(recognizer.normalize)
-    model.doc_string = (f"digitnet {type(net).__name__} from {Path(ckpt_path).name}: image (N, 1, 28, 28) float32 = "
-                        f"{scaling}, MNIST-style (white digit on black, centred) -> logits (N, 10)")  # fmt: skip
-    onnx.helper.set_model_props(model, {"input_scaling": scaling, "source_checkpoint": str(ckpt_path)})
-    onnx.save(model, output)
+    with replacing(output) as tmp:  # a model that fails its check replaces no earlier file
+        torch.onnx.export(net, (torch.zeros(2, 1, 28, 28),), tmp, input_names=["image"], output_names=["logits"],
+                          dynamic_shapes=({0: torch.export.Dim("batch")},), external_data=False,
+                          verbose=False)  # fmt: skip
+        model = onnx.load(tmp)
+        model.doc_string = (f"digitnet {type(net).__name__} from {Path(ckpt_path).name}: image (N, 1, 28, 28) float32 "
+                            f"= {scaling}, MNIST-style (white digit on black, centred) -> logits (N, 10)")  # fmt: skip
+        onnx.helper.set_model_props(model, {"input_scaling": scaling, "source_checkpoint": str(ckpt_path)})
+        onnx.save(model, tmp)
 
-    x, source = _check_batch(data_dir, check_images, recognizer.normalize)
-    session = onnxruntime.InferenceSession(output, providers=["CPUExecutionProvider"])
-    (logits,) = session.run(["logits"], {"image": x.numpy()})
-    diff = float(np.abs(logits - net(x).detach().numpy()).max())
+        x, source = _check_batch(data_dir, check_images, recognizer.normalize)
+        session = onnxruntime.InferenceSession(tmp, providers=["CPUExecutionProvider"])
+        (logits,) = session.run(["logits"], {"image": x.numpy()})
+        diff = float(np.abs(logits - net(x).detach().numpy()).max())
+        if not diff <= tolerance:
+            raise DigitnetError(f"the ONNX model's logits differ from PyTorch's by {diff:.2e} on {len(x)} {source}, "
+                                f"more than {tolerance:g}; {output} was not written")  # fmt: skip
     print(f"Wrote {output} ({Path(output).stat().st_size / 1e6:.1f} MB): input 'image' (N, 1, 28, 28) float32 "
           f"= {scaling}, output 'logits' (N, 10)")  # fmt: skip
     print(f"onnxruntime vs PyTorch on {len(x)} {source}: max |logit difference| = {diff:.2e} (tolerance {tolerance:g})")
-    if not diff <= tolerance:
-        Path(output).unlink()
-        raise DigitnetError(f"the ONNX model's logits differ from PyTorch's by {diff:.2e}, more than {tolerance:g}; "
-                            f"{output} was removed")  # fmt: skip
     return diff
 
 

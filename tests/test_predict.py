@@ -211,13 +211,19 @@ def test_export_to_a_folder_or_a_missing_one_stops_before_any_work(trained, tmp_
             main(["export", f"--ckpt_path={trained[0]}", f"--output={output}"])
         assert exit.value.code == 2 and f"--output {output}: " in (err := capsys.readouterr().err) and message in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
-    # A check on no image, or one that fails, leaves no model behind.
+    # A check on no image, or one that fails, leaves no model behind, and an earlier model as it was.
     for flag, message in (("--check_images=0", "--check_images must be at least 1, got 0"),
-                          ("--tolerance=-1", "more than -1; m.onnx was removed")):  # fmt: skip
+                          ("--tolerance=-1", "more than -1; m.onnx was not written")):  # fmt: skip
         with pytest.raises(SystemExit) as exit:
             main(["export", f"--ckpt_path={trained[0]}", "--output=m.onnx", "--data.data_dir=nowhere", flag])
         assert exit.value.code == 2 and message in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
+    main(["export", f"--ckpt_path={trained[0]}", "--output=m.onnx", "--data.data_dir=nowhere"])
+    good = (tmp_path / "m.onnx").read_bytes()
+    with pytest.raises(SystemExit):
+        main(["export", f"--ckpt_path={trained[0]}", "--output=m.onnx", "--data.data_dir=nowhere", "--tolerance=-1"])
+    assert (tmp_path / "m.onnx").read_bytes() == good
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "m.onnx"]
 
 
 def test_fit_logs_confusion_matrix_and_mistakes_to_tensorboard(trained):
