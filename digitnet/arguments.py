@@ -11,6 +11,7 @@ import pydoc
 import sys
 import types
 import typing
+from pathlib import Path
 
 import torch
 from lightning.pytorch.cli import LightningArgumentParser
@@ -22,6 +23,9 @@ from digitnet.nets import NETS
 OPTIMIZERS = sorted(name for name, obj in vars(torch.optim).items()
                     if isinstance(obj, type) and issubclass(obj, torch.optim.Optimizer)
                     and obj is not torch.optim.Optimizer)  # fmt: skip
+SCHEDULERS = sorted(name for name, obj in vars(torch.optim.lr_scheduler).items()
+                    if isinstance(obj, type) and issubclass(obj, torch.optim.lr_scheduler.LRScheduler)
+                    and obj is not torch.optim.lr_scheduler.LRScheduler and not name.startswith("_"))  # fmt: skip
 ACTIONS = {"help", "config", "print_config"}  # flags of the parser itself, not configuration keys
 
 
@@ -73,8 +77,9 @@ class DigitnetParser(LightningArgumentParser):
         # The dotted option names (model.dropout, trainer.max_epochs, ...); none in a parser jsonargparse made for a
         # nested class, whose keys are not the command's.
         keys = set(self.get_defaults().keys()) if self.command is not None else set()
-        optimizer_named = any(arg in ("-c", "--config") or arg.startswith("--config=") for arg in self.argv)
-        optimizer = None  # the torch.optim class named by --model.optimizer
+        config_given = any(arg in ("-c", "--config") or arg.startswith("--config=") for arg in self.argv)
+        optimizer_named = config_given
+        optimizer = scheduler = None  # the classes named by --model.optimizer and --model.lr_scheduler
         for i, arg in enumerate(self.argv):
             if not arg.startswith("--"):
                 continue
@@ -89,17 +94,31 @@ class DigitnetParser(LightningArgumentParser):
                     return (f"unknown optimizer {value!r}{suggest(value, OPTIMIZERS)}; use one of "
                             f"{', '.join(OPTIMIZERS)} (torch.optim), or an import path such as "
                             "my_package.MyOptimizer")  # fmt: skip
+            elif key == "model.lr_scheduler":
+                scheduler = getattr(torch.optim.lr_scheduler, value, None) or pydoc.locate(value)
+                if value not in SCHEDULERS and "." not in value and value.lower() not in ("null", "none"):
+                    return (f"unknown learning-rate scheduler {value!r}{suggest(value, SCHEDULERS)}; use one of "
+                            f"{', '.join(SCHEDULERS)} (torch.optim.lr_scheduler), or an import path")  # fmt: skip
+            elif key == "config" and value and not Path(value).is_file():
+                return f"--config {value}: no such file"
             elif key == "model.net" and value not in NETS and "." not in value:
                 return (f"unknown network {value!r}{suggest(value, NETS)}; use one of {', '.join(NETS)} "
                         "(digitnet.nets), or the import path of an nn.Module such as my_package.MyNet")  # fmt: skip
             elif key.startswith("model.optimizer.") and not optimizer_named:
                 return ("name the optimizer before its arguments, e.g. --model.optimizer=Adam --model.optimizer.lr=0.01"
                         " (the default, Adam, is not spelled out)")  # fmt: skip
-            # The optimizer's arguments are no keys of the parser until jsonargparse has read its class.
-            if key.startswith("model.optimizer.") and (unknown := not_an_option(optimizer, key)):
-                return unknown
-            if key.startswith("model.optimizer.") and (expected := optimizer_value(optimizer, key, value)):
-                return f"--{key}: expected {expected}, got {value!r}"
+            elif key.startswith("model.lr_scheduler.") and scheduler is None and not config_given:
+                return ("name the scheduler before its arguments, e.g. --model.lr_scheduler=StepLR "
+                        "--model.lr_scheduler.step_size=2")  # fmt: skip
+            # An optimizer's or scheduler's arguments are no keys of the parser until jsonargparse has read its class.
+            if key.startswith(("model.optimizer.", "model.lr_scheduler.")):
+                of_optimizer = key.startswith("model.optimizer.")
+                if unknown := not_an_option(optimizer if of_optimizer else scheduler, key):
+                    return unknown
+                expected = (optimizer_value(optimizer, key, value) if of_optimizer
+                            else expected_value(parameter_type(scheduler, key.rpartition(".")[2]), value))
+                if expected:
+                    return f"--{key}: expected {expected}, got {value!r}"
             if key in keys and (expected := expected_value(self.annotation(key), value)):
                 return f"--{key}: expected {expected}, got {value!r}"
             if not keys or key in keys or key in ACTIONS:
@@ -107,6 +126,14 @@ class DigitnetParser(LightningArgumentParser):
             # Known too: a group (--trainer), an argument of a class chosen on the command line (--model.optimizer.lr)
             if not any(other.startswith(key + ".") or key.startswith(other + ".") for other in keys):
                 return f"unknown option --{key}{suggest(key, keys, prefix='--')}"
+        if isinstance(scheduler, type) and not config_given:
+            given = {arg[2:].partition("=")[0].rpartition(".")[2] for arg in self.argv
+                     if arg.startswith("--model.lr_scheduler.")}  # fmt: skip
+            needed = [name for name, parameter in inspect.signature(scheduler).parameters.items()
+                      if parameter.default is parameter.empty and parameter.kind is parameter.POSITIONAL_OR_KEYWORD
+                      and name != "optimizer" and name not in given]  # fmt: skip
+            if needed:
+                return f"{scheduler.__name__} needs --model.lr_scheduler.{needed[0]}"
         return None
 
     def annotation(self, key: str) -> object:
@@ -161,17 +188,18 @@ def optimizer_value(optimizer: object, key: str, value: str) -> str | None:
     return answers.pop() if len(answers) == 1 else None
 
 
-def not_an_option(optimizer: object, key: str) -> str | None:
-    """What to say of `--model.optimizer.NAME` when the optimizer class named on the command line has no argument
-    NAME ('Adam has no option momentum; ...'), where jsonargparse says "Option 'momentum' is not accepted"."""
+def not_an_option(cls: object, key: str) -> str | None:
+    """What to say of `--model.optimizer.NAME` (or `--model.lr_scheduler.NAME`) when the class named on the command
+    line has no argument NAME ('Adam has no option momentum; ...'): jsonargparse says "Option 'momentum' is not
+    accepted"."""
     name = key.rpartition(".")[2]
-    if not isinstance(optimizer, type) or name in ("init_args", "class_path"):
+    if not isinstance(cls, type) or name in ("init_args", "class_path"):
         return None
-    parameters = inspect.signature(optimizer).parameters
+    parameters = inspect.signature(cls).parameters
     if name in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
         return None
-    options = [option for option in parameters if option != "params"]
-    return f"--{key}: {optimizer.__name__} has no option {name}; its options are {', '.join(options)}"
+    options = [option for option in parameters if option not in ("params", "optimizer")]
+    return f"--{key}: {cls.__name__} has no option {name}{suggest(name, options)}; its options are {', '.join(options)}"
 
 
 @contextlib.contextmanager
