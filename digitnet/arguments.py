@@ -80,6 +80,7 @@ class DigitnetParser(LightningArgumentParser):
         config_given = any(arg in ("-c", "--config") or arg.startswith("--config=") for arg in self.argv)
         optimizer_named = config_given
         optimizer = scheduler = None  # the classes named by --model.optimizer and --model.lr_scheduler
+        scheduler_named = config_given
         for i, arg in enumerate(self.argv):
             if not arg.startswith("--"):
                 continue
@@ -89,17 +90,18 @@ class DigitnetParser(LightningArgumentParser):
                 value = self.argv[i + 1]
             if key == "model.optimizer":
                 optimizer_named = True
-                optimizer = getattr(torch.optim, value, None) or pydoc.locate(value)
+                optimizer = getattr(torch.optim, value, None) or locate(value)
                 if value not in OPTIMIZERS and "." not in value:
                     return (f"unknown optimizer {value!r}{suggest(value, OPTIMIZERS)}; use one of "
                             f"{', '.join(OPTIMIZERS)} (torch.optim), or an import path such as "
                             "my_package.MyOptimizer")  # fmt: skip
             elif key == "model.lr_scheduler":
-                scheduler = getattr(torch.optim.lr_scheduler, value, None) or pydoc.locate(value)
+                scheduler_named = True
+                scheduler = getattr(torch.optim.lr_scheduler, value, None) or locate(value)
                 if value not in SCHEDULERS and "." not in value and value.lower() not in ("null", "none"):
                     return (f"unknown learning-rate scheduler {value!r}{suggest(value, SCHEDULERS)}; use one of "
                             f"{', '.join(SCHEDULERS)} (torch.optim.lr_scheduler), or an import path")  # fmt: skip
-            elif key == "config" and value and not Path(value).is_file():
+            elif key == "config" and value.endswith((".yaml", ".yml", ".json")) and not Path(value).is_file():
                 return f"--config {value}: no such file"
             elif key == "model.net" and value not in NETS and "." not in value:
                 return (f"unknown network {value!r}{suggest(value, NETS)}; use one of {', '.join(NETS)} "
@@ -107,7 +109,7 @@ class DigitnetParser(LightningArgumentParser):
             elif key.startswith("model.optimizer.") and not optimizer_named:
                 return ("name the optimizer before its arguments, e.g. --model.optimizer=Adam --model.optimizer.lr=0.01"
                         " (the default, Adam, is not spelled out)")  # fmt: skip
-            elif key.startswith("model.lr_scheduler.") and scheduler is None and not config_given:
+            elif key.startswith("model.lr_scheduler.") and not scheduler_named:
                 return ("name the scheduler before its arguments, e.g. --model.lr_scheduler=StepLR "
                         "--model.lr_scheduler.step_size=2")  # fmt: skip
             # An optimizer's or scheduler's arguments are no keys of the parser until jsonargparse has read its class.
@@ -129,9 +131,10 @@ class DigitnetParser(LightningArgumentParser):
         if isinstance(scheduler, type) and not config_given:
             given = {arg[2:].partition("=")[0].rpartition(".")[2] for arg in self.argv
                      if arg.startswith("--model.lr_scheduler.")}  # fmt: skip
-            needed = [name for name, parameter in inspect.signature(scheduler).parameters.items()
-                      if parameter.default is parameter.empty and parameter.kind is parameter.POSITIONAL_OR_KEYWORD
-                      and name != "optimizer" and name not in given]  # fmt: skip
+            # The first parameter is the optimizer, which Lightning passes.
+            needed = [name for name, parameter in list(inspect.signature(scheduler).parameters.items())[1:]
+                      if parameter.default is parameter.empty and name not in given
+                      and parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)]  # fmt: skip
             if needed:
                 return f"{scheduler.__name__} needs --model.lr_scheduler.{needed[0]}"
         return None
@@ -188,6 +191,13 @@ def optimizer_value(optimizer: object, key: str, value: str) -> str | None:
     return answers.pop() if len(answers) == 1 else None
 
 
+def locate(path: str) -> object:
+    """The object an import path names, or None when it names none or its module fails to import."""
+    with contextlib.suppress(pydoc.ErrorDuringImport):
+        return pydoc.locate(path)
+    return None
+
+
 def not_an_option(cls: object, key: str) -> str | None:
     """What to say of `--model.optimizer.NAME` (or `--model.lr_scheduler.NAME`) when the class named on the command
     line has no argument NAME ('Adam has no option momentum; ...'): jsonargparse says "Option 'momentum' is not
@@ -198,7 +208,7 @@ def not_an_option(cls: object, key: str) -> str | None:
     parameters = inspect.signature(cls).parameters
     if name in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
         return None
-    options = [option for option in parameters if option not in ("params", "optimizer")]
+    options = list(parameters)[1:]  # the first is the optimizer's params, or the scheduler's optimizer
     return f"--{key}: {cls.__name__} has no option {name}{suggest(name, options)}; its options are {', '.join(options)}"
 
 

@@ -123,7 +123,7 @@ class DigitnetCLI(LightningCLI):
             self._check_paths(self.config[self.config.subcommand])
         # fit resumes from a file only once a run folder exists: a missing or foreign one is a traceback there.
         ckpt_path = self.config.fit.ckpt_path if self.config.get("subcommand") == "fit" else None
-        if ckpt_path and not named_by_lightning(ckpt_path):
+        if ckpt_path and not named_by_lightning(ckpt_path) and "://" not in ckpt_path:  # s3://... is fsspec's
             if not Path(ckpt_path).is_file():
                 raise DigitnetError(f"--ckpt_path {ckpt_path}: no such checkpoint")
             read_checkpoint(ckpt_path)
@@ -266,7 +266,8 @@ def build_cli(args: ArgsType = None, run: bool = True) -> DigitnetCLI:
 def named_by_lightning(ckpt_path: str) -> bool:
     """Whether --ckpt_path is a name Lightning resolves itself (best, last: of a fit in this process or a run's
     last.ckpt; hpc; registry:...), not a file."""
-    return ckpt_path in ("best", "last", "hpc") or ckpt_path.startswith("registry")
+    return ckpt_path in ("best", "last", "hpc") or ckpt_path.lower() == "registry" or ckpt_path.lower().startswith(
+        "registry:")
 
 
 def quiet_lightning() -> None:

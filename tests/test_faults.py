@@ -111,8 +111,9 @@ def test_ctrl_c_that_lightning_answers_itself_is_one_line_and_status_130(fit_arg
 
 def test_fit_from_a_missing_or_foreign_checkpoint_file_is_one_line_and_writes_no_run(fit_args, tmp_path, capsys):
     (tmp_path / "junk.ckpt").write_text("not a checkpoint")
-    for path, reason in ((tmp_path / "missing.ckpt", "--ckpt_path {}: no such checkpoint"),
-                         (tmp_path / "junk.ckpt", "{}: not a checkpoint (not a file that torch.save writes)")):  # fmt: skip
+    junk = "{}: not a checkpoint (not a file that torch.save writes)"
+    missing = "--ckpt_path {}: no such checkpoint"
+    for path, reason in ((tmp_path / "missing.ckpt", missing), (tmp_path / "junk.ckpt", junk)):
         with pytest.raises(SystemExit) as exit_:
             main(fit_args + ["--ckpt_path", str(path)])
         err = capsys.readouterr().err

@@ -441,10 +441,11 @@ def test_sigterm_while_the_server_starts_stops_its_workers_quietly(one_checkpoin
     try:
         assert server.stdout.readline().startswith("Write a number at "), server.stdout.read()
         wait_for(lambda: inference_workers(server.pid), "the inference worker to start")
+        time.sleep(1)  # LitServe lists the worker once its start returns; it then loads for 10 s
         children = processes(server.pid)
         os.kill(server.pid, signal.SIGTERM)
         output = server.communicate(timeout=60)[0]
-        assert server.returncode == 143, output
+        assert server.returncode == 0, output  # as a running server stops on SIGTERM
         assert "Traceback" not in output and "interrupted" not in output, output
         wait_for(lambda: not any(map(running, children)), "the server's child processes to end", limit=60)
     finally:
