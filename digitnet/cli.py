@@ -13,6 +13,7 @@ import importlib
 import logging
 import os
 import sys
+import typing
 import warnings
 from pathlib import Path
 
@@ -266,8 +267,8 @@ def build_cli(args: ArgsType = None, run: bool = True) -> DigitnetCLI:
 def named_by_lightning(ckpt_path: str) -> bool:
     """Whether --ckpt_path is a name Lightning resolves itself (best, last: of a fit in this process or a run's
     last.ckpt; hpc; registry:...), not a file."""
-    return ckpt_path in ("best", "last", "hpc") or ckpt_path.lower() == "registry" or ckpt_path.lower().startswith(
-        "registry:")
+    name = ckpt_path.lower()  # Lightning reads "registry" in any case
+    return ckpt_path in ("best", "last", "hpc") or name == "registry" or name.startswith("registry:")
 
 
 def quiet_lightning() -> None:
@@ -302,17 +303,13 @@ def main(args: ArgsType = None) -> None:
                                 f"{', '.join(COMMANDS)} (see {program} --help)")  # fmt: skip
     except (TrainingInterrupted, SIGTERMException) as err:
         what = err if isinstance(err, TrainingInterrupted) else "stopped by SIGTERM; see last.ckpt for the latest state"
-        command = resume_command(argv)
-        _say(f"digitnet: {what}" + (f"\nResume with:\n  {command}" if command else ""), during_training=True)
-        sys.exit(130 if isinstance(err, TrainingInterrupted) else 143)
+        stopped(what, argv, 130 if isinstance(err, TrainingInterrupted) else 143)
     except SystemExit as err:
         # Lightning answers Ctrl-C outside fit's steps (test, predict, a second Ctrl-C in fit) with a silent exit(1)
         # from inside its `except KeyboardInterrupt`, which makes the interrupt this exit's context.
         if err.code != 1 or not isinstance(err.__context__, KeyboardInterrupt):
             raise
-        command = resume_command(argv)
-        _say("digitnet: interrupted" + (f"\nResume with:\n  {command}" if command else ""), during_training=True)
-        sys.exit(130)
+        stopped("interrupted", argv, 130)
     except Exception as err:
         # A DigitnetError raised in a class jsonargparse builds (`--model.net.width=0`) is its ValueError's cause.
         reason = next((e for e in causes(err) if isinstance(e, DigitnetError)), None)
@@ -322,6 +319,13 @@ def main(args: ArgsType = None) -> None:
         # as the parser's errors begin: "python -m digitnet fit: error: ..."
         _say(f"{where}: error: {reason}", during_training=isinstance(reason, TrainingDiverged))
         sys.exit(2)
+
+
+def stopped(what: object, argv: list[str], status: int) -> typing.NoReturn:
+    """Say why the command stopped, with the command that resumes an interrupted `fit`, and exit with `status`."""
+    command = resume_command(argv)
+    _say(f"digitnet: {what}" + (f"\nResume with:\n  {command}" if command else ""), during_training=True)
+    sys.exit(status)
 
 
 def causes(err: BaseException):
