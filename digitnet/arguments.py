@@ -81,6 +81,7 @@ class DigitnetParser(LightningArgumentParser):
         optimizer_named = config_given
         optimizer = scheduler = None  # the classes named by --model.optimizer and --model.lr_scheduler
         scheduler_named = config_given
+        given = set()  # the scheduler's arguments on the command line (T_max of --model.lr_scheduler.T_max=20)
         for i, arg in enumerate(self.argv):
             if not arg.startswith("--"):
                 continue
@@ -115,6 +116,8 @@ class DigitnetParser(LightningArgumentParser):
             # An optimizer's or scheduler's arguments are no keys of the parser until jsonargparse has read its class.
             if key.startswith(("model.optimizer.", "model.lr_scheduler.")):
                 of_optimizer = key.startswith("model.optimizer.")
+                if not of_optimizer:
+                    given.add(key.rpartition(".")[2])
                 if unknown := not_an_option(optimizer if of_optimizer else scheduler, key):
                     return unknown
                 expected = (optimizer_value(optimizer, key, value) if of_optimizer
@@ -129,12 +132,8 @@ class DigitnetParser(LightningArgumentParser):
             if not any(other.startswith(key + ".") or key.startswith(other + ".") for other in keys):
                 return f"unknown option --{key}{suggest(key, keys, prefix='--')}"
         if isinstance(scheduler, type) and not config_given:
-            given = {arg[2:].partition("=")[0].rpartition(".")[2] for arg in self.argv
-                     if arg.startswith("--model.lr_scheduler.")}  # fmt: skip
-            # The first parameter is the optimizer, which Lightning passes.
-            needed = [name for name, parameter in list(inspect.signature(scheduler).parameters.items())[1:]
-                      if parameter.default is parameter.empty and name not in given
-                      and parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)]  # fmt: skip
+            needed = [p.name for p in own_arguments(scheduler) if p.default is p.empty and p.name not in given
+                      and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]  # fmt: skip
             if needed:
                 return f"{scheduler.__name__} needs --model.lr_scheduler.{needed[0]}"
         return None
@@ -198,6 +197,12 @@ def locate(path: str) -> object:
     return None
 
 
+def own_arguments(cls: type) -> list[inspect.Parameter]:
+    """The parameters of an optimizer or scheduler class that a command line gives: all but the first, which
+    Lightning passes (the optimizer's params, the scheduler's optimizer)."""
+    return list(inspect.signature(cls).parameters.values())[1:]
+
+
 def not_an_option(cls: object, key: str) -> str | None:
     """What to say of `--model.optimizer.NAME` (or `--model.lr_scheduler.NAME`) when the class named on the command
     line has no argument NAME ('Adam has no option momentum; ...'): jsonargparse says "Option 'momentum' is not
@@ -208,7 +213,7 @@ def not_an_option(cls: object, key: str) -> str | None:
     parameters = inspect.signature(cls).parameters
     if name in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
         return None
-    options = list(parameters)[1:]  # the first is the optimizer's params, or the scheduler's optimizer
+    options = [p.name for p in own_arguments(cls)]
     return f"--{key}: {cls.__name__} has no option {name}{suggest(name, options)}; its options are {', '.join(options)}"
 
 
