@@ -440,8 +440,10 @@ def test_sigterm_while_the_server_starts_stops_its_workers_quietly(one_checkpoin
                               stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
     try:
         assert server.stdout.readline().startswith("Write a number at "), server.stdout.read()
-        wait_for(lambda: inference_workers(server.pid), "the inference worker to start")
-        time.sleep(1)  # LitServe lists the worker once its start returns; it then loads for 10 s
+        def worker_loading() -> bool:  # LitServe has started the worker, which still takes 10 s to be ready
+            return any(p.name != f"loading-{server.pid}" for p in tmp_path.glob("loading-*"))
+
+        wait_for(worker_loading, "the inference worker to load the checkpoint")
         children = processes(server.pid)
         os.kill(server.pid, signal.SIGTERM)
         output = server.communicate(timeout=60)[0]
