@@ -182,7 +182,7 @@ class MNISTDataModule(L.LightningDataModule):
         if not hp.non_digits:
             return x, y
         # (M, 1, 28, 28) non-digits, made from the batch's digits.
-        return x, y, self.from_ink(non_digits(self.to_ink(x)[:, 0], max(1, round(hp.non_digits * len(x)))))[:, None]
+        return x, y, self.from_ink(non_digits(self.to_ink(x)[:, 0], y, max(1, round(hp.non_digits * len(x)))))[:, None]
 
     def to_ink(self, x: torch.Tensor) -> torch.Tensor:
         """Model input -> ink in [0, 1], white on black."""

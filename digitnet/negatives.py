@@ -5,12 +5,15 @@ as one, a dash, a smudge, a letter. Trained on digits alone, a network gives suc
 more as often as not. Outlier exposure (Hendrycks, Mazeika & Dietterich, ICLR 2019) adds cheap synthetic
 non-digits to each training batch with the uniform distribution as their target, so that no digit gets a
 high probability on them (`DigitClassifier`'s `non_digit_weight`). Here they are made from the batch's own
-digits, on its device, in four kinds:
+digits, on its device, in six kinds:
 
 - a piece: a digit cut by a vertical or horizontal line, one side kept (half of a bad split);
 - a pair: two digits side by side, touching or overlapping, as one picture (a missed split);
 - strokes: one to three random pen strokes (a scribble, a letter-like mark, a dash);
-- a blot: a filled ellipse (a smudge).
+- a blot: a filled ellipse (a smudge);
+- a mirror image of a digit whose mirror image is none (2, 3, 5, 6, 7, 9): a digit's strokes in a glyph of
+  another shape, as a letter is;
+- two different digits drawn over one another: crossing strokes, as many letters have.
 
 Each is then scaled and centred as MNIST's digits are (`mnist_geometry`): the number reader does the same to
 every piece it reads, so the network meets non-digits in the same geometry as digits.
@@ -23,7 +26,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-KINDS = ("piece", "pair", "strokes", "blot")
+KINDS = ("piece", "pair", "strokes", "blot", "mirror", "crossed")
+MIRRORED = (2, 3, 5, 6, 7, 9)  # no digit in a mirror: 0, 1 and 8 stay themselves, and a 4 may
 SIZE, BOX, CENTRE = 28, 20.0, 14.0  # as digitnet.images: ink scaled into 20x20, centre of mass at (14, 14)
 
 
@@ -156,21 +160,45 @@ def blots(n: int, device: torch.device | str, size: int = SIZE) -> torch.Tensor:
     return mnist_geometry(((1 - radius) * torch.minimum(a, b) + 0.5).clamp(0, 1))  # soft over about a pixel
 
 
-def non_digits(ink: torch.Tensor, n: int) -> torch.Tensor:
-    """n non-digit pictures (n, 28, 28) in [0, 1], in equal shares of the four `KINDS`, made from `ink`, a batch
-    of (B, 28, 28) digits (white on black, 0-1) on the device the pictures are made on."""
+def cycle(index: torch.Tensor, k: int) -> torch.Tensor:
+    """k entries of `index`, repeating it as often as needed."""
+    return index[torch.arange(k, device=index.device) % len(index)]
+
+
+def mirrored(ink: torch.Tensor) -> torch.Tensor:
+    """(N, 28, 28) digits -> (N, 28, 28): each flipped left to right."""
+    return mnist_geometry(ink.flip(2))
+
+
+def crossed(ink: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+    """Two (N, 28, 28) batches of digits -> (N, 28, 28): each digit with the other's drawn over it, the brighter
+    pixel where they cross."""
+    return mnist_geometry(torch.maximum(ink, other))
+
+
+def non_digits(ink: torch.Tensor, labels: torch.Tensor, n: int) -> torch.Tensor:
+    """n non-digit pictures (n, 28, 28) in [0, 1], in equal shares of the six `KINDS`, made from `ink`, a batch
+    of (B, 28, 28) digits (white on black, 0-1) on the device the pictures are made on, and their (B,) labels."""
     if n == 0:
         return ink.new_zeros(0, SIZE, SIZE)
     shares = [n // len(KINDS) + (k < n % len(KINDS)) for k in range(len(KINDS))]
     order = torch.randperm(len(ink), device=ink.device)
     top, bottom, left, right = ink_boxes(ink)
     wide = order[(right - left + 1)[order] >= 0.5 * (bottom - top + 1)[order]]  # a piece of a 1 is still a 1
-    wide = wide if len(wide) else order
+    mirror = order[torch.isin(labels[order], torch.tensor(MIRRORED, device=labels.device))]
+    # Crossed: a digit over another digit, never the same one and never a 1 (a 1 over a 7 is a crossed 7).
+    first = order[labels[order] != 1]
+    second = first.roll(1)
+    differ = labels[first] != labels[second]
+    first, second = first[differ], second[differ]
     makers = (
-        lambda k: pieces(ink[wide[torch.arange(k, device=ink.device) % len(wide)]]),
+        lambda k: pieces(ink[cycle(wide if len(wide) else order, k)]),
         lambda k: pairs(ink[order[:k]]),
         lambda k: strokes(k, ink.device),
         lambda k: blots(k, ink.device),
+        # A batch with no digit to mirror or to cross (a small last batch) makes strokes instead.
+        lambda k: mirrored(ink[cycle(mirror, k)]) if len(mirror) else strokes(k, ink.device),
+        lambda k: crossed(ink[cycle(first, k)], ink[cycle(second, k)]) if len(first) else strokes(k, ink.device),
     )
     made = [make(k) for make, k in zip(makers, shares) if k]  # a small last batch has no picture of some kinds
     return torch.cat(made).to(ink.dtype)[torch.randperm(n, device=ink.device)]  # strokes and blots are float32
