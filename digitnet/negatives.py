@@ -177,15 +177,17 @@ def crossed(ink: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
 
 
 def non_digits(ink: torch.Tensor, labels: torch.Tensor, n: int) -> torch.Tensor:
-    """n non-digit pictures (n, 28, 28) in [0, 1], in equal shares of the six `KINDS`, made from `ink`, a batch
-    of (B, 28, 28) digits (white on black, 0-1) on the device the pictures are made on, and their (B,) labels."""
+    """n non-digit pictures (n, 28, 28) in [0, 1], in equal shares of the six `KINDS` (strokes for a kind the batch
+    has no digit for), made from `ink`, a batch of (B, 28, 28) digits (white on black, 0-1) on the device the
+    pictures are made on, and their (B,) labels."""
     if n == 0:
         return ink.new_zeros(0, SIZE, SIZE)
+    labels = labels.to(ink.device)
     shares = [n // len(KINDS) + (k < n % len(KINDS)) for k in range(len(KINDS))]
     order = torch.randperm(len(ink), device=ink.device)
     top, bottom, left, right = ink_boxes(ink)
     wide = order[(right - left + 1)[order] >= 0.5 * (bottom - top + 1)[order]]  # a piece of a 1 is still a 1
-    mirror = order[torch.isin(labels[order], torch.tensor(MIRRORED, device=labels.device))]
+    mirror = order[torch.isin(labels[order], torch.tensor(MIRRORED, device=ink.device))]
     # Crossed: a digit over another digit, never the same one and never a 1 (a 1 over a 7 is a crossed 7).
     first = order[labels[order] != 1]
     second = first.roll(1)
@@ -193,7 +195,7 @@ def non_digits(ink: torch.Tensor, labels: torch.Tensor, n: int) -> torch.Tensor:
     first, second = first[differ], second[differ]
     makers = (
         lambda k: pieces(ink[cycle(wide if len(wide) else order, k)]),
-        lambda k: pairs(ink[order[:k]]),
+        lambda k: pairs(ink[cycle(order, k)]),
         lambda k: strokes(k, ink.device),
         lambda k: blots(k, ink.device),
         # A batch with no digit to mirror or to cross (a small last batch) makes strokes instead.
