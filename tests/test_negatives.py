@@ -2,18 +2,9 @@
 
 import pytest
 import torch
-from conftest import synthetic_digits
 
-from digitnet.negatives import (
-    blots,
-    crossed,
-    mirrored,
-    mnist_geometry,
-    non_digits,
-    pairs,
-    pieces,
-    strokes,
-)
+from conftest import synthetic_digits
+from digitnet.negatives import blots, crossed, mirrored, mnist_geometry, non_digits, pairs, pieces, strokes
 
 
 def digit_ink(n: int) -> torch.Tensor:
@@ -73,8 +64,8 @@ def mirrors_and_crossings(ink: torch.Tensor, made: torch.Tensor) -> tuple[list, 
     """Which digits of `ink` each made picture is the mirror image of, and which two it crosses (None: neither)."""
     n = len(ink)
     mirrors = made_from(made, {i: mirrored(ink[i : i + 1])[0] for i in range(n)})
-    pairs = {(i, j): crossed(ink[i : i + 1], ink[j : j + 1])[0] for i in range(n) for j in range(n)}
-    return mirrors, made_from(made, pairs)
+    crossings = {(i, j): crossed(ink[i : i + 1], ink[j : j + 1])[0] for i in range(n) for j in range(n)}
+    return mirrors, made_from(made, crossings)
 
 
 @pytest.mark.parametrize("seed", range(3))
