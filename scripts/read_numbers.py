@@ -237,8 +237,10 @@ def scribble(rng: np.random.Generator) -> np.ndarray:
     return np.asarray(canvas, np.float32) / 255
 
 
-def half(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """The left or right half of an MNIST digit (one side of its ink box's middle), UP times larger."""
+def half(images: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The left or right half of one of `images` (one side of its ink box's middle), UP times larger. Never of a 1:
+    half a 1 is a 1."""
+    digit = images[rng.choice(np.flatnonzero(labels != 1))]
     top, bottom, left, right = ink_box(digit)
     middle = (left + right) // 2
     cut = digit.copy()
@@ -266,7 +268,7 @@ def smudge(rng: np.random.Generator) -> np.ndarray:
 NON_DIGITS = {
     "letter": "letters unlike digits (A E F H K M N R T V W X Y k m w x &), slanted, pen 6-12% of their height",
     "scribble": "one random pen stroke that turns as it goes",
-    "half": "the left or right half of an MNIST digit",
+    "half": "the left or right half of an MNIST digit other than a 1",
     "smudge": "a blot of overlapping blurred discs",
 }
 
@@ -399,7 +401,7 @@ def main() -> None:
                 elif kind == "scribble":
                     ink = scribble(rng)
                 elif kind == "half":
-                    ink = half(images[int(rng.integers(len(images)))], rng)
+                    ink = half(images, labels, rng)
                 else:
                     ink = smudge(rng)
                 path = folder / kind / f"{i:04d}.png"

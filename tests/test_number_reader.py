@@ -2,6 +2,7 @@
 stand-in for the network that knows where each digit is (an oracle), so that each test checks the finding,
 cutting and joining of the digits alone."""
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -267,3 +268,20 @@ def test_read_numbers_script_refuses_bad_arguments_in_one_line(args, message, tm
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].endswith(f"error: {message}")
     assert not (tmp_path / "numbers").exists()
+
+
+def test_the_measurement_s_half_digits_are_never_halves_of_a_1():
+    # Half a 1 is a 1: read_numbers.py must not count it as a non-digit the reader failed to mark.
+    script = Path(__file__).parents[1] / "scripts" / "read_numbers.py"
+    spec = importlib.util.spec_from_file_location("read_numbers", script)
+    read_numbers = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(read_numbers)
+    images = np.zeros((10, 28, 28), np.uint8)
+    images[:, 4:24, 13:15] = 255  # nine upright bars, labelled 1
+    images[3] = 0
+    images[3, 13:15, 4:24] = 255  # one flat bar, labelled 7
+    labels = np.array([1, 1, 1, 7, 1, 1, 1, 1, 1, 1])
+    for seed in range(20):
+        ink = read_numbers.half(images, labels, np.random.default_rng(seed))
+        rows, cols = np.flatnonzero(ink.max(1) > 0.5), np.flatnonzero(ink.max(0) > 0.5)
+        assert cols[-1] - cols[0] > 3 * (rows[-1] - rows[0])  # a half of the flat bar, never of an upright one
