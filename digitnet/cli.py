@@ -31,8 +31,8 @@ from digitnet.checkpoints import announce_default_checkpoint, read_checkpoint
 from digitnet.data import MNISTDataModule
 from digitnet.divergence import StopOnNonFiniteLoss, TrainingDiverged
 from digitnet.errors import DigitnetError
-from digitnet.faults import (AtomicCheckpointIO, StopOnInterrupt, TrainingInterrupted, continue_last_run,
-                             last_checkpoints, resume_command)
+from digitnet.faults import (AtomicCheckpointIO, NothingToResume, StopOnInterrupt, TrainingInterrupted,
+                             continue_last_run, last_checkpoints, resume_command)
 from digitnet.figures import CurvesLayout, TestFigures
 from digitnet.files import check_output
 from digitnet.model import DigitClassifier
@@ -148,9 +148,13 @@ class DigitnetCLI(LightningCLI):
                               "default_hp_metric": False},  # hp_metric is the test accuracy (DigitClassifier)
             }  # fmt: skip
         if self.subcommand == "fit" and config.ckpt_path == "last":
-            run = continue_last_run(config.trainer.logger, config.checkpoint.dirpath)
-            if run is not None and rank_zero_only.rank == 0:
-                print(f"Resuming {run} from its last checkpoint")
+            try:
+                run = continue_last_run(config.trainer.logger, config.checkpoint.dirpath)
+                said = f"Resuming {run} from its last checkpoint" if run else None
+            except NothingToResume as nothing:
+                config.ckpt_path, said = None, str(nothing)
+            if said and rank_zero_only.rank == 0:
+                print(said)
 
     def _check_paths(self, config) -> None:
         if config.get("output") is not None:

@@ -116,9 +116,14 @@ class StopOnInterrupt(Checkpoint):
             self.save(trainer)
 
 
+class NothingToResume(Exception):
+    """`fit --ckpt_path last` found no earlier run with a last checkpoint: it trains from scratch."""
+
+
 def continue_last_run(logger: Any, ckpt_dirpath: str | None) -> Path | None:
     """For `fit --ckpt_path last`: point a TensorBoard or CSV logger config at the newest run folder holding a
-    last*.ckpt, and return it; without a version the logger would open a new, empty folder."""
+    last*.ckpt, and return it; without a version the logger would open a new, empty folder. Raises NothingToResume
+    when no run has one; None: Lightning looks for it itself."""
     if ckpt_dirpath is not None or not hasattr(logger, "get"):
         return None  # a fixed checkpoint folder: Lightning finds last.ckpt there itself
     init = logger.get("init_args")
@@ -128,8 +133,8 @@ def continue_last_run(logger: Any, ckpt_dirpath: str | None) -> Path | None:
     root, name = Path(init.get("save_dir") or "."), init.get("name", "lightning_logs")
     found = (root / name if name else root).glob("version_*/checkpoints/last*.ckpt")
     lasts = [p for p in found if re.fullmatch(r"version_\d+", p.parents[1].name)]
-    if not lasts:
-        return None  # Lightning warns that there is no last checkpoint and trains from scratch
+    if not lasts:  # else Lightning's warning tells a user to set save_last, which digitnet does
+        raise NothingToResume(f"No last.ckpt under {root / name if name else root}: training from scratch")
     run = max(lasts, key=lambda p: p.stat().st_mtime).parents[1]
     init["version"] = int(run.name.removeprefix("version_"))  # a dict, or a jsonargparse Namespace from a config
     warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")  # it is ours

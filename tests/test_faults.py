@@ -126,9 +126,12 @@ def test_fit_from_a_missing_or_foreign_checkpoint_file_is_one_line_and_writes_no
     assert load(tmp_path / "lightning_logs" / "Adam" / "version_1" / "checkpoints" / "last.ckpt")["global_step"] == 40
 
 
-def test_ckpt_path_last_without_a_previous_run_trains_from_scratch(fit_args, tmp_path, capsys):
+def test_ckpt_path_last_without_a_previous_run_trains_from_scratch(fit_args, tmp_path, capsys, recwarn):
     main(fit_args + ["--trainer.max_epochs=1", "--ckpt_path", "last"])
     assert load(tmp_path / "lightning_logs" / "Adam" / "version_0" / "checkpoints" / "last.ckpt")["global_step"] == 20
+    assert capsys.readouterr().out.startswith("No last.ckpt under lightning_logs/Adam: training from scratch\n")
+    # Not Lightning's warning, which says to set save_last=True: digitnet always saves last.ckpt.
+    assert not [w for w in recwarn if "save_last" in str(w.message)]
 
 
 def test_ckpt_path_last_of_a_finished_run_says_nothing_was_trained(fit_args, tmp_path, capsys):
