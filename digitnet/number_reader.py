@@ -7,7 +7,8 @@ The method is segmentation by recognition, the classic reader of digit strings:
 1. the ink's connected marks are found (SciPy's `ndimage.label`); specks are dropped, and marks that lie over
    one another (a 5's flag, the two strokes of a 4, a crossed 7) join into one: digits stand side by side;
 2. a mark too wide for one digit (touching or overlapping digits) is cut where its ink is thinnest, at a few
-   candidate columns: the pieces it is cut into are the primitives, left to right;
+   candidate columns (a blot is never cut: its slices would read as 1s): the pieces it is cut into are the
+   primitives, left to right;
 3. every run of up to `MAX_PRIMITIVES` neighbouring primitives that could be one digit is made into an MNIST
    picture (`digitnet.images.digit_pixels`) and the network reads them all in one batch;
 4. the reading is the split of the primitives into digits with the highest sum of log-probabilities of their
@@ -50,6 +51,7 @@ SLOPES = (0.0, -0.15, 0.15, -0.3, 0.3)  # how cuts may lean, in columns per row:
 CUT_WIDER_THAN = 0.7  # marks wider than this share of their height are tried cut into several digits
 JOIN_GAP = 0.2  # marks further apart than this share of a digit's height are never joined into one digit
 STROKE = 0.3  # ... unless one is under this share of the tallest mark's height: a digit's detached stroke or tick
+BLOT = 0.55  # a mark whose ink is thicker than this share of its height is a blot, never cut into digits
 MIN_PIECE = 0.12  # pieces of a cut mark are at least this share of a digit's height wide (a 1 is about a quarter)
 
 
@@ -201,7 +203,10 @@ def candidates(ink: np.ndarray) -> Candidates:
         mask = np.isin(labels[rows, cols], group)
         height, width = mask.shape
         lines = []
-        if width > CUT_WIDER_THAN * height:  # could be two digits or more
+        # Could be two digits or more; cut, a blot's slices would read as 1s. Thickness: twice the largest distance
+        # from a pixel of the strokes' cores to the paper.
+        thickness = 2 * ndimage.distance_transform_edt(mask & (ink[rows, cols] > 0.5)).max()
+        if width > CUT_WIDER_THAN * height and thickness <= BLOT * height:
             lines = cut_lines(mask, max(2, int(MIN_PIECE * max(line, height))))
         x = np.arange(width)[None, :]
         bounds = [np.full(height, -np.inf), *lines, np.full(height, np.inf)]

@@ -116,6 +116,21 @@ def test_two_touching_digits_are_not_read_as_one_wide_digit():
     assert best_reading(found, probabilities).number == "44"
 
 
+def test_a_blot_is_not_cut_into_slices_that_read_as_1s():
+    # A smudge half as wide again as high: cut, its upright slices would be 1s to a network that believes slabs are.
+    y, x = np.mgrid[:240, :300]
+    blot = ((((x - 150) / 84) ** 2 + ((y - 120) / 60) ** 2) <= 1).astype(np.uint8) * 255
+    picture = np.asarray(Image.fromarray(255 - blot).filter(ImageFilter.GaussianBlur(3)))
+    found = candidates(picture_ink(picture)[0])
+    assert found.primitives == 1
+    probabilities = np.full((len(found.spans), 10), 0.1)
+    for k, (left, top, right, bottom) in enumerate(found.boxes):
+        if right - left < 0.8 * (bottom - top):  # an upright slab: a 1 at 0.9
+            probabilities[k] = 0.1 / 9
+            probabilities[k, 1] = 0.9
+    assert best_reading(found, probabilities).number == "?"
+
+
 def test_a_digit_in_two_strokes_stays_one_digit():
     # A 4 drawn in two strokes that do not touch: its left part and its upright, side by side.
     ink, boxes = compose(["four", "one"], [40])
