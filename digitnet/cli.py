@@ -152,7 +152,8 @@ class DigitnetCLI(LightningCLI):
                 run = continue_last_run(config.trainer.logger, config.checkpoint.dirpath)
                 said = f"Resuming {run} from its last checkpoint" if run else None
             except NothingToResume as nothing:
-                config.ckpt_path, said = None, str(nothing)
+                said = str(nothing)
+                config.ckpt_path = None
             if said and rank_zero_only.rank == 0:
                 print(said)
 

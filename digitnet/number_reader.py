@@ -203,10 +203,7 @@ def candidates(ink: np.ndarray) -> Candidates:
         mask = np.isin(labels[rows, cols], group)
         height, width = mask.shape
         lines = []
-        # Could be two digits or more; cut, a blot's slices would read as 1s. Thickness: twice the largest distance
-        # from a pixel of the strokes' cores to the paper.
-        thickness = 2 * ndimage.distance_transform_edt(mask & (ink[rows, cols] > 0.5)).max()
-        if width > CUT_WIDER_THAN * height and thickness <= BLOT * height:
+        if width > CUT_WIDER_THAN * height and not blot(mask & (ink[rows, cols] > 0.5)):  # could be several digits
             lines = cut_lines(mask, max(2, int(MIN_PIECE * max(line, height))))
         x = np.arange(width)[None, :]
         bounds = [np.full(height, -np.inf), *lines, np.full(height, np.inf)]
@@ -256,6 +253,13 @@ def candidates(ink: np.ndarray) -> Candidates:
             places.append(box)
     wide = frozenset([0] if not one_mark(0, n) and (too_wide(whole) or apart) else [])
     return Candidates(np.stack(pixels), spans, places, n, frozenset(cuts), wide)
+
+
+def blot(core: np.ndarray) -> bool:
+    """Whether a mark's core (H, W), its ink over half strength, is thicker than BLOT times its height: a smudge,
+    whose upright slices, were it cut, would read as 1s. Thickness: twice the largest distance from a core pixel
+    to the core's edge (padded: a core may fill its box)."""
+    return 2 * ndimage.distance_transform_edt(np.pad(core, 1)).max() > BLOT * core.shape[0]
 
 
 def too_wide(box: tuple[int, int, int, int]) -> bool:

@@ -182,7 +182,7 @@ def build_number(kind: str, pool: np.ndarray, labels: np.ndarray, rng: np.random
 
 # --- pictures that hold no digit ----------------------------------------------------------------------------------
 
-# Letters unlike any digit, as pen strokes in a 0-1 box (x right, y down): polylines, and arcs as (cx, cy, r, a0, a1).
+# Letters, as pen strokes in a 0-1 box (x right, y down): polylines, and arcs as (cx, cy, r, a0, a1).
 LETTERS = {
     "A": [[(0, 1), (0.5, 0), (1, 1)], [(0.25, 0.55), (0.75, 0.55)]],
     "E": [[(1, 0), (0, 0), (0, 1), (1, 1)], [(0, 0.5), (0.7, 0.5)]],
@@ -266,7 +266,7 @@ def smudge(rng: np.random.Generator) -> np.ndarray:
 
 
 NON_DIGITS = {
-    "letter": "letters unlike digits (A E F H K M N R T V W X Y k m w x &), slanted, pen 6-12% of their height",
+    "letter": "letters (A E F H K M N R T V W X Y k m w x &), slanted, pen 6-12% of their height",
     "scribble": "one random pen stroke that turns as it goes",
     "half": "the left or right half of an MNIST digit other than a 1",
     "smudge": "a blot of overlapping blurred discs",

@@ -15,8 +15,8 @@ from conftest import write_mnist
 from digitnet import MLP, DigitClassifier, MNISTDataModule
 from digitnet.cli import main
 from digitnet.divergence import StopOnNonFiniteLoss, TrainingDiverged
-from digitnet.faults import (AtomicCheckpointIO, TrainingInterrupted, continue_last_run, last_checkpoints,
-                             resume_command)
+from digitnet.faults import (AtomicCheckpointIO, NothingToResume, TrainingInterrupted, continue_last_run,
+                             last_checkpoints, resume_command)
 from helpers import run_digitnet, run_python
 
 STEPS_PER_EPOCH = 20  # 420 training images, 20 held out, batches of 20
@@ -126,12 +126,11 @@ def test_fit_from_a_missing_or_foreign_checkpoint_file_is_one_line_and_writes_no
     assert load(tmp_path / "lightning_logs" / "Adam" / "version_1" / "checkpoints" / "last.ckpt")["global_step"] == 40
 
 
-def test_ckpt_path_last_without_a_previous_run_trains_from_scratch(fit_args, tmp_path, capsys, recwarn):
+def test_ckpt_path_last_without_a_previous_run_trains_from_scratch(fit_args, tmp_path, capsys):
     main(fit_args + ["--trainer.max_epochs=1", "--ckpt_path", "last"])
     assert load(tmp_path / "lightning_logs" / "Adam" / "version_0" / "checkpoints" / "last.ckpt")["global_step"] == 20
-    assert capsys.readouterr().out.startswith("No last.ckpt under lightning_logs/Adam: training from scratch\n")
-    # Not Lightning's warning, which says to set save_last=True: digitnet always saves last.ckpt.
-    assert not [w for w in recwarn if "save_last" in str(w.message)]
+    assert capsys.readouterr().out.startswith("No last.ckpt under lightning_logs/Adam (the runs of this optimizer and "
+                                              "network): training from scratch\n")  # fmt: skip
 
 
 def test_ckpt_path_last_of_a_finished_run_says_nothing_was_trained(fit_args, tmp_path, capsys):
@@ -183,7 +182,12 @@ def test_ckpt_path_last_continues_the_newest_run_that_has_a_last_checkpoint(tmp_
     from_config_file = Namespace(class_path=logger["class_path"], init_args=init_args)
     assert continue_last_run(from_config_file, ckpt_dirpath=None) == runs / "version_1"
     assert from_config_file.init_args.version == 1
-    assert continue_last_run(logger, ckpt_dirpath="elsewhere") is None  # Lightning looks there itself
+    elsewhere = tmp_path / "elsewhere"
+    with pytest.raises(NothingToResume, match=f"No last.ckpt in {elsewhere}: training from scratch"):
+        continue_last_run(logger, ckpt_dirpath=str(elsewhere))
+    elsewhere.mkdir()
+    (elsewhere / "last.ckpt").write_bytes(b"")
+    assert continue_last_run(logger, ckpt_dirpath=str(elsewhere)) is None  # Lightning reads it there itself
 
 
 def test_training_interrupted_tells_a_python_caller_where_it_stopped_and_what_it_saved():

@@ -117,7 +117,8 @@ def test_two_touching_digits_are_not_read_as_one_wide_digit():
 
 
 def test_a_blot_is_not_cut_into_slices_that_read_as_1s():
-    # A smudge half as wide again as high: cut, its upright slices would be 1s to a network that believes slabs are.
+    # A smudge half as wide again as high. Cut, its upright slices would read as 1s to a network that takes a slab
+    # for a 1 (the oracle below); read whole, it is a "?".
     y, x = np.mgrid[:240, :300]
     blot = ((((x - 150) / 84) ** 2 + ((y - 120) / 60) ** 2) <= 1).astype(np.uint8) * 255
     picture = np.asarray(Image.fromarray(255 - blot).filter(ImageFilter.GaussianBlur(3)))
@@ -129,6 +130,20 @@ def test_a_blot_is_not_cut_into_slices_that_read_as_1s():
             probabilities[k] = 0.1 / 9
             probabilities[k, 1] = 0.9
     assert best_reading(found, probabilities).number == "?"
+
+
+def test_touching_digits_drawn_with_a_thick_pen_are_still_cut_apart():
+    # A pen a fifth of the digits' height: thick, but no blot.
+    zero, four = (draw_digit(name, 112, 22) for name in ("zero", "four"))
+    pieces = [d[:, np.flatnonzero(d.any(0))] for d in (zero, four)]
+    canvas = np.zeros((112, 40 + pieces[0].shape[1] + pieces[1].shape[1] + 40), np.uint8)
+    x1 = 40 + pieces[0].shape[1] - 8  # the four 8 pixels into the zero
+    canvas[:, 40 : 40 + pieces[0].shape[1]] = pieces[0]
+    canvas[:, x1 : x1 + pieces[1].shape[1]] = np.maximum(canvas[:, x1 : x1 + pieces[1].shape[1]], pieces[1])
+    rows = [np.flatnonzero(p.any(1)) for p in pieces]
+    boxes = [(40, rows[0][0], 40 + pieces[0].shape[1], rows[0][-1] + 1),
+             (x1, rows[1][0], x1 + pieces[1].shape[1], rows[1][-1] + 1)]
+    assert read(on_paper(canvas, np.random.default_rng(3)), boxes, [0, 4]) == "04"
 
 
 def test_a_digit_in_two_strokes_stays_one_digit():
