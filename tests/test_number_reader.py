@@ -21,13 +21,14 @@ DIGITS = {"zero": 0, "one": 1, "seven": 7, "four": 4}
 
 
 def compose(names: list[str], gaps: list[int], sizes: list[float] | None = None, rises: list[int] | None = None,
-            height: int = 112) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:  # fmt: skip
+            height: int = 112, pen: int = 12) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:  # fmt: skip
     """Drawn digits side by side, white on black: (ink (H, W) uint8, each digit's ink box: left, top, right,
-    bottom). gaps[i]: pixels between the ink of digit i and i + 1 (negative: overlapping)."""
+    bottom). gaps[i]: pixels between the ink of digit i and i + 1 (negative: overlapping); pen: its width in
+    pixels at size 1."""
     sizes, rises = sizes or [1.0] * len(names), rises or [0] * len(names)
     pieces = []
     for name, size in zip(names, sizes):
-        drawing = draw_digit(name, int(height * size), max(6, int(12 * size)))
+        drawing = draw_digit(name, int(height * size), max(6, int(pen * size)))
         rows, cols = np.nonzero(drawing)
         pieces.append(drawing[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1])
     canvas = np.zeros((2 * height, sum(p.shape[1] for p in pieces) + sum(max(g, 0) for g in gaps) + 80), np.uint8)
@@ -133,17 +134,9 @@ def test_a_blot_is_not_cut_into_slices_that_read_as_1s():
 
 
 def test_touching_digits_drawn_with_a_thick_pen_are_still_cut_apart():
-    # A pen a fifth of the digits' height: thick, but no blot.
-    zero, four = (draw_digit(name, 112, 22) for name in ("zero", "four"))
-    pieces = [d[:, np.flatnonzero(d.any(0))] for d in (zero, four)]
-    canvas = np.zeros((112, 40 + pieces[0].shape[1] + pieces[1].shape[1] + 40), np.uint8)
-    x1 = 40 + pieces[0].shape[1] - 8  # the four 8 pixels into the zero
-    canvas[:, 40 : 40 + pieces[0].shape[1]] = pieces[0]
-    canvas[:, x1 : x1 + pieces[1].shape[1]] = np.maximum(canvas[:, x1 : x1 + pieces[1].shape[1]], pieces[1])
-    rows = [np.flatnonzero(p.any(1)) for p in pieces]
-    boxes = [(40, rows[0][0], 40 + pieces[0].shape[1], rows[0][-1] + 1),
-             (x1, rows[1][0], x1 + pieces[1].shape[1], rows[1][-1] + 1)]
-    assert read(on_paper(canvas, np.random.default_rng(3)), boxes, [0, 4]) == "04"
+    # A pen a fifth of the digits' height: thick, but no blot. The four 8 pixels into the zero.
+    ink, boxes = compose(["zero", "four"], [-8], pen=22)
+    assert read(on_paper(ink, np.random.default_rng(3)), boxes, [0, 4]) == "04"
 
 
 def test_a_digit_in_two_strokes_stays_one_digit():
