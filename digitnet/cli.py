@@ -128,6 +128,10 @@ class DigitnetCLI(LightningCLI):
             if not Path(ckpt_path).is_file():
                 raise DigitnetError(f"--ckpt_path {ckpt_path}: no such checkpoint")
             read_checkpoint(ckpt_path)
+        dirpath = self.config.fit.checkpoint.dirpath if self.config.get("subcommand") == "fit" else None
+        if dirpath and Path(dirpath).exists() and not Path(dirpath).is_dir():  # else a traceback at the first save
+            raise DigitnetError(f"--checkpoint.dirpath {dirpath}: a file, not a folder: give the folder to write the "
+                                "checkpoints into")  # fmt: skip
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config

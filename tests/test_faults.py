@@ -118,12 +118,21 @@ def test_fit_from_a_missing_or_foreign_checkpoint_file_is_one_line_and_writes_no
             main(fit_args + ["--ckpt_path", str(path)])
         err = capsys.readouterr().err
         assert exit_.value.code == 2 and reason.format(path) in err and "Traceback" not in err
-    assert not (tmp_path / "lightning_logs").exists()
     # A checkpoint file that is one still resumes its run.
     main(fit_args + ["--trainer.max_epochs=1"])
     last = tmp_path / "lightning_logs" / "Adam" / "version_0" / "checkpoints" / "last.ckpt"
     main(fit_args + ["--trainer.max_epochs=2", "--ckpt_path", str(last)])
     assert load(tmp_path / "lightning_logs" / "Adam" / "version_1" / "checkpoints" / "last.ckpt")["global_step"] == 40
+
+
+def test_a_file_as_the_checkpoint_folder_is_one_line_and_writes_no_run(fit_args, tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("a file")
+    with pytest.raises(SystemExit) as exit_:
+        main(fit_args + ["--checkpoint.dirpath", str(tmp_path / "notes.txt")])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "Traceback" not in err
+    assert f"--checkpoint.dirpath {tmp_path / 'notes.txt'}: a file, not a folder" in err
+    assert not (tmp_path / "lightning_logs").exists()
 
 
 def test_ckpt_path_last_without_a_previous_run_trains_from_scratch(fit_args, tmp_path, capsys):
