@@ -230,7 +230,12 @@ def main(argv: list[str] | None = None) -> dict:
 
     # The Trainer's arguments go to build_cli while this script's own are in sys.argv, as intended here.
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended", category=UserWarning)
-    out = tempfile.mkdtemp(prefix="digitnet-bench-")
+    with tempfile.TemporaryDirectory(prefix="digitnet-bench-") as out:  # the runs' logs and checkpoints: not kept
+        return measure(args, out)
+
+
+def measure(args: argparse.Namespace, out: str) -> dict:
+    """The contenders' table (or --tweaks'), with the runs' logs and checkpoints written under `out`."""
     cli_args = [f"--trainer.max_epochs={args.epochs + 1}", f"--trainer.default_root_dir={out}",
                 f"--trainer.accelerator={args.accelerator}", "--trainer.num_sanity_val_steps=0"]
     if args.data_dir:
