@@ -153,7 +153,8 @@ class DigitnetCLI(LightningCLI):
             }  # fmt: skip
         if self.subcommand == "fit" and config.ckpt_path == "last":
             try:
-                run = continue_last_run(config.trainer.logger, config.checkpoint.dirpath)
+                run = continue_last_run(config.trainer.logger, config.checkpoint.dirpath,
+                                        config.trainer.default_root_dir)
                 said = f"Resuming {run} from its last checkpoint" if run else None
             except NothingToResume as nothing:
                 said = str(nothing)

@@ -120,26 +120,30 @@ class NothingToResume(Exception):
     """`fit --ckpt_path last` found no earlier run with a last checkpoint: it trains from scratch."""
 
 
-def continue_last_run(logger: Any, ckpt_dirpath: str | None) -> Path | None:
+def continue_last_run(logger: Any, ckpt_dirpath: str | None, root_dir: str | None = None) -> Path | None:
     """For `fit --ckpt_path last`: point a TensorBoard or CSV logger config at the newest run folder holding a
     last*.ckpt, and return it; without a version the logger would open a new, empty folder. Raises NothingToResume
-    when no run has one; None: Lightning looks for it itself."""
-    if ckpt_dirpath is not None:  # a fixed checkpoint folder: Lightning finds last.ckpt there itself
+    when no run has one (Lightning's own warning would say to set save_last); None: Lightning looks for it itself."""
+    init = logger.get("init_args") if hasattr(logger, "get") else None
+    versioned = init is not None and str(logger.get("class_path", "")).endswith(("TensorBoardLogger", "CSVLogger"))
+    if versioned:
+        root, name = Path(init.get("save_dir") or "."), init.get("name", "lightning_logs")
+        runs, version = (root / name if name else root), init.get("version")
+    if ckpt_dirpath is None and logger is False:  # no logger: Lightning's checkpoints/ in the root folder
+        ckpt_dirpath = str(Path(root_dir or ".") / "checkpoints")
+    elif ckpt_dirpath is None and versioned and version is not None:  # the run named by --trainer.logger's version
+        ckpt_dirpath = str(runs / (version if isinstance(version, str) else f"version_{version}") / "checkpoints")
+    if ckpt_dirpath is not None:  # one checkpoint folder: Lightning finds last.ckpt there itself
         if not any(Path(ckpt_dirpath).glob("last*.ckpt")):
             raise NothingToResume(f"No last.ckpt in {ckpt_dirpath}: training from scratch")
         return None
-    if not hasattr(logger, "get"):
+    if not versioned:
         return None
-    init = logger.get("init_args")
-    versioned = str(logger.get("class_path", "")).endswith(("TensorBoardLogger", "CSVLogger"))
-    if not versioned or init is None or init.get("version") is not None:
-        return None
-    root, name = Path(init.get("save_dir") or "."), init.get("name", "lightning_logs")
-    found = (root / name if name else root).glob("version_*/checkpoints/last*.ckpt")
+    found = runs.glob("version_*/checkpoints/last*.ckpt")
     lasts = [p for p in found if re.fullmatch(r"version_\d+", p.parents[1].name)]
-    if not lasts:  # said here: Lightning's warning would say to set save_last, which last_checkpoints' files make moot
-        raise NothingToResume(f"No last.ckpt under {root / name if name else root} (the runs of this optimizer and "
-                              "network): training from scratch")  # fmt: skip
+    if not lasts:
+        raise NothingToResume(f"No last.ckpt under {runs} (the runs of this optimizer and network): training from "
+                              "scratch")  # fmt: skip
     run = max(lasts, key=lambda p: p.stat().st_mtime).parents[1]
     init["version"] = int(run.name.removeprefix("version_"))  # a dict, or a jsonargparse Namespace from a config
     warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")  # it is ours
