@@ -312,7 +312,9 @@ def main(args: ArgsType = None) -> None:
             raise DigitnetError(f"unknown command {command!r}{suggest(command, COMMANDS)}; the commands are "
                                 f"{', '.join(COMMANDS)} (see {program} --help)")  # fmt: skip
     except (TrainingInterrupted, SIGTERMException) as err:
-        what = err if isinstance(err, TrainingInterrupted) else "stopped by SIGTERM; see last.ckpt for the latest state"
+        # fit's last.ckpt; finetune, cut short, leaves nothing
+        what = err if isinstance(err, TrainingInterrupted) else "stopped by SIGTERM" + (
+            "; see last.ckpt for the latest state" if resume_command(argv) else "")
         stopped(what, argv, 130 if isinstance(err, TrainingInterrupted) else 143)
     except SystemExit as err:
         # Lightning answers Ctrl-C outside fit's steps (test, predict, a second Ctrl-C in fit) with a silent exit(1)

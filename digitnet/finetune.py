@@ -11,6 +11,7 @@ The result is a new run under lightning_logs/<net>-finetune/, which `predict`, `
 from __future__ import annotations
 
 import functools
+import shutil
 import time
 from pathlib import Path
 
@@ -90,7 +91,11 @@ def finetune(
                             limit_val_batches=0, num_sanity_val_steps=0, enable_model_summary=False,
                             plugins=[AtomicCheckpointIO()])  # a kill while it saves leaves no half-written checkpoint
     started = time.perf_counter()
-    trainer.fit(model, datamodule=data)
+    try:
+        trainer.fit(model, datamodule=data)
+    except BaseException:  # Ctrl-C, SIGTERM or a crash: no fine-tuned checkpoint, so no run folder left without one
+        shutil.rmtree(logger.log_dir, ignore_errors=True)
+        raise
     seconds = time.perf_counter() - started
     checkpoint = Path(logger.log_dir) / "checkpoints" / FINETUNED
     trainer.save_checkpoint(checkpoint, weights_only=False)

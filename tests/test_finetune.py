@@ -113,6 +113,26 @@ def test_finetune_starts_from_the_checkpoint_and_becomes_the_latest_run(trained,
     DigitRecognizer.from_checkpoint(new).read_number(np.pad(255 - synthetic_digits(1, 0)[0][0].numpy(), 20))
 
 
+def test_finetune_cut_short_leaves_no_run_folder_and_names_no_last_ckpt(trained, tmp_path, capsys, monkeypatch):
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    ckpt, data = trained
+    step = DigitClassifier.training_step
+
+    def stopped_at_step_2(self, batch, batch_idx):  # as Lightning's SIGTERM handling raises after a step
+        if batch_idx == 2:
+            raise SIGTERMException
+        return step(self, batch, batch_idx)
+
+    monkeypatch.setattr(DigitClassifier, "training_step", stopped_at_step_2)
+    with pytest.raises(SystemExit) as exit_:
+        main(["finetune", f"--ckpt_path={ckpt}", f"--data.extra_dir={own_folder(tmp_path / 'mine')}",
+              f"--data.data_dir={data}", "--trainer.max_steps=5", "--trainer.accelerator=cpu", f"--root={tmp_path}"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 143 and "digitnet: stopped by SIGTERM" in err and "last.ckpt" not in err
+    assert list((tmp_path / "lightning_logs" / "ConvNet-finetune").iterdir()) == []
+
+
 def test_finetune_bad_arguments_exit_2(trained, tmp_path, capsys):
     ckpt, data = trained
     for args, message in ((["--data.extra_dir=nowhere"], "nowhere: no such folder"),
