@@ -48,6 +48,7 @@ COMMANDS = {
     "finetune": "teach a checkpoint your own handwriting: a folder of your labelled digits, beside MNIST",
     "serve": "serve a checkpoint over HTTP, with a page to write numbers on",
 }
+MAX_SEED = 2**32 - 1  # numpy's largest seed, which Lightning's seed_everything seeds too
 # The commands that are not Trainer methods, and the modules that parse and run them.
 OWN_PARSERS = {"export": "digitnet.export", "finetune": "digitnet.finetune", "serve": "digitnet.serve"}
 
@@ -128,10 +129,15 @@ class DigitnetCLI(LightningCLI):
             if not Path(ckpt_path).is_file():
                 raise DigitnetError(f"--ckpt_path {ckpt_path}: no such checkpoint")
             read_checkpoint(ckpt_path)
-        dirpath = self.config.fit.checkpoint.dirpath if self.config.get("subcommand") == "fit" else None
-        if dirpath and Path(dirpath).exists() and not Path(dirpath).is_dir():  # else a traceback at the first save
-            raise DigitnetError(f"--checkpoint.dirpath {dirpath}: a file, not a folder: give the folder to write the "
-                                "checkpoints into")  # fmt: skip
+        config = self.config[self.config.subcommand] if self.config.get("subcommand") else self.config
+        seed = config.get("seed_everything")
+        if type(seed) is int and not 0 <= seed <= MAX_SEED:  # else numpy's ValueError once the run folder exists
+            raise DigitnetError(f"--seed_everything={seed}: give a seed from 0 to {MAX_SEED}")
+        folders = {"--trainer.default_root_dir": (config.trainer.default_root_dir, "runs"),
+                   "--checkpoint.dirpath": (config.get("checkpoint", {}).get("dirpath"), "checkpoints")}  # fmt: skip
+        for flag, (folder, what) in folders.items():  # else a traceback when the first file is written into it
+            if folder and Path(folder).exists() and not Path(folder).is_dir():
+                raise DigitnetError(f"{flag} {folder}: a file, not a folder: give the folder to write the {what} into")
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config

@@ -77,6 +77,9 @@ def test_fit_logs_per_optimizer_tests_best_and_reloads(mnist_dir, tmp_path, caps
         (["--data.val_size=120"], "val_size=120 leaves no training images"),
         (["--test_figures.mistakes=-1"], "--test_figures.mistakes must be 0 (none) or more"),
         (["--trainer.profiler=nonsense"], "bad --trainer settings: When passing string value for the `profiler`"),
+        (["--seed_everything=-1"], "--seed_everything=-1: give a seed from 0 to 4294967295"),
+        (["--seed_everything=4294967296"], "--seed_everything=4294967296: give a seed from 0 to 4294967295"),
+        ([f"--trainer.default_root_dir={__file__}"], "a file, not a folder: give the folder to write the runs into"),
     ],
 )
 @pytest.mark.slow  # a subprocess
