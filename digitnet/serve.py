@@ -206,9 +206,9 @@ def serve(
         raise DigitnetError(f"--accelerator {accelerator}: torch finds no such device here; use auto or cpu")
     if ckpt_path is None:
         ckpt_path = str(announce_default_checkpoint())
+    check_port_free(host, port)  # first: a port in use leaves no corrections folder made for nothing
     server = build_server(ckpt_path, max_batch_size, batch_timeout, workers_per_device, accelerator, timeout,
                           corrections=corrections)  # fmt: skip
-    check_port_free(host, port)
     shown = "127.0.0.1" if host == "0.0.0.0" else "[::1]" if host == "::" else host
     print(f"Write a number at http://{shown}:{port}/  (API: POST http://{shown}:{port}{API_PATH}; Ctrl-C stops)",
           flush=True)  # fmt: skip

@@ -138,7 +138,8 @@ def test_finetune_bad_arguments_exit_2(trained, tmp_path, capsys):
     for args, message in ((["--data.extra_dir=nowhere"], "nowhere: no such folder"),
                           ([], "--data.extra_dir is needed"),
                           ([f"--data.extra_dir={own_folder(tmp_path / 'm')}", "--trainer.max_steps=0"], "max_steps"),
-                          ([f"--data.extra_dir={tmp_path / 'm'}", "--trainer.accelerator=foo"], "bad --trainer settings: ")):
+                          ([f"--data.extra_dir={tmp_path / 'm'}", "--trainer.accelerator=foo"], "bad --trainer settings: "),
+                          ([f"--data.extra_dir={tmp_path / 'm'}", f"--root={ckpt}"], f"--root {ckpt}: a file, not a folder")):
         with pytest.raises(SystemExit) as exit:
             main(["finetune", f"--ckpt_path={ckpt}", f"--data.data_dir={data}", f"--root={tmp_path}", *args])
         assert exit.value.code == 2 and message in capsys.readouterr().err

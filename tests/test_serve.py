@@ -274,7 +274,7 @@ def test_bad_settings_are_errors_that_say_what_to_do(checkpoint):
     with pytest.raises(DigitnetError, match="no checkpoint under .*train a model first"):
         main([])  # cwd is an empty tmp_path: no lightning_logs
     with pytest.raises(DigitnetError, match="missing.ckpt: no such checkpoint"):
-        main(["--ckpt_path=missing.ckpt"])
+        main(["--ckpt_path=missing.ckpt", f"--port={free_port()}"])
     with pytest.raises(DigitnetError, match="use one of 127.0.0.1, 0.0.0.0, ::"):
         main([f"--ckpt_path={checkpoint}", "--host=example.com"])
     with socket.socket() as taken:
@@ -282,7 +282,8 @@ def test_bad_settings_are_errors_that_say_what_to_do(checkpoint):
         taken.listen()
         port = taken.getsockname()[1]
         with pytest.raises(DigitnetError, match=f"cannot listen on 127.0.0.1:{port}.*choose another port"):
-            main([f"--ckpt_path={checkpoint}", f"--port={port}"])
+            main([f"--ckpt_path={checkpoint}", f"--port={port}", "--corrections=fixes"])
+        assert not Path("fixes").exists()  # refused before the corrections folder is made
     with pytest.MonkeyPatch.context() as patch:  # LitServe would start, then fail blaming the checkpoint or nothing
         patch.setattr(torch.cuda, "is_available", lambda: False)
         patch.setattr(torch.backends.mps, "is_available", lambda: False)
