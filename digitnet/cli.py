@@ -34,7 +34,7 @@ from digitnet.errors import DigitnetError
 from digitnet.faults import (AtomicCheckpointIO, NothingToResume, StopOnInterrupt, TrainingInterrupted,
                              continue_last_run, last_checkpoints, resume_command)
 from digitnet.figures import CurvesLayout, TestFigures
-from digitnet.files import check_output
+from digitnet.files import check_folder, check_output
 from digitnet.model import DigitClassifier
 from digitnet.predict import PredictionWriter
 
@@ -136,8 +136,8 @@ class DigitnetCLI(LightningCLI):
         folders = {"--trainer.default_root_dir": (config.trainer.default_root_dir, "runs"),
                    "--checkpoint.dirpath": (config.get("checkpoint", {}).get("dirpath"), "checkpoints")}  # fmt: skip
         for flag, (folder, what) in folders.items():  # else a traceback when the first file is written into it
-            if folder and Path(folder).exists() and not Path(folder).is_dir():
-                raise DigitnetError(f"{flag} {folder}: a file, not a folder: give the folder to write the {what} into")
+            if folder:
+                check_folder(flag, folder, f"the {what}")
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config

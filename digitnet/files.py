@@ -67,6 +67,12 @@ def check_output(output: str) -> None:
         raise DigitnetError(f"--output {output}: its folder does not exist; create {path.parent} first")
 
 
+def check_folder(flag: str, folder: str | Path, what: str = "its files") -> None:
+    """A DigitnetError in one line, before any work, where the output folder `folder` is a file."""
+    if Path(folder).exists() and not Path(folder).is_dir():
+        raise DigitnetError(f"{flag} {folder}: a file, not a folder: give the folder to write {what} into")
+
+
 def atomic_write(path: str | Path, data: str | bytes) -> Path:
     with replacing(path) as tmp:
         if isinstance(data, str):

@@ -24,6 +24,7 @@ from digitnet.checkpoints import FINETUNED, announce_default_checkpoint, read_ch
 from digitnet.data import MNISTDataModule
 from digitnet.errors import DigitnetError
 from digitnet.faults import AtomicCheckpointIO
+from digitnet.files import check_folder
 from digitnet.model import DigitClassifier, share_read_right
 
 # The data settings a fine-tune keeps from the checkpoint's run: how its pictures were scaled and augmented.
@@ -67,9 +68,7 @@ def finetune(
         raise DigitnetError("--data.extra_dir is needed: a folder with a folder per digit, DIR/7/a.png")
     if max_steps < 1 or not lr > 0:
         raise DigitnetError(f"--trainer.max_steps must be at least 1 and --lr positive, got {max_steps} and {lr}")
-    if Path(root).exists() and not Path(root).is_dir():
-        raise DigitnetError(f"--root {root}: a file, not a folder: give the folder that holds (or is to hold) "
-                            "lightning_logs/")  # fmt: skip
+    check_folder("--root", root, "lightning_logs/")
     if ckpt_path is None:
         ckpt_path = str(announce_default_checkpoint(root=Path(root) / "lightning_logs"))
     settings = read_checkpoint(ckpt_path).get("datamodule_hyper_parameters", {})

@@ -225,6 +225,8 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error("--epochs must be at least 3: the figures are medians")
     if args.tweaks and (args.rounds < 2 or args.steps < 11):
         parser.error("--tweaks needs --rounds of at least 2 (quartiles) and --steps of at least 11 (10 are warm-up)")
+    if args.threads is not None and args.threads < 1:
+        parser.error("--threads must be at least 1")
     if args.threads:
         torch.set_num_threads(args.threads)
 

@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image
 
 from digitnet import DigitRecognizer
+from digitnet.errors import DigitnetError
 from digitnet.images import picture_ink
 from digitnet.mnist import TEST_FILES, default_data_dir, load_split
 from digitnet.number_reader import best_reading, candidates
@@ -62,15 +63,22 @@ def main() -> None:
     parser.add_argument("--ckpt", action="append", required=True, metavar="NAME=PATH", help="a network to time")
     parser.add_argument("--repeats", type=int, default=20)
     args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
+    if not all("=" in spec for spec in args.ckpt):
+        parser.error("--ckpt takes NAME=PATH, e.g. --ckpt ConvNet=lightning_logs/.../last.ckpt")
+    try:  # the checkpoints and the data, in one line each when bad
+        recognizers = {name: DigitRecognizer.from_checkpoint(ckpt)
+                       for name, ckpt in (spec.split("=", 1) for spec in args.ckpt)}
+        picture = photo_of_number(args.data_dir or default_data_dir())
+    except DigitnetError as err:
+        parser.error(str(err))
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "number.jpg"
-        picture = photo_of_number(args.data_dir or default_data_dir())
         picture.save(path, quality=90)
         print(f"{path.name}: {picture.width}x{picture.height} ({picture.width * picture.height / 1e6:.2f} MP), "
               f"{path.stat().st_size / 1e3:.0f} kB")  # fmt: skip
-        for spec in args.ckpt:
-            name, ckpt = spec.split("=", 1)
-            recognizer = DigitRecognizer.from_checkpoint(ckpt)
+        for name, recognizer in recognizers.items():
             one, number = [], []
             for _ in range(args.repeats):  # in turn, so that both meet the same machine
                 one += timed(lambda: recognizer.predict(path), 1)

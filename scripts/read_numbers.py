@@ -30,6 +30,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from digitnet import DigitRecognizer
 from digitnet.errors import DigitnetError
+from digitnet.files import check_folder
 from digitnet.mnist import TEST_FILES, TRAIN_FILES, default_data_dir, load_split
 from digitnet.images import picture_ink
 from digitnet.number_reader import (CUT_COST, SPLIT_COST, UNSURE_BELOW, WIDE_COST, NumberReading, best_reading,
@@ -363,8 +364,11 @@ def main() -> None:
                         help="also print the scores of each combination of these comma-separated settings of the "
                              "reader (SPLIT_COST, CUT_COST, UNSURE_BELOW, WIDE_COST), to choose them on --split val")
     args = parser.parse_args()
+    if min(args.numbers, args.non_digits, args.singles) < 1 or args.seed < 0:
+        parser.error("--numbers, --non_digits and --singles must be at least 1, --seed at least 0")
     nets = dict(args.ckpt)
     try:  # the checkpoints, then MNIST: a bad one stops in one line before anything is written
+        check_folder("--out", args.out)
         recognizers = {name: DigitRecognizer.from_checkpoint(path) for name, path in nets.items()}
         data_dir = args.data_dir or default_data_dir()
         if args.split == "test":

@@ -26,6 +26,7 @@ from PIL import Image, ImageFilter
 
 from digitnet import DigitRecognizer
 from digitnet.errors import DigitnetError
+from digitnet.files import check_folder
 from digitnet.images import ImageError, mnist_pixels
 from digitnet.mnist import TEST_FILES, default_data_dir, load_split
 
@@ -151,11 +152,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the random changes")
     parser.add_argument("--out", default="robustness", help="folder for robustness.md and robustness.csv")
     args = parser.parse_args(argv)
+    if args.images < 1 or args.seed < 0:
+        parser.error("--images must be at least 1, --seed at least 0")
     try:
         columns = dict(item.split("=", 1) for item in args.ckpt)
     except ValueError:
         parser.error("--ckpt takes NAME=PATH, e.g. --ckpt ConvNet=lightning_logs/.../last.ckpt")
     try:
+        check_folder("--out", args.out)
         recognizers = {name: DigitRecognizer.from_checkpoint(path) for name, path in columns.items()}
         images, labels = load_split(args.data_dir or default_data_dir(), TEST_FILES)
     except DigitnetError as err:

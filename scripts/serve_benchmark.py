@@ -42,6 +42,7 @@ import psutil
 from PIL import Image
 
 from digitnet.errors import DigitnetError
+from digitnet.files import check_folder
 from digitnet.mnist import TEST_FILES, default_data_dir, load_split
 
 BAD = {  # name: the request's files= from a good PNG; each must be answered with a 4xx
@@ -252,6 +253,10 @@ def main() -> None:
             parser.error(f"--{name} must be at least 1")
     if min(args.clients) < 1:
         parser.error("--clients must be at least 1")
+    try:
+        check_folder("--png_dir", args.png_dir or ".")
+    except DigitnetError as err:
+        parser.error(str(err))
 
     with tempfile.TemporaryDirectory() as tmp:
         try:

@@ -19,6 +19,7 @@ import argparse
 import csv
 import json
 import math
+import shutil
 import subprocess
 import sys
 import time
@@ -30,6 +31,8 @@ from scipy import stats
 
 from digitnet import DigitClassifier
 from digitnet.checkpoints import default_checkpoint
+from digitnet.errors import DigitnetError
+from digitnet.files import check_folder
 
 THRESHOLDS = (0.990, 0.995, 0.996, 0.997)
 
@@ -38,6 +41,7 @@ def run(seed: int, config: str | None, out: Path, extra: list[str]) -> dict:
     """One seed's run: its times, accuracy and checkpoint."""
     folder = out / f"seed{seed}"
     timeline = folder / "timeline.jsonl"
+    made = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     timeline.unlink(missing_ok=True)
     command = [sys.executable, "-m", "digitnet", "fit", *(["--config", config] if config else []),
@@ -52,6 +56,8 @@ def run(seed: int, config: str | None, out: Path, extra: list[str]) -> dict:
         if line.startswith("Test loss:") and printed is None:
             printed, accuracy = time.time(), float(line.rsplit(" ", 1)[-1])
     if process.wait() != 0 or printed is None:
+        if made:  # nothing of a failed run is kept
+            shutil.rmtree(folder)
         sys.exit(f"seed {seed}: `fit` failed:\n{''.join(log[-30:])}")
     events = [json.loads(line) for line in timeline.read_text().splitlines()]
     paused = 0.0
@@ -94,8 +100,18 @@ def main() -> None:
     args, extra = parser.parse_known_args()
     if args.config and not Path(args.config).is_file():
         parser.error(f"--config {args.config}: no such file")  # before any run folder is made
+    try:
+        check_folder("--out", args.out)
+    except DigitnetError as err:
+        parser.error(str(err))
     out = Path(args.out)
-    runs = [run(seed, args.config, out, extra) for seed in args.seeds]
+    made = not out.exists()
+    try:
+        runs = [run(seed, args.config, out, extra) for seed in args.seeds]
+    except SystemExit:  # a run failed: an --out folder made for it is not left empty
+        if made and not any(out.iterdir()):
+            out.rmdir()
+        raise
     model = DigitClassifier.load_from_checkpoint(runs[0]["checkpoint"], map_location="cpu")
     flops = ModelSummary(model).total_flops  # of one image: the model's example input is (1, 1, 28, 28)
     header = ["seed", "test accuracy (%)", "seconds to print it", *(f"s to {t:.1%}" for t in THRESHOLDS),

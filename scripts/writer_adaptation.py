@@ -31,8 +31,10 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from digitnet import DigitRecognizer
+from digitnet.checkpoints import read_checkpoint
 from digitnet.cli import quiet_lightning
 from digitnet.errors import DigitnetError
+from digitnet.files import check_folder
 from digitnet.finetune import finetune
 
 # --- the writer's hand --------------------------------------------------------------------------------------------
@@ -230,8 +232,14 @@ def main(argv: list[str] | None = None) -> None:
         nets = dict(item.split("=", 1) for item in args.ckpt)
     except ValueError:
         parser.error("--ckpt takes NAME=PATH, e.g. --ckpt ConvNet=lightning_logs/.../last.ckpt")
-    if args.test < 10 or min(args.k) < 1:
-        parser.error("--test needs at least 10 digits (one of each class) and every --k at least 1")
+    if args.test < 10 or min(args.k) < 1 or args.seed < 0:
+        parser.error("--test needs at least 10 digits (one of each class), every --k at least 1, --seed at least 0")
+    try:  # before the writer's pictures are written
+        check_folder("--out", args.out)
+        for checkpoint in nets.values():
+            read_checkpoint(checkpoint)
+    except DigitnetError as err:
+        parser.error(str(err))
     out = Path(args.out)
     paths, labels = write_writer(out, args.test, args.k, args.seed)
     print(f"The writer: {len(paths)} test digits in {out / 'test'}, a preview in {out / 'preview.png'}", flush=True)

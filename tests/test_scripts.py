@@ -1,0 +1,49 @@
+"""The measurement scripts refuse bad arguments in one line, before they write anything."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import digitnet_env
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+A_FILE = "notes.txt"  # written in the test's folder: a file where an output folder is asked for
+ERROR = "error: "
+
+
+@pytest.mark.slow  # subprocesses
+@pytest.mark.parametrize("script, args, message", [
+    ("read_numbers.py", ["--ckpt", "C=missing.ckpt", "--numbers", "0", "--out", "out"],
+     "--numbers, --non_digits and --singles must be at least 1, --seed at least 0"),
+    ("read_numbers.py", ["--ckpt", "C=missing.ckpt", "--seed", "-1", "--out", "out"],
+     "--numbers, --non_digits and --singles must be at least 1, --seed at least 0"),
+    ("read_numbers.py", ["--ckpt", "C=missing.ckpt", "--out", A_FILE], f"--out {A_FILE}: a file, not a folder"),
+    ("robustness.py", ["--ckpt", "C=missing.ckpt", "--images", "0", "--out", "out"],
+     "--images must be at least 1, --seed at least 0"),
+    ("robustness.py", ["--ckpt", "C=missing.ckpt", "--out", A_FILE], f"--out {A_FILE}: a file, not a folder"),
+    ("number_speed.py", ["--ckpt", "missing.ckpt"], "--ckpt takes NAME=PATH"),
+    ("number_speed.py", ["--ckpt", "C=missing.ckpt"], "missing.ckpt: no such checkpoint"),
+    ("number_speed.py", ["--ckpt", "C=missing.ckpt", "--repeats", "0"], "--repeats must be at least 1"),
+    ("writer_adaptation.py", ["--ckpt", "C=missing.ckpt", "--out", "out"], "missing.ckpt: no such checkpoint"),
+    ("writer_adaptation.py", ["--ckpt", "C=missing.ckpt", "--seed", "-1", "--out", "out"], "--seed at least 0"),
+    ("time_to_accuracy.py", ["--out", A_FILE], f"--out {A_FILE}: a file, not a folder"),
+    ("serve_benchmark.py", ["--png_dir", A_FILE], f"--png_dir {A_FILE}: a file, not a folder"),
+    ("benchmark.py", ["--threads", "0"], "--threads must be at least 1"),
+])  # fmt: skip
+def test_a_bad_argument_is_one_line_and_writes_nothing(script, args, message, tmp_path):
+    (tmp_path / A_FILE).write_text("a file")
+    result = subprocess.run([sys.executable, str(SCRIPTS / script), *args], cwd=tmp_path, capture_output=True,
+                            text=True, env=digitnet_env(), timeout=300)  # fmt: skip
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert ERROR in last and message in last.split(ERROR, 1)[1]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [A_FILE]
+
+
+@pytest.mark.slow  # two subprocesses: the script and the `fit` it starts
+def test_time_to_accuracy_leaves_no_folder_when_fit_refuses_its_arguments(tmp_path):
+    result = subprocess.run([sys.executable, str(SCRIPTS / "time_to_accuracy.py"), "--out", "tta", "--bogus"],
+                            cwd=tmp_path, capture_output=True, text=True, env=digitnet_env(), timeout=300)  # fmt: skip
+    assert result.returncode != 0 and "unknown option --bogus" in result.stderr
+    assert list(tmp_path.iterdir()) == []
