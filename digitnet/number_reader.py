@@ -38,9 +38,10 @@ UNSURE_BELOW = 0.4
 # a split that cuts through a mark costs CUT_COST more (docs/numbers.md: how both were chosen).
 SPLIT_COST = 0.25
 CUT_COST = 0.5
-# A digit read wider than WIDE_DIGIT times its height, as few of MNIST's are and two touching digits read as one
-# are, costs WIDE_COST per unit of width over it, as a share of its height (docs/numbers.md: how both were chosen).
-WIDE_DIGIT = 1.25
+# A digit read wider than WIDE_DIGIT times its height costs WIDE_COST per unit of width over it, as a share of its
+# height: little for a wide 0, 2 or 5 alone, more for two touching digits read as one (docs/numbers.md: how both
+# were chosen).
+WIDE_DIGIT = 0.8
 WIDE_COST = 1.0
 MAX_DIGITS = 20  # more marks than this is a page, not a number
 MAX_PRIMITIVES = 16  # a digit is made of at most this many primitives (strokes, pieces of a cut mark)
