@@ -120,6 +120,15 @@ class DigitnetCLI(LightningCLI):
         elif isinstance(args, list):  # a command line, not a dict of settings
             args = with_net_paths(args)
         super().parse_arguments(parser, args)
+        config = self.config[self.config.subcommand] if self.config.get("subcommand") else self.config
+        seed = config.get("seed_everything")
+        if type(seed) is int and not 0 <= seed <= MAX_SEED:  # else Lightning's seed_everything: a traceback
+            raise DigitnetError(f"--seed_everything={seed}: give a seed from 0 to {MAX_SEED}")
+        folders = {"--trainer.default_root_dir": (config.trainer.default_root_dir, "runs"),
+                   "--checkpoint.dirpath": (config.get("checkpoint", {}).get("dirpath"), "checkpoints")}  # fmt: skip
+        for flag, (folder, what) in folders.items():  # else a traceback when the first file is written into it
+            if folder:
+                check_folder(flag, folder, f"the {what}")
         # Here, before Lightning reads the model's settings from the checkpoint to build it.
         if self.config.get("subcommand") in ("validate", "test", "predict"):
             self._check_paths(self.config[self.config.subcommand])
@@ -129,15 +138,6 @@ class DigitnetCLI(LightningCLI):
             if not Path(ckpt_path).is_file():
                 raise DigitnetError(f"--ckpt_path {ckpt_path}: no such checkpoint")
             read_checkpoint(ckpt_path)
-        config = self.config[self.config.subcommand] if self.config.get("subcommand") else self.config
-        seed = config.get("seed_everything")
-        if type(seed) is int and not 0 <= seed <= MAX_SEED:  # else numpy's ValueError once the run folder exists
-            raise DigitnetError(f"--seed_everything={seed}: give a seed from 0 to {MAX_SEED}")
-        folders = {"--trainer.default_root_dir": (config.trainer.default_root_dir, "runs"),
-                   "--checkpoint.dirpath": (config.get("checkpoint", {}).get("dirpath"), "checkpoints")}  # fmt: skip
-        for flag, (folder, what) in folders.items():  # else a traceback when the first file is written into it
-            if folder:
-                check_folder(flag, folder, f"the {what}")
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config

@@ -127,14 +127,16 @@ def continue_last_run(logger: Any, ckpt_dirpath: str | None, root_dir: str | Non
     init = logger.get("init_args") if hasattr(logger, "get") else None
     versioned = init is not None and str(logger.get("class_path", "")).endswith(("TensorBoardLogger", "CSVLogger"))
     if versioned:
-        root, name = Path(init.get("save_dir") or "."), init.get("name", "lightning_logs")
+        root, name = Path(init.get("save_dir") or ".").expanduser(), init.get("name", "lightning_logs")
         runs, version = (root / name if name else root), init.get("version")
+    if "://" in f"{root_dir}{ckpt_dirpath}{init.get('save_dir') if versioned else ''}":
+        return None  # a remote folder (s3://...): Lightning looks for last.ckpt there itself
     if ckpt_dirpath is None and logger is False:  # no logger: Lightning's checkpoints/ in the root folder
-        ckpt_dirpath = str(Path(root_dir or ".") / "checkpoints")
+        ckpt_dirpath = str(Path(root_dir or ".").expanduser() / "checkpoints")
     elif ckpt_dirpath is None and versioned and version is not None:  # the run named by --trainer.logger's version
         ckpt_dirpath = str(runs / (version if isinstance(version, str) else f"version_{version}") / "checkpoints")
     if ckpt_dirpath is not None:  # one checkpoint folder: Lightning finds last.ckpt there itself
-        if not any(Path(ckpt_dirpath).glob("last*.ckpt")):
+        if not any(Path(ckpt_dirpath).expanduser().glob("last*.ckpt")):
             raise NothingToResume(f"No last.ckpt in {ckpt_dirpath}: training from scratch")
         return None
     if not versioned:

@@ -56,15 +56,15 @@ def save_figure(figure, path: str | Path) -> None:
         figure.savefig(tmp, dpi=100)
 
 
-def check_output(output: str) -> None:
-    """A DigitnetError in one line, before any work, where --output `output` cannot be written as a file."""
+def check_output(output: str, flag: str = "--output") -> None:
+    """A DigitnetError in one line, before any work, where `output` (given as `flag`) cannot be written as a file."""
     path = Path(output)
     if path.is_dir() or output.endswith(("/", os.sep)):  # Path drops a trailing slash
-        raise DigitnetError(f"--output {output}: is a folder; name a file in it")
+        raise DigitnetError(f"{flag} {output}: is a folder; name a file in it")
     if path.parent.exists() and not path.parent.is_dir():
-        raise DigitnetError(f"--output {output}: {path.parent} is a file, not a folder")
+        raise DigitnetError(f"{flag} {output}: {path.parent} is a file, not a folder")
     if not path.parent.is_dir():
-        raise DigitnetError(f"--output {output}: its folder does not exist; create {path.parent} first")
+        raise DigitnetError(f"{flag} {output}: its folder does not exist; create {path.parent} first")
 
 
 def check_folder(flag: str, folder: str | Path, what: str = "its files") -> None:

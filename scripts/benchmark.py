@@ -44,6 +44,8 @@ from torch import nn
 
 from digitnet.cli import build_cli
 from digitnet.data import reuse_data
+from digitnet.errors import DigitnetError
+from digitnet.files import check_output
 from digitnet.model import DigitClassifier
 from digitnet.nets import Dropout
 from digitnet.optim import fused_if_available, half_cosine
@@ -227,6 +229,11 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error("--tweaks needs --rounds of at least 2 (quartiles) and --steps of at least 11 (10 are warm-up)")
     if args.threads is not None and args.threads < 1:
         parser.error("--threads must be at least 1")
+    if args.json:
+        try:
+            check_output(args.json, "--json")
+        except DigitnetError as err:
+            parser.error(str(err))
     if args.threads:
         torch.set_num_threads(args.threads)
 

@@ -68,8 +68,8 @@ def main() -> None:
     if not all("=" in spec for spec in args.ckpt):
         parser.error("--ckpt takes NAME=PATH, e.g. --ckpt ConvNet=lightning_logs/.../last.ckpt")
     try:  # the checkpoints and the data, in one line each when bad
-        recognizers = {name: DigitRecognizer.from_checkpoint(ckpt)
-                       for name, ckpt in (spec.split("=", 1) for spec in args.ckpt)}
+        recognizers = [(name, DigitRecognizer.from_checkpoint(ckpt))
+                       for name, ckpt in (spec.split("=", 1) for spec in args.ckpt)]
         picture = photo_of_number(args.data_dir or default_data_dir())
     except DigitnetError as err:
         parser.error(str(err))
@@ -78,7 +78,7 @@ def main() -> None:
         picture.save(path, quality=90)
         print(f"{path.name}: {picture.width}x{picture.height} ({picture.width * picture.height / 1e6:.2f} MP), "
               f"{path.stat().st_size / 1e3:.0f} kB")  # fmt: skip
-        for name, recognizer in recognizers.items():
+        for name, recognizer in recognizers:
             one, number = [], []
             for _ in range(args.repeats):  # in turn, so that both meet the same machine
                 one += timed(lambda: recognizer.predict(path), 1)

@@ -105,12 +105,13 @@ def main() -> None:
     except DigitnetError as err:
         parser.error(str(err))
     out = Path(args.out)
-    made = not out.exists()
+    missing = [folder for folder in (out, *out.parents) if not folder.exists()]  # the folders --out will make
     try:
         runs = [run(seed, args.config, out, extra) for seed in args.seeds]
-    except SystemExit:  # a run failed: an --out folder made for it is not left empty
-        if made and not any(out.iterdir()):
-            out.rmdir()
+    except SystemExit:  # a run failed: the folders made for it are not left empty
+        for folder in missing:
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
         raise
     model = DigitClassifier.load_from_checkpoint(runs[0]["checkpoint"], map_location="cpu")
     flops = ModelSummary(model).total_flops  # of one image: the model's example input is (1, 1, 28, 28)

@@ -92,6 +92,15 @@ def test_bad_input_exits_nonzero_without_traceback(mnist_dir, tmp_path, args, me
 
 
 @pytest.mark.slow  # a subprocess
+def test_a_file_as_the_root_folder_of_test_is_one_line_before_the_checkpoint_is_looked_for(tmp_path):
+    (tmp_path / "notes.txt").write_text("a file")
+    result = run_digitnet("test", "--trainer.default_root_dir=notes.txt", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].endswith(
+        "--trainer.default_root_dir notes.txt: a file, not a folder: give the folder to write the runs into")
+
+
+@pytest.mark.slow  # a subprocess
 def test_missing_data_exits_with_a_paragraph(tmp_path):
     result = run_digitnet("fit", f"--data.data_dir={tmp_path / 'nowhere'}", "--data.mirrors=[http://127.0.0.1:9/]")
     assert result.returncode == 2

@@ -142,11 +142,15 @@ def test_ckpt_path_last_without_a_previous_run_trains_from_scratch(fit_args, tmp
                                               "network): training from scratch\n")  # fmt: skip
 
 
-@pytest.mark.parametrize("logger", [["--trainer.logger=false"], ["--trainer.logger=CSVLogger",
-                                    "--trainer.logger.save_dir=logs", "--trainer.logger.version=run3"]])  # fmt: skip
+@pytest.mark.parametrize("logger", [["--trainer.logger=false"],
+                                    ["--trainer.logger=CSVLogger", "--trainer.logger.save_dir=logs",
+                                     "--trainer.logger.version=run3"],
+                                    ["--trainer.logger=TensorBoardLogger", "--trainer.logger.save_dir=logs",
+                                     "--trainer.logger.version=3"]])  # fmt: skip
 def test_ckpt_path_last_with_no_logger_or_a_named_version_says_what_it_found(fit_args, tmp_path, capsys, recwarn,
                                                                              logger):  # fmt: skip
-    folder = "checkpoints" if logger == ["--trainer.logger=false"] else "logs/lightning_logs/run3/checkpoints"
+    folder = {1: "checkpoints", 3: f"logs/lightning_logs/{'run3' if 'CSV' in logger[0] else 'version_3'}/checkpoints"}[
+        len(logger)]
     main(fit_args + logger + ["--trainer.max_epochs=1", "--ckpt_path", "last"])
     assert capsys.readouterr().out.startswith(f"No last.ckpt in {folder}: training from scratch\n")
     assert not [w for w in recwarn if "save_last" in str(w.message)]  # Lightning's hint, moot with digitnet's last.ckpt

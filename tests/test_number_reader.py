@@ -13,6 +13,7 @@ from PIL import Image, ImageFilter
 
 from digitnet.errors import ImageError
 from digitnet.images import mnist_pixels, picture_ink
+from digitnet import number_reader
 from digitnet.number_reader import UNSURE_BELOW, best_reading, candidates
 from helpers import digitnet_env
 from photos import draw_digit, on_paper
@@ -115,6 +116,28 @@ def test_two_touching_digits_are_not_read_as_one_wide_digit():
             probabilities[k, 4] = 0.9
     assert best_reading(found, probabilities, wide_cost=0).number == "8"
     assert best_reading(found, probabilities).number == "44"
+
+
+def test_a_touching_pair_narrower_than_a_wide_digit_pays_for_its_width(monkeypatch):
+    # A 1 touching a 4: together 0.9 times as wide as high, no wider than a wide 0, 2 or 5 alone. A network that
+    # reads the pair as one 4 at 0.47 and each digit alone at 0.97 makes it "4" when only a digit wider than 1.25
+    # times its height pays for its width, and "14" with the reader's WIDE_DIGIT.
+    ink, boxes = compose(["one", "four"], [-6])
+    found = candidates(picture_ink(on_paper(ink, np.random.default_rng(8)))[0])
+    assert 1 in found.cuts  # they touch: one mark, cut between them
+    pair = (boxes[0][0], boxes[0][1], boxes[1][2], boxes[1][3])
+    probabilities = np.full((len(found.spans), 10), 0.1)
+    for k, box in enumerate(found.boxes):
+        matches = [iou(box, b) for b in boxes]
+        if iou(box, pair) >= 0.9:
+            probabilities[k] = 0.53 / 9
+            probabilities[k, 4] = 0.47
+        elif max(matches) >= 0.9:
+            probabilities[k] = 0.03 / 9
+            probabilities[k, [1, 4][int(np.argmax(matches))]] = 0.97
+    assert best_reading(found, probabilities).number == "14"
+    monkeypatch.setattr(number_reader, "WIDE_DIGIT", 1.25)
+    assert best_reading(found, probabilities).number == "4"
 
 
 def test_a_blot_is_not_cut_into_slices_that_read_as_1s():

@@ -30,6 +30,7 @@ ERROR = "error: "
     ("time_to_accuracy.py", ["--out", A_FILE], f"--out {A_FILE}: a file, not a folder"),
     ("serve_benchmark.py", ["--png_dir", A_FILE], f"--png_dir {A_FILE}: a file, not a folder"),
     ("benchmark.py", ["--threads", "0"], "--threads must be at least 1"),
+    ("benchmark.py", ["--json", "nowhere/bench.json"], "--json nowhere/bench.json: its folder does not exist"),
 ])  # fmt: skip
 def test_a_bad_argument_is_one_line_and_writes_nothing(script, args, message, tmp_path):
     (tmp_path / A_FILE).write_text("a file")
@@ -43,7 +44,7 @@ def test_a_bad_argument_is_one_line_and_writes_nothing(script, args, message, tm
 
 @pytest.mark.slow  # two subprocesses: the script and the `fit` it starts
 def test_time_to_accuracy_leaves_no_folder_when_fit_refuses_its_arguments(tmp_path):
-    result = subprocess.run([sys.executable, str(SCRIPTS / "time_to_accuracy.py"), "--out", "tta", "--bogus"],
+    result = subprocess.run([sys.executable, str(SCRIPTS / "time_to_accuracy.py"), "--out", "runs/tta", "--bogus"],
                             cwd=tmp_path, capture_output=True, text=True, env=digitnet_env(), timeout=300)  # fmt: skip
     assert result.returncode != 0 and "unknown option --bogus" in result.stderr
     assert list(tmp_path.iterdir()) == []
