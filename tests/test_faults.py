@@ -118,6 +118,7 @@ def test_fit_from_a_missing_or_foreign_checkpoint_file_is_one_line_and_writes_no
             main(fit_args + ["--ckpt_path", str(path)])
         err = capsys.readouterr().err
         assert exit_.value.code == 2 and reason.format(path) in err and "Traceback" not in err
+    assert not (tmp_path / "lightning_logs").exists()
     # A checkpoint file that is one still resumes its run.
     main(fit_args + ["--trainer.max_epochs=1"])
     last = tmp_path / "lightning_logs" / "Adam" / "version_0" / "checkpoints" / "last.ckpt"
@@ -135,11 +136,12 @@ def test_a_file_as_the_checkpoint_folder_is_one_line_and_writes_no_run(fit_args,
     assert not (tmp_path / "lightning_logs").exists()
 
 
-def test_ckpt_path_last_without_a_previous_run_trains_from_scratch(fit_args, tmp_path, capsys):
+def test_ckpt_path_last_without_a_previous_run_trains_from_scratch(fit_args, tmp_path, capsys, recwarn):
     main(fit_args + ["--trainer.max_epochs=1", "--ckpt_path", "last"])
     assert load(tmp_path / "lightning_logs" / "Adam" / "version_0" / "checkpoints" / "last.ckpt")["global_step"] == 20
     assert capsys.readouterr().out.startswith("No last.ckpt under lightning_logs/Adam (the runs of this optimizer and "
                                               "network): training from scratch\n")  # fmt: skip
+    assert not [w for w in recwarn if "save_last" in str(w.message)]  # Lightning's hint, moot with digitnet's last.ckpt
 
 
 @pytest.mark.parametrize("logger", [["--trainer.logger=false"],
