@@ -120,20 +120,20 @@ class DigitnetCLI(LightningCLI):
         elif isinstance(args, list):  # a command line, not a dict of settings
             args = with_net_paths(args)
         super().parse_arguments(parser, args)
-        config = self.config[self.config.subcommand] if self.config.get("subcommand") else self.config
-        seed = config.get("seed_everything")
-        if type(seed) is int and not 0 <= seed <= MAX_SEED:  # else Lightning's seed_everything: a traceback
-            raise DigitnetError(f"--seed_everything={seed}: give a seed from 0 to {MAX_SEED}")
-        folders = {"--trainer.default_root_dir": (config.trainer.default_root_dir, "runs"),
-                   "--checkpoint.dirpath": (config.get("checkpoint", {}).get("dirpath"), "checkpoints")}  # fmt: skip
-        for flag, (folder, what) in folders.items():  # else a traceback when the first file is written into it
-            if folder:
-                check_folder(flag, folder, f"the {what}")
+        command = self.config.get("subcommand")  # None when built with run=False (the study, the benchmark)
+        config = self.config[command] if command else self.config
+        if type(config.seed_everything) is int and not 0 <= config.seed_everything <= MAX_SEED:
+            # else Lightning's seed_everything: a traceback
+            raise DigitnetError(f"--seed_everything={config.seed_everything}: give a seed from 0 to {MAX_SEED}")
+        for flag, folder, what in (("--trainer.default_root_dir", config.trainer.default_root_dir, "the runs"),
+                                   ("--checkpoint.dirpath", config.checkpoint.dirpath, "the checkpoints")):
+            if folder:  # else a traceback when the first file is written into it
+                check_folder(flag, folder, what)
         # Here, before Lightning reads the model's settings from the checkpoint to build it.
-        if self.config.get("subcommand") in ("validate", "test", "predict"):
-            self._check_paths(self.config[self.config.subcommand])
+        if command in ("validate", "test", "predict"):
+            self._check_paths(config)
         # fit resumes from a file only once a run folder exists: a missing or foreign one is a traceback there.
-        ckpt_path = self.config.fit.ckpt_path if self.config.get("subcommand") == "fit" else None
+        ckpt_path = config.ckpt_path if command == "fit" else None
         if ckpt_path and not named_by_lightning(ckpt_path) and "://" not in ckpt_path:  # s3://... is fsspec's
             if not Path(ckpt_path).is_file():
                 raise DigitnetError(f"--ckpt_path {ckpt_path}: no such checkpoint")

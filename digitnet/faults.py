@@ -129,10 +129,10 @@ def continue_last_run(logger: Any, ckpt_dirpath: str | None, root_dir: str | Non
     if versioned:
         root, name = Path(init.get("save_dir") or ".").expanduser(), init.get("name", "lightning_logs")
         runs, version = (root / name if name else root), init.get("version")
-    if "://" in f"{root_dir}{ckpt_dirpath}{init.get('save_dir') if versioned else ''}":
-        return None  # a remote folder (s3://...): Lightning looks for last.ckpt there itself
+    if any("://" in str(folder) for folder in (root_dir, ckpt_dirpath, init and init.get("save_dir"))):
+        return None  # a remote folder (s3://...), which Path would mangle: Lightning looks there itself
     if ckpt_dirpath is None and logger is False:  # no logger: Lightning's checkpoints/ in the root folder
-        ckpt_dirpath = str(Path(root_dir or ".").expanduser() / "checkpoints")
+        ckpt_dirpath = str(Path(root_dir or ".") / "checkpoints")
     elif ckpt_dirpath is None and versioned and version is not None:  # the run named by --trainer.logger's version
         ckpt_dirpath = str(runs / (version if isinstance(version, str) else f"version_{version}") / "checkpoints")
     if ckpt_dirpath is not None:  # one checkpoint folder: Lightning finds last.ckpt there itself

@@ -254,7 +254,8 @@ def main() -> None:
     if min(args.clients) < 1:
         parser.error("--clients must be at least 1")
     try:
-        check_folder("--png_dir", args.png_dir or ".")
+        if args.png_dir:
+            check_folder("--png_dir", args.png_dir)
     except DigitnetError as err:
         parser.error(str(err))
 
