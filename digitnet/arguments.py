@@ -1,5 +1,4 @@
-"""The command line's parser: errors in two lines that name the nearest valid spelling and a help command
-that runs, under the program's real name (`python -m digitnet` or `digitnet`)."""
+"""The command line's parser: two-line errors naming the nearest valid spelling and a help command that runs."""
 
 from __future__ import annotations
 
@@ -42,11 +41,10 @@ def suggest(word: str, choices, prefix: str = "") -> str:
 
 
 class DigitnetParser(LightningArgumentParser):
-    """Lightning's parser, with short errors: instead of jsonargparse's usage block and type internals, one line
-    saying what is wrong (an unknown option or optimizer, with the nearest valid spelling), then the help command.
+    """Lightning's parser, saying in one line what is wrong instead of jsonargparse's usage block and type internals.
 
-    `program`, `argv` and `classes` are set on the class (`DigitnetParser.read`): jsonargparse also builds parsers
-    of this class itself, for nested classes such as the optimizer, and their errors need them too.
+    `program`, `argv` and `classes` are set on the class (`read`): jsonargparse builds parsers of this class itself,
+    for nested classes such as the optimizer, and their errors need them too.
 
     Args:
         command: The subcommand this parser reads (fit, test, ...), None for the top level.
@@ -78,9 +76,8 @@ class DigitnetParser(LightningArgumentParser):
         # nested class, whose keys are not the command's.
         keys = set(self.get_defaults().keys()) if self.command is not None else set()
         config_given = any(arg in ("-c", "--config") or arg.startswith("--config=") for arg in self.argv)
-        optimizer_named = config_given
+        optimizer_named = scheduler_named = config_given
         optimizer = scheduler = None  # the classes named by --model.optimizer and --model.lr_scheduler
-        scheduler_named = config_given
         given = set()  # the scheduler's arguments on the command line (T_max of --model.lr_scheduler.T_max=20)
         for i, arg in enumerate(self.argv):
             if not arg.startswith("--"):
@@ -147,8 +144,7 @@ class DigitnetParser(LightningArgumentParser):
 
 
 def parameter_type(owner: object, name: str) -> object:
-    """The annotation of parameter `name` of a class's `__init__` (or a base class's), or of a function; None if it
-    has none."""
+    """The annotation of parameter `name` of a class's `__init__` (or a base class's) or of a function, or None."""
     functions = [cls.__init__ for cls in owner.__mro__] if isinstance(owner, type) else [owner] if owner else []
     for function in functions:
         with contextlib.suppress(NameError, TypeError):
@@ -159,8 +155,7 @@ def parameter_type(owner: object, name: str) -> object:
 
 
 def expected_value(annotation: object, value: str) -> str | None:
-    """What a value of a bool, int, float or Literal parameter looks like ('an integer', 'one of 64, 32, 16, ...') when
-    `value` does not."""
+    """What a bool, int, float or Literal value looks like ('an integer', 'one of 64, 32, ...') if `value` does not."""
     union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
     # A tensor (torch.optim's lr: float | Tensor) is no value a command line can give: a number is what is expected.
     kinds = [kind for kind in (typing.get_args(annotation) if union else [annotation])
@@ -198,15 +193,13 @@ def locate(path: str) -> object:
 
 
 def own_arguments(cls: type) -> list[inspect.Parameter]:
-    """The parameters of an optimizer or scheduler class that a command line gives: all but the first, which
-    Lightning passes (the optimizer's params, the scheduler's optimizer)."""
+    """An optimizer's or scheduler's parameters but the first, which Lightning passes (params, the optimizer)."""
     return list(inspect.signature(cls).parameters.values())[1:]
 
 
 def not_an_option(cls: object, key: str) -> str | None:
-    """What to say of `--model.optimizer.NAME` (or `--model.lr_scheduler.NAME`) when the class named on the command
-    line has no argument NAME ('Adam has no option momentum; ...'): jsonargparse says "Option 'momentum' is not
-    accepted"."""
+    """'Adam has no option momentum; ...' for `--model.optimizer.momentum` (or `--model.lr_scheduler.NAME`) when the
+    class named on the command line has no such argument: jsonargparse says "Option 'momentum' is not accepted"."""
     name = key.rpartition(".")[2]
     if not isinstance(cls, type) or name in ("init_args", "class_path"):
         return None

@@ -1,11 +1,4 @@
-"""`python -m digitnet`: Lightning's CLI over DigitClassifier and MNISTDataModule, and export, serve, finetune.
-
-    python -m digitnet fit --model.optimizer=SGD --model.optimizer.lr=0.05 --model.optimizer.momentum=0.9
-    python -m digitnet test --ckpt_path lightning_logs/Adam/version_0/checkpoints/last.ckpt
-    python -m digitnet fit ... --ckpt_path last    # resume the latest run of that optimizer
-    python -m digitnet predict --data.predict_path 'photos/*.jpg' --output digits.csv
-    python -m digitnet export --ckpt_path CKPT --output model.onnx
-"""
+"""`python -m digitnet`: Lightning's CLI over DigitClassifier and MNISTDataModule, and export, serve, finetune."""
 
 from __future__ import annotations
 
@@ -196,8 +189,7 @@ class DigitnetCLI(LightningCLI):
         trainer.callbacks += last_checkpoints(trainer.checkpoint_callback.dirpath, every)
         bar = trainer.progress_bar_callback
         if type(bar) is TQDMProgressBar and bar not in (config.trainer.callbacks or []):  # Lightning's default bar
-            # Redrawn every 20 steps, not every step, as Lightning does on Colab: a redraw is a noticeable share of the
-            # dense net's step on a CPU (docs/speed.md).
+            # Redraw every 20 steps as Lightning does on Colab: each is a noticeable share of a CPU step (docs/speed.md)
             trainer.callbacks[trainer.callbacks.index(bar)] = TQDMProgressBar(refresh_rate=20)
         return trainer
 
@@ -282,9 +274,8 @@ def build_cli(args: ArgsType = None, run: bool = True) -> DigitnetCLI:
 
 def named_by_lightning(ckpt_path: str) -> bool:
     """Whether --ckpt_path is a name Lightning resolves itself (best, last: of a fit in this process or a run's
-    last.ckpt; hpc; registry:...), not a file."""
-    name = ckpt_path.lower()  # Lightning reads "registry" in any case
-    return ckpt_path in ("best", "last", "hpc") or name == "registry" or name.startswith("registry:")
+    last.ckpt; hpc; registry:..., "registry" in any case), not a file."""
+    return ckpt_path in ("best", "last", "hpc") or ckpt_path.lower().partition(":")[0] == "registry"
 
 
 def quiet_lightning() -> None:
@@ -317,11 +308,11 @@ def main(args: ArgsType = None) -> None:
         else:
             raise DigitnetError(f"unknown command {command!r}{suggest(command, COMMANDS)}; the commands are "
                                 f"{', '.join(COMMANDS)} (see {program} --help)")  # fmt: skip
-    except (TrainingInterrupted, SIGTERMException) as err:
-        # fit's last.ckpt; finetune, cut short, leaves nothing
-        what = err if isinstance(err, TrainingInterrupted) else "stopped by SIGTERM" + (
-            "; see last.ckpt for the latest state" if resume_command(argv) else "")
-        stopped(what, argv, 130 if isinstance(err, TrainingInterrupted) else 143)
+    except TrainingInterrupted as err:
+        stopped(err, argv, 130)
+    except SIGTERMException:  # fit's last.ckpt; finetune, cut short, leaves nothing
+        latest = "; see last.ckpt for the latest state" if resume_command(argv) else ""
+        stopped(f"stopped by SIGTERM{latest}", argv, 143)
     except SystemExit as err:
         # Lightning answers Ctrl-C outside fit's steps (test, predict, a second Ctrl-C in fit) with a silent exit(1)
         # from inside its `except KeyboardInterrupt`, which makes the interrupt this exit's context.
