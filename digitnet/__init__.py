@@ -6,8 +6,7 @@ import importlib as _importlib
 _HOMES = {"MNISTDataModule": "data", "DigitnetError": "errors", "mnist_pixels": "images", "preprocess": "images",
           "DigitClassifier": "model", "MLP": "nets", "ConvNet": "nets", "DigitRecognizer": "recognizer",
           "Prediction": "recognizer"}  # fmt: skip
-__all__ = ["ConvNet", "MLP", "DigitClassifier", "DigitRecognizer", "DigitnetError", "MNISTDataModule", "Prediction",
-           "mnist_pixels", "preprocess"]  # fmt: skip
+__all__ = list(_HOMES)
 __version__ = "0.1.0"
 
 

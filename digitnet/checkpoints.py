@@ -1,5 +1,4 @@
-"""The checkpoint a command reads: a file the user names, read with a one-line error for anything torch or
-Lightning would answer with a traceback (`read_checkpoint`), or else the latest run's (`default_checkpoint`)."""
+"""The checkpoint a command reads: the file the user names (`read_checkpoint`), else the latest run's."""
 
 from __future__ import annotations
 
@@ -47,14 +46,11 @@ def default_checkpoint(root: str | Path = "lightning_logs") -> tuple[Path, str]:
                             "train a model first (python -m digitnet fit) or pass --ckpt_path PATH")  # fmt: skip
     folder = max(checkpoints, key=lambda p: p.stat().st_mtime).parent
     run = folder.parent  # .../version_N/checkpoints -> .../version_N
-    best = sorted(folder.glob("best-*.ckpt"), key=lambda p: p.stat().st_mtime)
-    if best:
-        return best[-1], f"the best checkpoint of the latest run, {run}"
-    newest = max(folder.glob("*.ckpt"), key=lambda p: (p.name == "last.ckpt", p.stat().st_mtime))
-    kind = {"last.ckpt": "last", FINETUNED: "fine-tuned"}.get(newest.name)
+    path = max(folder.glob("*.ckpt"), key=lambda p: (p.match("best-*"), p.name == "last.ckpt", p.stat().st_mtime))
+    kind = "best" if path.match("best-*") else {"last.ckpt": "last", FINETUNED: "fine-tuned"}.get(path.name)
     if kind:
-        return newest, f"the {kind} checkpoint of the latest run, {run}"
-    return newest, f"the newest checkpoint of the latest run, {run}, a plain Trainer's, not `fit`'s"
+        return path, f"the {kind} checkpoint of the latest run, {run}"
+    return path, f"the newest checkpoint of the latest run, {run}, a plain Trainer's, not `fit`'s"
 
 
 def announce_default_checkpoint(verb: str = "Using", root: str | Path = "lightning_logs") -> Path:

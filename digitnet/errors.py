@@ -1,5 +1,4 @@
-"""The exception types the CLI turns into a short message instead of a traceback, and the line of a library's
-error such a message quotes."""
+"""The exception types the CLI turns into a short message instead of a traceback."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Output files: checked before a command's work (`check_output`), then written whole or not at all, through a
-temporary file beside them renamed over them when complete."""
+"""Output files: checked before a command's work (`check_output`), then written whole or not at all (`replacing`)."""
 
 from __future__ import annotations
 
@@ -41,8 +40,7 @@ def temporary_files(path: str | Path) -> list[Path]:
 
 
 def fsync(path: Path) -> None:
-    """Flush a file's or a folder's contents to disk; a no-op where a folder cannot be opened (Windows)."""
-    # Some filesystems refuse fsync on a folder; the rename is then as durable as they allow.
+    """Flush a file's or a folder's contents to disk; a no-op where a folder cannot be opened or synced (Windows)."""
     with contextlib.suppress(OSError):
         fd = os.open(path, os.O_RDONLY)
         try:
