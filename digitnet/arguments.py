@@ -137,9 +137,8 @@ class DigitnetParser(LightningArgumentParser):
 
     def annotation(self, key: str) -> object:
         """The type of the parameter `key` (trainer.max_epochs: int | None), from its class's signature, or of a
-        command's own flag (serve's port: int) from its function's."""
+        command's own flag (serve's port, finetune's --data.extra_share) from its function's (`classes[""]`)."""
         group, _, name = key.rpartition(".")
-        # "": a command's function (`command_parser`), whose parameters its flags are (finetune's --data.extra_share)
         return parameter_type(self.classes.get(group) or self.classes.get(""), name)
 
 

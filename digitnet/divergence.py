@@ -19,9 +19,8 @@ class TrainingDiverged(DigitnetError):
 class StopOnNonFiniteLoss(L.Callback):
     """Raises TrainingDiverged at the first NaN or infinite training loss, naming the step.
 
-    On one CPU process each loss is checked as it comes. On a GPU reading a value waits for the device, so losses
-    are buffered there and read every `check_every_n_steps` steps, at each epoch end and before any checkpoint is
-    written (which also checks the weights): no checkpoint holds a diverged model. DDP processes stop together.
+    On a GPU losses are buffered (a read waits for the device) and read every `check_every_n_steps` steps, at each
+    epoch end and before any checkpoint is written (the weights too): no checkpoint holds a diverged model.
 
     Lightning's EarlyStopping(check_finite=True) looks once per validation or epoch, stops with no error and lets
     the checkpoints be written (tests/test_faults.py::test_diverging_run_stops_in_the_first_epoch_naming_the_step).
@@ -105,10 +104,8 @@ def _lr_hint(optimizer: torch.optim.Optimizer | None) -> str:
         return ""
     group = optimizer.param_groups[0]
     lr = group.get("initial_lr", group.get("lr"))  # initial_lr: before the LR schedule decayed it
-    default = inspect.signature(type(optimizer)).parameters.get("lr")
-    parts = []
-    if isinstance(lr, (int, float)):
-        parts.append(f"this run: --model.optimizer.lr={lr:g}")
-    if default is not None and isinstance(default.default, (int, float)):
-        parts.append(f"{type(optimizer).__name__}'s default is {default.default:g}")
+    default = getattr(inspect.signature(type(optimizer)).parameters.get("lr"), "default", None)
+    parts = [f"this run: --model.optimizer.lr={lr:g}"] if isinstance(lr, (int, float)) else []
+    if isinstance(default, (int, float)):
+        parts.append(f"{type(optimizer).__name__}'s default is {default:g}")
     return f" ({'; '.join(parts)})" if parts else ""

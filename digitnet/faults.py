@@ -18,7 +18,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from digitnet.arguments import program_name
-from digitnet.files import replacing, temporary_files
+from digitnet.files import part_path, replacing
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -31,7 +31,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
         if storage_options is not None or "://" in str(path):
             return super().save_checkpoint(checkpoint, path, storage_options)
-        for stale in temporary_files(path):  # a killed writer's; one process (rank 0) writes a given path
+        path = Path(path)
+        for stale in path.parent.glob(part_path(path, "*").name):  # a killed writer's; only rank 0 writes `path`
             stale.unlink(missing_ok=True)
         with replacing(path) as tmp:
             torch.save(checkpoint, tmp)
@@ -56,8 +57,7 @@ class TrainingInterrupted(Exception):
 class StopOnInterrupt(Checkpoint):
     """The first Ctrl-C in `fit` lets the step finish, saves last.ckpt and raises TrainingInterrupted; a second one
     interrupts at once. SIGTERM (Lightning's SIGTERMException, after the step) saves last.ckpt too, in one process
-    only: under DDP a save waits for every process. DDP processes agree every `log_every_n_steps` steps, so they stop
-    at the same step. A Checkpoint, so that Lightning runs it after the best model's ModelCheckpoint, which names it.
+    only, as a DDP save waits for all. A Checkpoint, run after the best model's ModelCheckpoint, which names its folder.
 
     Lightning's Ctrl-C exits mid-step (tests/test_faults.py::test_ctrl_c_saves_last_and_prints_the_resume_command);
     save_on_exception=True also saves a diverged run (test_diverging_run_stops_in_the_first_epoch_naming_the_step);

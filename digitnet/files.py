@@ -33,12 +33,6 @@ def part_path(path: Path, tag: str) -> Path:
     return path.with_name(f".{path.stem}.{tag}.part{path.suffix}")
 
 
-def temporary_files(path: str | Path) -> list[Path]:
-    """The temporary files `replacing(path)` leaves when its process is killed mid-write."""
-    path = Path(path)
-    return list(path.parent.glob(part_path(path, "*").name))
-
-
 def fsync(path: Path) -> None:
     """Flush a file's or a folder's contents to disk; a no-op where a folder cannot be opened or synced (Windows)."""
     with contextlib.suppress(OSError):
