@@ -72,8 +72,7 @@ class DigitnetParser(LightningArgumentParser):
 
     def diagnose(self) -> str | None:
         """What is wrong with `argv` (an unknown option or optimizer), or None if that is not it."""
-        # The dotted option names (model.dropout, trainer.max_epochs, ...); none in a parser jsonargparse made for a
-        # nested class, whose keys are not the command's.
+        # The command's option names (trainer.max_epochs, ...); none in a parser jsonargparse made for a nested class.
         keys = set(self.get_defaults().keys()) if self.command is not None else set()
         config_given = any(arg in ("-c", "--config") or arg.startswith("--config=") for arg in self.argv)
         optimizer_named = scheduler_named = config_given
@@ -211,8 +210,7 @@ def not_an_option(cls: object, key: str) -> str | None:
 
 @contextlib.contextmanager
 def trainer_settings() -> typing.Iterator[None]:
-    """Lightning's error for a bad --trainer value (an unknown accelerator, a GPU asked for without one), raised while
-    the Trainer is built and before anything is written, as a one-line DigitnetError."""
+    """Lightning's error for a bad --trainer value (an unknown accelerator, ...) as a one-line DigitnetError."""
     try:
         yield
     except (MisconfigurationException, ValueError) as err:

@@ -173,8 +173,7 @@ class DigitnetCLI(LightningCLI):
             raise DigitnetError(f"--ckpt_path {config.ckpt_path}: " + (
                 "give the checkpoint file (lightning_logs/.../checkpoints/*.ckpt), or leave --ckpt_path out to use "
                 "the latest run's" if named_by_lightning(config.ckpt_path) else "no such checkpoint"))  # fmt: skip
-        # The data as the checkpoint's network was trained on (Lightning restores the model's settings, not the data's):
-        # its pixel scaling, and its validation split for validate. read_checkpoint: a one-line error for a bad file.
+        # The data as the network was trained on (Lightning restores the model's settings, not the data's).
         trained = read_checkpoint(config.ckpt_path).get("datamodule_hyper_parameters") or {}
         for key in ("normalize", "val_size", "seed"):
             config.data[key] = trained.get(key, config.data[key])
@@ -290,9 +289,8 @@ def quiet_lightning() -> None:
 
 
 def main(args: ArgsType = None) -> None:
-    """Run a command; bad input or a diverging run ends with a short message and exit status 2, an
-    interrupted `fit` with the command that resumes it and status 130 (Ctrl-C) or 143 (SIGTERM), any other
-    command interrupted by Ctrl-C with status 130."""
+    """Run a command: bad input or a diverging run ends with a short message and status 2, an interrupted `fit` with the
+    command that resumes it and status 130 (Ctrl-C) or 143 (SIGTERM), any other command cut short by Ctrl-C with 130."""
     argv = list(sys.argv[1:] if args is None else args)
     program = program_name()
     quiet_lightning()
@@ -324,8 +322,7 @@ def main(args: ArgsType = None) -> None:
         reason = next((e for e in causes(err) if isinstance(e, DigitnetError)), None)
         if reason is None:
             raise
-        where = f"{program} {argv[0]}" if argv and argv[0] in COMMANDS else program
-        # as the parser's errors begin: "python -m digitnet fit: error: ..."
+        where = f"{program} {argv[0]}" if argv and argv[0] in COMMANDS else program  # as the parser's errors begin
         _say(f"{where}: error: {reason}", during_training=isinstance(reason, TrainingDiverged))
         sys.exit(2)
 

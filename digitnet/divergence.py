@@ -77,9 +77,8 @@ class StopOnNonFiniteLoss(L.Callback):
             return
         n = len(self._where)
         # Index of the first non-finite loss, or n when all are finite; under DDP the smallest over processes.
-        index = torch.arange(n + 1, device=self._losses.device)  # n + 1: never empty
-        first = torch.where(self._losses[:n].isfinite(), n, index[:n]).min() if n else index[n]
-        first = int(trainer.strategy.reduce(first, reduce_op="min"))
+        bad = torch.cat([~self._losses[:n].isfinite(), torch.ones(1, dtype=torch.bool, device=self._losses.device)])
+        first = int(trainer.strategy.reduce(bad.int().argmax(), reduce_op="min"))  # argmax: the first True
         where, self._where = self._where, []
         if first < n:
             value = self._losses[first].item()  # NaN or inf, unless only another process saw it
