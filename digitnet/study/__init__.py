@@ -1,7 +1,5 @@
 """The optimizer study (docs/study.md): tune four optimizers with one budget, rerun each over seeds, compare them."""
 
-from __future__ import annotations
-
 from importlib.util import find_spec
 
 if find_spec("optuna") is None:  # checked without importing: Optuna takes a while to import

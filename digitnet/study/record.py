@@ -43,7 +43,7 @@ def write_record(args, studies: dict[str, optuna.Study], val_images: int) -> Non
 
 
 def completed(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    return sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), key=lambda t: t.number)
+    return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))  # ordered by trial number (Optuna's)
 
 
 def config(header: list[str], epochs: int, space: SearchSpace, optimizer_args: dict) -> str:
@@ -180,15 +180,13 @@ def plot_sensitivity(studies: dict[str, optuna.Study], path: Path) -> None:
 
 
 def plot_slice(name: str, study: optuna.Study, path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")  # Optuna draws with pyplot: files only, no window
     import matplotlib.pyplot as plt
 
+    plt.switch_backend("Agg")  # Optuna draws with pyplot: files only, no window
     with warnings.catch_warnings():  # a hyperparameter with one value so far: matplotlib widens its axis
         warnings.simplefilter("ignore", UserWarning)
-        axes = optuna.visualization.matplotlib.plot_slice(study)
-    fig = (axes.flat[0] if hasattr(axes, "flat") else axes).figure
+        optuna.visualization.matplotlib.plot_slice(study)
+    fig = plt.gcf()  # plot_slice's figure: one Axes, or a row of them
     fig.suptitle(f"{name}: validation accuracy against each hyperparameter")
     save_figure(fig, path)
     plt.close("all")
