@@ -19,8 +19,7 @@ PLOTS = ("history.png", "sensitivity.png")
 
 
 def write_record(args, studies: dict[str, optuna.Study], val_images: int) -> None:
-    """By the worker that completes the last trial, or by scripts/study_report.py. Files are written whole or not at
-    all (digitnet.files): workers may finish at once."""
+    """By the worker that completes the last trial, or study_report.py; atomic_write: workers may finish at once."""
     out = Path(args.out)
     written = []
     for name, study in studies.items():

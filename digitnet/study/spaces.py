@@ -35,7 +35,6 @@ def distribution_text(dist: BaseDistribution) -> str:
     return f"{'log-' if dist.log else ''}uniform [{dist.low:g}, {dist.high:g}]"
 
 
-# Adam's and NAdam's: the same hyperparameters, ranges and Keras defaults.
 ADAM_PARAMS = {"lr": log_uniform(1e-5, 1e-1), "1-beta1": log_uniform(1e-3, 1.0), "1-beta2": log_uniform(1e-4, 1e-1),
                "eps": log_uniform(1e-10, 1.0)}  # fmt: skip
 ADAM_KERAS = {"lr": 0.001, "betas": [0.9, 0.999], "eps": 1e-7}

@@ -1,5 +1,4 @@
-"""The comparison's report: summary.md (each config's mean test accuracy with its interval, then the pairs a
-corrected test calls different) and curves.png (validation curves from the TensorBoard event files)."""
+"""The comparison's report: summary.md (mean test accuracies, the pairs that differ) and curves.png (validation)."""
 
 from __future__ import annotations
 
@@ -8,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import yaml
+from matplotlib.figure import Figure  # no pyplot: no window, nothing to close
 
 from digitnet.files import save_figure
 from digitnet.study.stats import mean_ci, mean_std, pairwise_tests, seeds_needed
@@ -27,8 +27,6 @@ def read_curves(log_dirs: dict[tuple[str, int], str]) -> pd.DataFrame:
 
 
 def plot_curves(curves: pd.DataFrame, path: Path) -> None:
-    from matplotlib.figure import Figure  # no pyplot: no window, nothing to close
-
     fig = Figure(figsize=(10, 4), layout="constrained")
     axes = fig.subplots(1, 2)
     for ax, column, title in zip(axes, ("val_acc", "val_loss"), ("validation accuracy (%)", "validation loss")):

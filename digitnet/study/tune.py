@@ -72,8 +72,7 @@ def parse_args(argv: list[str] | None, description: str = __doc__.split("\n\n")[
 # Not TPESampler(seed=...), which repeats its proposals in every worker and after every restart:
 # tests/test_tune.py::test_the_sampler_proposes_by_trial_number_whichever_worker_asks
 class SeededPerTrial(optuna.samplers.BaseSampler):
-    """Optuna's TPE per parameter, seeded by the seed, trial number and parameter name: one worker always proposes
-    the same trials, and workers sharing a study propose different ones."""
+    """Optuna's TPE per parameter, seeded by the seed, trial number and parameter name, whichever worker asks."""
 
     def __init__(self, seed: int) -> None:
         self.seed = seed
