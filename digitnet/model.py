@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import math
 
 import lightning as L
@@ -18,7 +19,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from digitnet.errors import DigitnetError
-from digitnet.nets import MLP, net_config
+from digitnet.nets import MLP
 from digitnet.optim import fused_if_available, half_cosine
 
 
@@ -33,9 +34,15 @@ def callable_config(value):
     return value
 
 
+def net_config(net: nn.Module) -> dict:
+    """A network as the settings that rebuild it: the `__init__` arguments it keeps as same-named attributes (the
+    rest reload at their defaults; docs/nets.md)."""
+    kept = {name: getattr(net, name) for name in inspect.signature(type(net)).parameters if hasattr(net, name)}
+    return callable_config(functools.partial(type(net), **kept))
+
+
 def from_config(value):
-    """The callable that `{"class_path": ..., "init_args": ...}` settings describe; anything else as it is."""
-    # Called with the params (or the optimizer).
+    """What `{"class_path": ..., "init_args": ...}` settings describe, as a callable of the params (or optimizer)."""
     return functools.partial(instantiate_class, init=value) if isinstance(value, dict) else value
 
 

@@ -1,12 +1,6 @@
-"""The networks: plain nn.Modules from normalized (B, 1, 28, 28) images to (B, 10) logits, no Lightning needed.
-
-A network of your own here keeps its `__init__` arguments as attributes of the same names: `net_config` writes a
-network built in Python into a checkpoint from them, and an argument it cannot find reloads at its default.
-"""
+"""The networks: plain nn.Modules from normalized (B, 1, 28, 28) images to (B, 10) logits, no Lightning needed."""
 
 from __future__ import annotations
-
-import inspect
 
 import torch
 from torch import nn
@@ -95,12 +89,3 @@ class ConvNet(nn.Sequential):
 
 
 NETS = ("MLP", "ConvNet")  # digitnet's own, named on the command line by these bare names
-
-
-def net_config(net: nn.Module) -> dict:
-    """A network as the `{"class_path": ..., "init_args": {...}}` settings that rebuild it, as LightningCLI and
-    `instantiate_class` read them: the `__init__` arguments it keeps as same-named attributes (the rest default)."""
-    cls = type(net)
-    init_args = {name: getattr(net, name) for name in inspect.signature(cls).parameters if hasattr(net, name)}
-    init_args = {k: list(v) if isinstance(v, tuple) else v for k, v in init_args.items()}  # YAML- and torch.load-safe
-    return {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": init_args}
