@@ -100,10 +100,9 @@ class DigitClassifier(L.LightningModule):
         non_digit_weight: float = 0.5,
     ) -> None:
         super().__init__()
-        if not 0 <= label_smoothing < 1:
-            raise DigitnetError(f"--model.label_smoothing must be in [0, 1), got {label_smoothing}")
-        if not 0 <= warmup < 1:
-            raise DigitnetError(f"--model.warmup must be in [0, 1), got {warmup}")
+        for name, value in (("label_smoothing", label_smoothing), ("warmup", warmup)):
+            if not 0 <= value < 1:
+                raise DigitnetError(f"--model.{name} must be in [0, 1), got {value}")
         if non_digit_weight < 0:
             raise DigitnetError(f"--model.non_digit_weight must be 0 or more, got {non_digit_weight}")
         self.save_hyperparameters(ignore=["net"])
