@@ -19,8 +19,7 @@ from digitnet.images import to_input
 
 
 class TensorBatches(TensorDataset):
-    """A TensorDataset that gives a whole batch in one index operation (the DataLoader's `__getitems__`): per image,
-    indexing and collating cost more than a small model's step."""
+    """A TensorDataset indexed a batch at a time (`__getitems__`): per image, indexing costs more than a step."""
 
     def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, ...]:
         index = torch.tensor(indices, device=self.tensors[0].device)  # the list converted once, not per tensor
@@ -220,11 +219,8 @@ BATCH_SETTINGS = ("batch_size", "eval_batch_size", "shift", "rotate", "scale", "
 
 
 def reuse_data(datamodule: MNISTDataModule, cache: dict, stages: tuple[str, ...] = ("fit", "test")) -> None:
-    """Let many runs in one process share MNIST's tensors: read and scale the files once per data setting.
-
-    The first datamodule of a setting is set up for `stages` only and its datasets kept in `cache`; a later one with
-    the same setting gets them (its `setup()` keeps them). Batch-only settings (batch sizes, augmentation) share them.
-    """
+    """Let many runs in one process share MNIST's tensors, read and scaled once per setting of all but BATCH_SETTINGS:
+    the first datamodule of a setting is set up for `stages` and its datasets kept in `cache` for the next ones."""
     stored = {k: v for k, v in datamodule.hparams.items() if k not in BATCH_SETTINGS}
     key = tuple(sorted((k, repr(v)) for k, v in stored.items())) + (datamodule.data_dir, stages)
     if key not in cache:
