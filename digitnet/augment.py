@@ -1,8 +1,7 @@
 """Data augmentation on batches already on the device: a random translation, or affine transform, per image.
 
-One per image in one gather or grid_sample per batch, where torchvision's v2.RandomAffine draws one per batch (per
-image only in a Python loop): tests/test_data.py::test_random_affine_rotates_each_image_by_its_own_angle_within_bounds
-"""
+One per image in one gather or grid_sample per batch; torchvision's v2.RandomAffine draws one per batch (per image
+only in a loop): tests/test_data.py::test_random_affine_rotates_each_image_by_its_own_angle_within_bounds"""
 
 from __future__ import annotations
 
@@ -37,10 +36,9 @@ def random_affine(images: torch.Tensor, degrees: float = 0.0, scale: float = 0.0
     from outside take `fill`. Random from torch's default generator (seed_everything makes it reproducible).
     """
     b, _, h, w = images.shape
-    device = images.device
 
     def uniform(bound: float) -> torch.Tensor:  # (B,) in [-bound, bound]
-        return (torch.rand(b, device=device) * 2 - 1) * bound
+        return (torch.rand(b, device=images.device) * 2 - 1) * bound
 
     angle, shear_angle = torch.deg2rad(uniform(degrees)), torch.deg2rad(uniform(shear))
     zoom = 1 + uniform(scale)
