@@ -101,9 +101,7 @@ def download(data_dir: str | Path, mirrors: list[str] | None = None, timeout: fl
         from torchvision.datasets import MNIST  # here: torchvision is slow to import
 
         mirrors = MNIST.mirrors
-    for name in FILES:
-        if find_file(data_dir, name) is not None:
-            continue
+    for name in [name for name in FILES if find_file(data_dir, name) is None]:
         failures = []
         for mirror in mirrors:
             url = f"{mirror.rstrip('/')}/{name}.gz"
