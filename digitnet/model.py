@@ -35,8 +35,7 @@ def callable_config(value):
 
 
 def net_config(net: nn.Module) -> dict:
-    """A network as the settings that rebuild it: the `__init__` arguments it keeps as same-named attributes (the
-    rest reload at their defaults; docs/nets.md)."""
+    """A network as the settings of the `__init__` arguments it keeps as same-named attributes (docs/nets.md)."""
     kept = {name: getattr(net, name) for name in inspect.signature(type(net)).parameters if hasattr(net, name)}
     return callable_config(functools.partial(type(net), **kept))
 
@@ -48,8 +47,7 @@ def from_config(value):
 
 @torch.no_grad()
 def share_read_right(net: nn.Module, data: TensorDataset | None, batch_size: int = 1000) -> float | None:
-    """The share of a TensorDataset of (inputs, labels) that `net` reads right, in eval mode on its device (None for
-    an empty or missing set)."""
+    """The share of a TensorDataset of (inputs, labels) that `net` reads right, in eval mode; None for no data."""
     if data is None or len(data) == 0:
         return None
     (x, y), training = data.tensors[:2], net.training

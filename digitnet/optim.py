@@ -10,8 +10,7 @@ import torch
 
 
 def fused_if_available(make: Callable[..., torch.optim.Optimizer], params: Iterable) -> torch.optim.Optimizer:
-    """`make(params)`, in its fused implementation when the optimizer has one and the settings leave `fused`
-    unset: one kernel per parameter instead of a dozen (see docs/speed.md)."""
+    """`make(params)`, fused when the optimizer has a fused implementation and `fused` is left unset (docs/speed.md)."""
     params = list(params)
     optimizer = make(params)
     if optimizer.defaults.get("fused", False) is None:
