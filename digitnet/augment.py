@@ -33,8 +33,7 @@ def random_affine(images: torch.Tensor, degrees: float = 0.0, scale: float = 0.0
 
     Each image of the (B, C, H, W) batch gets an angle in [-degrees, degrees], a zoom in [1 - scale, 1 + scale], an
     x-shear in [-shear, shear] degrees and a translation in [-shift, shift] pixels, about the image centre; pixels
-    from outside take `fill`. Random from torch's default generator (seed_everything makes it reproducible).
-    """
+    from outside take `fill`. Random from torch's default generator (seed_everything makes it reproducible)."""
     b, _, h, w = images.shape
 
     def uniform(bound: float) -> torch.Tensor:  # (B,) in [-bound, bound]

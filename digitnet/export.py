@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from digitnet.arguments import command_parser
@@ -59,7 +58,7 @@ def export_onnx(ckpt_path: str | None = None, output: str = "model.onnx", data_d
         x, source = _check_batch(data_dir, check_images, recognizer.normalize)
         session = onnxruntime.InferenceSession(tmp, providers=["CPUExecutionProvider"])
         (logits,) = session.run(["logits"], {"image": x.numpy()})
-        diff = float(np.abs(logits - net(x).detach().numpy()).max())
+        diff = float(abs(logits - net(x).detach().numpy()).max())
         if not diff <= tolerance:
             raise DigitnetError(f"the ONNX model's logits differ from PyTorch's by {diff:.2e} on {len(x)} {source}, "
                                 f"more than {tolerance:g}; {output} was not written")  # fmt: skip
