@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
+from scipy import ndimage
 
 from digitnet.errors import DigitnetError, ImageError
 from digitnet.ink import ink_map
@@ -117,17 +118,14 @@ def stroke_width(ink: np.ndarray) -> float:
 def fit_box(ink: np.ndarray) -> torch.Tensor:
     """The cropped ink scaled so that its longer side is 20 pixels: (h, w) float32. Thin pen strokes are thickened
     first to about MNIST's 2 pixels; scaled down as they are, they would be hairlines the model has never seen."""
-    x = torch.from_numpy(ink)[None, None]  # (1, 1, H, W)
     scale = BOX / max(ink.shape)
     width = stroke_width(ink) * scale  # in output pixels
-    if width < 0.75 * STROKE:
-        r = int(round((STROKE - width) / scale / 2))  # pixels to add on each side of a stroke, at input scale
-        if r >= 1:
-            x = F.pad(x, (r, r, r, r))  # room for the strokes to grow past the box
-            x = F.max_pool2d(x, (1, 2 * r + 1), stride=1, padding=(0, r))  # dilation, as two 1-D passes
-            x = F.max_pool2d(x, (2 * r + 1, 1), stride=1, padding=(r, 0))
-    h, w = x.shape[-2:]
+    r = int(round((STROKE - width) / scale / 2))  # pixels to add on each side of a stroke, at input scale
+    if width < 0.75 * STROKE and r >= 1:  # a dilation, padded first: room for the strokes to grow past the box
+        ink = ndimage.maximum_filter(np.pad(ink, r), size=2 * r + 1)
+    h, w = ink.shape
     size = (max(1, round(h * BOX / max(h, w))), max(1, round(w * BOX / max(h, w))))
+    x = torch.from_numpy(ink)[None, None]  # (1, 1, H, W)
     return F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)[0, 0].clamp(0, 1)
 
 

@@ -60,14 +60,9 @@ def components(mask: np.ndarray) -> np.ndarray:
 
 def long_runs(mask: np.ndarray, length: float) -> np.ndarray:
     """The pixels of `mask` in runs along its rows at least `length` pixels long."""
-    steps = np.diff(np.pad(mask, ((0, 0), (1, 1))).astype(np.int8), axis=1)
-    row, start = np.nonzero(steps == 1)
-    end = np.nonzero(steps == -1)[1]  # runs come in row-major order: starts and ends pair up
-    out = np.zeros(mask.shape, bool)
-    for r, a, b in zip(row, start, end):
-        if b - a >= length:
-            out[r, a:b] = True
-    return out
+    runs = ndimage.label(mask, structure=[[0, 0, 0], [1, 1, 1], [0, 0, 0]])[0]  # a label per run along a row
+    long = np.bincount(runs.ravel()) >= length  # per label (0: the gaps between runs)
+    return long[runs] & mask
 
 
 def ruled_lines(marks: np.ndarray) -> np.ndarray:
@@ -122,18 +117,6 @@ def touching_border(mask: np.ndarray) -> np.ndarray:
     return np.isin(labels, edge[edge > 0])
 
 
-def dilate(mask: np.ndarray, radius: int) -> np.ndarray:
-    """The mask grown by `radius` pixels (a square), as two 1-D passes."""
-    x, k = torch.from_numpy(mask.astype(np.float32))[None, None], 2 * radius + 1
-    x = F.max_pool2d(x, (1, k), stride=1, padding=(0, radius))
-    return F.max_pool2d(x, (k, 1), stride=1, padding=(radius, 0))[0, 0].numpy() > 0
-
-
-def opening(mask: np.ndarray, radius: int) -> np.ndarray:
-    """The mask less its parts narrower than 2 * radius + 1 pixels (erosion, then dilation)."""
-    return dilate(~dilate(~mask, radius), radius)
-
-
 def is_sheet(region: np.ndarray, marked: bool) -> bool:
     """Whether a region looks like a sheet of paper: it fills 90% of a rectangle turned by up to 15 degrees.
 
@@ -167,19 +150,18 @@ def sheet_region(gray: np.ndarray, size: int = 256) -> np.ndarray | None:
     outside = touching_border(dark)
     # The opening cuts thin parts off the frame: strokes that run into the sheet's edge stay cut off, the
     # frame's own narrow stretches (where a turned sheet nears the image's edge) go back to it.
-    frame = touching_border(opening(dark, max(1, round(0.03 * max(small.shape)))))
+    frame = touching_border(ndimage.grey_opening(dark, size=2 * max(1, round(0.03 * max(small.shape))) + 1))
     frame |= touching_border(outside & ~frame)
     inside = ~frame
     marks = int((dark & inside).sum())
     if border_pixels(outside).mean() < 0.4 or inside.mean() < 0.4 or marks > 0.2 * inside.sum():
         return None
-    if not bimodal(small.ravel(), t):  # a shadow darkens the paper gradually; a desk is a tone of its own
-        return None
-    if not is_sheet(inside, marked=marks > 0.002 * inside.sum()):
+    # bimodal: a shadow darkens the paper gradually; a desk is a tone of its own.
+    if not bimodal(small.ravel(), t) or not is_sheet(inside, marked=marks > 0.002 * inside.sum()):
         return None
     full = F.interpolate(torch.from_numpy(frame.astype(np.float32))[None, None], size=(h, w))[0, 0].numpy() > 0
     # The sheet's edge is blurred (focus, rotation, JPEG): a margin along it goes with the frame.
-    return ~dilate(full, max(2, round(0.01 * max(h, w))))
+    return ~ndimage.maximum_filter(full, size=2 * max(2, round(0.01 * max(h, w))) + 1)
 
 
 def paper_level(gray: np.ndarray, paper: np.ndarray | None = None, blocks: int = 8) -> np.ndarray:
@@ -248,10 +230,9 @@ def two_tones(gray: np.ndarray, flat: np.ndarray, valid: np.ndarray, dark_ink: b
     middle = np.median(flat[paper])
     core = paper & ((flat > middle) if dark_ink else (flat < middle))
     deviation, threshold = paper_deviation(gray, core if core.any() else paper)
-    gap = float(np.median(-deviation[ink] if dark_ink else deviation[ink]))
-    threshold = max(MIN_CONTRAST, min(threshold, gap / 2))
-    apart = (-deviation[ink] if dark_ink else deviation[ink]) > threshold
-    return (deviation, threshold, dark_ink) if apart.mean() >= 0.5 else None
+    away = -deviation[ink] if dark_ink else deviation[ink]  # how far each ink pixel lies from the paper
+    threshold = max(MIN_CONTRAST, min(threshold, float(np.median(away)) / 2))
+    return (deviation, threshold, dark_ink) if (away > threshold).mean() >= 0.5 else None
 
 
 def border_junk(labels: np.ndarray) -> np.ndarray:
@@ -298,6 +279,7 @@ def ink_map(gray: np.ndarray) -> np.ndarray:
     if not marks.any():
         raise ImageError("blank: no ink found (only printed lines)")
     full = float(np.percentile(ink[marks], 90))  # the strokes' core: MNIST's saturated pixels
-    level = np.clip(np.where(dilate(marks, 1), ink, 0) / full, 0, 1)  # the marks and their blurred edges only
+    near = ndimage.maximum_filter(marks, size=3)  # the marks and their blurred edges only
+    level = np.clip(np.where(near, ink, 0) / full, 0, 1)
     # Soft threshold: paper texture and noise below 30% of the stroke contrast vanish, the core saturates.
     return np.clip((level - 0.3) / 0.4, 0, 1).astype(np.float32)
