@@ -101,20 +101,17 @@ class DigitAPI(ls.LitAPI):
 def build_server(ckpt_path: str, max_batch_size: int = 1, batch_timeout: float = 0.005, workers_per_device: int = 1,
                  accelerator: str = "auto", timeout: float = 10.0,
                  corrections: str | None = None) -> ls.LitServer:  # fmt: skip
-    """The LitServer of `serve`: DigitAPI at POST /predict, the page at /, LitServe's /health and /info, and every
-    error as {"error": reason}. A dead inference worker is restarted rather than stopping the server: a page that
-    people keep open outlives it (docs/serving.md, "Faults"). A missing or foreign checkpoint, or a corrections
-    folder it cannot write, is a DigitnetError here, not in a worker process."""
+    """The LitServer of `serve`: DigitAPI at POST /predict, the page at /, and every error as {"error": reason}.
+    A missing or foreign checkpoint, or a corrections folder it cannot write: a DigitnetError here, not in a worker."""
     net = DigitRecognizer.from_checkpoint(ckpt_path).net
     model = {"net": type(net).__name__, "parameters": sum(p.numel() for p in net.parameters()),
              "checkpoint": Path(ckpt_path).name}  # fmt: skip
-    saver = Corrections(corrections) if corrections is not None else None
     server = ls.LitServer(
         DigitAPI(ckpt_path, max_batch_size=max_batch_size, batch_timeout=batch_timeout),
         accelerator=accelerator,  # "auto": the GPU when there is one
         workers_per_device=workers_per_device,
         timeout=timeout,  # seconds a request may wait in the queue for a worker, then LitServe answers 504
-        restart_workers=True,
+        restart_workers=True,  # a page people keep open outlives a dead worker (docs/serving.md, "Faults")
         max_payload_size=MAX_UPLOAD_BYTES,
         model_metadata=model,  # what the page says of the network: GET /info answers {"model": model, "server": ...}
         middlewares=[(PredictGuard, {"timeout": timeout})],
@@ -134,8 +131,8 @@ def build_server(ckpt_path: str, max_batch_size: int = 1, batch_timeout: float =
         return JSONResponse({"error": reason}, status_code=exc.status_code, headers=exc.headers)
 
     server.app.add_exception_handler(HTTPException, error_json)
-    if saver is not None:
-        add_corrections(server.app, saver, ckpt_path)
+    if corrections is not None:
+        add_corrections(server.app, Corrections(corrections), ckpt_path)
     return server
 
 
