@@ -1,9 +1,5 @@
-"""Photos and scans of handwritten digits -> MNIST-style 28x28 inputs, as MNIST itself was made.
-
-A photo is dark on light, any size, off-centre and noisy, where MNIST's digits are white on black, fitted to 20x20
-and centred by mass in 28x28: a plain resize to 28x28 scores near chance. `preprocess` adds `to_input`, the one
-scaling of training, evaluation, `predict`, `serve` and `export`. Finding the ink is `digitnet.ink`'s.
-"""
+"""Photos and scans of handwritten digits -> MNIST-style 28x28 inputs, as MNIST itself was made (docs/robustness.md).
+`to_input` is the one scaling of training, evaluation, `predict`, `serve` and `export`; `digitnet.ink` finds the ink."""
 
 from __future__ import annotations
 

@@ -98,9 +98,7 @@ def digit_list(reading: NumberReading) -> str:
 
 class PredictionWriter(BasePredictionWriter):
     """Prints a line per image (file, the number read and its digits' probabilities, or the error) and writes them
-    all to a CSV file with the columns `COLUMNS`: `number` (`?` for a digit the network does not believe) and
-    `number_probabilities` (one per digit); `digit`, `probability` and the top-3 columns, the picture read as a
-    single digit; `error`, empty for the images read, and why for the others.
+    all to a CSV file with the columns `COLUMNS` (README.md, "Read the numbers in your photos", says what each holds).
 
     Args:
         output: The CSV file to write; None prints only.
