@@ -164,10 +164,9 @@ def sheet_region(gray: np.ndarray, size: int = 256) -> np.ndarray | None:
     return ~ndimage.maximum_filter(full, size=2 * max(2, round(0.01 * max(h, w))) + 1)
 
 
-def paper_level(gray: np.ndarray, paper: np.ndarray | None = None, blocks: int = 8) -> np.ndarray:
-    """(H, W) paper grey level under uneven light: a quadratic surface fitted to the median `paper` pixel (default:
-    all) of each of blocks x blocks tiles at least a quarter paper, refitted without the tiles the ink dominates."""
-    paper = np.ones(gray.shape, bool) if paper is None else paper
+def paper_level(gray: np.ndarray, paper: np.ndarray, blocks: int = 8) -> np.ndarray:
+    """(H, W) paper grey level under uneven light: a quadratic surface fitted to the median `paper` pixel of each of
+    blocks x blocks tiles at least a quarter paper, refitted without the tiles the ink dominates."""
     flat = np.full_like(gray, np.median(gray[paper]))
     h, w = gray.shape
     if min(h, w) < 64:
