@@ -1,8 +1,5 @@
 """Where the ink is, in a greyscale photo, scan or drawing of a digit or a number: `ink_map`, (H, W) ink in [0, 1].
-
-Uneven light, a dark desk around the sheet, a digit cropped to its ink, specks and marks along the edges,
-printed lines: each is one function here.
-"""
+Uneven light, a desk around the sheet, a digit cropped to its ink, junk at the edges, ruled lines: a function each."""
 
 from __future__ import annotations
 
