@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import math
 import os
 import sys
 import typing
@@ -204,6 +205,7 @@ class DigitnetCLI(LightningCLI):
                 raise DigitnetError(f"--trainer.{name}=0 trains nothing: give more; to test a trained network, "
                                     "python -m digitnet test --ckpt_path PATH")  # fmt: skip
         self.load_data()
+        self.check_val_check_interval()
         # Build the optimizer now: bad arguments (lr <= 0, ...) stop with torch's message before any folder is written.
         try:
             lr = self.model.make_optimizer(self.model.parameters()).defaults.get("lr")
@@ -213,6 +215,20 @@ class DigitnetCLI(LightningCLI):
             raise DigitnetError(f"the learning rate must be positive, got --model.optimizer.lr={lr}")
         self.training_loop = TrainingLoopRan()
         self.trainer.callbacks.append(self.training_loop)
+
+    def check_val_check_interval(self) -> None:
+        """Lightning's check of an integer --trainer.val_check_interval, made before the run folder is written
+        (tests/test_faults.py::test_a_val_check_interval_over_an_epoch_is_refused_before_a_run_folder_is_written)."""
+        trainer, interval = self.trainer, self.trainer.val_check_interval
+        if type(interval) is not int or self.datamodule.train_set is None or trainer.check_val_every_n_epoch is None:
+            return  # a share of an epoch, a time, no data in this process (another DDP rank's), or across epochs
+        batches = math.ceil(len(self.datamodule.train_dataloader()) / trainer.world_size)  # one process's, per epoch
+        limit = trainer.limit_train_batches
+        batches = min(batches, limit) if isinstance(limit, int) else int(batches * limit)
+        if interval > batches and trainer.limit_val_batches:
+            raise DigitnetError(f"--trainer.val_check_interval={interval}: an epoch has {batches} training batches; give "
+                                "at most that, a share of an epoch (0.5), or --trainer.check_val_every_n_epoch=null "
+                                "to count batches across epochs")  # fmt: skip
 
     before_validate = before_test = load_data
 

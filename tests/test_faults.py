@@ -192,6 +192,25 @@ def test_zero_epochs_or_steps_is_refused_before_a_run_folder_is_written(fit_args
     assert not (tmp_path / "lightning_logs").exists()
 
 
+@pytest.mark.parametrize("flags", [["--trainer.val_check_interval=21"],
+                                   ["--trainer.limit_train_batches=10", "--trainer.val_check_interval=11"]])
+def test_a_val_check_interval_over_an_epoch_is_refused_before_a_run_folder_is_written(fit_args, tmp_path, capsys, flags):
+    # 400 training images in batches of 20: 20 batches an epoch (or the limit's 10). Lightning's own check comes
+    # with a traceback, after config.yaml and an event file are written.
+    with pytest.raises(SystemExit) as exit_:
+        main(fit_args + flags)
+    batches = 10 if len(flags) == 2 else 20
+    assert exit_.value.code == 2
+    assert f"{flags[-1]}: an epoch has {batches} training batches" in capsys.readouterr().err
+    assert not (tmp_path / "lightning_logs").exists()
+
+
+def test_a_val_check_interval_within_an_epoch_or_across_epochs_trains(fit_args, capsys):
+    main(fit_args + ["--trainer.max_epochs=2", "--trainer.val_check_interval=20"])
+    main(fit_args + ["--trainer.max_epochs=2", "--trainer.val_check_interval=30", "--trainer.check_val_every_n_epoch=null"])
+    assert capsys.readouterr().out.count("Test accuracy:") == 2
+
+
 def test_ckpt_path_last_continues_the_newest_run_that_has_a_last_checkpoint(tmp_path):
     from jsonargparse import Namespace
 
