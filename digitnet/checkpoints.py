@@ -39,7 +39,7 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu", weights_only: b
 
 def default_checkpoint(root: str | Path = "lightning_logs") -> tuple[Path, str]:
     """The checkpoint commands other than `fit` use without --ckpt_path, and what it is: of the run under
-    `root` whose checkpoints were written last, its best (`best-*.ckpt`), else its newest checkpoint."""
+    `root` whose checkpoints were written last, its best (`best-*.ckpt`), else its last.ckpt, else its newest."""
     checkpoints = list(Path(root).glob("**/checkpoints/*.ckpt"))
     if not checkpoints:
         raise DigitnetError(f"no --ckpt_path given and no checkpoint under {Path(root).resolve()}; "

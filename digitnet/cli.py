@@ -219,16 +219,18 @@ class DigitnetCLI(LightningCLI):
     def check_val_check_interval(self) -> None:
         """Lightning's check of an integer --trainer.val_check_interval, made before the run folder is written
         (tests/test_faults.py::test_a_val_check_interval_over_an_epoch_is_refused_before_a_run_folder_is_written)."""
-        trainer, interval = self.trainer, self.trainer.val_check_interval
+        trainer, given = self.trainer, self.config[self.subcommand].trainer  # a time is no Trainer attribute
+        interval = given.val_check_interval
         if type(interval) is not int or self.datamodule.train_set is None or trainer.check_val_every_n_epoch is None:
             return  # a share of an epoch, a time, no data in this process (another DDP rank's), or across epochs
-        batches = math.ceil(len(self.datamodule.train_dataloader()) / trainer.world_size)  # one process's, per epoch
+        processes = trainer.world_size if given.use_distributed_sampler else 1  # each process's share of an epoch
+        batches = math.ceil(len(self.datamodule.train_dataloader()) / processes)
         limit = trainer.limit_train_batches
         batches = min(batches, limit) if isinstance(limit, int) else int(batches * limit)
-        if interval > batches and trainer.limit_val_batches:
-            raise DigitnetError(f"--trainer.val_check_interval={interval}: an epoch has {batches} training batches; give "
-                                "at most that, a share of an epoch (0.5), or --trainer.check_val_every_n_epoch=null "
-                                "to count batches across epochs")  # fmt: skip
+        if 0 < batches < interval and trainer.limit_val_batches:  # 0: Lightning's own message says what to give
+            raise DigitnetError(f"--trainer.val_check_interval={interval}: an epoch has {batches} training batches; "
+                                "give at most that, a share of an epoch (0.5), or "
+                                "--trainer.check_val_every_n_epoch=null to count batches across epochs")  # fmt: skip
 
     before_validate = before_test = load_data
 

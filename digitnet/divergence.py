@@ -19,8 +19,9 @@ class TrainingDiverged(DigitnetError):
 class StopOnNonFiniteLoss(L.Callback):
     """Raises TrainingDiverged at the first NaN or infinite training loss, naming the step.
 
-    On a GPU losses are buffered (a read waits for the device) and read every `check_every_n_steps` steps, at each
-    epoch end and before any checkpoint is written (the weights too): no checkpoint holds a diverged model.
+    Except in one CPU process, losses are buffered (on a GPU a read waits for it) and read every `check_every_n_steps`
+    steps, at each epoch end and before any checkpoint is written (the weights too): no checkpoint holds a diverged
+    model. DDP processes stop together.
 
     Lightning's EarlyStopping(check_finite=True) looks once per validation or epoch, stops with no error and lets
     the checkpoints be written (tests/test_faults.py::test_diverging_run_stops_in_the_first_epoch_naming_the_step).

@@ -56,8 +56,8 @@ class TrainingInterrupted(Exception):
 
 class StopOnInterrupt(Checkpoint):
     """The first Ctrl-C in `fit` lets the step finish, saves last.ckpt and raises TrainingInterrupted; a second one
-    interrupts at once. SIGTERM (Lightning's SIGTERMException, after the step) saves last.ckpt too, in one process
-    only, as a DDP save waits for all. A Checkpoint, run after the best model's ModelCheckpoint, which names its folder.
+    interrupts at once. SIGTERM (Lightning's SIGTERMException, after the step) saves last.ckpt too, without DDP
+    only (a DDP save waits for every process). A Checkpoint, run after the best ModelCheckpoint, which names its folder.
 
     Lightning's Ctrl-C exits mid-step (tests/test_faults.py::test_ctrl_c_saves_last_and_prints_the_resume_command);
     save_on_exception=True also saves a diverged run (test_diverging_run_stops_in_the_first_epoch_naming_the_step);

@@ -35,7 +35,8 @@ def callable_config(value):
 
 
 def net_config(net: nn.Module) -> dict:
-    """A network as the settings of the `__init__` arguments it keeps as same-named attributes (docs/nets.md)."""
+    """A network as the settings of the `__init__` arguments it keeps as same-named attributes; any other argument
+    reloads at its default."""
     kept = {name: getattr(net, name) for name in inspect.signature(type(net)).parameters if hasattr(net, name)}
     return callable_config(functools.partial(type(net), **kept))
 

@@ -9,7 +9,8 @@ from digitnet.errors import DigitnetError
 
 
 class Dropout(nn.Dropout):
-    """nn.Dropout with its CPU mask drawn from uniform noise: as `bernoulli_` draws it but faster (docs/speed.md)."""
+    """nn.Dropout with its CPU mask drawn as uniform noise >= p: the same distribution as `bernoulli_`'s, faster
+    (docs/speed.md)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0 or x.device.type != "cpu":

@@ -35,9 +35,10 @@ def timed_out(seconds: float) -> str:
 
 class PredictGuard:
     """ASGI middleware in front of `POST /predict`. It refuses a request that cannot be a form upload before its body
-    is read (LitServe would answer 500 to a body not multipart/form-data; one without a Content-Length is capped by
-    LitServer's `max_payload_size` as it arrives), and answers 504 to a request still unanswered ANSWER_GRACE_S after
-    LitServe's `timeout`: LitServe never answers one held by a worker that died (docs/serving.md, "Faults")."""
+    is read: an empty body, one not multipart/form-data (LitServe would answer 500), or a Content-Length over
+    MAX_UPLOAD_BYTES (bodies without one are capped by LitServer's `max_payload_size` as they arrive). And it answers
+    504 to a request still unanswered ANSWER_GRACE_S after LitServe's `timeout`: LitServe never answers one held by a
+    worker that died (docs/serving.md, "Faults")."""
 
     def __init__(self, app: ASGIApp, timeout: float) -> None:
         self.app, self.seconds = app, timeout + ANSWER_GRACE_S

@@ -205,10 +205,11 @@ def test_a_val_check_interval_over_an_epoch_is_refused_before_a_run_folder_is_wr
     assert not (tmp_path / "lightning_logs").exists()
 
 
-def test_a_val_check_interval_within_an_epoch_or_across_epochs_trains(fit_args, capsys):
+def test_a_val_check_interval_within_an_epoch_across_epochs_or_in_time_trains(fit_args, capsys):
     main(fit_args + ["--trainer.max_epochs=2", "--trainer.val_check_interval=20"])
     main(fit_args + ["--trainer.max_epochs=2", "--trainer.val_check_interval=30", "--trainer.check_val_every_n_epoch=null"])
-    assert capsys.readouterr().out.count("Test accuracy:") == 2
+    main(fit_args + ["--trainer.max_epochs=1", "--trainer.val_check_interval=00:00:00:30"])  # a time: no such attribute
+    assert capsys.readouterr().out.count("Test accuracy:") == 3
 
 
 def test_ckpt_path_last_continues_the_newest_run_that_has_a_last_checkpoint(tmp_path):
