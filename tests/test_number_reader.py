@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image, ImageFilter
+from scipy import ndimage
 
 from digitnet.errors import ImageError
 from digitnet.images import mnist_pixels, picture_ink
@@ -93,8 +94,6 @@ def test_boxes_are_in_the_pictures_own_pixels():
 def test_touching_and_overlapping_digits_are_cut_apart(names, overlap):
     ink, boxes = compose(names, [-overlap] * (len(names) - 1))
     labels = (ink > 0).astype(int)
-    from scipy import ndimage
-
     assert ndimage.label(labels)[1] < len(names)  # some digits do touch
     assert read(on_paper(ink, np.random.default_rng(2)), boxes, [DIGITS[n] for n in names]) == "".join(
         str(DIGITS[n]) for n in names)
@@ -168,8 +167,6 @@ def test_a_digit_in_two_strokes_stays_one_digit():
     left, top, right, bottom = boxes[0]
     upright = left + int(0.62 * (right - left))
     ink[:, upright - 6 : upright - 1] = 0  # a gap between the two strokes
-    from scipy import ndimage
-
     assert ndimage.label(ink[:, : boxes[1][0]] > 0)[1] >= 2
     assert read(on_paper(ink, np.random.default_rng(3)), boxes, [4, 1]) == "41"
 
@@ -187,6 +184,24 @@ def test_a_small_stroke_a_gap_beside_a_digit_is_no_digit_of_its_own():
     probabilities = np.full((len(found.spans), 10), 0.1)
     holds_zero = [k for k, box in enumerate(found.boxes) if iou(box, boxes[0]) >= 0.6]
     probabilities[holds_zero] = np.eye(10)[0] * 0.8 + 0.02
+    assert best_reading(found, probabilities).number == "0"
+
+
+def test_a_flat_digit_in_two_marks_may_be_read_whole():
+    # A 0 drawn 1.8 times as wide as high, in two strokes with a thin gap between them (as a flat 5 with its flag
+    # drawn apart): together wider than most digits, but one digit, which the whole picture is read as.
+    drawing = draw_digit("zero")
+    rows, cols = np.nonzero(drawing)
+    zero = drawing[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+    flat = np.array(Image.fromarray(zero).resize((int(1.8 * zero.shape[0]), zero.shape[0])))
+    middle = flat.shape[1] // 2
+    flat[:, middle - 2 : middle + 2] = 0
+    ink = np.pad(flat, 60)
+    found = candidates(picture_ink(on_paper(ink, np.random.default_rng(9)))[0])
+    assert ndimage.label(ink > 0)[1] == 2 and 0 not in found.wide  # two marks, and the whole may be read
+    # A network that reads the whole as a 0 and each half as nothing.
+    probabilities = np.full((len(found.spans), 10), 0.1)
+    probabilities[0] = np.eye(10)[0] * 0.8 + 0.02
     assert best_reading(found, probabilities).number == "0"
 
 
