@@ -6,13 +6,12 @@ import contextlib
 import os
 import secrets
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from digitnet.errors import DigitnetError
 
 
-@contextmanager
+@contextlib.contextmanager
 def replacing(path: str | Path) -> Iterator[Path]:
     """A temporary path beside `path` to write to; renamed over `path` on success, removed on an error."""
     path = Path(path)
