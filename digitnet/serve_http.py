@@ -1,5 +1,4 @@
-"""The HTTP side of `python -m digitnet serve`, in front of LitServe: an ASGI middleware (early refusals, an answer
-for every request) and the reasons given for errors, LitServe's own included."""
+"""The HTTP side of `serve` in front of LitServe: early refusals, an answer for every request, the errors' reasons."""
 
 from __future__ import annotations
 
