@@ -52,7 +52,6 @@ class DigitAPI(ls.LitAPI):
         # Ctrl-C reaches the worker too (one process group) and would print a traceback; the main process stops it.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         self.recognizer = DigitRecognizer.from_checkpoint(self.ckpt_path, map_location=device)
-        self.net_name = type(self.recognizer.net).__name__
 
     def decode_request(self, request) -> tuple[Candidates, float] | Refusal:
         upload = request.get("file") if hasattr(request, "get") else None
@@ -94,7 +93,7 @@ class DigitAPI(ls.LitAPI):
             "digit": whole.digit, "probability": whole.probability, "probabilities": probabilities[0].tolist(),
             "top3": [{"digit": d, "probability": p} for d, p in whole.top3],
             "pixels": found.pixels[0].tolist(),  # the (28, 28) uint8 image of the whole picture, white on black
-            "net": self.net_name,
+            "net": type(self.recognizer.net).__name__,
         })  # fmt: skip
 
 
@@ -117,11 +116,8 @@ def build_server(ckpt_path: str, max_batch_size: int = 1, batch_timeout: float =
         middlewares=[(PredictGuard, {"timeout": timeout})],
     )
     page = files("digitnet").joinpath("static", "draw.html").read_bytes()
-
-    async def draw_page(request: Request) -> Response:
-        return Response(page, media_type="text/html; charset=utf-8", headers={"Cache-Control": "no-cache"})
-
-    # In front of LitServe's own `/` ("litserve running"): the first matching route wins. GET answers HEAD too.
+    draw_page = Response(page, media_type="text/html; charset=utf-8", headers={"Cache-Control": "no-cache"})
+    # An ASGI app: the same answer to every GET (and HEAD), before LitServe's own `/` ("litserve running").
     server.app.router.routes.insert(0, Route("/", draw_page, methods=["GET"]))
 
     async def error_json(request: Request, exc: HTTPException) -> JSONResponse:
