@@ -206,18 +206,15 @@ def serve(
     print(f"Write a number at http://{shown}:{port}/  (API: POST http://{shown}:{port}{API_PATH}; Ctrl-C stops)",
           flush=True)  # fmt: skip
     with stop_on_signals(server):
-        # LitServe handles Ctrl-C: it stops uvicorn and the inference workers, then returns.
         server.run(host=host, port=port, generate_client_file=False, access_log=False)
 
 
 @contextlib.contextmanager
 def stop_on_signals(server: ls.LitServer):
-    """While serving, SIGTERM stops the server as Ctrl-C does, and neither signal has a worker restarted.
-
-    LitServe stops its processes on KeyboardInterrupt only (docs/serving.md, "Faults"). A second signal while
-    stopping is ignored; processes forked from this one inherit the handler and keep their old behaviour. A signal
-    while LitServe still starts its workers, before it answers one itself, stops them here
-    (tests/test_serve.py::test_sigterm_while_the_server_starts_stops_its_workers_quietly)."""
+    """While serving, SIGTERM stops the server as Ctrl-C does, and neither signal has a worker restarted (LitServe
+    stops its processes on KeyboardInterrupt only: docs/serving.md, "Faults"). Processes forked from this one inherit
+    the handler and keep their old behaviour. A signal before LitServe answers one itself stops the workers it
+    started so far (tests/test_serve.py::test_sigterm_while_the_server_starts_stops_its_workers_quietly)."""
     main_pid = os.getpid()
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     received = []
@@ -243,19 +240,17 @@ def stop_on_signals(server: ls.LitServer):
         for process in multiprocessing.active_children():
             process.terminate()
             process.join(timeout=10)
-        if received != [signal.SIGTERM]:
+        if received != [signal.SIGTERM]:  # SIGTERM ends here, status 0, as a running server stops
             raise
-        # SIGTERM: stopped as a running server stops, status 0
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
 
 class ManagerGone(logging.Filter):
-    """Drops log records of an exception from a lost connection (a broken pipe, EOF). LitServe's worker monitor, a
-    thread that wakes every 2 s, asks its multiprocessing manager whether to stop; after Ctrl-C the manager is shut
-    down first, and a monitor waking then logs a traceback
-    (tests/test_serve.py::test_a_stopping_server_does_not_report_litserve_s_lost_connection_to_its_manager)."""
+    """Drops log records of an exception from a lost connection (a broken pipe, EOF): after Ctrl-C, LitServe shuts
+    its manager down while its worker monitor may still ask it whether to stop (docs/serving.md, "A clean stop";
+    tests/test_serve.py::test_a_stopping_server_does_not_report_litserve_s_lost_connection_to_its_manager)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not (record.exc_info and isinstance(record.exc_info[1], (ConnectionError, EOFError)))
