@@ -21,10 +21,9 @@ class StopOnNonFiniteLoss(L.Callback):
 
     Except in one CPU process, losses are buffered (on a GPU a read waits for it) and read every `check_every_n_steps`
     steps, at each epoch end and before any checkpoint is written (the weights too): no checkpoint holds a diverged
-    model. DDP processes stop together.
-
-    Lightning's EarlyStopping(check_finite=True) looks once per validation or epoch, stops with no error and lets
-    the checkpoints be written (tests/test_faults.py::test_diverging_run_stops_in_the_first_epoch_naming_the_step).
+    model. DDP processes stop together. Lightning's EarlyStopping(check_finite=True) looks once per validation or
+    epoch, stops with no error and lets the checkpoints be written
+    (tests/test_faults.py::test_diverging_run_stops_in_the_first_epoch_naming_the_step).
 
     Args:
         check_every_n_steps: Steps between two reads of the buffer. Default: 1 for one CPU process, else
