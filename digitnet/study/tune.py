@@ -22,7 +22,7 @@ from digitnet.divergence import TrainingDiverged
 from digitnet.errors import DigitnetError, first_line
 from digitnet.faults import TrainingInterrupted
 from digitnet.study.heartbeat import Heartbeat, rerun_stale_trials
-from digitnet.study.record import write_record
+from digitnet.study.record import completed, write_record
 from digitnet.study.runs import logged_run_args, quiet_lightning
 from digitnet.study.spaces import FIXED, SEARCH_SPACES, TRAIN_SEED, init_args
 from digitnet.study.storage import JOURNAL, open_storage, without_password
@@ -102,7 +102,7 @@ def has_work(study: optuna.Study, budget: int) -> bool:
 
 
 def is_complete(study: optuna.Study, budget: int) -> bool:
-    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) >= budget
+    return len(completed(study)) >= budget
 
 
 def run_trial(args: argparse.Namespace, name: str, study: optuna.Study, cache: dict) -> bool:
@@ -149,7 +149,7 @@ def train(args: argparse.Namespace, name: str, trial: optuna.Trial, cache: dict)
 
 
 def print_trial(args: argparse.Namespace, name: str, study: optuna.Study, trial: optuna.Trial, score: float) -> None:
-    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    done = completed(study)
     best = max(done, key=lambda t: t.value, default=None)
     best_text = f"best {100 * best.value:.2f}% (trial {best.number})" if best and best.value >= score else "new best"
     values = "  ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.params.items())
@@ -176,7 +176,7 @@ def load_studies(args: argparse.Namespace, create: bool = True) -> dict[str, opt
     if not create and "://" not in args.storage and not Path(args.storage).is_file():
         raise DigitnetError(f"no studies in {args.storage}: scripts/tune_optimizers.py with these arguments runs them")
     storage = open_storage(args.storage)
-    settings = {"epochs": args.epochs, "seed": args.seed, "extra_args": " ".join(args.cli_args), "space": None}
+    settings = {"epochs": args.epochs, "seed": args.seed, "extra_args": " ".join(args.cli_args)}
     studies = {}
     for name in args.names:
         study_name, sampler = f"digitnet-{name}", SeededPerTrial(args.seed)
@@ -188,8 +188,7 @@ def load_studies(args: argparse.Namespace, create: bool = True) -> dict[str, opt
         else:
             raise DigitnetError(f"no study {study_name} in {without_password(args.storage)}: "
                                 "scripts/tune_optimizers.py with these arguments runs it")  # fmt: skip
-        settings["space"] = repr(SEARCH_SPACES[name])
-        for key, value in settings.items():
+        for key, value in (settings | {"space": repr(SEARCH_SPACES[name])}).items():
             if key not in study.user_attrs and create:
                 study.set_user_attr(key, value)
             elif study.user_attrs.get(key) != value:
@@ -261,7 +260,7 @@ def report(argv: list[str] | None = None) -> None:
     try:
         val_images = check_inputs(args, {})  # the validation split's size, as the record states it
         studies = load_studies(args, create=False)
-        short = [f"{name} ({sum(t.state == TrialState.COMPLETE for t in study.trials)} of {args.trials})"
+        short = [f"{name} ({len(completed(study))} of {args.trials})"
                  for name, study in studies.items() if not is_complete(study, args.trials)]  # fmt: skip
         if short:
             raise DigitnetError(f"not complete: {', '.join(short)} trials; scripts/tune_optimizers.py with these "
