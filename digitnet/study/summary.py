@@ -53,9 +53,8 @@ def settings(config: Path) -> str:
     if isinstance(optimizer, str):
         optimizer = {"class_path": optimizer}
     name = optimizer.get("class_path", "Adam").rsplit(".", 1)[-1]
-    parts = [" ".join([name] + [", ".join(f"{k}={v}" for k, v in (optimizer.get("init_args") or {}).items())]).strip()]
-    parts += [f"{k}={v}" for k, v in (model | data).items()]
-    return "; ".join(parts)
+    init_args = ", ".join(f"{k}={v}" for k, v in (optimizer.get("init_args") or {}).items())
+    return "; ".join([f"{name} {init_args}".strip(), *(f"{k}={v}" for k, v in (model | data).items())])
 
 
 def settings_parts(configs: dict[str, Path]) -> tuple[dict[str, str], str]:
