@@ -143,8 +143,7 @@ Optuna's slice plots, the score against each hyperparameter: {links}.
 # Not Optuna's plot_optimization_history, whose axis spans every trial, diverged ones at 0 too:
 # tests/test_tune.py::test_the_history_plot_zooms_on_the_best_so_far
 def plot_history(studies: dict[str, optuna.Study], path: Path) -> Figure:
-    fig = Figure(figsize=(7, 4.5), layout="constrained")
-    ax = fig.subplots()
+    ax = Figure(figsize=(7, 4.5), layout="constrained").subplots()
     lows, highs = [], []
     for name, study in studies.items():
         values = [100 * t.value for t in completed(study)]
@@ -158,13 +157,12 @@ def plot_history(studies: dict[str, optuna.Study], path: Path) -> Figure:
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.grid(alpha=0.3)
     ax.legend()
-    save_figure(fig, path)
-    return fig
+    save_figure(ax.figure, path)
+    return ax.figure
 
 
 def plot_sensitivity(studies: dict[str, optuna.Study], path: Path) -> None:
-    fig = Figure(figsize=(7, 4.5), layout="constrained")
-    ax = fig.subplots()
+    ax = Figure(figsize=(7, 4.5), layout="constrained").subplots()
     for name, study in studies.items():
         trials = completed(study)
         errors = [max(100 * (1 - t.value), 0.01) for t in trials]  # 100%: diverged; 0.01 keeps a log axis
@@ -173,7 +171,7 @@ def plot_sensitivity(studies: dict[str, optuna.Study], path: Path) -> None:
            title="Sensitivity to the learning rate (100%: diverged)")
     ax.grid(alpha=0.3, which="both")
     ax.legend()
-    save_figure(fig, path)
+    save_figure(ax.figure, path)
 
 
 def plot_slice(name: str, study: optuna.Study, path: Path) -> Path:
