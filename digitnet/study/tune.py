@@ -101,10 +101,6 @@ def has_work(study: optuna.Study, budget: int) -> bool:
     return any(t.state == TrialState.WAITING for t in trials) or sum(t.state in LIVE for t in trials) < budget
 
 
-def is_complete(study: optuna.Study, budget: int) -> bool:
-    return len(completed(study)) >= budget
-
-
 def run_trial(args: argparse.Namespace, name: str, study: optuna.Study, cache: dict) -> bool:
     """Ask, train and tell one trial; False if the budget had no place. Stale trials fail first: ask() reruns them."""
     rerun_stale_trials(study, 3 * args.heartbeat)
@@ -209,7 +205,7 @@ def check_inputs(args: argparse.Namespace, cache: dict) -> int:
 
 def run_until_complete(args: argparse.Namespace, studies: dict[str, optuna.Study], cache: dict) -> None:
     waiting = False
-    while not all(is_complete(study, args.trials) for study in studies.values()):
+    while not all(len(completed(study)) >= args.trials for study in studies.values()):
         busy = False
         for name, study in studies.items():
             while has_work(study, args.trials) and run_trial(args, name, study, cache):
@@ -261,7 +257,7 @@ def report(argv: list[str] | None = None) -> None:
         val_images = check_inputs(args, {})  # the validation split's size, as the record states it
         studies = load_studies(args, create=False)
         short = [f"{name} ({len(completed(study))} of {args.trials})"
-                 for name, study in studies.items() if not is_complete(study, args.trials)]  # fmt: skip
+                 for name, study in studies.items() if len(completed(study)) < args.trials]  # fmt: skip
         if short:
             raise DigitnetError(f"not complete: {', '.join(short)} trials; scripts/tune_optimizers.py with these "
                                 "arguments completes them")  # fmt: skip
