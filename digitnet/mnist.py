@@ -44,47 +44,41 @@ def find_file(data_dir: str | Path, name: str) -> Path | None:
     return None
 
 
-def parse_idx(raw: bytes, source: str, expect_ndim: int | None = None) -> torch.Tensor:
-    """IDX bytes (a big-endian header: magic number, sizes; then the uint8 data) as a uint8 tensor."""
-    magic = int.from_bytes(raw[:4], "big") if len(raw) >= 4 else None
-    if magic not in KINDS:
-        found = "no header" if magic is None else f"magic 0x{magic:08x}"
-        raise DigitnetError(f"{source}: not an IDX file of unsigned bytes ({found}, expected 0x00000801 or 0x00000803)")
-    ndim, kind = KINDS[magic]
-    if expect_ndim is not None and ndim != expect_ndim:
-        expected = next(f"{what} (magic 0x{m:08x})" for m, (n, what) in KINDS.items() if n == expect_ndim)
-        raise DigitnetError(f"{source}: holds {kind} (magic 0x{magic:08x}), expected {expected}")
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise DigitnetError(f"{source}: truncated header ({len(raw)} bytes)")
-    shape = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
-    expected = header + torch.Size(shape).numel()
-    if len(raw) != expected:
-        what = "truncated" if len(raw) < expected else "has trailing bytes"
-        raise DigitnetError(f"{source}: {what}: {len(raw)} bytes, the header {shape} needs {expected}")
-    return torch.frombuffer(bytearray(raw), dtype=torch.uint8, offset=header).view(shape)
-
-
 def read_idx(path: str | Path, expect_ndim: int | None = None) -> torch.Tensor:
-    """Read an IDX file, gzipped or not; one named and sized as an original MNIST file must match its SHA-256."""
+    """An IDX file, gzipped or not (a big-endian header: magic number, sizes; then the uint8 data), as a uint8 tensor;
+    one named and sized as an original MNIST file must match its SHA-256."""
     path = Path(path)
     try:
         raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
     except (EOFError, gzip.BadGzipFile, OSError) as err:
         raise DigitnetError(f"{path}: cannot read ({err}); delete it to download it again") from None
-    tensor = parse_idx(raw, str(path), expect_ndim)
+    magic = int.from_bytes(raw[:4], "big") if len(raw) >= 4 else None
+    if magic not in KINDS:
+        found = "no header" if magic is None else f"magic 0x{magic:08x}"
+        raise DigitnetError(f"{path}: not an IDX file of unsigned bytes ({found}, expected 0x00000801 or 0x00000803)")
+    ndim, kind = KINDS[magic]
+    if expect_ndim is not None and ndim != expect_ndim:
+        expected = next(f"{what} (magic 0x{m:08x})" for m, (n, what) in KINDS.items() if n == expect_ndim)
+        raise DigitnetError(f"{path}: holds {kind} (magic 0x{magic:08x}), expected {expected}")
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DigitnetError(f"{path}: truncated header ({len(raw)} bytes)")
+    shape = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    expected = header + torch.Size(shape).numel()
+    if len(raw) != expected:
+        what = "truncated" if len(raw) < expected else "has trailing bytes"
+        raise DigitnetError(f"{path}: {what}: {len(raw)} bytes, the header {shape} needs {expected}")
     name = path.name.removesuffix(".gz")
-    if name in SHA256 and len(tensor) == COUNTS[name] and hashlib.sha256(raw).hexdigest() != SHA256[name]:
+    if name in SHA256 and shape[0] == COUNTS[name] and hashlib.sha256(raw).hexdigest() != SHA256[name]:
         raise DigitnetError(f"{path}: SHA-256 differs from the original MNIST file; delete it to download it again")
-    return tensor
+    return torch.frombuffer(bytearray(raw), dtype=torch.uint8, offset=header).view(shape)
 
 
 def load_split(data_dir: str | Path, files: tuple[str, str]) -> tuple[torch.Tensor, torch.Tensor]:
     """(N, 28, 28) uint8 images and (N,) int64 labels from one images/labels pair of files."""
     paths = [find_file(data_dir, name) for name in files]
-    missing = [name for name, path in zip(files, paths) if path is None]
-    if missing:
-        raise DigitnetError(f"{data_dir}: missing {', '.join(missing)}")
+    if None in paths:
+        raise DigitnetError(f"{data_dir}: missing {', '.join(n for n, p in zip(files, paths) if p is None)}")
     images, labels = read_idx(paths[0], expect_ndim=3), read_idx(paths[1], expect_ndim=1)
     if len(images) != len(labels):
         raise DigitnetError(f"{paths[0]} holds {len(images)} images but {paths[1]} holds {len(labels)} labels")
