@@ -14,7 +14,7 @@ from digitnet.negatives import non_digits
 from digitnet.own_digits import hold_out, read_digit_folder
 from digitnet.errors import DigitnetError
 from digitnet.predict import ImageFiles, collate_images, list_files
-from digitnet.mnist import FILES, TEST_FILES, TRAIN_FILES, default_data_dir, download, find_file, load_split, not_found
+from digitnet.mnist import TEST_FILES, TRAIN_FILES, default_data_dir, download, load_split
 from digitnet.images import to_input
 
 
@@ -119,11 +119,8 @@ class MNISTDataModule(L.LightningDataModule):
     def prepare_data(self) -> None:
         if self.hparams.predict_path is not None and self.trainer is not None and self.trainer.predicting:
             return  # predicting image files: MNIST itself is not needed
-        if all(find_file(self.data_dir, name) for name in FILES):
-            return
-        if not self.hparams.download:
-            raise not_found(self.data_dir, [])
-        download(self.data_dir, self.hparams.mirrors)
+        # With --data.download=false no mirror is tried: a missing file raises not_found's message.
+        download(self.data_dir, self.hparams.mirrors if self.hparams.download else [])
 
     def setup(self, stage: str | None = None) -> None:
         if stage == "predict" and self.hparams.predict_path is not None:

@@ -91,11 +91,11 @@ def download(data_dir: str | Path, mirrors: list[str] | None = None, timeout: fl
     """Fetch the missing MNIST files into `data_dir`, from each mirror in turn (default: torchvision's list), each
     kept only if its decompressed SHA-256 matches, and written whole or not at all. A silent mirror times out, where
     torchvision's `download_url` waits forever (tests/test_data.py::test_a_mirror_that_never_answers_times_out)."""
-    if mirrors is None:
-        from torchvision.datasets import MNIST  # here: torchvision is slow to import
-
-        mirrors = MNIST.mirrors
     for name in [name for name in FILES if find_file(data_dir, name) is None]:
+        if mirrors is None:  # here, once a file is missing: torchvision is slow to import
+            from torchvision.datasets import MNIST
+
+            mirrors = MNIST.mirrors
         failures = []
         for mirror in mirrors:
             url = f"{mirror.rstrip('/')}/{name}.gz"
