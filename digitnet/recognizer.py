@@ -78,7 +78,5 @@ class DigitRecognizer:
         return read_number(ink, self.probabilities, scale)
 
     def predict(self, image: str | Path | Image.Image | np.ndarray | torch.Tensor) -> Prediction:
-        """The digit in one image: a file path or PIL image (a photo, scan or drawing, preprocessed as MNIST was made,
-        `digitnet.images.mnist_pixels`), a 28x28 array of MNIST pixels (0-255, white digit on black, centred) used
-        as it is, or any other 2-D array, taken as a greyscale picture."""
+        """The digit in one image (a file path, a PIL image or an array), as `digitnet.images.preprocess` takes it."""
         return self.predict_many([image])[0]
