@@ -119,7 +119,7 @@ class MNISTDataModule(L.LightningDataModule):
     def prepare_data(self) -> None:
         if self.hparams.predict_path is not None and self.trainer is not None and self.trainer.predicting:
             return  # predicting image files: MNIST itself is not needed
-        # With --data.download=false no mirror is tried: a missing file raises not_found's message.
+        # With --data.download=false no mirror is tried: a missing file raises download's message.
         download(self.data_dir, self.hparams.mirrors if self.hparams.download else [])
 
     def setup(self, stage: str | None = None) -> None:

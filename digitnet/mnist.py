@@ -110,11 +110,7 @@ def download(data_dir: str | Path, mirrors: list[str] | None = None, timeout: fl
             atomic_write(Path(data_dir) / f"{name}.gz", payload)
             break
         else:
-            raise not_found(data_dir, failures)
-
-
-def not_found(data_dir: str | Path, failures: list[str]) -> DigitnetError:
-    return DigitnetError(f"MNIST was not found in {Path(data_dir).resolve()} (nor in its MNIST/raw/): expected "
-                         f"{', '.join(FILES)}, gzipped (.gz) or not.\n"
-                         + (f"Downloading failed: {'; '.join(failures)}.\n" if failures else "")
-                         + "Put the four files in a folder and pass --data.data_dir DIR, or set DIGITNET_DATA_DIR=DIR.")
+            tried = f"Downloading failed: {'; '.join(failures)}.\n" if failures else ""
+            raise DigitnetError(f"MNIST was not found in {Path(data_dir).resolve()} (nor in its MNIST/raw/): "
+                                f"expected {', '.join(FILES)}, gzipped (.gz) or not.\n{tried}Put the four files in "
+                                "a folder and pass --data.data_dir DIR, or set DIGITNET_DATA_DIR=DIR.")
