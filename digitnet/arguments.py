@@ -15,16 +15,15 @@ from pathlib import Path
 import torch
 from lightning.pytorch.cli import LightningArgumentParser
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
+from torch.optim.lr_scheduler import LRScheduler
 
 from digitnet.errors import DigitnetError
 from digitnet.nets import NETS
 
-OPTIMIZERS = sorted(name for name, obj in vars(torch.optim).items()
-                    if isinstance(obj, type) and issubclass(obj, torch.optim.Optimizer)
-                    and obj is not torch.optim.Optimizer)  # fmt: skip
-SCHEDULERS = sorted(name for name, obj in vars(torch.optim.lr_scheduler).items()
-                    if isinstance(obj, type) and issubclass(obj, torch.optim.lr_scheduler.LRScheduler)
-                    and obj is not torch.optim.lr_scheduler.LRScheduler and not name.startswith("_"))  # fmt: skip
+OPTIMIZERS = [name for name, cls in inspect.getmembers(torch.optim, inspect.isclass)  # sorted by name
+              if issubclass(cls, torch.optim.Optimizer) and cls is not torch.optim.Optimizer]  # fmt: skip
+SCHEDULERS = [name for name, cls in inspect.getmembers(torch.optim.lr_scheduler, inspect.isclass)
+              if issubclass(cls, LRScheduler) and cls is not LRScheduler and not name.startswith("_")]  # fmt: skip
 ACTIONS = {"help", "config", "print_config"}  # flags of the parser itself, not configuration keys
 
 
@@ -43,14 +42,10 @@ def suggest(word: str, choices, prefix: str = "") -> str:
 class DigitnetParser(LightningArgumentParser):
     """Lightning's parser, saying in one line what is wrong instead of jsonargparse's usage block and type internals.
 
-    `program`, `argv` and `classes` are set on the class (`read`): jsonargparse builds parsers of this class itself,
-    for nested classes such as the optimizer, and their errors need them too.
-
-    Args:
-        command: The subcommand this parser reads (fit, test, ...), None for the top level.
+    `read` sets `argv` and `classes` on the class: jsonargparse builds parsers of this class itself, for nested
+    classes such as the optimizer, and their errors need them too. `command`: the subcommand read (fit, ...), if any.
     """
 
-    program: str = "python -m digitnet"
     argv: list[str] = []
     classes: dict[str, type] = {}
 
@@ -59,12 +54,12 @@ class DigitnetParser(LightningArgumentParser):
         self.command = command
 
     @classmethod
-    def read(cls, argv: list[str], program: str, classes: dict[str, type] | None = None) -> None:
-        cls.argv, cls.program, cls.classes = list(argv), program, classes or {}
+    def read(cls, argv: list[str], classes: dict[str, type]) -> None:
+        cls.argv, cls.classes = list(argv), classes
 
     def error(self, message: str, ex: Exception | None = None):
         command = self.argv[0] if self.argv and not self.argv[0].startswith("-") else self.command
-        where = f"{self.program} {command}" if command else self.program
+        where = f"{program_name()} {command}" if command else program_name()
         lines = [line.strip() for line in message.splitlines() if line.strip()]
         reason = self.diagnose() or " ".join(lines[:2])
         sys.stderr.write(f"{where}: error: {reason}\nSee: {where} --help\n")
@@ -83,6 +78,7 @@ class DigitnetParser(LightningArgumentParser):
                 continue
             key, has_value, value = arg[2:].partition("=")
             key = key.rstrip("+")  # --trainer.callbacks+=...
+            group, _, name = key.rpartition(".")
             if not has_value and i + 1 < len(self.argv):
                 value = self.argv[i + 1]
             if key == "model.optimizer":
@@ -113,14 +109,16 @@ class DigitnetParser(LightningArgumentParser):
             if key.startswith(("model.optimizer.", "model.lr_scheduler.")):
                 of_optimizer = key.startswith("model.optimizer.")
                 if not of_optimizer:
-                    given.add(key.rpartition(".")[2])
+                    given.add(name)
                 if unknown := not_an_option(optimizer if of_optimizer else scheduler, key):
                     return unknown
-                expected = (optimizer_value(optimizer, key, value) if of_optimizer
-                            else expected_value(parameter_type(scheduler, key.rpartition(".")[2]), value))
+                expected = (optimizer_value(optimizer, name, value) if of_optimizer
+                            else expected_value(parameter_type(scheduler, name), value))
                 if expected:
                     return f"--{key}: expected {expected}, got {value!r}"
-            if key in keys and (expected := expected_value(self.annotation(key), value)):
+            # The type in its class's signature, or in its function's for a command's own flag (serve's --port)
+            owner = self.classes.get(group) or self.classes.get("")
+            if key in keys and (expected := expected_value(parameter_type(owner, name), value)):
                 return f"--{key}: expected {expected}, got {value!r}"
             if not keys or key in keys or key in ACTIONS:
                 continue
@@ -134,21 +132,13 @@ class DigitnetParser(LightningArgumentParser):
                 return f"{scheduler.__name__} needs --model.lr_scheduler.{needed[0]}"
         return None
 
-    def annotation(self, key: str) -> object:
-        """The type of the parameter `key` (trainer.max_epochs: int | None), from its class's signature, or of a
-        command's own flag (serve's port, finetune's --data.extra_share) from its function's (`classes[""]`)."""
-        group, _, name = key.rpartition(".")
-        return parameter_type(self.classes.get(group) or self.classes.get(""), name)
-
 
 def parameter_type(owner: object, name: str) -> object:
     """The annotation of parameter `name` of a class's `__init__` (or a base class's) or of a function, or None."""
     functions = [cls.__init__ for cls in owner.__mro__] if isinstance(owner, type) else [owner] if owner else []
     for function in functions:
-        with contextlib.suppress(NameError, TypeError):
-            hints = typing.get_type_hints(function)
-            if name in hints:
-                return hints[name]
+        with contextlib.suppress(NameError, TypeError, KeyError):
+            return typing.get_type_hints(function)[name]
     return None
 
 
@@ -173,13 +163,11 @@ def expected_value(annotation: object, value: str) -> str | None:
     return "a number" if float in kinds else "an integer" if int in kinds else "true or false"
 
 
-def optimizer_value(optimizer: object, key: str, value: str) -> str | None:
+def optimizer_value(optimizer: object, name: str, value: str) -> str | None:
     """expected_value for an optimizer's argument: of the class named by --model.optimizer, or, when a config file
     names it, of every torch.optim optimizer with that argument if they agree (lr is a number in all of them)."""
-    name = key.rpartition(".")[2]
     classes = [optimizer] if isinstance(optimizer, type) else [getattr(torch.optim, o) for o in OPTIMIZERS]
-    hints = [hint for hint in (parameter_type(cls, name) for cls in classes) if hint is not None]
-    answers = {expected_value(hint, value) for hint in hints}
+    answers = {expected_value(hint, value) for cls in classes if (hint := parameter_type(cls, name)) is not None}
     return answers.pop() if len(answers) == 1 else None
 
 
@@ -196,8 +184,7 @@ def own_arguments(cls: type) -> list[inspect.Parameter]:
 
 
 def not_an_option(cls: object, key: str) -> str | None:
-    """'Adam has no option momentum; ...' for `--model.optimizer.momentum` (or `--model.lr_scheduler.NAME`) when the
-    class named on the command line has no such argument: jsonargparse says "Option 'momentum' is not accepted"."""
+    """'Adam has no option momentum; ...' for `--model.optimizer.momentum` (or a scheduler's) where Adam has none."""
     name = key.rpartition(".")[2]
     if not isinstance(cls, type) or name in ("init_args", "class_path"):
         return None
@@ -230,8 +217,7 @@ def with_net_paths(argv: list[str]) -> list[str]:
 
 
 def command_parser(command: str, function: typing.Callable, args: list[str] | None) -> DigitnetParser:
-    """The parser of a command that is not a Trainer method (`export`, `serve`), with the same short errors; its
-    description is the first line of `function`'s docstring, whose signature gives the flags' types."""
-    DigitnetParser.read([command, *(sys.argv[2:] if args is None else args)], program_name(), {"": function})
+    """The parser of a command that is not a Trainer method (`export`, `serve`), with the same short errors."""
+    DigitnetParser.read([command, *(sys.argv[2:] if args is None else args)], {"": function})
     description = function.__doc__.split("\n")[0]
     return DigitnetParser(prog=f"{program_name()} {command}", description=description, command=command)
