@@ -63,8 +63,7 @@ class TrainingLoopRan(Callback):
     """Whether `fit` ran its training loop: Lightning skips it when the run resumed (--ckpt_path) had trained it all.
     A class, not a lambda: ddp_spawn pickles the Trainer's callbacks."""
 
-    def __init__(self) -> None:
-        self.fit_started = self.trained = False
+    fit_started = trained = False
 
     def on_fit_start(self, trainer: Trainer, pl_module) -> None:  # in this process, not only in spawned ones
         self.fit_started = True
@@ -140,8 +139,7 @@ class DigitnetCLI(LightningCLI):
             config.trainer.logger = False
             self.save_config_callback = None
         if config.trainer.logger in (None, True):  # lightning_logs/<optimizer>/version_N
-            optimizer = config.model.optimizer or "torch.optim.Adam"  # None: the model's default
-            name = (optimizer if isinstance(optimizer, str) else optimizer.class_path).rsplit(".", 1)[-1]
+            name = config.model.optimizer.class_path.rsplit(".", 1)[-1] if config.model.optimizer else "Adam"
             net = config.model.net.class_path.rsplit(".", 1)[-1] if config.model.net else "MLP"
             if net != "MLP":  # the report's net keeps lightning_logs/<optimizer>; others are named first
                 name = f"{net}-{name}"
@@ -290,8 +288,7 @@ def build_cli(args: ArgsType = None, run: bool = True) -> DigitnetCLI:
 
 
 def named_by_lightning(ckpt_path: str) -> bool:
-    """Whether --ckpt_path is a name Lightning resolves itself (best, last: of a fit in this process or a run's
-    last.ckpt; hpc; registry:..., "registry" in any case), not a file."""
+    """Whether --ckpt_path is a name Lightning resolves itself (best, last, hpc, registry:...), not a file."""
     return ckpt_path in ("best", "last", "hpc") or ckpt_path.lower().partition(":")[0] == "registry"
 
 
@@ -313,11 +310,10 @@ def main(args: ArgsType = None) -> None:
     program = program_name()
     quiet_lightning()
     try:
-        if not argv or argv[0] in ("-h", "--help"):
+        command = argv[0] if argv else "--help"
+        if command in ("-h", "--help"):
             print(top_level_help(program))
-            return
-        command = argv[0]
-        if command in OWN_PARSERS:
+        elif command in OWN_PARSERS:
             importlib.import_module(OWN_PARSERS[command]).main(argv[1:])
         elif command in COMMANDS or command.startswith("-"):  # --version, --print_config, ...
             build_cli(args)  # None: LightningCLI reads sys.argv itself
