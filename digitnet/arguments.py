@@ -42,8 +42,8 @@ def suggest(word: str, choices, prefix: str = "") -> str:
 class DigitnetParser(LightningArgumentParser):
     """Lightning's parser, saying in one line what is wrong instead of jsonargparse's usage block and type internals.
 
-    `read` sets `argv` and `classes` on the class: jsonargparse builds parsers of this class itself, for nested
-    classes such as the optimizer, and their errors need them too. `command`: the subcommand read (fit, ...), if any.
+    `argv` and `classes` are set on the class (build_cli, command_parser): jsonargparse builds parsers of this class
+    itself, for nested classes such as the optimizer, and their errors need them too. `command`: the subcommand read.
     """
 
     argv: list[str] = []
@@ -52,10 +52,6 @@ class DigitnetParser(LightningArgumentParser):
     def __init__(self, *args, command: str | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.command = command
-
-    @classmethod
-    def read(cls, argv: list[str], classes: dict[str, type]) -> None:
-        cls.argv, cls.classes = list(argv), classes
 
     def error(self, message: str, ex: Exception | None = None):
         command = self.argv[0] if self.argv and not self.argv[0].startswith("-") else self.command
@@ -218,6 +214,7 @@ def with_net_paths(argv: list[str]) -> list[str]:
 
 def command_parser(command: str, function: typing.Callable, args: list[str] | None) -> DigitnetParser:
     """The parser of a command that is not a Trainer method (`export`, `serve`), with the same short errors."""
-    DigitnetParser.read([command, *(sys.argv[2:] if args is None else args)], {"": function})
+    DigitnetParser.argv = [command, *(sys.argv[2:] if args is None else args)]
+    DigitnetParser.classes = {"": function}
     description = function.__doc__.split("\n")[0]
     return DigitnetParser(prog=f"{program_name()} {command}", description=description, command=command)

@@ -265,9 +265,9 @@ class DigitnetCLI(LightningCLI):
 
 def build_cli(args: ArgsType = None, run: bool = True) -> DigitnetCLI:
     """The CLI over DigitClassifier and MNISTDataModule; `run=False` only builds the model, data and trainer."""
-    DigitnetParser.read(sys.argv[1:] if args is None else args if isinstance(args, list) else [],
-                        {"model": DigitClassifier, "data": MNISTDataModule, "checkpoint": BestCheckpoint,
-                         "test_figures": TestFigures, "trainer": Trainer})  # fmt: skip
+    DigitnetParser.argv = list(sys.argv[1:] if args is None else args if isinstance(args, list) else [])
+    DigitnetParser.classes = {"model": DigitClassifier, "data": MNISTDataModule, "checkpoint": BestCheckpoint,
+                              "test_figures": TestFigures, "trainer": Trainer}  # fmt: skip
     # A short usage line: argparse's lists every option, a screen of text before the help.
     subcommands = {name: {"command": name, "description": COMMANDS[name][0].upper() + COMMANDS[name][1:] + ".",
                           "usage": f"{program_name()} {name} [--config FILE] [--model.* VALUE] [--data.* VALUE] "
