@@ -21,17 +21,19 @@ PLOTS = ("history.png", "sensitivity.png")
 def write_record(args, studies: dict[str, optuna.Study], val_images: int) -> None:
     """By the worker that completes the last trial, or study_report.py; atomic_write: workers may finish at once."""
     out = Path(args.out)
+    written = []
     for name, study in studies.items():
         file = f"{name.lower()}.yaml"
-        for folder in filter(None, (out / "configs", args.configs_dir)):
-            atomic_write(Path(folder) / file, tuned_config(name, study, args, val_images))
-            atomic_write(Path(folder) / "keras" / file, keras_config(name, args.epochs))
+        written.append(atomic_write(out / "configs" / file, tuned_config(name, study, args, val_images)))
+        written.append(atomic_write(out / "configs" / "keras" / file, keras_config(name, args.epochs)))
     plot_history(studies, out / "history.png")
     plot_sensitivity(studies, out / "sensitivity.png")
     slices = [plot_slice(name, study, out / f"slice_{name.lower()}.png") for name, study in studies.items()]
     atomic_write(out / "tuning.md", record(args, studies, val_images, slices))
     print(f"wrote {out}/configs/*.yaml, configs/keras/*.yaml, tuning.md, {', '.join(PLOTS)}, slice_*.png")
     if args.configs_dir:
+        for path in written:
+            atomic_write(Path(args.configs_dir) / path.relative_to(out / "configs"), path.read_bytes())
         print(f"copied the configs to {args.configs_dir}/")
     if args.report_dir:
         for name in ("tuning.md", *PLOTS, *(p.name for p in slices)):
