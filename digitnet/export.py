@@ -55,13 +55,7 @@ def export_onnx(ckpt_path: str | None = None, output: str = "model.onnx", data_d
         onnx.helper.set_model_props(model, {"input_scaling": scaling, "source_checkpoint": str(ckpt_path)})
         onnx.save(model, tmp)
 
-        data_dir = data_dir or default_data_dir()
-        try:
-            images, source = load_split(data_dir, TEST_FILES)[0][:check_images], "MNIST test images"
-        except DigitnetError:
-            images = torch.rand(check_images, 28, 28, generator=torch.Generator().manual_seed(0)) * 255
-            source = f"random inputs (no MNIST test images in {data_dir})"
-        x = to_input(images, recognizer.normalize)
+        x, source = _check_batch(data_dir, check_images, recognizer.normalize)
         session = onnxruntime.InferenceSession(tmp, providers=["CPUExecutionProvider"])
         (logits,) = session.run(["logits"], {"image": x.numpy()})
         diff = float(abs(logits - net(x).detach().numpy()).max())
@@ -72,6 +66,16 @@ def export_onnx(ckpt_path: str | None = None, output: str = "model.onnx", data_d
           f"= {scaling}, output 'logits' (N, 10)")  # fmt: skip
     print(f"onnxruntime vs PyTorch on {len(x)} {source}: max |logit difference| = {diff:.2e} (tolerance {tolerance:g})")
     return diff
+
+
+def _check_batch(data_dir: str | None, n: int, normalize: bool) -> tuple[torch.Tensor, str]:
+    data_dir = data_dir or default_data_dir()
+    try:
+        images, _ = load_split(data_dir, TEST_FILES)
+        return to_input(images[:n], normalize), "MNIST test images"
+    except DigitnetError:
+        x = torch.rand(n, 28, 28, generator=torch.Generator().manual_seed(0)) * 255
+        return to_input(x, normalize), f"random inputs (no MNIST test images in {data_dir})"
 
 
 def main(args: list[str] | None = None) -> None:
