@@ -116,8 +116,12 @@ def build_server(ckpt_path: str, max_batch_size: int = 1, batch_timeout: float =
         middlewares=[(PredictGuard, {"timeout": timeout})],
     )
     page = files("digitnet").joinpath("static", "draw.html").read_bytes()
-    draw_page = Response(page, media_type="text/html; charset=utf-8", headers={"Cache-Control": "no-cache"})
-    # An ASGI app: the same answer to every GET (and HEAD), before LitServe's own `/` ("litserve running").
+
+    async def draw_page(request: Request) -> Response:
+        # A new Response each time: LitServe's GZipMiddleware edits the headers of the one it sends.
+        return Response(page, media_type="text/html; charset=utf-8", headers={"Cache-Control": "no-cache"})
+
+    # In front of LitServe's own `/` ("litserve running"): the first matching route wins. GET answers HEAD too.
     server.app.router.routes.insert(0, Route("/", draw_page, methods=["GET"]))
 
     async def error_json(request: Request, exc: HTTPException) -> JSONResponse:
