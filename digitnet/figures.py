@@ -92,9 +92,10 @@ def confusion_figure(matrix: torch.Tensor) -> Figure:
 def mistakes_figure(confidence: torch.Tensor, images: torch.Tensor, labels: torch.Tensor, predictions: torch.Tensor,
                     columns: int = 8) -> Figure:  # fmt: skip
     """A grid of (N, 28, 28) images titled "true -> predicted (probability)", most confident first."""
-    rows, pad, cell = max(1, math.ceil(len(images) / columns)), 10, 38  # pixels: a 28 x 28 image and its padding
+    rows = max(1, math.ceil(len(images) / columns))
+    pad, cell = 10, 38  # grid pixels: the padding, and a 28 x 28 image with the padding before it
     # TensorBoard shows the figure shrunk to its card's width: captions as large as the digits' strokes. One image
-    # of them all, not an axes per digit, which took several times as long to draw (docs/speed.md).
+    # of them all, not an axes per digit, which took several times as long to draw (docs/speed.md, "The figures").
     height = 1.5 * columns * (rows * cell + pad) / (columns * cell + pad) + 0.6  # inches: the grid's, the title's
     figure = Figure(figsize=(1.5 * columns, height))
     figure.suptitle("Most confident mistakes: true -> predicted (probability)", fontsize=18)
@@ -104,6 +105,8 @@ def mistakes_figure(confidence: torch.Tensor, images: torch.Tensor, labels: torc
         ax.text(0.5, 0.5, "no mistakes", ha="center", va="center")
         return figure
     grid = make_grid(images[:, None], nrow=columns, padding=pad, normalize=True, scale_each=True, pad_value=1)
+    if len(images) == 1:  # make_grid gives a lone image back without its padding
+        grid = torch.nn.functional.pad(grid, (pad, pad, pad, pad), value=1)
     ax.imshow(grid[0], cmap="gray", vmin=0, vmax=1)  # (3, H, W): its channels are copies
     ax.set_xlim(-0.5, columns * cell + pad - 0.5)  # a short last row's cells as wide as a full row's
     titles = zip(labels.tolist(), predictions.tolist(), confidence.tolist())

@@ -238,6 +238,26 @@ def test_fit_logs_confusion_matrix_and_mistakes_to_tensorboard(trained):
     assert {"test/confusion_matrix", "test/mistakes"} <= tags
 
 
+@pytest.mark.parametrize("n", [1, 5, 9])
+def test_the_mistakes_grid_shows_each_digit_scaled_with_its_caption_above_it(n):
+    from digitnet.figures import mistakes_figure
+
+    images = torch.randn(n, 28, 28) * torch.arange(1, n + 1)[:, None, None]  # each on its own scale
+    labels, predictions, confidence = torch.arange(n) % 10, (torch.arange(n) + 3) % 10, torch.linspace(0.9, 0.5, n)
+    (ax,) = mistakes_figure(confidence, images, labels, predictions, columns=8).axes
+    grid = ax.images[0].get_array()
+    assert grid.shape[0] == 38 * -(-n // 8) + 10  # rows of a 10-pixel padding and a 28-pixel digit
+    assert [text.get_text() for text in ax.texts] == [
+        f"{label} -> {prediction} ({p:.0%})" for label, prediction, p in zip(labels.tolist(), predictions.tolist(),
+                                                                               confidence.tolist())]  # fmt: skip
+    for i, (image, text) in enumerate(zip(images, ax.texts)):
+        top, left = 38 * (i // 8) + 10, 38 * (i % 8) + 10
+        scaled = (image - image.min()) / (image.max() - image.min())
+        np.testing.assert_allclose(grid[top : top + 28, left : left + 28], scaled, atol=1e-5)
+        x, y = text.get_position()
+        assert left <= x <= left + 28 and top - 10 <= y < top  # centred on its digit, in the padding above it
+
+
 def test_fit_writes_the_custom_scalars_layout_of_the_curves(trained):
     from tensorboard.backend.event_processing.event_accumulator import TENSORS, EventAccumulator
     from tensorboard.plugins.custom_scalar import layout_pb2, metadata
