@@ -256,8 +256,8 @@ def report(argv: list[str] | None = None) -> None:
     try:
         val_images = check_inputs(args, {})  # the validation split's size, as the record states it
         studies = load_studies(args, create=False)
-        short = [f"{name} ({len(completed(study))} of {args.trials})"
-                 for name, study in studies.items() if len(completed(study)) < args.trials]  # fmt: skip
+        done = {name: len(completed(study)) for name, study in studies.items()}  # one storage read per study
+        short = [f"{name} ({n} of {args.trials})" for name, n in done.items() if n < args.trials]
         if short:
             raise DigitnetError(f"not complete: {', '.join(short)} trials; scripts/tune_optimizers.py with these "
                                 "arguments completes them")  # fmt: skip
