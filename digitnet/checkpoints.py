@@ -11,6 +11,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_only
 
 from digitnet.errors import DigitnetError, first_line
+from digitnet.faults import interrupted_at
 
 FINETUNED = "finetuned.ckpt"  # what `finetune` writes
 
@@ -39,18 +40,35 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu", weights_only: b
 
 def default_checkpoint(root: str | Path = "lightning_logs") -> tuple[Path, str]:
     """The checkpoint commands other than `fit` use without --ckpt_path, and what it is: of the run under
-    `root` whose checkpoints were written last, its best (`best-*.ckpt`), else its last.ckpt, else its newest."""
-    checkpoints = list(Path(root).glob("**/checkpoints/*.ckpt"))
+    `root` whose checkpoints were written last, its best (`best-*.ckpt`), else its last.ckpt, else its newest.
+    A run holding only the last.ckpt that Ctrl-C or SIGTERM saved is passed over for an earlier run's."""
+    checkpoints = sorted(Path(root).glob("**/checkpoints/*.ckpt"), key=lambda p: p.stat().st_mtime, reverse=True)
     if not checkpoints:
         raise DigitnetError(f"no --ckpt_path given and no checkpoint under {Path(root).resolve()}; "
                             "train a model first (python -m digitnet fit) or pass --ckpt_path PATH")  # fmt: skip
-    folder = max(checkpoints, key=lambda p: p.stat().st_mtime).parent
-    run = folder.parent  # .../version_N/checkpoints -> .../version_N
-    path = max(folder.glob("*.ckpt"), key=lambda p: (p.match("best-*"), p.name == "last.ckpt", p.stat().st_mtime))
+    picks = [max(folder.glob("*.ckpt"), key=lambda p: (p.match("best-*"), p.name == "last.ckpt", p.stat().st_mtime))
+             for folder in dict.fromkeys(p.parent for p in checkpoints)]  # each run's, the latest run first
+    stopped = interrupted_step(picks[0])
+    path = picks[0] if stopped is None else next((p for p in picks[1:] if interrupted_step(p) is None), picks[0])
+    run = path.parents[1]  # .../version_N/checkpoints/x.ckpt -> .../version_N
+    of = f"the latest run, {run}" if path == picks[0] else str(run)
     kind = "best" if path.match("best-*") else {"last.ckpt": "last", FINETUNED: "fine-tuned"}.get(path.name)
-    if kind:
-        return path, f"the {kind} checkpoint of the latest run, {run}"
-    return path, f"the newest checkpoint of the latest run, {run}, a plain Trainer's, not `fit`'s"
+    what = f"the {kind} checkpoint of {of}" if kind else f"the newest checkpoint of {of}, a plain Trainer's, not `fit`'s"
+    if path != picks[0]:
+        what += f"; the latest run, {picks[0].parents[1]}, was stopped at step {stopped} with only its last.ckpt"
+    elif stopped is not None:
+        what += f", saved when it was stopped at step {stopped}"
+    return path, what
+
+
+def interrupted_step(path: Path) -> int | None:
+    """The step at which Ctrl-C or SIGTERM stopped `fit` if that save wrote the last.ckpt `path`, else None."""
+    if path.name != "last.ckpt":
+        return None
+    try:
+        return interrupted_at(read_checkpoint(path))
+    except DigitnetError:  # not one to pass over: the command reading it says what is wrong with it
+        return None
 
 
 def announce_default_checkpoint(verb: str = "Using", root: str | Path = "lightning_logs") -> Path:

@@ -66,9 +66,14 @@ class StopOnInterrupt(Checkpoint):
 
     def __init__(self) -> None:
         self.stop_requested, self.previous_handler = False, None
+        self.interrupted_at_step: int | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        # Marks the last.ckpt saved on a stop, which commands then pass over for a trained run's (interrupted_at).
+        return {} if self.interrupted_at_step is None else {"interrupted_at_step": self.interrupted_at_step}
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.stop_requested = False
+        self.stop_requested, self.interrupted_at_step = False, None
         if threading.current_thread() is threading.main_thread():
             previous = signal.signal(signal.SIGINT, self.on_sigint)
             # None: the previous handler was not set from Python; Python's own is the best guess.
@@ -89,6 +94,7 @@ class StopOnInterrupt(Checkpoint):
         folder = getattr(trainer.checkpoint_callback, "dirpath", None)
         path = os.path.join(folder or os.path.join(trainer.log_dir or trainer.default_root_dir, "checkpoints"),
                             ModelCheckpoint.CHECKPOINT_NAME_LAST + ModelCheckpoint.FILE_EXTENSION)  # fmt: skip
+        self.interrupted_at_step = trainer.global_step
         trainer.save_checkpoint(path)
         return path
 
@@ -114,6 +120,11 @@ class StopOnInterrupt(Checkpoint):
         self.restore()
         if isinstance(exception, SIGTERMException) and trainer.world_size == 1:
             self.save(trainer)
+
+
+def interrupted_at(checkpoint: dict) -> int | None:
+    """The step at which StopOnInterrupt saved `checkpoint` on Ctrl-C or SIGTERM; None for any other save."""
+    return checkpoint.get("callbacks", {}).get(StopOnInterrupt.__qualname__, {}).get("interrupted_at_step")
 
 
 class NothingToResume(Exception):

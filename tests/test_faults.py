@@ -16,7 +16,7 @@ from digitnet import MLP, DigitClassifier, MNISTDataModule
 from digitnet.cli import main
 from digitnet.divergence import StopOnNonFiniteLoss, TrainingDiverged
 from digitnet.faults import (AtomicCheckpointIO, NothingToResume, TrainingInterrupted, continue_last_run,
-                             last_checkpoints, resume_command)
+                             interrupted_at, last_checkpoints, resume_command)
 from helpers import run_digitnet, run_python
 
 STEPS_PER_EPOCH = 20  # 420 training images, 20 held out, batches of 20
@@ -53,6 +53,7 @@ def assert_resumes_and_finishes(args: list[str], run: Path, from_step: int, tmp_
     assert [int(e) for e in report["seen"]] == list(range(epoch, 3))
     final = load(run / "checkpoints" / "last.ckpt")
     assert final["global_step"] == 3 * STEPS_PER_EPOCH and final["epoch"] == 2
+    assert interrupted_at(final) is None  # a finished run's
     # The per-step cosine schedule carried on from the saved step and ended at zero.
     assert final["lr_schedulers"][0]["last_epoch"] == 3 * STEPS_PER_EPOCH
     assert final["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(0, abs=1e-9)
@@ -81,6 +82,7 @@ def test_ctrl_c_saves_last_and_prints_the_resume_command(fit_args, tmp_path, cap
     run = tmp_path / "lightning_logs" / "Adam" / "version_0"
     last = run / "checkpoints" / "last.ckpt"
     assert load(last)["global_step"] == 13  # saved at the step it stopped, not at the last periodic save (8)
+    assert interrupted_at(load(last)) == 13  # marked, for commands to pass it over
     DigitClassifier.load_from_checkpoint(last)
     if signal_name == "SIGINT":
         assert "interrupted at step 13 (epoch 0); saved" in stopped.stderr

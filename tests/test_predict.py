@@ -136,6 +136,32 @@ def test_latest_run_gives_the_default_checkpoint_and_says_which(tmp_path):
         new / "last.ckpt", f"the last checkpoint of the latest run, {new.parent}")
 
 
+def test_a_run_stopped_with_only_its_last_ckpt_is_passed_over_and_named(tmp_path):
+    # Ctrl-C in the first epoch of a new run: its last.ckpt is a few steps in, not the model to read with.
+    trained = tmp_path / "lightning_logs/MLP-finetune/version_0/checkpoints"
+    stopped = tmp_path / "lightning_logs/SGD/version_0/checkpoints"
+    for folder in (trained, stopped):
+        folder.mkdir(parents=True)
+    (trained / "finetuned.ckpt").write_bytes(b"")
+    past = time.time() - 100
+    os.utime(trained / "finetuned.ckpt", (past, past))
+    checkpoint = {"state_dict": {}, "pytorch-lightning_version": "2.6.6",
+                  "callbacks": {"StopOnInterrupt": {"interrupted_at_step": 33}, "ModelCheckpoint": {"best_k": 1}}}
+    torch.save(checkpoint, stopped / "last.ckpt")
+    assert default_checkpoint(tmp_path / "lightning_logs") == (
+        trained / "finetuned.ckpt", f"the fine-tuned checkpoint of {trained.parent}; the latest run, "
+        f"{stopped.parent}, was stopped at step 33 with only its last.ckpt")  # fmt: skip
+    (trained / "finetuned.ckpt").unlink()  # no other run: the stopped one, said to be
+    assert default_checkpoint(tmp_path / "lightning_logs") == (
+        stopped / "last.ckpt", f"the last checkpoint of the latest run, {stopped.parent}, saved when it was stopped "
+        "at step 33")  # fmt: skip
+    del checkpoint["callbacks"]["StopOnInterrupt"]  # a last.ckpt saved at an epoch's end, or every N steps
+    torch.save(checkpoint, stopped / "last.ckpt")
+    (trained / "finetuned.ckpt").write_bytes(b"")
+    os.utime(trained / "finetuned.ckpt", (past, past))
+    assert default_checkpoint(tmp_path / "lightning_logs")[0] == stopped / "last.ckpt"
+
+
 def test_the_checkpoint_used_is_announced_once_not_by_every_ddp_process(tmp_path, capsys, monkeypatch):
     from lightning.pytorch.utilities import rank_zero_only
 
