@@ -50,7 +50,8 @@ class DigitnetParser(LightningArgumentParser):
     classes: dict[str, type] = {}
 
     def __init__(self, *args, command: str | None = None, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
+        # No abbreviated options: --trainer.max_epoch would pass for --trainer.max_epochs without a word.
+        super().__init__(*args, allow_abbrev=False, **kwargs)
         self.command = command
 
     def error(self, message: str, ex: Exception | None = None):

@@ -241,6 +241,18 @@ def test_a_bad_command_line_is_two_lines_with_the_fix_and_a_runnable_help_comman
     assert "usage:" not in result.stderr and "Subtypes" not in result.stderr and "__main__" not in result.stderr
 
 
+@pytest.mark.parametrize("args, whole", [(["fit", "--trainer.max_epoch=1"], "--trainer.max_epochs"),
+                                         (["serve", "--por=8000"], "--port"), (["export", "--out=m.onnx"], "--output"),
+                                         (["finetune", "--data.extra_di=mine"], "--data.extra_dir")])  # fmt: skip
+def test_an_abbreviated_option_is_refused_not_taken_for_the_whole_name(args, whole, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stopped:
+        main(args)
+    option = args[1].partition("=")[0]
+    assert stopped.value.code == 2 and f"unknown option {option} (did you mean {whole}?)" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
 @pytest.mark.parametrize(
     "args, expected",
     [
