@@ -229,6 +229,18 @@ def test_onnx_export_matches_pytorch(run, request, tmp_path, capsys):
         assert np.abs(logits - net(x).detach().numpy()).max() <= 1e-4
 
 
+def test_readme_onnx_snippet_reads_the_photo_s_digit_as_written(trained, tmp_path, capsys, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    monkeypatch.chdir(tmp_path)
+    main(["export", f"--ckpt_path={trained[0]}", "--output=model.onnx", f"--data.data_dir={trained[1]}"])
+    save_photo(mnist_pixels(drawn_digits()["seven"]), tmp_path / "my_digit", np.random.default_rng(0), "jpeg")
+    expected = DigitRecognizer.from_checkpoint(trained[0]).predict("my_digit.jpg").digit
+    snippet = re.search(r"```python\n(import onnxruntime.*?)```", README.read_text(), re.DOTALL).group(1)
+    capsys.readouterr()
+    exec(compile(snippet, str(README), "exec"), {})
+    assert capsys.readouterr().out.strip() == f"[{expected}]"
+
+
 def test_export_to_a_folder_or_a_missing_one_stops_before_any_work(trained, tmp_path, capsys):
     (tmp_path / "a_file").write_text("")
     for output, message in (("no/such/dir/model.onnx", "its folder does not exist"), (".", "is a folder"),
