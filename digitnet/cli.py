@@ -104,8 +104,9 @@ class DigitnetCLI(LightningCLI):
         )
         if getattr(parser, "command", None) == "predict":  # an argument of `predict` alone, not Trainer.predict's
             parser.add_argument("--output", type=str | None, default=None,
-                                help="CSV file to write: file, digit, probability, top-3 digits and "
-                                     "probabilities, error")  # fmt: skip
+                                help="CSV file to write: a row per picture, with its number (4096, or 40?6), "
+                                     "each digit's probability, the whole picture read as one digit (digit, "
+                                     "probability, top-3), and why a file could not be read (error)")  # fmt: skip
 
     def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
         if args is None:  # rewritten in place: given both args and sys.argv, Lightning warns of a mistake

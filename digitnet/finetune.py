@@ -104,7 +104,11 @@ def finetune(
 
     after = {name: share_read_right(model.net, digits) for name, digits in scored.items()}
     if trainer.is_global_zero:
-        print(f"Your held-out digits read right: {percent(before['extra'])} -> {percent(after['extra'])}")
+        if len(data.extra_held_out):
+            print(f"Your held-out digits read right: {percent(before['extra'])} -> {percent(after['extra'])}")
+        else:
+            print("Your held-out digits: none, so not measured (one is held out of each digit with two pictures or "
+                  "more, unless --data.extra_hold_out=0)")
         print(f"MNIST test digits read right:    {percent(before['mnist'], 2)} -> {percent(after['mnist'], 2)}")
         print(f"Fine-tuned in {seconds:.0f} s: {checkpoint} (predict, serve and export use it from now on)")
     return {"checkpoint": str(checkpoint), "seconds": seconds, "extra_before": before["extra"],

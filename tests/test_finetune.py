@@ -113,6 +113,16 @@ def test_finetune_starts_from_the_checkpoint_and_becomes_the_latest_run(trained,
     DigitRecognizer.from_checkpoint(new).read_number(np.pad(255 - synthetic_digits(1, 0)[0][0].numpy(), 20))
 
 
+def test_finetune_with_none_of_your_digits_held_out_says_so(trained, tmp_path, capsys):
+    ckpt, data = trained
+    main(["finetune", f"--ckpt_path={ckpt}", f"--data.extra_dir={own_folder(tmp_path / 'mine')}",
+          f"--data.data_dir={data}", "--data.extra_hold_out=0", "--trainer.max_steps=2", "--trainer.accelerator=cpu",
+          f"--root={tmp_path}"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert "on 60 of your digits (0 held out)" in out and "Your held-out digits: none, so not measured" in out
+    assert "read right: - -> -" not in out
+
+
 def test_finetune_cut_short_leaves_no_run_folder_and_names_no_last_ckpt(trained, tmp_path, capsys, monkeypatch):
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
