@@ -188,8 +188,10 @@ class DigitnetCLI(LightningCLI):
         trainer.callbacks += last_checkpoints(trainer.checkpoint_callback.dirpath, every)
         bar = trainer.progress_bar_callback
         if type(bar) is TQDMProgressBar and bar not in (config.trainer.callbacks or []):  # Lightning's default bar
-            # Redraw every 20 steps as Lightning does on Colab: each is a noticeable share of a CPU step (docs/speed.md)
-            trainer.callbacks[trainer.callbacks.index(bar)] = TQDMProgressBar(refresh_rate=20)
+            if self.subcommand == "predict" and not sys.stdout.isatty():  # Lightning draws it on stdout
+                trainer.callbacks.remove(bar)  # `predict > digits.txt`: the file gets the readings, not a bar
+            else:  # redrawn every 20 steps as Lightning does on Colab: each is a noticeable share of a CPU step
+                trainer.callbacks[trainer.callbacks.index(bar)] = TQDMProgressBar(refresh_rate=20)  # (docs/speed.md)
         return trainer
 
     def load_data(self) -> None:

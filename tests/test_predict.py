@@ -182,6 +182,18 @@ def test_predict_without_ckpt_path_says_which_it_uses(trained, tmp_path, capsys)
     assert f"Using {ckpt} (the best checkpoint of the latest run" in out and "Predicted 4 of 4 images" in out
 
 
+def test_predict_into_a_file_or_a_pipe_writes_the_readings_without_a_progress_bar(trained, tmp_path, capsys):
+    ckpt, _ = trained
+    photo_folder(tmp_path / "in")
+    main(["predict", f"--ckpt_path={ckpt}", f"--data.predict_path={tmp_path / 'in'}"])  # stdout: pytest's, no terminal
+    out = capsys.readouterr().out
+    assert "Predicted 4 of 4 images" in out and "Predicting DataLoader" not in out and "it/s" not in out
+    # A bar the user names is kept.
+    main(["predict", f"--ckpt_path={ckpt}", f"--data.predict_path={tmp_path / 'in'}",
+          "--trainer.callbacks+=TQDMProgressBar"])  # fmt: skip
+    assert "Predicting DataLoader" in capsys.readouterr().out
+
+
 @BOTH_NETS
 def test_python_api_matches_the_cli(run, request, tmp_path, capsys):
     ckpt, _ = request.getfixturevalue(run)
