@@ -40,6 +40,7 @@ MAX_PIXELS = 64_000_000  # more is refused before decoding: a 50-megapixel photo
 WORK_SIZE = 1024  # work on at most this many pixels along the longer side: enough for pen strokes, fast on big photos
 # MNIST's geometry: ink fits in 20x20, its centre of mass at pixel (14, 14) of 28x28, strokes about 2 pixels wide.
 BOX, CENTRE, STROKE = 20, 14.0, 2.0
+SPECK = 0.2  # marks under this share of the tallest mark's height, both ways, are specks
 
 
 def open_image(source: str | Path | BinaryIO, max_pixels: int = MAX_PIXELS) -> Image.Image:
@@ -170,9 +171,28 @@ def picture_ink(image: str | Path | Image.Image | np.ndarray, max_pixels: int = 
         raise ImageError(err.reason, image if isinstance(image, (str, Path)) else None) from None
 
 
+def without_stray_specks(ink: np.ndarray) -> np.ndarray:
+    """The ink (H, W) less specks lying apart from the rest of it, at least a speck's size away from its box: a dot
+    beside a digit, or the pen's first touch of the next one, would otherwise stretch the box and shrink the digit."""
+    labels, count = ndimage.label(ink > 0, structure=np.ones((3, 3), bool))
+    if count < 2:
+        return ink
+    boxes = ndimage.find_objects(labels)
+    sizes = np.array([(b[0].stop - b[0].start, b[1].stop - b[1].start) for b in boxes])  # (count, 2): height, width
+    margin = SPECK * sizes[:, 0].max()
+    speck = (sizes < margin).all(1)
+    rest = [b for b, s in zip(boxes, speck) if not s]
+    top, bottom = min(b[0].start for b in rest) - margin, max(b[0].stop for b in rest) + margin
+    left, right = min(b[1].start for b in rest) - margin, max(b[1].stop for b in rest) + margin
+    stray = [k + 1 for k, b in enumerate(boxes) if speck[k] and (b[0].stop <= top or b[0].start >= bottom
+                                                                 or b[1].stop <= left or b[1].start >= right)]
+    return np.where(np.isin(labels, stray), 0, ink) if stray else ink
+
+
 def digit_pixels(ink: np.ndarray) -> np.ndarray:
-    """The ink of one digit, (H, W) in [0, 1], as MNIST would have it: (28, 28) uint8, its ink box scaled into
-    20x20 and centred by its centre of mass."""
+    """The ink of one digit, (H, W) in [0, 1], as MNIST would have it: (28, 28) uint8, its ink box (less stray
+    specks) scaled into 20x20 and centred by its centre of mass."""
+    ink = without_stray_specks(ink)
     top, bottom, left, right = ink_box(ink)
     return (centre_by_mass(fit_box(ink[top:bottom, left:right])) * 255).round().to(torch.uint8).numpy()
 

@@ -30,7 +30,7 @@ import numpy as np
 from scipy import ndimage
 
 from digitnet.errors import ImageError
-from digitnet.images import digit_pixels
+from digitnet.images import SPECK, digit_pixels
 
 # A digit read with a lower probability is shown as "?" (docs/numbers.md: how it was chosen).
 UNSURE_BELOW = 0.4
@@ -45,7 +45,6 @@ WIDE_DIGIT = 0.8
 WIDE_COST = 1.0
 MAX_DIGITS = 20  # more marks than this is a page, not a number
 MAX_PRIMITIVES = 16  # a digit is made of at most this many primitives (strokes, pieces of a cut mark)
-SPECK = 0.2  # marks under this share of the tallest mark's height, both ways, are specks
 OVERLAP = 0.5  # marks whose columns overlap by this share of the narrower one are strokes of one digit
 WIDEST_DIGIT = 2.0  # marks wider together than this share of their height hold several digits (docs/numbers.md)
 SLOPES = (0.0, -0.15, 0.15, -0.3, 0.3)  # how cuts may lean, in columns per row: as handwriting leans
