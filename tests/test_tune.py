@@ -139,6 +139,10 @@ def test_two_optimizers_two_trials_one_epoch_write_configs_and_record(mnist_dir,
         for path in (configs / f"{name.lower()}.yaml", configs / "keras" / f"{name.lower()}.yaml"):
             main(["fit", f"--config={path}", f"--data.data_dir={mnist_dir}", *TINY, "--trainer.fast_dev_run=true"])
     record = (docs / "tuning.md").read_text()
+    # Its links and the configs' headers name where the configs are, from where each file is.
+    assert f"are in [{configs.as_posix()}/](../configs)" in record and "[summary.md](summary.md)" in record
+    assert "are in [" in (out / "tuning.md").read_text() and "(../configs)" in (out / "tuning.md").read_text()
+    assert f"--config {configs.as_posix()}/sgd.yaml" in (configs / "sgd.yaml").read_text()
     assert "**2 trials**" in record and "| SGD (torch.optim.SGD) | 1-momentum | log-uniform [0.001, 0.9] |" in record
     assert "| Adam | " in record and "The test images are never loaded" in record
     for name in ("history.png", "sensitivity.png", "slice_sgd.png", "slice_adam.png"):
@@ -151,10 +155,13 @@ def test_two_optimizers_two_trials_one_epoch_write_configs_and_record(mnist_dir,
                f"--report_dir={docs}", *TINY])
     assert " trial " not in capsys.readouterr().out and (docs / "tuning.md").is_file()
     assert len(trials(storage, "SGD")) == 2
+    assert f"are in [{(out / 'configs').as_posix()}/](../study/configs)" in (docs / "tuning.md").read_text()
+    assert f"--config {(out / 'configs').as_posix()}/sgd.yaml" in (out / "configs" / "sgd.yaml").read_text()
 
     # scripts/study_report.py writes the same record from the storage alone, and refuses an unfinished study.
     (docs / "tuning.md").unlink()
-    common = [f"--data_dir={mnist_dir}", f"--out={out}", "--optimizers=SGD,Adam", "--epochs=1", *TINY]
+    common = [f"--data_dir={mnist_dir}", f"--out={out}", "--optimizers=SGD,Adam", "--epochs=1", f"--configs_dir={configs}",
+              *TINY]  # fmt: skip
     tune.report([*common, "--trials=2", f"--report_dir={docs}"])
     assert (docs / "tuning.md").read_text() == record and len(trials(storage, "SGD")) == 2
     with pytest.raises(SystemExit, match=r"study_report: error: not complete: SGD \(2 of 3\), Adam \(2 of 3\)"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import statistics
 import warnings
 from pathlib import Path
@@ -21,23 +22,26 @@ PLOTS = ("history.png", "sensitivity.png")
 def write_record(args, studies: dict[str, optuna.Study], val_images: int) -> None:
     """By the worker that completes the last trial, or study_report.py; atomic_write: workers may finish at once."""
     out = Path(args.out)
+    configs = Path(args.configs_dir) if args.configs_dir else out / "configs"  # the folder the configs' headers name
     written = []
     for name, study in studies.items():
         file = f"{name.lower()}.yaml"
-        written.append(atomic_write(out / "configs" / file, tuned_config(name, study, args, val_images)))
-        written.append(atomic_write(out / "configs" / "keras" / file, keras_config(name, args.epochs)))
+        written.append(atomic_write(out / "configs" / file, tuned_config(name, study, args, val_images, configs)))
+        written.append(atomic_write(out / "configs" / "keras" / file, keras_config(name, args.epochs, configs)))
     plot_history(studies, out / "history.png")
     plot_sensitivity(studies, out / "sensitivity.png")
     slices = [plot_slice(name, study, out / f"slice_{name.lower()}.png") for name, study in studies.items()]
-    atomic_write(out / "tuning.md", record(args, studies, val_images, slices))
+    atomic_write(out / "tuning.md", record(args, studies, val_images, slices, out, configs))
     print(f"wrote {out}/configs/*.yaml, configs/keras/*.yaml, tuning.md, {', '.join(PLOTS)}, slice_*.png")
     if args.configs_dir:
         for path in written:
             atomic_write(Path(args.configs_dir) / path.relative_to(out / "configs"), path.read_bytes())
         print(f"copied the configs to {args.configs_dir}/")
     if args.report_dir:
-        for name in ("tuning.md", *PLOTS, *(p.name for p in slices)):
-            atomic_write(Path(args.report_dir) / name, (out / name).read_bytes())
+        report = Path(args.report_dir)
+        atomic_write(report / "tuning.md", record(args, studies, val_images, slices, report, configs))  # its links
+        for name in (*PLOTS, *(p.name for p in slices)):
+            atomic_write(report / name, (out / name).read_bytes())
         print(f"copied tuning.md and the plots to {args.report_dir}/")
 
 
@@ -51,12 +55,12 @@ def config(header: list[str], epochs: int, space: SearchSpace, optimizer_args: d
     return "".join(f"# {line}\n" for line in header) + yaml.safe_dump(settings.as_dict(), sort_keys=False)
 
 
-def tuned_config(name: str, study: optuna.Study, args, val_images: int) -> str:
+def tuned_config(name: str, study: optuna.Study, args, val_images: int, folder: Path) -> str:
     space, best, trials = SEARCH_SPACES[name], study.best_trial, len(completed(study))
     ranges = "; ".join(f"{param} {distribution_text(dist)}" for param, dist in space.params.items())
     return config([
         f"{name} for the report's network, tuned by scripts/tune_optimizers.py; regenerate, do not edit:",
-        f"  python -m digitnet fit --config configs/optimizers/{name.lower()}.yaml",
+        f"  python -m digitnet fit --config {folder.as_posix()}/{name.lower()}.yaml",
         f"Best of {trials} trials (the budget of every optimizer) of Optuna study digitnet-{name} "
         f"(TPE, seed {args.seed}):",
         f"trial {best.number}, validation accuracy {100 * best.value:.2f}% (final weights, {val_images:,} validation "
@@ -67,11 +71,11 @@ def tuned_config(name: str, study: optuna.Study, args, val_images: int) -> str:
     ], args.epochs, space, init_args(best.params, digits=4))  # fmt: skip
 
 
-def keras_config(name: str, epochs: int) -> str:
+def keras_config(name: str, epochs: int, folder: Path) -> str:
     space = SEARCH_SPACES[name]
     return config([
         f"{name} with Keras's default settings: the report's one-shot baseline, written by scripts/tune_optimizers.py.",
-        f"  python -m digitnet fit --config configs/optimizers/keras/{name.lower()}.yaml",
+        f"  python -m digitnet fit --config {folder.as_posix()}/keras/{name.lower()}.yaml",
         "Same model and training as the tuned configs (the lr decays along a half cosine in both), so the two rows",
         "of an optimizer differ in its hyperparameters only.",
     ], epochs, space, dict(space.keras_defaults))  # fmt: skip
@@ -88,8 +92,10 @@ def keras_default(space: SearchSpace, param: str) -> str:
     return f"{1 - value:g}" if param.startswith("1-") else f"{value:g}"
 
 
-def record(args, studies: dict[str, optuna.Study], val_images: int, slices: list[Path]) -> str:
-    """tuning.md. Its tables are written row by row, as summary.md's are (digitnet.study.summary says why)."""
+def record(args, studies: dict[str, optuna.Study], val_images: int, slices: list[Path], where: Path,
+           configs: Path) -> str:  # fmt: skip
+    """tuning.md, written in the folder `where`, the configs in `configs`. Its tables are written row by row, as
+    summary.md's are (digitnet.study.summary says why)."""
     spaces = "\n".join(f"| {name} ({SEARCH_SPACES[name].class_path}) | {param} | {distribution_text(dist)} | "
                        f"{keras_default(SEARCH_SPACES[name], param)} |"
                        for name in studies for param, dist in SEARCH_SPACES[name].params.items())  # fmt: skip
@@ -103,11 +109,14 @@ def record(args, studies: dict[str, optuna.Study], val_images: int, slices: list
                     f"{settings} | {100 * median:.2f} | {sum('diverged' in t.user_attrs for t in trials)} | "
                     f"{sum(seconds) / max(len(seconds), 1):.1f} |")
     links = ", ".join(f"[{p.stem.removeprefix('slice_')}]({p.name})" for p in slices)
+    chosen = Path(os.path.relpath(configs, where)).as_posix()
+    rerun = "[summary.md](summary.md)" if args.report_dir and where == Path(args.report_dir) else \
+        "the summary.md of `scripts/compare_optimizers.py`"
     return f"""# The optimizer study
 
 Written by `scripts/tune_optimizers.py` from its Optuna storage; rerunning its command rewrites it (a complete
-study trains nothing more). The configs it chose are in [configs/optimizers/](../../configs/optimizers), and
-their rerun over 10 seeds is [summary.md](summary.md).
+study trains nothing more). The configs it chose are in [{configs.as_posix()}/]({chosen}), and
+their rerun over 10 seeds is {rerun}.
 
 Every optimizer had the same budget: **{args.trials} trials**, proposed by Optuna's TPE sampler (seed {args.seed}; \
 the first 10 trials at random, then TPE), no pruning. Every trial trains the report's network (784-512-512-10, \
