@@ -67,7 +67,7 @@ def interrupted_step(path: Path) -> int | None:
         return None
     try:
         return interrupted_at(read_checkpoint(path))
-    except DigitnetError:  # not one to pass over: the command reading it says what is wrong with it
+    except (DigitnetError, OSError):  # not one to pass over: the command reading it says what is wrong with it
         return None
 
 

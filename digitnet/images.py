@@ -177,16 +177,15 @@ def without_stray_specks(ink: np.ndarray) -> np.ndarray:
     labels, count = ndimage.label(ink > 0, structure=np.ones((3, 3), bool))
     if count < 2:
         return ink
-    boxes = ndimage.find_objects(labels)
-    sizes = np.array([(b[0].stop - b[0].start, b[1].stop - b[1].start) for b in boxes])  # (count, 2): height, width
-    margin = SPECK * sizes[:, 0].max()
-    speck = (sizes < margin).all(1)
-    rest = [b for b, s in zip(boxes, speck) if not s]
-    top, bottom = min(b[0].start for b in rest) - margin, max(b[0].stop for b in rest) + margin
-    left, right = min(b[1].start for b in rest) - margin, max(b[1].stop for b in rest) + margin
-    stray = [k + 1 for k, b in enumerate(boxes) if speck[k] and (b[0].stop <= top or b[0].start >= bottom
-                                                                 or b[1].stop <= left or b[1].start >= right)]
-    return np.where(np.isin(labels, stray), 0, ink) if stray else ink
+    boxes = np.array([(r.start, r.stop, c.start, c.stop) for r, c in ndimage.find_objects(labels)])  # (count, 4)
+    heights, widths = boxes[:, 1] - boxes[:, 0], boxes[:, 3] - boxes[:, 2]
+    margin = SPECK * heights.max()
+    speck = (heights < margin) & (widths < margin)
+    rest = boxes[~speck]  # never empty: the tallest mark is no speck
+    apart = ((boxes[:, 1] <= rest[:, 0].min() - margin) | (boxes[:, 0] >= rest[:, 1].max() + margin)
+             | (boxes[:, 3] <= rest[:, 2].min() - margin) | (boxes[:, 2] >= rest[:, 3].max() + margin))  # fmt: skip
+    keep = np.concatenate([[True], ~(speck & apart)])  # per label; label 0 is the paper
+    return ink if keep.all() else ink * keep[labels]
 
 
 def digit_pixels(ink: np.ndarray) -> np.ndarray:

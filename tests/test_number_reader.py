@@ -239,22 +239,23 @@ def test_one_digit_is_read_as_the_whole_picture():
 
 
 def test_a_dot_apart_from_a_digit_leaves_its_picture_as_it_was():
-    # A dot right of a 4 (a slip of the pen, or its first touch of the next digit) is no reason to shrink the 4 in
-    # its 28x28 picture; a speck close to it, as a digit's own detached bits lie, is kept.
+    # A dot beside or above a 4 (a slip of the pen, or its first touch of the next digit) is no reason to shrink the
+    # 4 in its 28x28 picture; a speck close to it, as a digit's own detached bits lie, is kept.
     ink, boxes = compose(["four"], [])
     ink = np.pad(ink, ((0, 0), (0, 120)))
-    right, middle = boxes[0][2], (boxes[0][1] + boxes[0][3]) // 2
+    left, top, right, bottom = boxes[0]
 
-    def picture(dot_at: int | None) -> np.ndarray:
+    def picture(row: int | None = None, col: int | None = None) -> np.ndarray:
         dotted = ink.copy()
-        if dot_at is not None:
-            dotted[middle : middle + 10, dot_at : dot_at + 10] = 255  # a speck: under a fifth of the 4's height
+        if row is not None:
+            dotted[row : row + 10, col : col + 10] = 255  # a speck: under a fifth of the 4's height
         return on_paper(dotted, np.random.default_rng(3))
 
-    alone = mnist_pixels(picture(None))
-    assert np.array_equal(mnist_pixels(picture(right + 80)), alone)
-    assert np.array_equal(candidates(picture_ink(picture(right + 80))[0]).pixels[0], alone)  # the whole picture
-    assert not np.array_equal(mnist_pixels(picture(right + 8)), alone)
+    alone = mnist_pixels(picture())
+    for row, col in [((top + bottom) // 2, right + 80), (top - 40, (left + right) // 2), (top - 40, right + 40)]:
+        assert np.array_equal(mnist_pixels(picture(row, col)), alone), (row, col)
+        assert np.array_equal(candidates(picture_ink(picture(row, col))[0]).pixels[0], alone)  # the whole picture
+    assert not np.array_equal(mnist_pixels(picture((top + bottom) // 2, right + 8)), alone)
 
 
 def ruled_page(ink: np.ndarray, rng: np.random.Generator, squared: bool = False) -> np.ndarray:

@@ -109,7 +109,10 @@ def record(args, studies: dict[str, optuna.Study], val_images: int, slices: list
                     f"{settings} | {100 * median:.2f} | {sum('diverged' in t.user_attrs for t in trials)} | "
                     f"{sum(seconds) / max(len(seconds), 1):.1f} |")
     links = ", ".join(f"[{p.stem.removeprefix('slice_')}]({p.name})" for p in slices)
-    chosen = Path(os.path.relpath(configs, where)).as_posix()
+    try:
+        chosen = Path(os.path.relpath(configs, where)).as_posix()
+    except ValueError:  # on another drive (Windows): no relative link
+        chosen = configs.resolve().as_uri()
     rerun = "[summary.md](summary.md)" if args.report_dir and where == Path(args.report_dir) else \
         "the summary.md of `scripts/compare_optimizers.py`"
     return f"""# The optimizer study
