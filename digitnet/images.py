@@ -189,9 +189,8 @@ def without_stray_specks(ink: np.ndarray) -> np.ndarray:
 
 
 def digit_pixels(ink: np.ndarray) -> np.ndarray:
-    """The ink of one digit, (H, W) in [0, 1], as MNIST would have it: (28, 28) uint8, its ink box (less stray
-    specks) scaled into 20x20 and centred by its centre of mass."""
-    ink = without_stray_specks(ink)
+    """The ink of one digit, (H, W) in [0, 1], as MNIST would have it: (28, 28) uint8, its ink box scaled into
+    20x20 and centred by its centre of mass."""
     top, bottom, left, right = ink_box(ink)
     return (centre_by_mass(fit_box(ink[top:bottom, left:right])) * 255).round().to(torch.uint8).numpy()
 
@@ -200,7 +199,7 @@ def mnist_pixels(image: str | Path | Image.Image | np.ndarray, max_pixels: int =
     """A photo, scan or drawing of one digit as MNIST would have it: (28, 28) uint8, white on black. `image` is a file
     path, a PIL image or an (H, W) array of grey levels 0-255, dark on light or light on dark. Raises ImageError (a
     DigitnetError) with the reason when the file cannot be read or holds no ink."""
-    return digit_pixels(picture_ink(image, max_pixels)[0])
+    return digit_pixels(without_stray_specks(picture_ink(image, max_pixels)[0]))
 
 
 def preprocess(image: str | Path | Image.Image | np.ndarray | torch.Tensor, normalize: bool = True,

@@ -30,7 +30,7 @@ import numpy as np
 from scipy import ndimage
 
 from digitnet.errors import ImageError
-from digitnet.images import SPECK, digit_pixels
+from digitnet.images import SPECK, digit_pixels, without_stray_specks
 
 # A digit read with a lower probability is shown as "?" (docs/numbers.md: how it was chosen).
 UNSURE_BELOW = 0.4
@@ -238,7 +238,7 @@ def candidates(ink: np.ndarray) -> Candidates:
     def one_mark(i: int, j: int) -> bool:  # primitives i..j-1 are pieces of one mark: no mark begins among them
         return all(k in cuts for k in range(i + 1, j))
 
-    pixels, spans, places = [digit_pixels(ink)], [(0, n)], [whole]
+    pixels, spans, places = [digit_pixels(without_stray_specks(ink))], [(0, n)], [whole]  # as mnist_pixels has it
     for i in range(n):
         for j in range(i + 1, min(n, i + MAX_PRIMITIVES) + 1):
             if (i, j) == (0, n):
