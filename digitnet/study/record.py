@@ -31,7 +31,8 @@ def write_record(args, studies: dict[str, optuna.Study], val_images: int) -> Non
     plot_history(studies, out / "history.png")
     plot_sensitivity(studies, out / "sensitivity.png")
     slices = [plot_slice(name, study, out / f"slice_{name.lower()}.png") for name, study in studies.items()]
-    atomic_write(out / "tuning.md", record(args, studies, val_images, slices, out, configs))
+    body = record(args, studies, val_images, slices)  # each study's trials read once, for both copies
+    atomic_write(out / "tuning.md", heading(out, configs, summary_beside=False) + body)
     print(f"wrote {out}/configs/*.yaml, configs/keras/*.yaml, tuning.md, {', '.join(PLOTS)}, slice_*.png")
     if args.configs_dir:
         for path in written:
@@ -39,7 +40,7 @@ def write_record(args, studies: dict[str, optuna.Study], val_images: int) -> Non
         print(f"copied the configs to {args.configs_dir}/")
     if args.report_dir:
         report = Path(args.report_dir)
-        atomic_write(report / "tuning.md", record(args, studies, val_images, slices, report, configs))  # its links
+        atomic_write(report / "tuning.md", heading(report, configs, summary_beside=True) + body)  # its own links
         for name in (*PLOTS, *(p.name for p in slices)):
             atomic_write(report / name, (out / name).read_bytes())
         print(f"copied tuning.md and the plots to {args.report_dir}/")
@@ -92,10 +93,26 @@ def keras_default(space: SearchSpace, param: str) -> str:
     return f"{1 - value:g}" if param.startswith("1-") else f"{value:g}"
 
 
-def record(args, studies: dict[str, optuna.Study], val_images: int, slices: list[Path], where: Path,
-           configs: Path) -> str:  # fmt: skip
-    """tuning.md, written in the folder `where`, the configs in `configs`. Its tables are written row by row, as
-    summary.md's are (digitnet.study.summary says why)."""
+def heading(where: Path, configs: Path, summary_beside: bool) -> str:
+    """tuning.md's title and first paragraph, its links relative to the folder `where` it is written in: to the
+    configs in `configs`, and to the comparison's summary.md when that lies beside it (--report_dir)."""
+    try:
+        chosen = Path(os.path.relpath(configs, where)).as_posix()
+    except ValueError:  # on another drive (Windows): no relative link
+        chosen = configs.resolve().as_uri()
+    rerun = "[summary.md](summary.md)" if summary_beside else "the summary.md of `scripts/compare_optimizers.py`"
+    return f"""# The optimizer study
+
+Written by `scripts/tune_optimizers.py` from its Optuna storage; rerunning its command rewrites it (a complete
+study trains nothing more). The configs it chose are in [{configs.as_posix()}/]({chosen}), and
+their rerun over 10 seeds is {rerun}.
+
+"""
+
+
+def record(args, studies: dict[str, optuna.Study], val_images: int, slices: list[Path]) -> str:
+    """tuning.md after its heading. Its tables are written row by row, as summary.md's are (digitnet.study.summary
+    says why)."""
     spaces = "\n".join(f"| {name} ({SEARCH_SPACES[name].class_path}) | {param} | {distribution_text(dist)} | "
                        f"{keras_default(SEARCH_SPACES[name], param)} |"
                        for name in studies for param, dist in SEARCH_SPACES[name].params.items())  # fmt: skip
@@ -109,19 +126,7 @@ def record(args, studies: dict[str, optuna.Study], val_images: int, slices: list
                     f"{settings} | {100 * median:.2f} | {sum('diverged' in t.user_attrs for t in trials)} | "
                     f"{sum(seconds) / max(len(seconds), 1):.1f} |")
     links = ", ".join(f"[{p.stem.removeprefix('slice_')}]({p.name})" for p in slices)
-    try:
-        chosen = Path(os.path.relpath(configs, where)).as_posix()
-    except ValueError:  # on another drive (Windows): no relative link
-        chosen = configs.resolve().as_uri()
-    rerun = "[summary.md](summary.md)" if args.report_dir and where == Path(args.report_dir) else \
-        "the summary.md of `scripts/compare_optimizers.py`"
-    return f"""# The optimizer study
-
-Written by `scripts/tune_optimizers.py` from its Optuna storage; rerunning its command rewrites it (a complete
-study trains nothing more). The configs it chose are in [{configs.as_posix()}/]({chosen}), and
-their rerun over 10 seeds is {rerun}.
-
-Every optimizer had the same budget: **{args.trials} trials**, proposed by Optuna's TPE sampler (seed {args.seed}; \
+    return f"""Every optimizer had the same budget: **{args.trials} trials**, proposed by Optuna's TPE sampler (seed {args.seed}; \
 the first 10 trials at random, then TPE), no pruning. Every trial trains the report's network (784-512-512-10, \
 ReLU, dropout 0.2) at batch 128 for {args.epochs} epochs, the learning rate decayed to zero along a half cosine, \
 seed {TRAIN_SEED}, through the code path of `python -m digitnet fit`, and is scored by the validation accuracy of \
