@@ -46,16 +46,17 @@ def default_checkpoint(root: str | Path = "lightning_logs") -> tuple[Path, str]:
     if not checkpoints:
         raise DigitnetError(f"no --ckpt_path given and no checkpoint under {Path(root).resolve()}; "
                             "train a model first (python -m digitnet fit) or pass --ckpt_path PATH")  # fmt: skip
-    picks = [max(folder.glob("*.ckpt"), key=lambda p: (p.match("best-*"), p.name == "last.ckpt", p.stat().st_mtime))
-             for folder in dict.fromkeys(p.parent for p in checkpoints)]  # each run's, the latest run first
-    stopped = interrupted_step(picks[0])
-    path = picks[0] if stopped is None else next((p for p in picks[1:] if interrupted_step(p) is None), picks[0])
+    picks = (max(folder.glob("*.ckpt"), key=lambda p: (p.match("best-*"), p.name == "last.ckpt", p.stat().st_mtime))
+             for folder in dict.fromkeys(p.parent for p in checkpoints))  # each run's, the latest run first, as needed
+    latest = next(picks)
+    stopped = interrupted_step(latest)
+    path = latest if stopped is None else next((p for p in picks if interrupted_step(p) is None), latest)
     run = path.parents[1]  # .../version_N/checkpoints/x.ckpt -> .../version_N
-    of = f"the latest run, {run}" if path == picks[0] else str(run)
+    of = f"the latest run, {run}" if path == latest else str(run)
     kind = "best" if path.match("best-*") else {"last.ckpt": "last", FINETUNED: "fine-tuned"}.get(path.name)
     what = f"the {kind} checkpoint of {of}" if kind else f"the newest checkpoint of {of}, a plain Trainer's, not `fit`'s"
-    if path != picks[0]:
-        what += f"; the latest run, {picks[0].parents[1]}, was stopped at step {stopped} with only its last.ckpt"
+    if path != latest:
+        what += f"; the latest run, {latest.parents[1]}, was stopped at step {stopped} with only its last.ckpt"
     elif stopped is not None:
         what += f", saved when it was stopped at step {stopped}"
     return path, what
