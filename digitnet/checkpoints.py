@@ -74,6 +74,5 @@ def interrupted_step(path: Path) -> int | None:
 
 def announce_default_checkpoint(verb: str = "Using", root: str | Path = "lightning_logs") -> Path:
     path, what = default_checkpoint(root)
-    if rank_zero_only.rank == 0:  # once, not by every DDP process
-        print(f"{verb} {path} ({what}; --ckpt_path chooses another)")
+    rank_zero_only(print)(f"{verb} {path} ({what}; --ckpt_path chooses another)")  # once, not by every DDP process
     return path

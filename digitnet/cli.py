@@ -152,14 +152,12 @@ class DigitnetCLI(LightningCLI):
             }  # fmt: skip
         if self.subcommand == "fit" and config.ckpt_path == "last":
             try:
-                run = continue_last_run(config.trainer.logger, config.checkpoint.dirpath,
-                                        config.trainer.default_root_dir)
-                said = f"Resuming {run} from its last checkpoint" if run else None
+                if run := continue_last_run(config.trainer.logger, config.checkpoint.dirpath,
+                                            config.trainer.default_root_dir):
+                    rank_zero_only(print)(f"Resuming {run} from its last checkpoint")  # once, not by every DDP process
             except NothingToResume as nothing:
-                said = str(nothing)
+                rank_zero_only(print)(nothing)
                 config.ckpt_path = None
-            if said and rank_zero_only.rank == 0:
-                print(said)
 
     def _check_paths(self, config) -> None:
         if config.get("output") is not None:
