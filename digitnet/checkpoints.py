@@ -17,8 +17,7 @@ FINETUNED = "finetuned.ckpt"  # what `finetune` writes
 
 
 def read_checkpoint(path: str | Path, map_location: Any = "cpu", weights_only: bool | None = None) -> dict:
-    """The checkpoint file as torch.load gives it; a DigitnetError in one line for a missing file, one that torch.save
-    or Lightning did not write, or one holding Python objects torch does not unpickle by default."""
+    """The checkpoint file as torch.load gives it, or a one-line DigitnetError saying why it cannot be read."""
     if not Path(path).is_file():
         raise DigitnetError(f"{path}: no such checkpoint")
     with open(path, "rb") as f:  # torch.save writes a zip archive, or in its legacy format a pickle (b"\x80")
