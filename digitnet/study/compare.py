@@ -1,7 +1,4 @@
-"""Train the report's dense network with each optimizer and several seeds; tabulate and plot the results.
-
-The files it writes: docs/optimizers.md.
-"""
+"""Train the report's dense network with each optimizer and several seeds; tabulate and plot the results."""
 
 from __future__ import annotations
 

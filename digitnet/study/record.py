@@ -94,8 +94,7 @@ def keras_default(space: SearchSpace, param: str) -> str:
 
 
 def heading(where: Path, configs: Path, summary_beside: bool) -> str:
-    """tuning.md's title and first paragraph, its links relative to the folder `where` it is written in: to the
-    configs in `configs`, and to the comparison's summary.md when that lies beside it (--report_dir)."""
+    """tuning.md's title and first paragraph, its links relative to `where`, the folder it is written in."""
     try:
         chosen = Path(os.path.relpath(configs, where)).as_posix()
     except ValueError:  # on another drive (Windows): no relative link
@@ -111,8 +110,7 @@ their rerun over 10 seeds is {rerun}.
 
 
 def record(args, studies: dict[str, optuna.Study], val_images: int, slices: list[Path]) -> str:
-    """tuning.md after its heading. Its tables are written row by row, as summary.md's are (digitnet.study.summary
-    says why)."""
+    """tuning.md after its heading; tables row by row, as summary.md's (digitnet.study.summary says why)."""
     spaces = "\n".join(f"| {name} ({SEARCH_SPACES[name].class_path}) | {param} | {distribution_text(dist)} | "
                        f"{keras_default(SEARCH_SPACES[name], param)} |"
                        for name in studies for param, dist in SEARCH_SPACES[name].params.items())  # fmt: skip
