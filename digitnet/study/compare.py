@@ -97,7 +97,6 @@ def main(argv: list[str] | None = None) -> None:
     start, rows, cache = time.perf_counter(), [], {}
     try:
         configs = resolve_configs(args.optimizers)
-        out.mkdir(parents=True, exist_ok=True)
         for label, config in configs.items():
             for seed in range(args.seeds):
                 run_start = time.perf_counter()
