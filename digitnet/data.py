@@ -13,7 +13,7 @@ from digitnet.augment import cut_from_neighbours, random_affine, random_shift, r
 from digitnet.negatives import non_digits
 from digitnet.own_digits import hold_out, read_digit_folder
 from digitnet.errors import DigitnetError
-from digitnet.predict import ImageFiles, collate_images, list_files
+from digitnet.predict import collate_images, list_files
 from digitnet.mnist import TEST_FILES, TRAIN_FILES, default_data_dir, download, load_split
 from digitnet.images import to_input
 
@@ -113,7 +113,7 @@ class MNISTDataModule(L.LightningDataModule):
         self.background = float(to_input(torch.zeros(28, 28), normalize).min())
         self.foreground = float(to_input(torch.full((28, 28), 255), normalize).max())
         self.train_set = self.val_set = self.test_set = None  # TensorBatches of (images, labels)
-        self.predict_set = None  # ImageFiles, when predict_path is set
+        self.predict_set = None  # the image files' paths, when predict_path is set
         self.extra_set = self.extra_held_out = None  # TensorBatches of extra_dir's digits, trained on and held out
 
     def prepare_data(self) -> None:
@@ -125,7 +125,7 @@ class MNISTDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if stage == "predict" and self.hparams.predict_path is not None:
             if self.predict_set is None:
-                self.predict_set = ImageFiles(list_files(self.hparams.predict_path))
+                self.predict_set = list_files(self.hparams.predict_path)
             return
         if stage in ("fit", "validate", None) and self.train_set is None:
             images, labels = load_split(self.data_dir, TRAIN_FILES)

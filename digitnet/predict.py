@@ -1,5 +1,5 @@
 """`python -m digitnet predict --data.predict_path PATH --output OUT.csv`: image files as the data of `predict`
-(`list_files`, `ImageFiles`) and the writer of its lines and CSV (`PredictionWriter`)."""
+(`list_files`, `collate_images`) and the writer of its lines and CSV (`PredictionWriter`)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 
 from digitnet.errors import DigitnetError
-from digitnet.images import MAX_PIXELS, SIZE, ImageError, picture_ink, to_input
+from digitnet.images import SIZE, ImageError, picture_ink, to_input
 from digitnet.number_reader import Candidates, NumberReading, best_reading, candidates
 from digitnet.recognizer import predictions
 
@@ -37,10 +37,6 @@ class ImageBatch(NamedTuple):
 
     images: torch.Tensor  # (K, 1, 28, 28) float32: the candidates of the files without an error, in order
     pictures: list[Picture]
-
-    @property
-    def errors(self) -> list[str]:
-        return [p.error for p in self.pictures]
 
 
 def list_files(path: str | Path) -> list[Path]:
@@ -65,26 +61,16 @@ def list_files(path: str | Path) -> list[Path]:
     return files
 
 
-class ImageFiles(torch.utils.data.Dataset):
-    """Image files, each read into a `Picture` when indexed: a file that cannot be used does not stop a folder."""
-
-    def __init__(self, files: list[Path], max_pixels: int = MAX_PIXELS) -> None:
-        self.files, self.max_pixels = files, max_pixels
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, index: int) -> Picture:
-        path = self.files[index]
+def collate_images(files: list[Path], normalize: bool = True) -> ImageBatch:
+    """A batch of `predict`'s data (image file paths: any list is a Dataset) read into one ImageBatch, the candidates
+    scaled as in training. A file that cannot be used does not stop a folder: its Picture says why."""
+    pictures = []
+    for path in files:
         try:
-            ink, scale = picture_ink(path, self.max_pixels)
-            return Picture(candidates(ink), scale, str(path), "")
+            ink, scale = picture_ink(path)
+            pictures.append(Picture(candidates(ink), scale, str(path), ""))
         except ImageError as err:
-            return Picture(None, 1.0, str(path), err.reason)
-
-
-def collate_images(pictures: list[Picture], normalize: bool = True) -> ImageBatch:
-    """ImageFiles items -> one ImageBatch, the candidates scaled as in training."""
+            pictures.append(Picture(None, 1.0, str(path), err.reason))
     found = [p.candidates.pixels for p in pictures if p.candidates is not None]
     x = to_input(np.concatenate(found), normalize) if found else torch.empty(0, 1, SIZE, SIZE)
     return ImageBatch(x, pictures)

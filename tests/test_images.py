@@ -11,7 +11,7 @@ from PIL import Image
 from digitnet.errors import DigitnetError
 from digitnet.images import MEAN, STD, ImageError, mnist_pixels, open_image, preprocess, stroke_width
 from digitnet.ink import components
-from digitnet.predict import ImageFiles, collate_images, list_files
+from digitnet.predict import collate_images, list_files
 from photos import (KINDS, cropped_to_ink, draw_digit, drawn_digits, huge_png, on_desk, on_paper, photo,
                     save_photo, write_bad_files)
 
@@ -229,9 +229,9 @@ def test_image_files_dataset_keeps_going_past_bad_files(tmp_path):
     save_photo(mnist_pixels(drawn_digits()["one"]), tmp_path / "photos" / "one", np.random.default_rng(3), "jpeg")
     files = list_files(tmp_path / "photos")
     assert [f.name for f in files] == sorted(list(reasons) + ["one.jpg"])
-    batch = collate_images([ImageFiles(files)[i] for i in range(len(files))])
+    batch = collate_images(files)
     (picture,) = [p for p in batch.pictures if not p.error]  # the one readable file: its candidate digits
-    assert picture.file == str(tmp_path / "photos" / "one.jpg") and len(batch.errors) == len(files)
+    assert picture.file == str(tmp_path / "photos" / "one.jpg") and len(batch.pictures) == len(files)
     assert batch.images.shape == (len(picture.candidates.spans), 1, 28, 28)
 
 
