@@ -83,12 +83,8 @@ def digit_list(reading: NumberReading) -> str:
 
 
 class PredictionWriter(BasePredictionWriter):
-    """Prints a line per image (file, the number read and its digits' probabilities, or the error) and writes them
-    all to a CSV file with the columns `COLUMNS` (README.md, "Read the numbers in your photos", says what each holds).
-
-    Args:
-        output: The CSV file to write; None prints only.
-    """
+    """Prints a line per image (file, the number read and its digits' probabilities, or the error) and writes them all
+    to the CSV file `output` (None: none) with the columns `COLUMNS` (README.md, "Read the numbers in your photos")."""
 
     def __init__(self, output: str | Path | None = None) -> None:
         super().__init__(write_interval="batch")
