@@ -46,13 +46,11 @@ def list_files(path: str | Path) -> list[Path]:
     p = Path(text)
     if p.is_file():
         return [p]
-    if p.is_dir():
-        files = sorted(f for f in p.iterdir() if f.is_file() and not f.name.startswith("."))
-    elif glob.has_magic(text):
-        files = sorted(Path(f) for f in glob.glob(text, recursive=True) if os.path.isfile(f))
-    else:
+    if not p.is_dir() and not glob.has_magic(text):
         raise DigitnetError(f"{path}: no such file or folder; --data.predict_path takes an image file, a folder or a "
                             "quoted glob such as 'scans/*.png'")  # fmt: skip
+    pattern = os.path.join(glob.escape(text), "*") if p.is_dir() else text  # a folder's `*` leaves hidden files out
+    files = sorted(Path(f) for f in glob.glob(pattern, recursive=True) if os.path.isfile(f))
     if not files:
         folders = p.is_dir() and any(f.is_dir() and not f.name.startswith(".") for f in p.iterdir())
         pattern = shlex.quote(str(p / "**" / "*.png"))
