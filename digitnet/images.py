@@ -24,7 +24,7 @@ SIZE = 28  # MNIST images are SIZE x SIZE
 def to_input(pixels: np.ndarray | torch.Tensor, normalize: bool = True) -> torch.Tensor:
     """(28, 28) or (N, 28, 28) MNIST pixels 0-255 (white digit on black) -> (N, 1, 28, 28) float32 model input:
     pixels / 255, standardized with MNIST's mean and std unless `normalize` is False (`--data.normalize=false`)."""
-    x = torch.as_tensor(pixels)
+    x = pixels if isinstance(pixels, torch.Tensor) else torch.from_numpy(np.array(pixels))  # read-only ones too
     if x.shape[-2:] != (SIZE, SIZE):
         raise DigitnetError(f"expected 28x28 MNIST pixels, got shape {tuple(x.shape)}")
     x = x.reshape(-1, 1, SIZE, SIZE).float() / 255  # a new tensor: the caller's pixels stay as they are
@@ -138,6 +138,34 @@ def centre_by_mass(patch: torch.Tensor) -> torch.Tensor:
     return canvas[BOX : BOX + SIZE, BOX : BOX + SIZE]
 
 
+def grey_levels(array: np.ndarray | torch.Tensor) -> np.ndarray:
+    """A picture given as an array or tensor -> (H, W) float32 grey levels 0-255, a copy. Takes (H, W) or (1, H, W)
+    (torchvision's ToTensor), 0-255, or 0-1 (a float array none of whose values is over 1) or bool; ImageError
+    says what to pass instead of anything else (an RGB array, a batch, model inputs, NaN)."""
+    try:
+        gray = np.array(array.detach().cpu() if isinstance(array, torch.Tensor) else array, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise ImageError(f"expected a file path, a PIL image or an array of grey levels, got {type(array).__name__}")
+    if gray.ndim == 0:  # None, a number
+        raise ImageError(f"expected a file path, a PIL image or an array of grey levels, got {type(array).__name__}")
+    if gray.ndim == 3 and gray.shape[0] == 1:  # one channel, first
+        gray = gray[0]
+    if gray.ndim != 2:
+        hint = ("an RGB(A) array: pass Image.fromarray(array) instead" if gray.ndim == 3 and gray.shape[2] in (3, 4)
+                else "several pictures: pass them as a list to predict_many" if gray.ndim == 3 else "pass one picture")
+        raise ImageError(f"expected an (H, W) array of grey levels, got shape {gray.shape}: {hint}")
+    if gray.size == 0:
+        raise ImageError(f"empty picture: an array of shape {gray.shape}")
+    if not np.isfinite(gray).all():
+        raise ImageError("the array holds NaN or infinite values, not grey levels")
+    if gray.min() < 0:
+        raise ImageError("negative grey levels: give pixels 0-255 or 0-1, not the network's input (preprocess's "
+                         "output goes to recognizer.net)")  # fmt: skip
+    if gray.max() <= 1 and np.asarray(array).dtype.kind in "fb":  # 0-1, as torchvision's ToTensor gives, or a mask
+        gray *= 255
+    return gray
+
+
 def greyscale_picture(image: str | Path | Image.Image | np.ndarray, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, float]:
     """A picture's grey levels, (H, W) float32 0-255, at most WORK_SIZE pixels a side, and its scale: picture pixels
     per grey-level pixel (1 unless a large picture was made smaller). `image` is a file path, a PIL image or an (H, W)
@@ -145,9 +173,7 @@ def greyscale_picture(image: str | Path | Image.Image | np.ndarray, max_pixels: 
     if isinstance(image, (str, Path)):
         image = open_image(image, max_pixels)
     if not isinstance(image, Image.Image):
-        gray = np.asarray(image, dtype=np.float32)
-        if gray.ndim != 2:
-            raise ImageError(f"expected an (H, W) array of grey levels, got shape {gray.shape}")
+        gray = grey_levels(image)
         if max(gray.shape) <= WORK_SIZE:
             return gray, 1.0
         image = Image.fromarray(gray, "F")
@@ -205,8 +231,12 @@ def mnist_pixels(image: str | Path | Image.Image | np.ndarray, max_pixels: int =
 def preprocess(image: str | Path | Image.Image | np.ndarray | torch.Tensor, normalize: bool = True,
                max_pixels: int = MAX_PIXELS) -> torch.Tensor:  # fmt: skip
     """An image of one digit -> the model's (1, 28, 28) float32 input, as `predict`, `serve` and `DigitRecognizer` read
-    images: a 28x28 array is taken as MNIST pixels (0-255, white on black, centred), anything else goes through
-    `mnist_pixels` first; then `to_input`."""
-    if isinstance(image, (np.ndarray, torch.Tensor)) and tuple(image.shape) == (SIZE, SIZE):
-        return to_input(np.asarray(image), normalize)[0]
+    images: a 28x28 array white on black (its border dark, as MNIST's own pixels are) is taken as it is, anything
+    else goes through `mnist_pixels` first (a dark digit on light paper too); then `to_input`."""
+    if isinstance(image, (np.ndarray, torch.Tensor)):
+        image = grey_levels(image)
+        if image.shape == (SIZE, SIZE) and np.median(np.r_[image[0], image[-1], image[:, 0], image[:, -1]]) < 128:
+            if image.max() == image.min():
+                raise ImageError("blank: no ink found (the image is one flat tone)")
+            return to_input(image, normalize)[0]
     return to_input(mnist_pixels(image, max_pixels), normalize)[0]

@@ -65,6 +65,8 @@ class DigitRecognizer:
 
     def predict_many(self, images: list) -> list[Prediction]:
         """Predictions for a list of images (see `predict`); raises ImageError on the first unusable one."""
+        if not images:
+            return []
         return predictions(self._softmax(torch.stack([preprocess(image, self.normalize) for image in images])))
 
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 import io
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -91,6 +92,37 @@ def test_small_drawing_and_normalization():
     assert x.min().item() == pytest.approx(-MEAN / STD) and x.max().item() == pytest.approx((1 - MEAN) / STD)
     plain = preprocess(Image.fromarray(drawing), normalize=False)
     assert plain.min() == 0 and plain.max() == 1
+
+
+def test_an_array_reads_the_same_in_every_form_python_code_holds_a_picture_in():
+    # MNIST-style pixels, 0-255 white on black: what 0-1 floats (torchvision's ToTensor, (1, 28, 28)), a bool mask,
+    # a read-only array, and the same digit dark on light (as np.asarray of a paint program's PIL image) must match.
+    pixels = drawn_digits()["seven"]
+    x = preprocess(pixels)
+    assert torch.equal(preprocess(pixels / 255), x) and torch.equal(preprocess(torch.tensor(pixels / 255)[None]), x)
+    mask = pixels > 127
+    assert torch.equal(preprocess(mask), preprocess(mask.astype(np.uint8) * 255))
+    read_only = np.asarray(Image.fromarray(255 - pixels))  # dark on light, and not writable
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch warns of a non-writable array it is handed
+        assert torch.equal(preprocess(read_only), preprocess(Image.fromarray(255 - pixels)))
+
+
+@pytest.mark.parametrize(("array", "reason"), [
+    (np.zeros((28, 28), np.uint8), "blank: no ink found"),
+    (np.full((28, 28), np.nan), "NaN or infinite"),
+    (np.zeros((0, 0), np.uint8), r"empty picture: an array of shape \(0, 0\)"),
+    (np.zeros((28, 28, 3), np.uint8), r"RGB\(A\) array: pass Image.fromarray"),
+    (np.zeros((8, 28, 28), np.uint8), "several pictures: pass them as a list to predict_many"),
+    (None, "got NoneType"),
+    (-np.ones((28, 28)), "negative grey levels"),
+])  # fmt: skip
+def test_an_array_that_is_no_picture_says_what_to_pass(array, reason):
+    with pytest.raises(ImageError, match=reason):
+        preprocess(array)
+    if array is not None and array.ndim == 2 and array.size:
+        with pytest.raises(ImageError, match=reason):  # the number reader's way in too
+            mnist_pixels(np.pad(array, 3, constant_values=array.flat[0]))
 
 
 def scaled(digit: np.ndarray, size: int) -> np.ndarray:
