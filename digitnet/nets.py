@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import torch
 from torch import nn
 
@@ -18,7 +20,17 @@ class Dropout(nn.Dropout):
         return x * torch.rand_like(x).ge_(self.p).mul_(1 / (1 - self.p))  # (B, H) mask: 0 or 1/(1-p)
 
 
-class MLP(nn.Sequential):
+class Layers(nn.Sequential):
+    """nn.Sequential whose slice is a plain nn.Sequential of its layers (`net[:-1]`, a feature extractor): nn.Sequential
+    would build its own class from the layers, whose `__init__` here takes settings."""
+
+    def __getitem__(self, index: int | slice) -> nn.Module:
+        if isinstance(index, slice):
+            return nn.Sequential(OrderedDict(list(self.named_children())[index]))
+        return super().__getitem__(index)
+
+
+class MLP(Layers):
     """Flatten -> [Linear -> ReLU -> Dropout] per hidden layer -> Linear to class logits.
 
     Defaults: the Keras report's model, 784-512-512-10, dropout 0.2, Keras's Glorot-uniform weights and zero biases.
@@ -53,7 +65,7 @@ def conv_block(cin: int, cout: int, pool: bool = False, pool_first: bool = False
     return layers
 
 
-class ConvNet(nn.Sequential):
+class ConvNet(Layers):
     """A small VGG-style convolutional network with batch norm, 3x3 convolutions and max-pooling.
 
     (B, 1, 28, 28) -> conv w @28 -> pool -> conv 2w, conv 2w @14 -> pool -> conv 4w @7 -> pool -> (B, 4w, 3, 3)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
@@ -65,7 +65,7 @@ class ReadDigit:
     probability: float
     top3: tuple[tuple[int, float], ...]
     box: tuple[int, int, int, int]
-    pixels: np.ndarray
+    pixels: np.ndarray = field(repr=False)  # 784 numbers: printed, a reading would fill a notebook's screen
 
     @property
     def sure(self) -> bool:

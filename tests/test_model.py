@@ -98,6 +98,27 @@ def test_convnet_is_small_and_maps_images_to_logits():
         ConvNet(width=0)
 
 
+@pytest.mark.parametrize("net", [MLP(), ConvNet(width=4)], ids=["MLP", "ConvNet"])
+def test_a_slice_of_a_network_is_its_layers_a_feature_extractor(net):
+    features = net[:-1]  # all but the last linear layer
+    assert type(features) is nn.Sequential and list(features) == list(net)[:-1]
+    assert features(torch.zeros(2, 1, 28, 28)).shape == (2, net[-1].in_features)
+    assert net[-1] is list(net)[-1]
+
+
+def test_a_reading_prints_in_a_line_and_no_pictures_are_no_predictions():
+    import numpy as np
+    from photos import drawn_digits
+
+    from digitnet import DigitRecognizer
+
+    recognizer = DigitRecognizer(MLP())  # untrained: what is read does not matter here, how it prints does
+    reading = recognizer.read_number(np.hstack([drawn_digits()["one"], drawn_digits()["seven"]]))
+    assert reading.digits and all(d.pixels.shape == (28, 28) for d in reading.digits)
+    assert "pixels" not in repr(reading) and len(repr(reading)) < 300 * len(reading.digits)
+    assert recognizer.predict_many([]) == []
+
+
 def test_pool_first_pools_before_batch_norm_and_relu_and_older_convnet_checkpoints_keep_their_order(tmp_path):
     after, first = ConvNet(width=4), ConvNet(width=4, pool_first=True)
     assert [p.shape for p in after.parameters()] == [p.shape for p in first.parameters()]
