@@ -52,6 +52,16 @@ def test_bad_dropout(net, dropout):
         net(dropout=dropout)
 
 
+@pytest.mark.parametrize(("settings", "reason"), [
+    ({"optimizer": "Adam"}, r"optimizer='Adam': give a class, .* functools.partial\(torch.optim.SGD, lr=0.1\)"),
+    ({"optimizer": {"class_path": "SGD", "init_args": {"lr": 0.1}}}, "optimizer=.*give a class"),
+    ({"lr_scheduler": "StepLR"}, r"lr_scheduler='StepLR': .* functools.partial\(torch.optim.lr_scheduler.StepLR"),
+])  # fmt: skip
+def test_an_optimizer_named_by_a_string_is_refused_when_the_model_is_built(settings, reason):
+    with pytest.raises(DigitnetError, match=reason):
+        DigitClassifier(**settings)
+
+
 def test_plain_python_use_and_checkpoint_reload(tmp_path):
     import lightning as L
 
