@@ -96,6 +96,9 @@ class ConvNet(Layers):
         self.to(memory_format=torch.channels_last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 4 or x.shape[1:] != (1, 28, 28) or not x.is_floating_point():  # else torch's layer-deep errors
+            raise DigitnetError(f"ConvNet takes float (N, 1, 28, 28) images (digitnet.images.preprocess makes one), "
+                                f"got {tuple(x.shape)} {x.dtype}")  # fmt: skip
         # Channels last (NHWC), weights and input: oneDNN's and cuDNN's convolutions are faster on it than on NCHW.
         return super().forward(x.contiguous(memory_format=torch.channels_last))
 

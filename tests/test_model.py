@@ -1,4 +1,5 @@
 import pickle
+import re
 from pathlib import Path
 
 import pytest
@@ -169,6 +170,25 @@ def test_python_built_model_reloads_from_its_checkpoint_alone(tmp_path, net):
     optimizer = reloaded.make_optimizer(reloaded.parameters())
     assert type(optimizer) is torch.optim.SGD
     assert optimizer.defaults["lr"] == 0.1 and optimizer.defaults["momentum"] == 0.5
+
+
+def test_a_checkpoint_whose_network_cannot_be_imported_says_so(tmp_path):
+    from digitnet import DigitRecognizer
+
+    path = save(DigitClassifier(net=TinyNet()), tmp_path / "m.ckpt")
+    checkpoint = torch.load(path, weights_only=True)
+    checkpoint["hyper_parameters"]["net"]["class_path"] = "__main__.TinyNet"  # as a notebook's class is named
+    torch.save(checkpoint, path)
+    with pytest.raises(DigitnetError, match=r"its network, __main__.TinyNet, cannot be imported here: import the"):
+        DigitRecognizer.from_checkpoint(path)
+
+
+@pytest.mark.parametrize("x", [torch.zeros(1, 28, 28), torch.zeros(2, 784), torch.zeros(1, 3, 28, 28),
+                               torch.zeros(1, 1, 32, 32), torch.zeros(1, 1, 28, 28, dtype=torch.uint8)])  # fmt: skip
+def test_convnet_names_the_input_it_takes(x):
+    shown = re.escape(f"got {tuple(x.shape)} {x.dtype}")
+    with pytest.raises(DigitnetError, match=r"ConvNet takes float \(N, 1, 28, 28\) images .*" + shown):
+        ConvNet(width=4)(x)
 
 
 def test_the_network_is_chosen_on_the_command_line(mnist_dir):
