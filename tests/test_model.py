@@ -172,6 +172,16 @@ def test_python_built_model_reloads_from_its_checkpoint_alone(tmp_path, net):
     assert optimizer.defaults["lr"] == 0.1 and optimizer.defaults["momentum"] == 0.5
 
 
+def test_a_checkpoint_mapped_to_a_missing_gpu_blames_the_device_not_the_file(tmp_path, monkeypatch):
+    from digitnet import DigitRecognizer
+
+    path = save(DigitClassifier(net=TinyNet()), tmp_path / "m.ckpt")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a machine without a GPU, as CI's
+    for where in ("cuda", torch.device("cuda:0")):
+        with pytest.raises(DigitnetError, match=r"map_location='cuda(:0)?': torch finds no CUDA device here; use"):
+            DigitRecognizer.from_checkpoint(path, map_location=where)
+
+
 def test_a_checkpoint_whose_network_cannot_be_imported_says_so(tmp_path):
     from digitnet import DigitRecognizer
 
