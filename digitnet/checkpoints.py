@@ -23,8 +23,13 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu", weights_only: b
     with open(path, "rb") as f:  # torch.save writes a zip archive, or in its legacy format a pickle (b"\x80")
         if f.read(1) != b"\x80" and not zipfile.is_zipfile(f):  # is_zipfile leaves f at its end: read first
             raise DigitnetError(f"{path}: not a checkpoint (not a file that torch.save writes)")
-    if isinstance(map_location, (str, torch.device)) and torch.device(map_location).type == "cuda":
-        if not torch.cuda.is_available():  # else torch's error, which reads as if the file were at fault
+    if isinstance(map_location, (str, torch.device)):
+        try:
+            device = torch.device(map_location)
+        except RuntimeError:
+            message = f"map_location={map_location!r}: not a device torch knows; use 'cpu' or 'cuda'"
+            raise DigitnetError(message) from None
+        if device.type == "cuda" and not torch.cuda.is_available():  # torch's error would blame the file
             raise DigitnetError(f"map_location={str(map_location)!r}: torch finds no CUDA device here; use 'cpu'")
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=weights_only)

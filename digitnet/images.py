@@ -24,7 +24,7 @@ SIZE = 28  # MNIST images are SIZE x SIZE
 def to_input(pixels: np.ndarray | torch.Tensor, normalize: bool = True) -> torch.Tensor:
     """(28, 28) or (N, 28, 28) MNIST pixels 0-255 (white digit on black) -> (N, 1, 28, 28) float32 model input:
     pixels / 255, standardized with MNIST's mean and std unless `normalize` is False (`--data.normalize=false`)."""
-    x = pixels if isinstance(pixels, torch.Tensor) else torch.from_numpy(np.array(pixels))  # read-only ones too
+    x = torch.as_tensor(pixels)
     if x.shape[-2:] != (SIZE, SIZE):
         raise DigitnetError(f"expected 28x28 MNIST pixels, got shape {tuple(x.shape)}")
     x = x.reshape(-1, 1, SIZE, SIZE).float() / 255  # a new tensor: the caller's pixels stay as they are
@@ -139,20 +139,24 @@ def centre_by_mass(patch: torch.Tensor) -> torch.Tensor:
 
 
 def grey_levels(array: np.ndarray | torch.Tensor) -> np.ndarray:
-    """A picture given as an array or tensor -> (H, W) float32 grey levels 0-255, a copy. Takes (H, W) or (1, H, W)
-    (torchvision's ToTensor), 0-255, or 0-1 (a float array none of whose values is over 1) or bool; ImageError
-    says what to pass instead of anything else (an RGB array, a batch, model inputs, NaN)."""
+    """A picture given as an array or tensor -> (H, W) float32 grey levels 0-255, a copy. Takes (H, W), (1, H, W)
+    (torchvision's ToTensor) or (H, W, 1), 0-255, or 0-1 when no value is over 1 (floats, a bool or 0/1 mask);
+    ImageError says what to pass instead of anything else (an RGB array, a batch, model inputs, NaN)."""
     try:
-        gray = np.array(array.detach().cpu() if isinstance(array, torch.Tensor) else array, dtype=np.float32)
+        gray = (array.detach().to("cpu", torch.float32).numpy() if isinstance(array, torch.Tensor)
+                else np.array(array, dtype=np.float32))  # fmt: skip
     except (TypeError, ValueError):
+        gray = np.array(0)
+    if gray.ndim == 0:  # None, a number, a list of lists of different lengths
         raise ImageError(f"expected a file path, a PIL image or an array of grey levels, got {type(array).__name__}")
-    if gray.ndim == 0:  # None, a number
-        raise ImageError(f"expected a file path, a PIL image or an array of grey levels, got {type(array).__name__}")
-    if gray.ndim == 3 and gray.shape[0] == 1:  # one channel, first
-        gray = gray[0]
+    if gray.ndim == 3 and 1 in (gray.shape[0], gray.shape[2]):  # one channel, first or last
+        gray = gray[0] if gray.shape[0] == 1 else gray[..., 0]
     if gray.ndim != 2:
         hint = ("an RGB(A) array: pass Image.fromarray(array) instead" if gray.ndim == 3 and gray.shape[2] in (3, 4)
-                else "several pictures: pass them as a list to predict_many" if gray.ndim == 3 else "pass one picture")
+                else "an RGB(A) tensor: pass its grey levels" if gray.ndim == 3 and gray.shape[0] in (3, 4)
+                else "several pictures: pass them as a list to predict_many" if gray.ndim == 3
+                else "MNIST's 784 pixels in a row: reshape(28, 28)" if gray.shape == (SIZE * SIZE,)
+                else "pass one picture")  # fmt: skip
         raise ImageError(f"expected an (H, W) array of grey levels, got shape {gray.shape}: {hint}")
     if gray.size == 0:
         raise ImageError(f"empty picture: an array of shape {gray.shape}")
@@ -161,9 +165,7 @@ def grey_levels(array: np.ndarray | torch.Tensor) -> np.ndarray:
     if gray.min() < 0:
         raise ImageError("negative grey levels: give pixels 0-255 or 0-1, not the network's input (preprocess's "
                          "output goes to recognizer.net)")  # fmt: skip
-    if gray.max() <= 1 and np.asarray(array).dtype.kind in "fb":  # 0-1, as torchvision's ToTensor gives, or a mask
-        gray *= 255
-    return gray
+    return gray * 255 if gray.max() <= 1 else gray  # 0-1: a 0-255 picture so faint would hold no ink
 
 
 def greyscale_picture(image: str | Path | Image.Image | np.ndarray, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, float]:

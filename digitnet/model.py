@@ -104,13 +104,15 @@ class DigitClassifier(L.LightningModule):
                 raise DigitnetError(f"--model.{name} must be in [0, 1), got {value}")
         if non_digit_weight < 0:
             raise DigitnetError(f"--model.non_digit_weight must be 0 or more, got {non_digit_weight}")
-        for name, value, example in (("optimizer", optimizer, "torch.optim.SGD, lr=0.1"),
-                                     ("lr_scheduler", lr_scheduler, "torch.optim.lr_scheduler.StepLR, step_size=2")):
+        for name, value, taking, example in (
+            ("optimizer", optimizer, "the model's parameters", "torch.optim.SGD, lr=0.1"),
+            ("lr_scheduler", lr_scheduler, "the optimizer", "torch.optim.lr_scheduler.StepLR, step_size=2"),
+        ):
             # Else the first step fails deep in Lightning ("'str' object is not callable").
             settings = isinstance(value, dict) and "." in str(value.get("class_path"))  # as a checkpoint holds it
             if not (value is None or callable(value) or settings):
-                raise DigitnetError(f"{name}={value!r}: give a class, or a callable of what it takes first, such "
-                                    f"as functools.partial({example})")  # fmt: skip
+                raise DigitnetError(f"{name}={value!r}: give a class, or a callable taking {taking}, such as "
+                                    f"functools.partial({example})")  # fmt: skip
         self.save_hyperparameters(ignore=["net"])
         if isinstance(net, dict):
             net = instantiate_class((), net)

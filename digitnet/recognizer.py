@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import pydoc
+import importlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,13 +50,13 @@ class DigitRecognizer:
         """The network of a `DigitClassifier` checkpoint, with the data settings it was trained with.
         `weights_only=False` reads a checkpoint that holds Python objects: only for files you trust."""
         checkpoint = read_checkpoint(path, map_location, weights_only)
-        net, found = checkpoint.get("hyper_parameters", {}).get("net"), None
-        network = net.get("class_path") if isinstance(net, dict) else "digitnet.nets.MLP"  # the default network
-        with contextlib.suppress(pydoc.ErrorDuringImport):
-            found = pydoc.locate(str(network))
-        if found is None:  # a class of a script or notebook (__main__), or of a module not installed here
-            raise DigitnetError(f"{path}: its network, {network}, cannot be imported here: import the module that "
-                                "defines it first (a class defined in a script or notebook is that script's)")
+        net = checkpoint.get("hyper_parameters", {}).get("net")
+        module, _, name = str(net.get("class_path") if isinstance(net, dict) else "digitnet.nets.MLP").rpartition(".")
+        try:  # as Lightning's instantiate_class finds it
+            getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError, ValueError) as err:  # a class of a script or notebook (__main__), ...
+            raise DigitnetError(f"{path}: its network, {module}.{name}, cannot be imported here ({first_line(err)}): "
+                                "import the module that defines it first (a script's or notebook's class is its own)")
         try:
             model = DigitClassifier.load_from_checkpoint(path, map_location=map_location, weights_only=weights_only)
         except (RuntimeError, KeyError, TypeError, ValueError, ImportError, AttributeError) as err:

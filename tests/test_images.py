@@ -95,17 +95,23 @@ def test_small_drawing_and_normalization():
 
 
 def test_an_array_reads_the_same_in_every_form_python_code_holds_a_picture_in():
-    # MNIST-style pixels, 0-255 white on black: what 0-1 floats (torchvision's ToTensor, (1, 28, 28)), a bool mask,
-    # a read-only array, and the same digit dark on light (as np.asarray of a paint program's PIL image) must match.
+    # MNIST-style pixels, 0-255 white on black (read-only, as np.asarray of a PIL image is): 0-1 floats (torchvision's
+    # ToTensor: (1, 28, 28), also needing grad or in bfloat16), (28, 28, 1), a bool or 0/1 mask, and the same digit
+    # dark on light (as a paint program's PIL image) must read as those pixels do.
     pixels = drawn_digits()["seven"]
-    x = preprocess(pixels)
-    assert torch.equal(preprocess(pixels / 255), x) and torch.equal(preprocess(torch.tensor(pixels / 255)[None]), x)
-    mask = pixels > 127
-    assert torch.equal(preprocess(mask), preprocess(mask.astype(np.uint8) * 255))
-    read_only = np.asarray(Image.fromarray(255 - pixels))  # dark on light, and not writable
+    assert not pixels.flags.writeable
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # torch warns of a non-writable array it is handed
-        assert torch.equal(preprocess(read_only), preprocess(Image.fromarray(255 - pixels)))
+        x = preprocess(pixels)
+        ones = torch.tensor(pixels / 255, dtype=torch.float32)[None]
+        for same in (pixels / 255, ones, ones.clone().requires_grad_(), pixels[..., None]):
+            assert torch.equal(preprocess(same), x)
+        assert torch.allclose(preprocess(ones.bfloat16()), x, atol=0.02)
+        mask = pixels > 127
+        assert torch.equal(preprocess(mask), preprocess(mask.astype(np.uint8) * 255))
+        assert torch.equal(preprocess(mask.astype(np.uint8)), preprocess(mask))
+        dark_on_light = np.asarray(Image.fromarray(255 - pixels))
+        assert torch.equal(preprocess(dark_on_light), preprocess(Image.fromarray(255 - pixels)))
 
 
 @pytest.mark.parametrize(("array", "reason"), [
@@ -113,14 +119,16 @@ def test_an_array_reads_the_same_in_every_form_python_code_holds_a_picture_in():
     (np.full((28, 28), np.nan), "NaN or infinite"),
     (np.zeros((0, 0), np.uint8), r"empty picture: an array of shape \(0, 0\)"),
     (np.zeros((28, 28, 3), np.uint8), r"RGB\(A\) array: pass Image.fromarray"),
+    (torch.zeros(3, 28, 28), r"RGB\(A\) tensor: pass its grey levels"),
     (np.zeros((8, 28, 28), np.uint8), "several pictures: pass them as a list to predict_many"),
+    (np.zeros(784, np.uint8), r"MNIST's 784 pixels in a row: reshape\(28, 28\)"),
     (None, "got NoneType"),
     (-np.ones((28, 28)), "negative grey levels"),
 ])  # fmt: skip
 def test_an_array_that_is_no_picture_says_what_to_pass(array, reason):
     with pytest.raises(ImageError, match=reason):
         preprocess(array)
-    if array is not None and array.ndim == 2 and array.size:
+    if isinstance(array, np.ndarray) and array.ndim == 2 and array.size:
         with pytest.raises(ImageError, match=reason):  # the number reader's way in too
             mnist_pixels(np.pad(array, 3, constant_values=array.flat[0]))
 
