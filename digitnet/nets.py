@@ -96,8 +96,8 @@ class ConvNet(Layers):
         self.to(memory_format=torch.channels_last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        bad = x.ndim != 4 or x.shape[1:] != (1, 28, 28) or not x.is_floating_point()  # else torch's layer-deep errors
-        if bad and not torch.jit.is_tracing():  # a traced bool would be a constant, with a warning
+        # Else torch's errors from inside a layer. Not while traced: its shapes are tensors there, their test a constant.
+        if not torch.jit.is_tracing() and (x.ndim != 4 or x.shape[1:] != (1, 28, 28) or not x.is_floating_point()):
             raise DigitnetError(f"ConvNet takes float (N, 1, 28, 28) images (digitnet.images.preprocess makes one), "
                                 f"got {tuple(x.shape)} {x.dtype}")  # fmt: skip
         # Channels last (NHWC), weights and input: oneDNN's and cuDNN's convolutions are faster on it than on NCHW.
