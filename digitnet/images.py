@@ -153,7 +153,8 @@ def grey_levels(array: np.ndarray | torch.Tensor) -> np.ndarray:
         gray = gray[0] if gray.shape[0] == 1 else gray[..., 0]
     if gray.ndim != 2:
         hint = ("an RGB(A) array: pass Image.fromarray(array) instead" if gray.ndim == 3 and gray.shape[2] in (3, 4)
-                else "an RGB(A) tensor: pass its grey levels" if gray.ndim == 3 and gray.shape[0] in (3, 4)
+                else "an RGB(A) tensor, channels first (pass its grey levels), or several pictures (pass them as a "
+                     "list to predict_many)" if gray.ndim == 3 and gray.shape[0] in (3, 4)
                 else "several pictures: pass them as a list to predict_many" if gray.ndim == 3
                 else "MNIST's 784 pixels in a row: reshape(28, 28)" if gray.shape == (SIZE * SIZE,)
                 else "pass one picture")  # fmt: skip

@@ -119,7 +119,7 @@ def test_an_array_reads_the_same_in_every_form_python_code_holds_a_picture_in():
     (np.full((28, 28), np.nan), "NaN or infinite"),
     (np.zeros((0, 0), np.uint8), r"empty picture: an array of shape \(0, 0\)"),
     (np.zeros((28, 28, 3), np.uint8), r"RGB\(A\) array: pass Image.fromarray"),
-    (torch.zeros(3, 28, 28), r"RGB\(A\) tensor: pass its grey levels"),
+    (torch.zeros(3, 28, 28), r"RGB\(A\) tensor, channels first \(pass its grey levels\), or several pictures"),
     (np.zeros((8, 28, 28), np.uint8), "several pictures: pass them as a list to predict_many"),
     (np.zeros(784, np.uint8), r"MNIST's 784 pixels in a row: reshape\(28, 28\)"),
     (None, "got NoneType"),
