@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from pathlib import Path
@@ -236,10 +237,10 @@ def preprocess(image: str | Path | Image.Image | np.ndarray | torch.Tensor, norm
     """An image of one digit -> the model's (1, 28, 28) float32 input, as `predict`, `serve` and `DigitRecognizer` read
     images: a 28x28 array white on black (its border dark, as MNIST's own pixels are) is taken as it is, anything
     else goes through `mnist_pixels` first (a dark digit on light paper too); then `to_input`."""
-    if isinstance(image, (np.ndarray, torch.Tensor)):
-        image = grey_levels(image)
-        if image.shape == (SIZE, SIZE) and np.median(np.r_[image[0], image[-1], image[:, 0], image[:, -1]]) < 128:
-            if image.max() == image.min():
-                raise ImageError("blank: no ink found (the image is one flat tone)")
-            return to_input(image, normalize)[0]
+    if isinstance(image, (np.ndarray, torch.Tensor)) and math.prod(image.shape) == SIZE * SIZE:  # 28x28, (1, 28, 28)..
+        pixels = grey_levels(image)
+        border = np.r_[pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]]
+        # White on black, as MNIST's own: as it is. A flat one goes on to ink_map, which says it is blank.
+        if pixels.shape == (SIZE, SIZE) and np.median(border) < 128 and pixels.max() > pixels.min():
+            return to_input(pixels, normalize)[0]
     return to_input(mnist_pixels(image, max_pixels), normalize)[0]
