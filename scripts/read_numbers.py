@@ -6,12 +6,14 @@
 
 Numbers are built from MNIST's digits the way people write them (the kinds below), saved as image files and read
 as `python -m digitnet predict` reads files (`DigitRecognizer.read_number` on each path). Reported per kind: the
-share of numbers read exactly, and of their digits (one less the edit distance over the length). Then the "?"
+share of numbers read exactly, and of their digits (one less the edit distance over the length), and the share
+whose candidate digits hold a split that reads the number (`found`: the most that any scoring of those candidates
+could read exactly, whatever their probabilities). Then the "?"
 checks: MNIST's test digits one at a time (a single digit equal to the whole picture's `digit`, and how many are
 marked "?"), and pictures that hold no digit (letters, scribbles, halves of digits, smudges: how many are read
 as "?" only, no digit). Digits come from the test set (`--split test`, the default) or from the 2,000 training
 images every preset holds out for validation (`--split val`): settings of the reader are chosen on those, never
-on the test digits. Writes OUT/numbers.md and OUT/numbers.csv and prints the tables.
+on the test digits. Prints the tables and writes them to OUT/numbers.csv.
 """
 
 from __future__ import annotations
@@ -33,8 +35,8 @@ from digitnet.errors import DigitnetError
 from digitnet.files import check_folder
 from digitnet.mnist import TEST_FILES, TRAIN_FILES, default_data_dir, load_split
 from digitnet.images import picture_ink
-from digitnet.number_reader import (CUT_COST, SPLIT_COST, UNSURE_BELOW, WIDE_COST, NumberReading, best_reading,
-                                    candidates)
+from digitnet.number_reader import (CUT_COST, SPLIT_COST, UNSURE_BELOW, WIDE_COST, Candidates, NumberReading,
+                                    best_reading, candidates)
 
 UP = 3  # an MNIST pixel is UP x UP pixels of the pictures: digits about 60 pixels high
 
@@ -296,6 +298,17 @@ def look(recognizer: DigitRecognizer, path: Path):
     return found, recognizer.probabilities(found.pixels), scale
 
 
+def split_found(found: Candidates, probabilities: np.ndarray, want: str) -> bool:
+    """Whether some split of the candidates into digits reads `want`, each piece as its likeliest digit."""
+    reached = [set() for _ in range(found.primitives + 1)]  # [j]: how many digits of `want` splits of 0..j-1 read
+    reached[0].add(0)
+    for k, (i, j) in sorted(enumerate(found.spans), key=lambda span: span[1][1]):  # each (i, j) after all (., i)
+        digit = str(int(probabilities[k].argmax()))
+        if k not in found.wide:
+            reached[j].update(m + 1 for m in reached[i] if m < len(want) and want[m] == digit)
+    return len(want) in reached[found.primitives]
+
+
 def text_of(reading: NumberReading | None, line: float) -> str:
     """The number read, with "?" under the probability `line` ("" for a picture that could not be read)."""
     if reading is None:
@@ -321,7 +334,9 @@ def scores(seen: dict, read: dict, truth: dict, line: float) -> list[dict]:
             want = truth[kind]
             rows.append({"what": kind, "exact": np.mean([t == w for t, w in zip(texts, want)]),
                          "digits": sum(max(0, len(w) - edit_distance(t, w)) for t, w in zip(texts, want))
-                         / sum(map(len, want))})  # fmt: skip
+                         / sum(map(len, want)),
+                         "found": np.mean([not isinstance(x, str) and split_found(x[0], x[1], w)
+                                           for x, w in zip(items, want)])})  # fmt: skip
         elif kind in NON_DIGITS:
             rows.append({"what": f"non-digit: {kind}",
                          "marked": np.mean([bool(t) and not any(c.isdigit() for c in t) for t in texts])})
@@ -336,7 +351,7 @@ def scores(seen: dict, read: dict, truth: dict, line: float) -> list[dict]:
 
 def print_table(name: str, rows: list[dict]) -> None:
     for row in rows:
-        cells = [f"{k} {row[k]:.2%}" for k in ("exact", "digits", "marked", "same") if k in row]
+        cells = [f"{k} {row[k]:.2%}" for k in ("exact", "digits", "found", "marked", "same") if k in row]
         print(f"{name:10s} {row['what']:28s} " + "  ".join(cells))
 
 
@@ -358,7 +373,7 @@ def main() -> None:
     parser.add_argument("--singles", type=int, default=10000, help="MNIST digits read one at a time (default all)")
     parser.add_argument("--split", choices=["test", "val"], default="test")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default="numbers", help="folder for numbers.md and numbers.csv")
+    parser.add_argument("--out", default="numbers", help="folder for numbers.csv")
     parser.add_argument("--tune", type=lambda v: [float(x) for x in v.split(",")], nargs=4, default=None,
                         metavar=("SPLIT_COSTS", "CUT_COSTS", "LINES", "WIDE_COSTS"),
                         help="also print the scores of each combination of these comma-separated settings of the "
@@ -441,7 +456,7 @@ def main() -> None:
                               f"{t['mix']['exact']:6.1%} | {marked:6.1%} | {single['same']:6.2%} "
                               f"{single['marked']:6.2%}", flush=True)
     with open(out / "numbers.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["network", "what", "exact", "digits", "marked", "same"])
+        writer = csv.DictWriter(f, fieldnames=["network", "what", "exact", "digits", "found", "marked", "same"])
         writer.writeheader()
         writer.writerows(rows)
 

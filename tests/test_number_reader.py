@@ -366,3 +366,19 @@ def test_the_measurement_s_half_digits_are_never_halves_of_a_1():
         ink = read_numbers.half(images, labels, np.random.default_rng(seed))
         rows, cols = np.flatnonzero(ink.max(1) > 0.5), np.flatnonzero(ink.max(0) > 0.5)
         assert cols[-1] - cols[0] > 3 * (rows[-1] - rows[0])  # a half of the flat bar, never of an upright one
+
+
+def test_the_measurement_s_found_column_is_whether_some_split_reads_the_number():
+    # `found`, the ceiling of any scoring of the candidates: every split counts, whatever its probabilities.
+    script = Path(__file__).parents[1] / "scripts" / "read_numbers.py"
+    spec = importlib.util.spec_from_file_location("read_numbers", script)
+    read_numbers = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(read_numbers)
+    spans = [(0, 3), (0, 1), (1, 3), (0, 2), (2, 3), (1, 2)]  # the whole picture first, as `candidates` lists them
+    likeliest = [7, 1, 2, 4, 5, 9]  # each candidate's likeliest digit
+    probabilities = np.eye(10)[likeliest] * 0.5 + 0.05
+    found = number_reader.Candidates(np.zeros((6, 28, 28), np.uint8), spans, [(0, 0, 1, 1)] * 6, 3, frozenset(),
+                                     frozenset())  # fmt: skip
+    read = {want: read_numbers.split_found(found, probabilities, want) for want in ["7", "12", "45", "195", "21", "1"]}
+    assert read == {"7": True, "12": True, "45": True, "195": True, "21": False, "1": False}
+    assert not read_numbers.split_found(found._replace(wide=frozenset([0])), probabilities, "7")  # never read whole
