@@ -141,7 +141,8 @@ def sheet_region(gray: np.ndarray, size: int = 256) -> np.ndarray | None:
     """
     h, w = gray.shape
     scale = min(1.0, size / max(h, w))
-    small = F.interpolate(torch.from_numpy(gray)[None, None], scale_factor=scale, mode="area")[0, 0].numpy()
+    shape = (max(1, int(h * scale)), max(1, int(w * scale)))  # as scale_factor would, but never 0 pixels (1000x3)
+    small = F.interpolate(torch.from_numpy(gray)[None, None], size=shape, mode="area")[0, 0].numpy()
     t = otsu_threshold(small)
     dark = small < t
     outside = touching_border(dark)
@@ -158,7 +159,8 @@ def sheet_region(gray: np.ndarray, size: int = 256) -> np.ndarray | None:
         return None
     full = F.interpolate(torch.from_numpy(frame.astype(np.float32))[None, None], size=(h, w))[0, 0].numpy() > 0
     # The sheet's edge is blurred (focus, rotation, JPEG): a margin along it goes with the frame.
-    return ~ndimage.maximum_filter(full, size=2 * max(2, round(0.01 * max(h, w))) + 1)
+    sheet = ~ndimage.maximum_filter(full, size=2 * max(2, round(0.01 * max(h, w))) + 1)
+    return sheet if sheet.any() else None  # a few pixels' picture: the margin leaves no sheet
 
 
 def paper_level(gray: np.ndarray, paper: np.ndarray, blocks: int = 8) -> np.ndarray:

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from digitnet.errors import DigitnetError
-from digitnet.images import MEAN, STD, ImageError, mnist_pixels, open_image, preprocess, stroke_width
+from digitnet.images import MEAN, STD, ImageError, mnist_pixels, open_image, picture_ink, preprocess, stroke_width
 from digitnet.ink import components
 from digitnet.predict import collate_images, list_files
 from photos import (KINDS, cropped_to_ink, draw_digit, drawn_digits, huge_png, on_desk, on_paper, photo,
@@ -236,6 +236,20 @@ def blank_picture(kind: str) -> np.ndarray | Image.Image:
 def test_pictures_without_ink_are_blank(kind):
     with pytest.raises(ImageError, match="^blank: no ink found"):
         mnist_pixels(blank_picture(kind))
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 2), (2, 1), (3, 1000), (600, 2), (2, 5000)])
+def test_a_picture_a_few_pixels_high_or_wide_is_read_or_refused_in_one_line(shape):
+    # Its 256-pixel copy for finding a sheet had a side of 0 pixels, or the sheet's margin left none of it: a crash.
+    rng = np.random.default_rng(0)
+    for picture in (np.full(shape, 255, np.uint8), (rng.random(shape) * 255).astype(np.uint8)):
+        picture[shape[0] // 2] = 0  # a dark line along it
+        try:
+            ink, scale = picture_ink(Image.fromarray(picture))
+        except ImageError as err:
+            assert "\n" not in str(err)
+        else:
+            assert ink.dtype == np.float32 and 0 <= ink.min() <= ink.max() <= 1 and scale > 0
 
 
 def test_components_are_the_8_connected_regions():
