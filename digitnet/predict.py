@@ -15,6 +15,7 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 
 from digitnet.errors import DigitnetError
+from digitnet.files import replacing
 from digitnet.images import SIZE, ImageError, picture_ink, to_input
 from digitnet.number_reader import Candidates, NumberReading, best_reading, candidates
 from digitnet.recognizer import predictions
@@ -134,7 +135,9 @@ class PredictionWriter(BasePredictionWriter):
             result = f"error: {row['error']}" if row["error"] else f"{row['number']}  {row['shown']}"
             print(f"{row['file']:<{width}}  {result}")
         if self.output is not None:
-            with open(self.output, "w", newline="") as f:
+            # Whole or not at all, in UTF-8 everywhere; a name in bytes that are no UTF-8 is written as those bytes.
+            utf8 = {"encoding": "utf-8", "errors": "surrogateescape"}
+            with replacing(self.output) as tmp, open(tmp, "w", newline="", **utf8) as f:
                 writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
                 writer.writeheader()
                 writer.writerows(self.rows)

@@ -194,6 +194,21 @@ def test_predict_into_a_file_or_a_pipe_writes_the_readings_without_a_progress_ba
     assert "Predicting DataLoader" in capsys.readouterr().out
 
 
+def test_a_file_name_in_bytes_that_are_no_utf_8_is_written_as_those_bytes_over_the_csv_whole(trained, tmp_path):
+    # Such a name (Latin-1's é) stopped the CSV half-written, over the CSV an earlier run had written there.
+    ckpt, _ = trained
+    name = os.fsdecode(b"caf\xe9.png")  # as Python names the file: a lone surrogate for the byte
+    (tmp_path / "in").mkdir()
+    save_seventy_one(tmp_path / "in" / name)
+    save_seventy_one(tmp_path / "in" / "71.png")
+    (tmp_path / "out.csv").write_text("an earlier run's readings\n")
+    main(["predict", f"--ckpt_path={ckpt}", f"--data.predict_path={tmp_path / 'in'}", f"--output={tmp_path / 'out.csv'}"])
+    with open(tmp_path / "out.csv", newline="", encoding="utf-8", errors="surrogateescape") as f:
+        assert sorted(Path(row["file"]).name for row in csv.DictReader(f)) == ["71.png", name]
+    assert b"/caf\xe9.png," in (tmp_path / "out.csv").read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "out.csv"]  # no temporary file left beside it
+
+
 @BOTH_NETS
 def test_python_api_matches_the_cli(run, request, tmp_path, capsys):
     ckpt, _ = request.getfixturevalue(run)
