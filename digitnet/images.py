@@ -12,7 +12,7 @@ from typing import BinaryIO
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 from scipy import ndimage
 
 from digitnet.errors import DigitnetError, ImageError
@@ -167,6 +167,9 @@ def grey_levels(array: np.ndarray | torch.Tensor) -> np.ndarray:
     if gray.min() < 0:
         raise ImageError("negative grey levels: give pixels 0-255 or 0-1, not the network's input (preprocess's "
                          "output goes to recognizer.net)")  # fmt: skip
+    if gray.max() > 255:
+        raise ImageError(f"grey levels up to {gray.max():g}, over 255: give 0-255 or 0-1 (a 16-bit picture: "
+                         "array / 257)")  # fmt: skip
     return gray * 255 if gray.max() <= 1 else gray  # 0-1: a 0-255 picture so faint would hold no ink
 
 
@@ -176,6 +179,10 @@ def greyscale_picture(image: str | Path | Image.Image | np.ndarray, max_pixels: 
     array of grey levels 0-255; ImageError when the file cannot be read."""
     if isinstance(image, (str, Path)):
         image = open_image(image, max_pixels)
+    elif isinstance(image, Image.Image) and image.getexif().get(ExifTags.Base.Orientation, 1) != 1:
+        image = ImageOps.exif_transpose(image)  # upright, as open_image makes a file's: a phone's photo
+    if isinstance(image, Image.Image) and image.mode == "F":  # floats, 0-1 or 0-255 as an array's (a float TIFF)
+        image = np.asarray(image)
     if not isinstance(image, Image.Image):
         gray = grey_levels(image)
         if max(gray.shape) <= WORK_SIZE:

@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import ExifTags, Image
 
 from digitnet.errors import DigitnetError
 from digitnet.images import MEAN, STD, ImageError, mnist_pixels, open_image, picture_ink, preprocess, stroke_width
@@ -112,6 +112,22 @@ def test_an_array_reads_the_same_in_every_form_python_code_holds_a_picture_in():
         assert torch.equal(preprocess(mask.astype(np.uint8)), preprocess(mask))
         dark_on_light = np.asarray(Image.fromarray(255 - pixels))
         assert torch.equal(preprocess(dark_on_light), preprocess(Image.fromarray(255 - pixels)))
+        # A PIL image of floats (mode F, as a float TIFF opens) holds them as an array does: 0-1 read as blank.
+        image = preprocess(Image.fromarray(pixels))
+        assert torch.equal(preprocess(Image.fromarray(pixels.astype(np.float32) / 255, "F")), image)
+        assert torch.equal(preprocess(Image.fromarray(pixels.astype(np.float32), "F")), image)
+
+
+def test_a_pil_image_is_read_upright_as_its_exif_says_as_its_file_is(tmp_path):
+    # A phone's photo is stored turned, with an EXIF tag that says so: Image.open(path) read it on its side.
+    picture = Image.fromarray(255 - np.pad(np.concatenate([drawn_digits()["seven"], drawn_digits()["one"]], 1), 8))
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = 6  # stored turned a quarter left: shown turned a quarter right
+    picture.rotate(90, expand=True).save(tmp_path / "turned.png", exif=exif)
+    upright = picture_ink(picture)[0]
+    assert np.array_equal(picture_ink(tmp_path / "turned.png")[0], upright)
+    with Image.open(tmp_path / "turned.png") as opened:
+        assert np.array_equal(picture_ink(opened)[0], upright)
 
 
 @pytest.mark.parametrize(("array", "reason"), [
@@ -124,6 +140,7 @@ def test_an_array_reads_the_same_in_every_form_python_code_holds_a_picture_in():
     (np.zeros(784, np.uint8), r"MNIST's 784 pixels in a row: reshape\(28, 28\)"),
     (None, "got NoneType"),
     (-np.ones((28, 28)), "negative grey levels"),
+    (np.full((28, 28), 40000, np.uint16), r"grey levels up to 40000, over 255: give 0-255 or 0-1 \(a 16-bit picture: array / 257\)"),
 ])  # fmt: skip
 def test_an_array_that_is_no_picture_says_what_to_pass(array, reason):
     with pytest.raises(ImageError, match=reason):
