@@ -125,6 +125,10 @@ def build_server(ckpt_path: str, max_batch_size: int = 1, batch_timeout: float =
     server.app.router.routes.insert(0, Route("/", draw_page, methods=["GET"]))
 
     async def error_json(request: Request, exc: HTTPException) -> JSONResponse:
+        cause = exc.__cause__  # LitServe answers 500 to Starlette's own 400 for a form it cannot parse
+        if exc.status_code == 500 and isinstance(cause, HTTPException) and cause.status_code < 500:
+            reason = f"the form could not be read ({cause.detail}): {USAGE}"
+            return JSONResponse({"error": reason}, status_code=cause.status_code)
         # LitServe's own reasons ("Payload too large", "Request timed out", ...) say neither the limit nor what to do.
         reasons = {413: too_large(MAX_UPLOAD_BYTES), 504: timed_out(timeout), 500: SERVER_ERROR}
         reason = reasons.get(exc.status_code, str(exc.detail))

@@ -34,10 +34,11 @@ def timed_out(seconds: float) -> str:
 
 class PredictGuard:
     """ASGI middleware in front of `POST /predict`. It refuses a request that cannot be a form upload before its body
-    is read: an empty body, one not multipart/form-data (LitServe would answer 500), or a Content-Length over
-    MAX_UPLOAD_BYTES (bodies without one are capped by LitServer's `max_payload_size` as they arrive). And it answers
-    504 to a request still unanswered ANSWER_GRACE_S after LitServe's `timeout`: LitServe never answers one held by a
-    worker that died (docs/serving.md, "Faults")."""
+    is read: an empty body, one not multipart/form-data or without its boundary (LitServe would answer 500), or a
+    Content-Length over MAX_UPLOAD_BYTES (bodies without one are capped by LitServer's `max_payload_size` as they
+    arrive). And it answers
+    504 to a request still unanswered ANSWER_GRACE_S after LitServe's `timeout`, counted from the end of its upload:
+    LitServe never answers one held by a worker that died (docs/serving.md, "Faults")."""
 
     def __init__(self, app: ASGIApp, timeout: float) -> None:
         self.app, self.seconds = app, timeout + ANSWER_GRACE_S
@@ -53,6 +54,9 @@ class PredictGuard:
             refusal = Refusal(400, f"empty request body: {USAGE}")
         elif not headers.get("content-type", "").startswith("multipart/form-data"):
             refusal = Refusal(415, f"not a multipart form upload: {USAGE}")
+        elif "boundary=" not in headers["content-type"]:  # a Content-Type set by hand (requests, fetch): LitServe's 500
+            refusal = Refusal(400, f"multipart/form-data without its boundary: let the HTTP library set the "
+                                   f"Content-Type; {USAGE}")  # fmt: skip
         elif length.isdigit() and int(length) > MAX_UPLOAD_BYTES:
             refusal = Refusal(413, too_large(MAX_UPLOAD_BYTES))
         if refusal is not None:
@@ -65,12 +69,24 @@ class PredictGuard:
             started = started or message["type"] == "http.response.start"
             await send(message)
 
-        answer = asyncio.ensure_future(self.app(scope, receive, send_and_note))
-        try:
+        uploaded = asyncio.Event()
+
+        async def receive_and_note():
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                uploaded.set()  # the last of the body, or the client gone
+            return message
+
+        answer = asyncio.ensure_future(self.app(scope, receive_and_note, send_and_note))
+        upload = asyncio.ensure_future(uploaded.wait())
+        try:  # the clock starts once the body is in: a phone on a slow line takes longer to send than any worker
+            await asyncio.wait({answer, upload}, return_when=asyncio.FIRST_COMPLETED)
             done, _ = await asyncio.wait({answer}, timeout=self.seconds)
         except asyncio.CancelledError:  # uvicorn stops this request (shutting down): stop waiting for the worker
             answer.cancel()
             raise
+        finally:
+            upload.cancel()
         if answer in done or started:
             await answer  # answered, or being answered; the app's exception, if any, is raised here
             return

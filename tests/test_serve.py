@@ -211,6 +211,14 @@ def over_the_cap():  # a chunked upload (no Content-Length): refused by LitServe
 
 
 DIGIT = png(np.pad(np.full((16, 4), 255, dtype=np.uint8), ((6, 6), (12, 12))))  # a bar, as MNIST draws a 1
+
+
+def form(data: bytes, boundary: str = "x") -> bytes:
+    """A multipart form with `data` as its 'file' field, as an HTTP library sends one."""
+    head = f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="d.png"\r\n'
+    return (head + "Content-Type: image/png\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
+
+
 BAD_REQUESTS = {
     # name: (httpx.post keyword arguments, status, words of the reason)
     "empty body": (dict(content=b""), 400, "empty request body"),
@@ -225,6 +233,9 @@ BAD_REQUESTS = {
     "over the pixel limit": (dict(files={"file": ("d.png", huge_png())}), 422, "too large"),
     "over the size cap": (dict(content=over_the_cap, headers={"content-type": "multipart/form-data; boundary=x"}),
                           413, "over the limit of 5 MB"),  # fmt: skip
+    # The Content-Type set by hand (requests, fetch): LitServe answered 500, "send the request again".
+    "a form without its boundary": (dict(content=form(DIGIT), headers={"content-type": "multipart/form-data"}), 400,
+                                    "without its boundary: let the HTTP library set the Content-Type"),  # fmt: skip
 }
 
 
@@ -334,6 +345,41 @@ def test_a_request_not_answered_within_the_timeout_gets_a_504_that_says_to_retry
             assert re.fullmatch(r"no answer within 1\.5 s: .*send the request again.*", response.json()["error"])
     finally:
         assert server.stop() == 0, server.output()
+
+
+@pytest.fixture(scope="module")
+def quick_server(one_checkpoint, tmp_path_factory):
+    """A server whose answers may take 1.5 s at most (--timeout 0.5 and its grace), its log free to hold tracebacks."""
+    server = ServerProcess(f"--ckpt_path={one_checkpoint}", "--timeout=0.5", cwd=tmp_path_factory.mktemp("quick"))
+    yield server
+    assert server.stop() == 0, server.output()
+
+
+def test_the_time_to_answer_counts_from_the_end_of_the_upload_not_its_start(quick_server):
+    # A photo sent over a slow line took longer than --timeout and its grace to arrive: a 504 every time.
+    body = form(DIGIT)
+
+    def slowly():  # the body over about 3 s, twice the 1.5 s the answer may take
+        for start in range(0, len(body), len(body) // 30 + 1):
+            yield body[start : start + len(body) // 30 + 1]
+            time.sleep(0.1)
+
+    sent = time.monotonic()
+    response = httpx.post(f"{quick_server.url}/predict", content=slowly(), timeout=60,
+                          headers={"content-type": "multipart/form-data; boundary=x"})  # fmt: skip
+    assert time.monotonic() - sent > 2.5 and response.status_code == 200, response.text
+    assert response.json()["number"] == post(quick_server.url, DIGIT).json()["number"]
+
+
+def test_a_form_that_cannot_be_parsed_gets_a_400_that_says_how_to_send_one(quick_server):
+    # Its boundary not in the body: Starlette's 400 became LitServe's 500, "send the request again" (LitServe logs
+    # its traceback, hence a server of its own).
+    response = httpx.post(f"{quick_server.url}/predict", content=form(DIGIT, "x"), timeout=30,
+                          headers={"content-type": "multipart/form-data; boundary=y"})  # fmt: skip
+    assert response.status_code == 400 and set(response.json()) == {"error"}
+    assert re.fullmatch(r"the form could not be read \(.+\): send the image as a multipart form field named 'file', .*",
+                        response.json()["error"])  # fmt: skip
+    assert post(quick_server.url, DIGIT).status_code == 200
 
 
 class Load:
