@@ -298,6 +298,37 @@ def test_a_photo_is_shown_on_the_pad_with_the_boxes_of_its_digits(page, recogniz
     page.click("#clear")
 
 
+def test_a_photo_file_over_the_upload_limit_is_sent_as_a_smaller_copy_and_read(page, recognizer):
+    # A phone's 12-megapixel photo is 4-7 MB, and the server takes 5 MB: it was refused, "send a smaller image".
+    images, labels = mnist_test_set()
+    digits = [int(np.flatnonzero(labels == d)[0]) for d in (3, 0, 7)]
+    strip = np.concatenate([np.pad(images[i], 6) for i in digits], axis=1)  # (40, 120), white on black
+    photo = np.asarray(Image.fromarray(strip).resize((3600, 1200), Image.Resampling.BICUBIC), np.float32)
+    grain = np.random.default_rng(0).normal(0, 12, (*photo.shape, 3))  # a sensor's noise: a PNG of it does not shrink
+    photo = Image.fromarray((photo[..., None] + grain).clip(0, 255).astype(np.uint8))  # white on black, RGB
+    data = io.BytesIO()
+    photo.save(data, format="PNG")
+    assert data.tell() > 5 * 2**20
+    expected = recognizer.read_number(photo)
+
+    page.click("#clear")
+    with page.expect_response("**/predict") as response:
+        page.set_input_files("#photo", files=[{"name": "n.png", "mimeType": "image/png", "buffer": data.getvalue()}])
+    page.wait_for_function("document.body.dataset.state === 'ready'", timeout=30_000)
+    answer = response.value.json()
+    assert response.value.status == 200, answer  # the file itself would be answered 413
+    # The copy's pixels are not the file's: the same digits, each as likely to a few points (the test's nets are tiny).
+    assert page.inner_text("#number") == answer["number"]
+    assert [d["digit"] for d in answer["digits"]] == [d.digit for d in expected.digits], answer["number"]
+    assert np.allclose([d["probability"] for d in answer["digits"]], [d.probability for d in expected.digits], atol=0.1)
+    geometry = pad(page)  # the photo on the pad as before; the answer's boxes are in the copy's 2048 pixels a side
+    scale = min(geometry["w"] / photo.width, geometry["h"] / photo.height)
+    origin = ((geometry["w"] - scale * photo.width) / 2, (geometry["h"] - scale * photo.height) / 2)
+    ink = [[origin[i % 2] + scale * v for i, v in enumerate(d.box)] for d in expected.digits]
+    assert_marked(page, answer, ink, origin, scale * photo.width / 2048)
+    page.click("#clear")
+
+
 def test_clear_empties_the_answer_and_the_page_loads_nothing_from_elsewhere(page, server):
     write(page)
     page.click("#clear")
