@@ -53,11 +53,13 @@ class Corrections:
             raise ImageError(f"the model's image must be {SIZE}x{SIZE} pixels, got {image.width}x{image.height}")
         grey = Image.fromarray(np.asarray(image.convert("L")))
         crop = open_image(io.BytesIO(original)) if original else None
+        if crop is not None and crop.mode not in ("1", "L", "LA", "P", "RGB", "RGBA", "I;16"):  # PNG holds no CMYK
+            crop = crop.convert("RGBA" if "A" in crop.getbands() else "RGB")
         name = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(4)}.png"
         path = self.folder / str(digit) / name
-        write_new(path, grey)
-        if crop is not None:
+        if crop is not None:  # first: should it fail, no 28x28 file is left to train on and to be sent again
             write_new(self.folder / ORIGINALS / str(digit) / name, crop)
+        write_new(path, grey)
         return path
 
 

@@ -7,6 +7,7 @@ import io
 import logging
 import multiprocessing
 import os
+import shlex
 import signal
 import socket
 from importlib.resources import files
@@ -143,7 +144,8 @@ def build_server(ckpt_path: str, max_batch_size: int = 1, batch_timeout: float =
 def add_corrections(app, corrections: Corrections, ckpt_path: str) -> None:
     """GET /corrections: their count and the command that fine-tunes on them; POST /corrections: a form with
     `digit` (0-9), `pixels` (the 28x28 PNG the model read) and `original` (the piece of the picture)."""
-    command = f"python -m digitnet finetune --ckpt_path {ckpt_path} --data.extra_dir {corrections.folder}"
+    command = shlex.join(["python", "-m", "digitnet", "finetune", "--ckpt_path", ckpt_path, "--data.extra_dir",
+                          str(corrections.folder)])  # fmt: skip
 
     async def info(request: Request) -> JSONResponse:
         return JSONResponse({"count": corrections.count(), "folder": str(corrections.folder), "command": command})
@@ -151,7 +153,7 @@ def add_corrections(app, corrections: Corrections, ckpt_path: str) -> None:
     async def save(request: Request) -> JSONResponse:
         form = await request.form()
         digit, pixels, original = form.get("digit"), form.get("pixels"), form.get("original")
-        if not (isinstance(digit, str) and digit.isdigit() and len(digit) == 1) or not isinstance(pixels, UploadFile):
+        if digit not in tuple("0123456789") or not isinstance(pixels, UploadFile):  # "²".isdigit(), and int fails
             return JSONResponse({"error": "send a form with 'digit' (0 to 9), the file 'pixels' (the 28x28 image the "
                                           "model read) and the file 'original' (the piece of the picture)"},
                                 status_code=400)  # fmt: skip

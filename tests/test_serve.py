@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -349,8 +350,10 @@ def test_a_request_not_answered_within_the_timeout_gets_a_504_that_says_to_retry
 
 @pytest.fixture(scope="module")
 def quick_server(one_checkpoint, tmp_path_factory):
-    """A server whose answers may take 1.5 s at most (--timeout 0.5 and its grace), its log free to hold tracebacks."""
-    server = ServerProcess(f"--ckpt_path={one_checkpoint}", "--timeout=0.5", cwd=tmp_path_factory.mktemp("quick"))
+    """A server whose answers may take 1.5 s at most (--timeout 0.5 and its grace), saving corrections in
+    'my fixes', its log free to hold tracebacks."""
+    server = ServerProcess(f"--ckpt_path={one_checkpoint}", "--timeout=0.5", "--corrections=my fixes",
+                           cwd=tmp_path_factory.mktemp("quick"))  # fmt: skip
     yield server
     assert server.stop() == 0, server.output()
 
@@ -529,3 +532,21 @@ def test_a_stopping_server_does_not_report_litserve_s_lost_connection_to_its_man
     assert server.restart_workers is False
     assert [(r.getMessage(), r.exc_info and type(r.exc_info[1])) for r in seen] == [
         ("the monitor failed", ValueError), ("a worker died", None)]
+
+
+def test_corrections_sent_as_people_s_own_programs_send_them(quick_server):
+    # A CMYK JPEG as the original got a plain-text 500, after its 28x28 file was saved (a retry saved it twice); a
+    # digit "²" (str.isdigit) a 500; the finetune command to paste broke at the folder's space.
+    cmyk = io.BytesIO()
+    Image.new("CMYK", (40, 60), (0, 0, 0, 30)).save(cmyk, format="JPEG")
+    url, pixels = f"{quick_server.url}/corrections", ("p.png", png(np.zeros((28, 28), np.uint8)))
+    response = httpx.post(url, data={"digit": "3"}, files={"pixels": pixels, "original": ("o.jpg", cmyk.getvalue())},
+                          timeout=30)  # fmt: skip
+    assert response.status_code == 201, response.text
+    saved = quick_server.log.parent / response.json()["saved"]  # relative to the server's folder
+    folder = saved.parents[1]
+    assert Image.open(folder / ".originals" / "3" / saved.name).mode == "RGB"
+    response = httpx.post(url, data={"digit": "²"}, files={"pixels": pixels}, timeout=30)
+    assert response.status_code == 400 and "'digit' (0 to 9)" in response.json()["error"]
+    info = httpx.get(url, timeout=30).json()
+    assert info["count"] == 1 and shlex.split(info["command"])[-1] == "my fixes"
