@@ -6,6 +6,7 @@ import importlib
 import logging
 import math
 import os
+import shlex
 import sys
 import typing
 import warnings
@@ -260,7 +261,8 @@ class DigitnetCLI(LightningCLI):
             print(f"{'Best' if self.trainer.checkpoint_callback.monitor else 'Final'} checkpoint: {best}")
             print(f"Test loss: {results[0]['test/loss']:.4f}  Test accuracy: {results[0]['test/acc']:.4f}")
             if isinstance(self.trainer.logger, TensorBoardLogger):
-                print(f"TensorBoard logs: {self.trainer.logger.log_dir}  (tensorboard --logdir lightning_logs, "
+                logdir = shlex.quote(os.path.normpath(self.trainer.logger.save_dir))  # with --trainer.default_root_dir
+                print(f"TensorBoard logs: {self.trainer.logger.log_dir}  (tensorboard --logdir {logdir}, "
                       "then http://localhost:6006/#custom_scalars)")
 
 

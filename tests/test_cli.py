@@ -1,4 +1,5 @@
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -18,6 +19,14 @@ from helpers import digitnet_env, run_digitnet, run_python
 ROOT = Path(__file__).parents[1]
 
 
+def test_the_tensorboard_command_fit_prints_points_at_its_run_s_logs(mnist_dir, tmp_path, capsys):
+    # With --trainer.default_root_dir it named ./lightning_logs, where nothing was.
+    main(["fit", f"--data.data_dir={mnist_dir}", "--data.val_size=20", "--trainer.max_epochs=1",
+          "--trainer.enable_progress_bar=false", f"--trainer.default_root_dir={tmp_path / 'my runs'}"])  # fmt: skip
+    logdir = re.search(r"\(tensorboard --logdir (.+), then http", capsys.readouterr().out).group(1)
+    assert shlex.split(logdir) == [str(tmp_path / "my runs" / "lightning_logs")]
+
+
 def test_fit_fast_dev_run(mnist_dir):
     main(["fit", f"--data.data_dir={mnist_dir}", "--data.val_size=20", "--trainer.fast_dev_run=true"])
 
@@ -28,7 +37,7 @@ def test_fit_logs_per_optimizer_tests_best_and_reloads(mnist_dir, tmp_path, caps
             "--model.optimizer=SGD", "--model.optimizer.lr=0.05", "--model.optimizer.momentum=0.9"]
     main(args)
     out = capsys.readouterr().out
-    assert "Test accuracy:" in out
+    assert "Test accuracy:" in out and "(tensorboard --logdir lightning_logs, then http://localhost:6006/" in out
     run = tmp_path / "lightning_logs" / "SGD" / "version_0"
     assert list(run.glob("events.out.tfevents.*"))
     last = run / "checkpoints" / "last.ckpt"

@@ -103,6 +103,7 @@ def test_finetune_starts_from_the_checkpoint_and_becomes_the_latest_run(trained,
     out = capsys.readouterr().out
     assert "on 50 of your digits (10 held out)" in out
     assert "Your held-out digits read right:" in out and "MNIST test digits read right:" in out
+    assert "finetuned.ckpt (predict, serve and export use it from now on)" in out  # --root: the folder they look in
     new, what = default_checkpoint(tmp_path / "lightning_logs")
     assert new.parent.parent.parent.name == "ConvNet-finetune" and new.name == "finetuned.ckpt"
     assert what.startswith("the fine-tuned checkpoint of the latest run") and "plain Trainer" not in what
@@ -117,10 +118,12 @@ def test_finetune_with_none_of_your_digits_held_out_says_so(trained, tmp_path, c
     ckpt, data = trained
     main(["finetune", f"--ckpt_path={ckpt}", f"--data.extra_dir={own_folder(tmp_path / 'mine')}",
           f"--data.data_dir={data}", "--data.extra_hold_out=0", "--trainer.max_steps=2", "--trainer.accelerator=cpu",
-          f"--root={tmp_path}"])  # fmt: skip
+          f"--root={tmp_path / 'elsewhere'}"])  # fmt: skip
     out = capsys.readouterr().out
     assert "on 60 of your digits (0 held out)" in out and "Your held-out digits: none, so not measured" in out
     assert "read right: - -> -" not in out
+    # Its run is not where predict, serve and export look (./lightning_logs): they did not use it "from now on".
+    assert "finetuned.ckpt (--ckpt_path it to predict, serve and export)" in out
 
 
 def test_finetune_cut_short_leaves_no_run_folder_and_names_no_last_ckpt(trained, tmp_path, capsys, monkeypatch):
