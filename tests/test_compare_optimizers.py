@@ -10,6 +10,7 @@ import torch
 import yaml
 
 from digitnet.cli import build_cli, main
+from digitnet.errors import DigitnetError
 from digitnet.study import compare, stats
 from digitnet.study import summary as report  # `summary`: the tests' name for summary.md's text
 
@@ -165,3 +166,14 @@ def test_settings_name_the_optimizer_model_and_data_arguments(tmp_path):
 def test_unknown_optimizer_lists_the_configs(capsys):
     with pytest.raises(SystemExit, match="use one of adadelta, adam, keras/adadelta, keras/adam, keras/nadam, keras/sgd, nadam, sgd"):
         compare.main(["--optimizers=RMSprop"])
+
+
+def test_two_config_files_of_one_name_are_refused_not_merged_into_one_row(tmp_path):
+    # keras/adam.yaml and adam.yaml were both labelled 'adam': one row, the last one's runs.
+    first, second = tmp_path / "a" / "adam.yaml", tmp_path / "b" / "adam.yaml"
+    for path in (first, second):
+        path.parent.mkdir()
+        path.write_text("model:\n  optimizer: Adam\n")
+    assert compare.resolve_configs(f"{first},SGD") == {"adam": first, "SGD": compare.CONFIGS / "sgd.yaml"}
+    with pytest.raises(DigitnetError, match=f"^{first} and {second} would both be labelled 'adam'"):
+        compare.resolve_configs(f"{first},{second}")

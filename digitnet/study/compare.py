@@ -52,6 +52,9 @@ def resolve_configs(entries: str) -> dict[str, Path]:
             path = Path(entry)
             if not path.is_file():
                 raise DigitnetError(f"no config file {path}")
+            if path.stem in configs:  # its row would be the other's
+                raise DigitnetError(f"{configs[path.stem]} and {path} would both be labelled {path.stem!r}: copy one "
+                                    "to a file of another name")  # fmt: skip
             configs[path.stem] = path
         elif entry.lower() in available:
             configs[entry] = available[entry.lower()]
