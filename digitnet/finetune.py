@@ -45,6 +45,7 @@ def finetune(
     lr: float = 3e-4,
     accelerator: str = "auto",
     root: str = ".",
+    seed_everything: int = 0,
 ) -> dict:
     """Fine-tune a checkpoint on your own digits, keeping MNIST in each batch.
 
@@ -59,6 +60,8 @@ def finetune(
         lr: Adam's learning rate, decayed to zero along a half cosine.
         accelerator: auto (the GPU when there is one), cpu, cuda or mps.
         root: Where lightning_logs/ is.
+        seed_everything: The seed of the batches drawn, their augmentation and dropout, as `fit`'s: the same command
+            gives the same model.
 
     Returns:
         checkpoint (the new one), seconds (of training), and the share read right of your held-out digits and of
@@ -78,6 +81,7 @@ def finetune(
     data.prepare_data()
     data.setup("fit")  # a bad folder stops here, before anything is written
     data.setup("test")
+    L.seed_everything(seed_everything, verbose=False)
     model = DigitClassifier(net=start.net, optimizer=functools.partial(torch.optim.Adam, lr=lr),
                             label_smoothing=start.hparams.label_smoothing,
                             non_digit_weight=start.hparams.non_digit_weight)  # fmt: skip
