@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import statistics
 import warnings
 from pathlib import Path
@@ -27,7 +28,8 @@ def write_record(args, studies: dict[str, optuna.Study], val_images: int) -> Non
     for name, study in studies.items():
         file = f"{name.lower()}.yaml"
         written.append(atomic_write(out / "configs" / file, tuned_config(name, study, args, val_images, configs)))
-        written.append(atomic_write(out / "configs" / "keras" / file, keras_config(name, args.epochs, configs)))
+        keras = keras_config(name, args.epochs, configs, args.cli_args)
+        written.append(atomic_write(out / "configs" / "keras" / file, keras))
     plot_history(studies, out / "history.png")
     plot_sensitivity(studies, out / "sensitivity.png")
     slices = [plot_slice(name, study, out / f"slice_{name.lower()}.png") for name, study in studies.items()]
@@ -56,12 +58,18 @@ def config(header: list[str], epochs: int, space: SearchSpace, optimizer_args: d
     return "".join(f"# {line}\n" for line in header) + yaml.safe_dump(settings.as_dict(), sort_keys=False)
 
 
+def command(path: str, cli_args: list[str]) -> list[str]:
+    """The config's command, with the settings every trial was given after it (a YAML config holds none of them)."""
+    lines = [f"  python -m digitnet fit --config {shlex.join([path, *cli_args])}"]
+    return lines + (["The trials' own settings, not in this config, come after it above."] if cli_args else [])
+
+
 def tuned_config(name: str, study: optuna.Study, args, val_images: int, folder: Path) -> str:
     space, best, trials = SEARCH_SPACES[name], study.best_trial, len(completed(study))
     ranges = "; ".join(f"{param} {distribution_text(dist)}" for param, dist in space.params.items())
     return config([
         f"{name} for the report's network, tuned by scripts/tune_optimizers.py; regenerate, do not edit:",
-        f"  python -m digitnet fit --config {folder.as_posix()}/{name.lower()}.yaml",
+        *command(f"{folder.as_posix()}/{name.lower()}.yaml", args.cli_args),
         f"Best of {trials} trials (the budget of every optimizer) of Optuna study digitnet-{name} "
         f"(TPE, seed {args.seed}):",
         f"trial {best.number}, validation accuracy {100 * best.value:.2f}% (final weights, {val_images:,} validation "
@@ -72,11 +80,11 @@ def tuned_config(name: str, study: optuna.Study, args, val_images: int, folder: 
     ], args.epochs, space, init_args(best.params, digits=4))  # fmt: skip
 
 
-def keras_config(name: str, epochs: int, folder: Path) -> str:
+def keras_config(name: str, epochs: int, folder: Path, cli_args: list[str]) -> str:
     space = SEARCH_SPACES[name]
     return config([
         f"{name} with Keras's default settings: the report's one-shot baseline, written by scripts/tune_optimizers.py.",
-        f"  python -m digitnet fit --config {folder.as_posix()}/keras/{name.lower()}.yaml",
+        *command(f"{folder.as_posix()}/keras/{name.lower()}.yaml", cli_args),
         "Same model and training as the tuned configs (the lr decays along a half cosine in both), so the two rows",
         "of an optimizer differ in its hyperparameters only.",
     ], epochs, space, dict(space.keras_defaults))  # fmt: skip
