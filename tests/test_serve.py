@@ -236,7 +236,7 @@ BAD_REQUESTS = {
                           413, "over the limit of 5 MB"),  # fmt: skip
     # The Content-Type set by hand (requests, fetch): LitServe answered 500, "send the request again".
     "a form without its boundary": (dict(content=form(DIGIT), headers={"content-type": "multipart/form-data"}), 400,
-                                    "without its boundary: let the HTTP library set the Content-Type"),  # fmt: skip
+                                    "without its boundary: let the HTTP library set the Content-Type"),
 }
 
 
