@@ -169,6 +169,12 @@ def test_two_optimizers_two_trials_one_epoch_write_configs_and_record(mnist_dir,
     assert (docs / "tuning.md").read_text() == record and len(trials(storage, "SGD")) == 2
     with pytest.raises(SystemExit, match=r"study_report: error: not complete: SGD \(2 of 3\), Adam \(2 of 3\)"):
         tune.report([*common, "--trials=3"])
+    # A budget under the trials it holds: the record said "Best of 1 trials" and named the best of 2.
+    for run, program in ((tune.report, "study_report"), (tune.main, "tune_optimizers")):
+        with pytest.raises(SystemExit, match=rf"^{program}: error: study digitnet-SGD in .* has 2 completed trials, "
+                                             r"more than --trials 1: give --trials 2 or more$"):  # fmt: skip
+            run([*common, "--trials=1"])
+    assert (docs / "tuning.md").read_text() == record
 
 
 def test_study_report_prints_its_help(monkeypatch, capsys):

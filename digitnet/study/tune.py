@@ -191,6 +191,9 @@ def load_studies(args: argparse.Namespace, create: bool = True) -> dict[str, opt
                 raise DigitnetError(f"study {study_name} in {without_password(args.storage)} was started with {key}="
                                     f"{study.user_attrs.get(key)!r}, not {value!r}; use another --out or --storage "
                                     "for a new study")  # fmt: skip
+        if (done := len(completed(study))) > args.trials:  # its record would be of a budget it outgrew
+            raise DigitnetError(f"study {study_name} in {without_password(args.storage)} has {done} completed trials, "
+                                f"more than --trials {args.trials}: give --trials {done} or more")  # fmt: skip
         studies[name] = study
     return studies
 
