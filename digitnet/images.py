@@ -53,6 +53,8 @@ def open_image(source: str | Path | BinaryIO, max_pixels: int = MAX_PIXELS) -> I
             size = os.path.getsize(source)
         except OSError as err:
             raise ImageError(f"cannot read the file ({err.strerror})", name) from None
+        if os.path.isdir(source):  # else Pillow's IsADirectoryError, taken for a corrupt image
+            raise ImageError("a folder, not an image file", name)
     else:  # a file object: its length from where it is now
         start = source.tell()
         size = source.seek(0, os.SEEK_END) - start
@@ -70,6 +72,8 @@ def open_image(source: str | Path | BinaryIO, max_pixels: int = MAX_PIXELS) -> I
                     return ImageOps.exif_transpose(image)
     except UnidentifiedImageError:
         raise ImageError("not an image (Pillow cannot identify the format)", name) from None
+    except PermissionError as err:
+        raise ImageError(f"cannot read the file ({err.strerror})", name) from None
     except Image.DecompressionBombError as err:
         raise ImageError(f"too large: {err}", name) from None
     except (OSError, SyntaxError, ValueError, EOFError) as err:

@@ -288,6 +288,20 @@ def test_components_are_the_8_connected_regions():
         assert len(set(zip(labels[mask], flood[mask]))) == labels.max() == len(np.unique(flood[mask]))
 
 
+def test_a_folder_or_a_file_that_cannot_be_read_is_named_so_not_a_corrupt_image(tmp_path, monkeypatch):
+    # Both were "truncated or corrupt image ([Errno 21] Is a directory ...)".
+    with pytest.raises(ImageError, match="a folder, not an image file"):
+        mnist_pixels(tmp_path)
+    (tmp_path / "locked.png").write_bytes(b"\x89PNG")
+
+    def denied(*args, **kwargs):  # as open() answers a file of another user's, which root here never meets
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Image, "open", denied)
+    with pytest.raises(ImageError, match=r"cannot read the file \(Permission denied\)"):
+        mnist_pixels(tmp_path / "locked.png")
+
+
 def test_each_bad_file_gives_its_reason(tmp_path):
     reasons = write_bad_files(tmp_path)
     for name, reason in reasons.items():
