@@ -36,9 +36,9 @@ class PredictGuard:
     """ASGI middleware in front of `POST /predict`. It refuses a request that cannot be a form upload before its body
     is read: an empty body, one not multipart/form-data or without its boundary (LitServe would answer 500), or a
     Content-Length over MAX_UPLOAD_BYTES (bodies without one are capped by LitServer's `max_payload_size` as they
-    arrive). And it answers
-    504 to a request still unanswered ANSWER_GRACE_S after LitServe's `timeout`, counted from the end of its upload:
-    LitServe never answers one held by a worker that died (docs/serving.md, "Faults")."""
+    arrive). And it answers 504 to a request still unanswered ANSWER_GRACE_S after LitServe's `timeout`, counted
+    from the end of its upload (LitServe never answers one held by a worker that died: docs/serving.md, "Faults"),
+    and 408 to an upload of which no part came for as long."""
 
     def __init__(self, app: ASGIApp, timeout: float) -> None:
         self.app, self.seconds = app, timeout + ANSWER_GRACE_S
@@ -54,7 +54,7 @@ class PredictGuard:
             refusal = Refusal(400, f"empty request body: {USAGE}")
         elif not headers.get("content-type", "").startswith("multipart/form-data"):
             refusal = Refusal(415, f"not a multipart form upload: {USAGE}")
-        elif "boundary=" not in headers["content-type"]:  # a Content-Type set by hand (requests, fetch): LitServe's 500
+        elif "boundary=" not in headers["content-type"].lower():  # set by hand (requests, fetch): LitServe's 500
             refusal = Refusal(400, f"multipart/form-data without its boundary: let the HTTP library set the "
                                    f"Content-Type; {USAGE}")  # fmt: skip
         elif length.isdigit() and int(length) > MAX_UPLOAD_BYTES:
@@ -69,29 +69,44 @@ class PredictGuard:
             started = started or message["type"] == "http.response.start"
             await send(message)
 
-        uploaded = asyncio.Event()
+        uploaded, arrived = asyncio.Event(), asyncio.Event()  # the body's last part; any part, since the last look
 
         async def receive_and_note():
             message = await receive()
+            arrived.set()
             if message["type"] != "http.request" or not message.get("more_body", False):
                 uploaded.set()  # the last of the body, or the client gone
             return message
 
         answer = asyncio.ensure_future(self.app(scope, receive_and_note, send_and_note))
-        upload = asyncio.ensure_future(uploaded.wait())
         try:  # the clock starts once the body is in: a phone on a slow line takes longer to send than any worker
-            await asyncio.wait({answer, upload}, return_when=asyncio.FIRST_COMPLETED)
-            done, _ = await asyncio.wait({answer}, timeout=self.seconds)
+            refusal = await self.stalled(answer, uploaded, arrived) or await self.unanswered(answer)
         except asyncio.CancelledError:  # uvicorn stops this request (shutting down): stop waiting for the worker
             answer.cancel()
             raise
-        finally:
-            upload.cancel()
-        if answer in done or started:
+        if refusal is None or started:
             await answer  # answered, or being answered; the app's exception, if any, is raised here
             return
         answer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await answer
         if not started:
-            await JSONResponse({"error": timed_out(self.seconds)}, status_code=504)(scope, receive, send)
+            await JSONResponse({"error": refusal.reason}, status_code=refusal.status)(scope, receive, send)
+
+    async def stalled(self, answer: asyncio.Future, uploaded: asyncio.Event, arrived: asyncio.Event) -> Refusal | None:
+        """While the body comes in: a 408 once no part of it has come for as long as an answer may take."""
+        while not (answer.done() or uploaded.is_set()):
+            arrived.clear()
+            watch = [asyncio.ensure_future(event.wait()) for event in (uploaded, arrived)]
+            try:
+                await asyncio.wait({answer, *watch}, timeout=self.seconds, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in watch:
+                    task.cancel()
+            if not (answer.done() or uploaded.is_set() or arrived.is_set()):
+                return Refusal(408, f"no part of the upload came for {self.seconds:g} s: send the image again")
+        return None
+
+    async def unanswered(self, answer: asyncio.Future) -> Refusal | None:
+        done, _ = await asyncio.wait({answer}, timeout=self.seconds)
+        return None if done else Refusal(504, timed_out(self.seconds))

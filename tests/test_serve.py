@@ -367,11 +367,25 @@ def test_the_time_to_answer_counts_from_the_end_of_the_upload_not_its_start(quic
             yield body[start : start + len(body) // 30 + 1]
             time.sleep(0.1)
 
+    expected = post(quick_server.url, DIGIT).json()["number"]  # and the worker warm: its answer comes in time
     sent = time.monotonic()
     response = httpx.post(f"{quick_server.url}/predict", content=slowly(), timeout=60,
                           headers={"content-type": "multipart/form-data; boundary=x"})  # fmt: skip
     assert time.monotonic() - sent > 2.5 and response.status_code == 200, response.text
-    assert response.json()["number"] == post(quick_server.url, DIGIT).json()["number"]
+    assert response.json()["number"] == expected
+
+
+def test_an_upload_of_which_no_more_comes_gets_a_408_in_as_long_as_an_answer_may_take(quick_server):
+    # Unbounded once the answer's clock waited for the upload's end: the request and its connection held for ever.
+    body = form(DIGIT)
+    with socket.create_connection(("127.0.0.1", quick_server.port), timeout=30) as client:
+        client.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=x\r\n"
+                       + f"Content-Length: {len(body)}\r\n\r\n".encode() + body[: len(body) // 2])  # fmt: skip
+        sent = time.monotonic()
+        answer = read_response(client)
+    assert answer.startswith("HTTP/1.1 408") and "no part of the upload came for 1.5 s: send" in answer, answer
+    assert time.monotonic() - sent < 20
+    assert post(quick_server.url, DIGIT).status_code == 200
 
 
 def test_a_form_that_cannot_be_parsed_gets_a_400_that_says_how_to_send_one(quick_server):
