@@ -13,8 +13,12 @@ from digitnet.errors import DigitnetError
 
 @contextlib.contextmanager
 def replacing(path: str | Path) -> Iterator[Path]:
-    """A temporary path beside `path` to write to; renamed over `path` on success, removed on an error."""
-    path = Path(path)
+    """A temporary path beside `path` to write to; renamed over `path` on success, removed on an error. A path that
+    is a link replaces the file it links to; one that is no file (a pipe, /dev/stdout) is written to as it is."""
+    path = Path(path).resolve()
+    if path.exists() and not path.is_file():
+        yield path
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = part_path(path, f"{os.getpid()}-{secrets.token_hex(4)}")  # a name no other process or thread uses
     try:

@@ -133,7 +133,8 @@ class PredictionWriter(BasePredictionWriter):
         width = max((len(row["file"]) for row in self.rows), default=0)
         for row in self.rows:
             result = f"error: {row['error']}" if row["error"] else f"{row['number']}  {row['shown']}"
-            print(f"{row['file']:<{width}}  {result}")
+            line = f"{row['file']:<{width}}  {result}"  # a name's bytes that are no UTF-8 shown as \xe9
+            print(line.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace"))
         if self.output is not None:
             # Whole or not at all, in UTF-8 everywhere; a name in bytes that are no UTF-8 is written as those bytes.
             utf8 = {"encoding": "utf-8", "errors": "surrogateescape"}

@@ -4,6 +4,8 @@ import csv
 import os
 import re
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -19,7 +21,7 @@ from digitnet.cli import main
 from digitnet.checkpoints import announce_default_checkpoint, default_checkpoint
 from digitnet.predict import COLUMNS
 from photos import KINDS, drawn_digits, save_photo, write_bad_files
-from helpers import run_digitnet
+from helpers import digitnet_env, run_digitnet
 
 README = Path(__file__).parents[1] / "README.md"
 
@@ -202,11 +204,40 @@ def test_a_file_name_in_bytes_that_are_no_utf_8_is_written_as_those_bytes_over_t
     save_seventy_one(tmp_path / "in" / name)
     save_seventy_one(tmp_path / "in" / "71.png")
     (tmp_path / "out.csv").write_text("an earlier run's readings\n")
-    main(["predict", f"--ckpt_path={ckpt}", f"--data.predict_path={tmp_path / 'in'}", f"--output={tmp_path / 'out.csv'}"])
+    main(["predict", f"--ckpt_path={ckpt}", f"--data.predict_path={tmp_path / 'in'}",
+          f"--output={tmp_path / 'out.csv'}"])  # fmt: skip
     with open(tmp_path / "out.csv", newline="", encoding="utf-8", errors="surrogateescape") as f:
         assert sorted(Path(row["file"]).name for row in csv.DictReader(f)) == ["71.png", name]
     assert b"/caf\xe9.png," in (tmp_path / "out.csv").read_bytes()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "out.csv"]  # no temporary file left beside it
+    # A terminal whose encoding takes no such byte (strict UTF-8, as under en_US.UTF-8) is shown it escaped.
+    command = [sys.executable, "-m", "digitnet", "predict", f"--ckpt_path={ckpt}",
+               f"--data.predict_path={tmp_path / 'in'}"]  # fmt: skip
+    shown = subprocess.run(command, capture_output=True, env={**digitnet_env(), "PYTHONIOENCODING": "utf-8:strict"},
+                           timeout=300)  # fmt: skip
+    assert shown.returncode == 0 and b"caf\\xe9.png  " in shown.stdout, shown.stderr.decode()[-2000:]
+
+
+def test_predict_output_through_a_link_or_into_a_pipe_is_written_where_it_leads(trained, tmp_path):
+    # Written whole beside it and renamed over it, a link became a file of its own, and so did a pipe (/dev/stdout,
+    # >(gzip > x)): its reader got nothing.
+    ckpt, _ = trained
+    (tmp_path / "in").mkdir()
+    save_seventy_one(tmp_path / "in" / "71.png")
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link.csv").symlink_to(tmp_path / "real" / "out.csv")
+    os.mkfifo(tmp_path / "pipe")
+    reader = subprocess.Popen(["cat", str(tmp_path / "pipe")], stdout=subprocess.PIPE, text=True)
+    try:
+        for output in ("link.csv", "pipe"):
+            main(["predict", f"--ckpt_path={ckpt}", f"--data.predict_path={tmp_path / 'in'}",
+                  f"--output={tmp_path / output}"])  # fmt: skip
+        texts = [(tmp_path / "real" / "out.csv").read_text(), reader.communicate(timeout=60)[0]]
+    finally:
+        reader.kill()
+    assert (tmp_path / "link.csv").is_symlink() and (tmp_path / "pipe").is_fifo()
+    for text in texts:
+        assert text.startswith("file,number,") and "71.png," in text
 
 
 @BOTH_NETS
