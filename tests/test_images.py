@@ -116,6 +116,7 @@ def test_an_array_reads_the_same_in_every_form_python_code_holds_a_picture_in():
         image = preprocess(Image.fromarray(pixels))
         assert torch.equal(preprocess(Image.fromarray(pixels.astype(np.float32) / 255, "F")), image)
         assert torch.equal(preprocess(Image.fromarray(pixels.astype(np.float32), "F")), image)
+        assert torch.equal(preprocess(Image.fromarray(pixels.astype(np.float32) * 257, "F")), image)  # 16-bit levels
 
 
 def test_a_pil_image_is_read_upright_as_its_exif_says_as_its_file_is(tmp_path):
@@ -128,6 +129,8 @@ def test_a_pil_image_is_read_upright_as_its_exif_says_as_its_file_is(tmp_path):
     assert np.array_equal(picture_ink(tmp_path / "turned.png")[0], upright)
     with Image.open(tmp_path / "turned.png") as opened:
         assert np.array_equal(picture_ink(opened)[0], upright)
+        # Turned upright by hand, it keeps the EXIF tag, which is then not applied again.
+        assert np.array_equal(picture_ink(opened.rotate(-90, expand=True))[0], upright)
 
 
 @pytest.mark.parametrize(("array", "reason"), [
