@@ -17,6 +17,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.fabric.utilities.seed import max_seed_value
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from digitnet.arguments import command_parser, trainer_settings
@@ -71,6 +72,8 @@ def finetune(
         raise DigitnetError("--data.extra_dir is needed: a folder with a folder per digit, DIR/7/a.png")
     if max_steps < 1 or not lr > 0:
         raise DigitnetError(f"--trainer.max_steps must be at least 1 and --lr positive, got {max_steps} and {lr}")
+    if not 0 <= seed_everything <= max_seed_value:  # else Lightning's ValueError, once MNIST is read
+        raise DigitnetError(f"--seed_everything={seed_everything}: give a seed from 0 to {max_seed_value}")
     check_folder("--root", root, "lightning_logs/")
     if ckpt_path is None:
         ckpt_path = str(announce_default_checkpoint(root=Path(root) / "lightning_logs"))

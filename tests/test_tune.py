@@ -145,7 +145,7 @@ def test_two_optimizers_two_trials_one_epoch_write_configs_and_record(mnist_dir,
     assert f"--config {configs.as_posix()}/sgd.yaml" in (configs / "sgd.yaml").read_text()
     # And the trials' own settings, which no config holds: a ConvNet's trials were written as the report's MLP.
     for path in (configs / "sgd.yaml", configs / "keras" / "sgd.yaml"):
-        assert "sgd.yaml --data.val_size=20\n# The trials' own settings, not in this config," in path.read_text()
+        assert "sgd.yaml --data.val_size=20\n# The trials' own settings come after it, as above:" in path.read_text()
     assert "**2 trials**" in record and "| SGD (torch.optim.SGD) | 1-momentum | log-uniform [0.001, 0.9] |" in record
     assert "| Adam | " in record and "The test images are never loaded" in record
     for name in ("history.png", "sensitivity.png", "slice_sgd.png", "slice_adam.png"):

@@ -61,7 +61,9 @@ def config(header: list[str], epochs: int, space: SearchSpace, optimizer_args: d
 def command(path: str, cli_args: list[str]) -> list[str]:
     """The config's command, with the settings every trial was given after it (a YAML config holds none of them)."""
     lines = [f"  python -m digitnet fit --config {shlex.join([path, *cli_args])}"]
-    return lines + (["The trials' own settings, not in this config, come after it above."] if cli_args else [])
+    return lines + (["The trials' own settings come after it, as above: this config does not hold them, and where",
+                     "they change the network or the training, what it says of those below is not what ran."]
+                    if cli_args else [])  # fmt: skip
 
 
 def tuned_config(name: str, study: optuna.Study, args, val_images: int, folder: Path) -> str:
