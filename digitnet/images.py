@@ -183,9 +183,9 @@ def greyscale_picture(image: str | Path | Image.Image | np.ndarray, max_pixels: 
     array of grey levels 0-255; ImageError when the file cannot be read."""
     if isinstance(image, (str, Path)):
         image = open_image(image, max_pixels)
-    elif isinstance(image, Image.Image) and image.format:  # as Image.open gave it, not a copy (made upright?)
-        if image.getexif().get(ExifTags.Base.Orientation, 1) != 1:  # a phone's photo is stored turned
-            image = ImageOps.exif_transpose(image)  # upright, as open_image makes a file
+    elif (isinstance(image, Image.Image) and image.format  # as Image.open gave it, not a copy (made upright?)
+          and image.getexif().get(ExifTags.Base.Orientation, 1) != 1):  # a phone's photo is stored turned
+        image = ImageOps.exif_transpose(image)  # upright, as open_image makes a file
     if isinstance(image, Image.Image) and image.mode == "F" and image.getextrema()[1] <= 1:  # a float TIFF's 0-1
         image = np.asarray(image)  # taken as an array's
     if not isinstance(image, Image.Image):
