@@ -117,7 +117,7 @@ def finetune(
             print("Your held-out digits: none, so not measured (one is held out of each digit with two pictures or "
                   "more, unless --data.extra_hold_out=0)")
         print(f"MNIST test digits read right:    {percent(before['mnist'], 2)} -> {percent(after['mnist'], 2)}")
-        here = Path(root).resolve() == Path.cwd()  # where predict, serve and export look for the latest run
+        here = Path(root).resolve() == Path.cwd().resolve()  # where predict, serve and export look for the latest run
         use = "predict, serve and export use it from now on" if here else "--ckpt_path it to predict, serve and export"
         print(f"Fine-tuned in {seconds:.0f} s: {checkpoint} ({use})")
     return {"checkpoint": str(checkpoint), "seconds": seconds, "extra_before": before["extra"],

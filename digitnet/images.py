@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 import warnings
 from pathlib import Path
 from typing import BinaryIO
@@ -50,11 +51,12 @@ def open_image(source: str | Path | BinaryIO, max_pixels: int = MAX_PIXELS) -> I
     name = source if isinstance(source, (str, Path)) else None  # errors name a file, not a buffer
     if name is not None:
         try:
-            size = os.path.getsize(source)
+            info = os.stat(source)
         except OSError as err:
             raise ImageError(f"cannot read the file ({err.strerror})", name) from None
-        if os.path.isdir(source):  # else Pillow's IsADirectoryError, taken for a corrupt image
+        if stat.S_ISDIR(info.st_mode):  # else Pillow's IsADirectoryError, taken for a corrupt image
             raise ImageError("a folder, not an image file", name)
+        size = info.st_size
     else:  # a file object: its length from where it is now
         start = source.tell()
         size = source.seek(0, os.SEEK_END) - start
