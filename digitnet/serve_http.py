@@ -49,12 +49,13 @@ class PredictGuard:
             return
         headers = Headers(scope=scope)
         length = headers.get("content-length", "")
+        media, _, options = headers.get("content-type", "").partition(";")
         refusal = None
         if length == "0" or (not length and "transfer-encoding" not in headers):  # no body: no length, not chunked
             refusal = Refusal(400, f"empty request body: {USAGE}")
-        elif not headers.get("content-type", "").startswith("multipart/form-data"):
+        elif media.strip().lower() != "multipart/form-data":
             refusal = Refusal(415, f"not a multipart form upload: {USAGE}")
-        elif "boundary=" not in headers["content-type"].lower():  # set by hand (requests, fetch): LitServe's 500
+        elif "boundary=" not in options.lower():  # set by hand (requests, fetch): LitServe's 500
             refusal = Refusal(400, f"multipart/form-data without its boundary: let the HTTP library set the "
                                    f"Content-Type; {USAGE}")  # fmt: skip
         elif length.isdigit() and int(length) > MAX_UPLOAD_BYTES:
@@ -62,6 +63,9 @@ class PredictGuard:
         if refusal is not None:
             await JSONResponse({"error": refusal.reason}, status_code=refusal.status)(scope, receive, send)
             return
+        if media != "multipart/form-data":  # a media type is case-insensitive (RFC 9110); LitServe compares it as is
+            kept = [(k, v) for k, v in scope["headers"] if k.lower() != b"content-type"]
+            scope = {**scope, "headers": [*kept, (b"content-type", f"multipart/form-data;{options}".encode("latin-1"))]}
         started = False
 
         async def send_and_note(message) -> None:

@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> None:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    table = [f"| kind ({args.images} MNIST test digits each) | " + " | ".join(columns) + " |",
+    table = [f"| kind ({len(digits)} MNIST test digits each) | " + " | ".join(columns) + " |",
              "| --- |" + " ---: |" * len(columns)]  # fmt: skip
     for kind, (description, _) in KINDS.items():
         cells = []

@@ -1,10 +1,12 @@
 """The measurement scripts refuse bad arguments in one line, before they write anything."""
 
+import runpy
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import tiny_run
 from helpers import digitnet_env
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
@@ -48,3 +50,13 @@ def test_time_to_accuracy_leaves_no_folder_when_fit_refuses_its_arguments(tmp_pa
                             cwd=tmp_path, capture_output=True, text=True, env=digitnet_env(), timeout=300)  # fmt: skip
     assert result.returncode != 0 and "unknown option --bogus" in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_robustness_s_table_counts_the_test_digits_it_had_not_those_asked_for(tmp_path):
+    # --images over the test set's size: the table said "20000 MNIST test digits each" of 10,000.
+    checkpoint, data = tiny_run(tmp_path / "run")
+    robustness = runpy.run_path(str(SCRIPTS / "robustness.py"))
+    robustness["main"](["--ckpt", f"C={checkpoint}", "--data_dir", str(data), "--images", "100",
+                        "--out", str(tmp_path / "out")])  # fmt: skip
+    table = (tmp_path / "out" / "robustness.md").read_text()
+    assert table.startswith("| kind (40 MNIST test digits each) | C |")

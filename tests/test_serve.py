@@ -399,6 +399,15 @@ def test_a_form_that_cannot_be_parsed_gets_a_400_that_says_how_to_send_one(quick
     assert post(quick_server.url, DIGIT).status_code == 200
 
 
+def test_a_media_type_in_capitals_is_a_form_upload_as_any_other(quick_server):
+    # Media types are case-insensitive (RFC 9110): LitServe took `Multipart/Form-Data` for no form (415).
+    expected = post(quick_server.url, DIGIT).json()["number"]
+    response = httpx.post(f"{quick_server.url}/predict", content=form(DIGIT, "AbC"), timeout=30,
+                          headers={"content-type": "Multipart/Form-Data; Boundary=AbC"})  # fmt: skip
+    assert response.status_code == 200, response.text
+    assert response.json()["number"] == expected
+
+
 class Load:
     """`clients` threads, each posting DIGIT again as soon as it has an answer, until `stop`; `outcomes` holds
     (sent, answered, status, body or the connection error) for each request, times from time.monotonic()."""
