@@ -23,7 +23,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from digitnet.arguments import command_parser, trainer_settings
 from digitnet.checkpoints import FINETUNED, announce_default_checkpoint, read_checkpoint
 from digitnet.data import MNISTDataModule
-from digitnet.errors import DigitnetError
+from digitnet.errors import DigitnetError, first_line
 from digitnet.faults import AtomicCheckpointIO
 from digitnet.files import check_folder
 from digitnet.model import DigitClassifier, share_read_right
@@ -100,14 +100,17 @@ def finetune(
                             limit_val_batches=0, num_sanity_val_steps=0, enable_model_summary=False,
                             plugins=[AtomicCheckpointIO()])  # a kill while it saves leaves no half-written checkpoint
     started = time.perf_counter()
+    checkpoint = Path(logger.log_dir) / "checkpoints" / FINETUNED
     try:
         trainer.fit(model, datamodule=data)
+        seconds = time.perf_counter() - started
+        try:
+            trainer.save_checkpoint(checkpoint, weights_only=False)
+        except (OSError, RuntimeError) as err:  # a full disk: torch's writer raises RuntimeError
+            raise DigitnetError(f"cannot write {checkpoint} ({type(err).__name__}: {first_line(err)})") from err
     except BaseException:  # Ctrl-C, SIGTERM or a crash: no fine-tuned checkpoint, so no run folder left without one
         shutil.rmtree(logger.log_dir, ignore_errors=True)
         raise
-    seconds = time.perf_counter() - started
-    checkpoint = Path(logger.log_dir) / "checkpoints" / FINETUNED
-    trainer.save_checkpoint(checkpoint, weights_only=False)
 
     after = {name: share_read_right(model.net, digits) for name, digits in scored.items()}
     if trainer.is_global_zero:

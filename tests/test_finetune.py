@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import lightning as L
 import numpy as np
 import pytest
 import torch
@@ -161,6 +162,26 @@ def test_finetune_cut_short_leaves_no_run_folder_and_names_no_last_ckpt(trained,
               f"--data.data_dir={data}", "--trainer.max_steps=5", "--trainer.accelerator=cpu", f"--root={tmp_path}"])
     err = capsys.readouterr().err
     assert exit_.value.code == 143 and "digitnet: stopped by SIGTERM" in err and "last.ckpt" not in err
+    assert list((tmp_path / "lightning_logs" / "ConvNet-finetune").iterdir()) == []
+
+
+def test_a_fine_tuned_checkpoint_that_cannot_be_written_is_one_line_and_leaves_no_run_folder(trained, tmp_path,
+                                                                                              capsys, monkeypatch):
+    # A full disk at the final save left a run folder with no checkpoint, which predict took for the latest run.
+    ckpt, data = trained
+
+    def disk_full(self, filepath, weights_only=False, storage_options=None):
+        Path(filepath).parent.mkdir(parents=True, exist_ok=True)
+        Path(filepath).write_bytes(b"PK")  # what a writer leaves when the disk fills
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(L.Trainer, "save_checkpoint", disk_full)
+    with pytest.raises(SystemExit) as exit_:
+        main(["finetune", f"--ckpt_path={ckpt}", f"--data.extra_dir={own_folder(tmp_path / 'mine')}",
+              f"--data.data_dir={data}", "--trainer.max_steps=2", "--trainer.accelerator=cpu", f"--root={tmp_path}"])
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and "Traceback" not in err
+    assert err.endswith("finetuned.ckpt (OSError: [Errno 28] No space left on device)")
     assert list((tmp_path / "lightning_logs" / "ConvNet-finetune").iterdir()) == []
 
 
