@@ -31,7 +31,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
         if storage_options is not None or "://" in str(path):
             return super().save_checkpoint(checkpoint, path, storage_options)
-        path = Path(path)
+        path = Path(path).resolve()  # as `replacing` writes: beside the file a link points at
         for stale in path.parent.glob(part_path(path, "*").name):  # a killed writer's; only rank 0 writes `path`
             stale.unlink(missing_ok=True)
         with replacing(path) as tmp:

@@ -293,6 +293,18 @@ def test_a_kill_while_writing_a_checkpoint_leaves_the_old_or_the_new_one(tmp_pat
     assert sorted(p.name for p in path.parent.iterdir()) == ["last.ckpt"]  # a killed write's leftover removed
 
 
+def test_a_checkpoint_path_that_is_a_link_is_written_where_it_leads_and_a_leftover_there_removed(tmp_path):
+    # The leftovers were looked for beside the link, while `replacing` writes beside what it points at.
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "checkpoints").mkdir()
+    link = tmp_path / "checkpoints" / "last.ckpt"
+    link.symlink_to(tmp_path / "kept" / "last.ckpt")
+    (tmp_path / "kept" / ".last.123-abcd.part.ckpt").write_bytes(b"PK")  # a killed writer's
+    AtomicCheckpointIO().save_checkpoint({"w": torch.full((3,), 3.0)}, link)
+    assert link.is_symlink() and torch.load(link)["w"][0] == 3.0
+    assert sorted(p.name for p in (tmp_path / "kept").iterdir()) == ["last.ckpt"]
+
+
 def test_diverging_run_stops_in_the_first_epoch_naming_the_step(fit_args, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(fit_args + ["--model.optimizer=SGD", "--model.optimizer.lr=1e4"])
