@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -60,12 +61,27 @@ def check_output(output: str, flag: str = "--output") -> None:
         raise DigitnetError(f"{flag} {output}: {path.parent} is a file, not a folder")
     if not path.parent.is_dir():
         raise DigitnetError(f"{flag} {output}: its folder does not exist; create {path.parent} first")
+    if not path.exists() or path.is_file():  # else a pipe or /dev/stdout, written as it is
+        check_writable(flag, output, path.parent)
 
 
 def check_folder(flag: str, folder: str | Path, what: str = "its files") -> None:
-    """A DigitnetError in one line, before any work, where the output folder `folder` is a file."""
+    """A DigitnetError in one line, before any work, where the output folder `folder` is a file or cannot be written."""
     if Path(folder).exists() and not Path(folder).is_dir():
         raise DigitnetError(f"{flag} {folder}: a file, not a folder: give the folder to write {what} into")
+    if "://" in str(folder):  # s3://...: fsspec's to check
+        return
+    check_writable(flag, folder, Path(folder))
+
+
+def check_writable(flag: str, given: str | Path, folder: Path) -> None:
+    """A DigitnetError in one line where no file can be made in `folder`, or in the folder that would hold it."""
+    folder = next(p for p in (folder.resolve(), *folder.resolve().parents) if p.exists())
+    # Tried with a file: os.access says yes to root where the filesystem or its driver refuses (a read-only mount).
+    try:
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as err:
+        raise DigitnetError(f"{flag} {given}: cannot write in {folder} ({err.strerror})") from None
 
 
 def atomic_write(path: str | Path, data: str | bytes) -> Path:

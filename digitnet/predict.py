@@ -138,10 +138,13 @@ class PredictionWriter(BasePredictionWriter):
         if self.output is not None:
             # Whole or not at all, in UTF-8 everywhere; a name in bytes that are no UTF-8 is written as those bytes.
             utf8 = {"encoding": "utf-8", "errors": "surrogateescape"}
-            with replacing(self.output) as tmp, open(tmp, "w", newline="", **utf8) as f:
-                writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
-                writer.writeheader()
-                writer.writerows(self.rows)
+            try:
+                with replacing(self.output) as tmp, open(tmp, "w", newline="", **utf8) as f:
+                    writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
+                    writer.writeheader()
+                    writer.writerows(self.rows)
+            except OSError as err:  # a full disk: the readings above are all there is
+                raise DigitnetError(f"--output {self.output}: cannot write it ({err.strerror})") from None
         failed = len(self.rows) - self.predicted
         summary = f"Predicted {self.predicted} of {len(self.rows)} images"
         if failed:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 SOURCE = Path(__file__).parents[1]  # the checkout: digitnet/, tests/, docs/, ...
@@ -27,3 +28,14 @@ def run_python(script: str, *args: str, timeout: float = 120) -> subprocess.Comp
     """`python -c SCRIPT ARGS` in a subprocess that imports this checkout's digitnet."""
     return subprocess.run([sys.executable, "-c", script, *args], capture_output=True, timeout=timeout,
                           env=digitnet_env())  # fmt: skip
+
+
+def unwritable_folder() -> Path:
+    """A folder that even root cannot create files in (sysfs), or a skip."""
+    import pytest
+
+    try:
+        tempfile.TemporaryFile(dir="/sys").close()
+    except OSError:
+        return Path("/sys")
+    pytest.skip("no folder here that cannot be written")

@@ -21,7 +21,7 @@ from digitnet.cli import main
 from digitnet.checkpoints import announce_default_checkpoint, default_checkpoint
 from digitnet.predict import COLUMNS
 from photos import KINDS, drawn_digits, save_photo, write_bad_files
-from helpers import digitnet_env, run_digitnet
+from helpers import digitnet_env, run_digitnet, unwritable_folder
 
 README = Path(__file__).parents[1] / "README.md"
 
@@ -238,6 +238,27 @@ def test_predict_output_through_a_link_or_into_a_pipe_is_written_where_it_leads(
     assert (tmp_path / "link.csv").is_symlink() and (tmp_path / "pipe").is_fifo()
     for text in texts:
         assert text.startswith("file,number,") and "71.png," in text
+
+
+def test_an_output_that_cannot_be_written_is_one_line_before_the_work_or_after_it(trained, tmp_path, capsys):
+    # A read-only folder, or a disk that fills (/dev/full): an OSError traceback after every picture was read.
+    ckpt, _ = trained
+    (tmp_path / "in").mkdir()
+    save_seventy_one(tmp_path / "in" / "71.png")
+    folder = unwritable_folder()
+    for output, message, readings in ((folder / "out.csv", f"cannot write in {folder} (Permission denied)", False),
+                                      (Path("/dev/full"), "cannot write it (No space left on device)", True)):
+        with pytest.raises(SystemExit) as exit_:
+            main(["predict", f"--ckpt_path={ckpt}", f"--data.predict_path={tmp_path / 'in'}", f"--output={output}"])
+        out, err = capsys.readouterr()
+        assert exit_.value.code == 2 and err.strip() == f"python -m digitnet predict: error: --output {output}: {message}"
+        assert ("71.png" in out) == readings  # refused before reading, or read and shown before the write failed
+    for flag in ("--trainer.default_root_dir", "--checkpoint.dirpath"):
+        with pytest.raises(SystemExit) as exit_:
+            main(["fit", f"{flag}={folder / 'runs'}", "--trainer.max_epochs=1"])
+        assert exit_.value.code == 2
+        assert capsys.readouterr().err.strip().endswith(f"{flag} {folder / 'runs'}: cannot write in {folder} "
+                                                        "(Permission denied)")  # fmt: skip
 
 
 @BOTH_NETS

@@ -22,6 +22,7 @@ from digitnet.cli import main  # noqa: E402
 from digitnet.study import record, spaces, tune  # noqa: E402
 from digitnet.study.heartbeat import HEARTBEAT, WORKER  # noqa: E402
 from digitnet.study.storage import open_storage  # noqa: E402
+from helpers import unwritable_folder  # noqa: E402
 from postgres import postgres_server, server_binaries, why_not  # noqa: E402
 
 ROOT = Path(__file__).parents[1]
@@ -309,6 +310,13 @@ def test_a_study_refuses_other_settings(mnist_dir, tmp_path):
     tune.main([*common, "--epochs=1"])
     with pytest.raises(SystemExit, match="was started with epochs=1, not 2; use another --out or --storage"):
         tune.main([*common, "--epochs=2"])
+
+
+def test_a_storage_in_a_folder_that_cannot_be_written_is_one_line(mnist_dir):
+    folder = unwritable_folder()  # a traceback from Optuna's journal, or SQLAlchemy's "unable to open database"
+    for storage in (f"{folder}/study/journal.log", f"sqlite:///{folder}/study.db"):
+        with pytest.raises(SystemExit, match=rf"error: --storage {storage}: cannot write in {folder} \(Permission"):
+            tune.main([f"--data_dir={mnist_dir}", f"--storage={storage}", "--optimizers=SGD", "--trials=1", *TINY])
 
 
 def test_unknown_optimizer_lists_the_search_spaces(capsys):

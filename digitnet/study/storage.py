@@ -10,16 +10,19 @@ from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 
 from digitnet.errors import DigitnetError, first_line
+from digitnet.files import check_writable
 
 JOURNAL = "journal.log"  # the default storage, in the output folder
 
 
 def open_storage(url: str) -> BaseStorage:
     if url.endswith(".log") and "://" not in url:
+        check_writable("--storage", url, Path(url).parent)
         Path(url).parent.mkdir(parents=True, exist_ok=True)
         lock = JournalFileOpenLock(url) if os.name == "nt" else None  # None: Optuna's symlink lock
         return JournalStorage(JournalFileBackend(url, lock_obj=lock))
     if url.startswith("sqlite:///"):
+        check_writable("--storage", url, Path(url.removeprefix("sqlite:///")).parent)
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     import sqlalchemy.exc
 
