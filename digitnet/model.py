@@ -28,6 +28,13 @@ def callable_config(value):
     keyword arguments (as built in Python); the CLI's settings and anything else are kept as they are."""
     if isinstance(value, type):
         value = functools.partial(value)
+    if isinstance(value, functools.partial) and value.args and isinstance(value.args[-1], type):
+        # jsonargparse's callable, partial(call, ..., cls, **init_args), as a checkpoint reloaded through Lightning's
+        # instantiator holds it: saved as such, the next checkpoint needed weights_only=False
+        # (tests/test_model.py::test_a_reloaded_cli_checkpoint_trained_on_saves_one_that_reloads).
+        cls = value.args[-1]
+        if set(value.keywords) <= set(inspect.signature(cls).parameters):
+            value = functools.partial(cls, **value.keywords)
     if isinstance(value, functools.partial) and isinstance(value.func, type) and not value.args:
         cls, kwargs = value.func, {k: list(v) if isinstance(v, tuple) else v for k, v in value.keywords.items()}
         return {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": kwargs}

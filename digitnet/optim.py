@@ -14,7 +14,8 @@ def fused_if_available(make: Callable[..., torch.optim.Optimizer], params: Itera
     params = list(params)
     optimizer = make(params)
     if optimizer.defaults.get("fused", False) is None:
-        with contextlib.suppress(RuntimeError, ValueError):  # no fused kernel for this device or dtype
+        # No fused kernel for this device or dtype (RuntimeError, ValueError), or a callable that takes no `fused`.
+        with contextlib.suppress(RuntimeError, ValueError, TypeError):
             return make(params, fused=True)
     return optimizer
 

@@ -270,6 +270,30 @@ def test_dropout_keeps_units_with_probability_one_minus_p_and_rescales():
     assert torch.equal(layer(x), x)
 
 
+def test_a_reloaded_cli_checkpoint_trained_on_saves_one_that_reloads(mnist_dir, tmp_path):
+    # Reloaded through Lightning's instantiator, the optimizer was jsonargparse's callable, pickled into the next
+    # checkpoint: DigitClassifier.load_from_checkpoint and predict refused it (weights_only).
+    import lightning as L
+
+    from digitnet import MNISTDataModule
+    from digitnet.cli import main
+
+    main(["fit", "--model.optimizer=SGD", "--model.optimizer.lr=0.05", f"--data.data_dir={mnist_dir}",
+          "--data.val_size=20", "--trainer.max_epochs=1", "--trainer.enable_progress_bar=false",
+          "--test_figures.mistakes=0"])  # fmt: skip
+    (best,) = Path("lightning_logs/SGD/version_0/checkpoints").glob("best-*.ckpt")
+    model = DigitClassifier.load_from_checkpoint(best)
+    trainer = L.Trainer(max_steps=2, limit_val_batches=0, logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, default_root_dir=tmp_path)  # fmt: skip
+    trainer.fit(model, MNISTDataModule(data_dir=str(mnist_dir), val_size=20))
+    trainer.save_checkpoint(tmp_path / "again.ckpt")
+    again = DigitClassifier.load_from_checkpoint(tmp_path / "again.ckpt")  # weights_only, as predict reads it
+    settings = torch.load(best, weights_only=True)["hyper_parameters"]["optimizer"]
+    assert again.hparams.optimizer["init_args"] == settings["init_args"] and settings["init_args"]["lr"] == 0.05
+    assert again.hparams.optimizer["class_path"] in ("torch.optim.SGD", "torch.optim.sgd.SGD")
+    assert type(again.make_optimizer(again.parameters())) is torch.optim.SGD
+
+
 def test_optimizers_are_fused_unless_configured():
     import functools
 
@@ -281,6 +305,9 @@ def test_optimizers_are_fused_unless_configured():
     assert type(fused_if_available(torch.optim.Adadelta, params)) is torch.optim.Adadelta  # none to fuse
     optimizer = DigitClassifier(cosine_decay=False).configure_optimizers()
     assert type(optimizer) is torch.optim.Adam and optimizer.defaults["fused"] is True
+    # A function taking the parameters, as the docstring invites: it takes no `fused` (a TypeError at fit's start).
+    made = fused_if_available(lambda p: torch.optim.SGD(p, lr=0.1), params)
+    assert type(made) is torch.optim.SGD and made.defaults["lr"] == 0.1
 
 
 @pytest.mark.parametrize("clip", [None, 1e-3])
