@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import pickle
 import zipfile
 from pathlib import Path
@@ -43,6 +44,20 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu", weights_only: b
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "pytorch-lightning_version" not in checkpoint:
         raise DigitnetError(f"{path}: not a checkpoint of digitnet's DigitClassifier (no Lightning state_dict in it)")
     return checkpoint
+
+
+def check_network(path: str | Path, checkpoint: dict) -> None:
+    """A one-line DigitnetError where the class of the checkpoint's network cannot be imported, as Lightning's
+    instantiate_class would import it (else, in `test` or `predict`, jsonargparse's 'Does not validate against any of
+    the Union subtypes')."""
+    net = checkpoint.get("hyper_parameters", {}).get("net")
+    module, _, name = str(net.get("class_path") if isinstance(net, dict) else "digitnet.nets.MLP").rpartition(".")
+    try:
+        getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError) as err:  # a class of a script or notebook (__main__), ...
+        raise DigitnetError(f"{path}: its network, {module}.{name}, cannot be imported here ({first_line(err)}): "
+                            "import the module that defines it first, or put its folder on PYTHONPATH (a script's "
+                            "or notebook's class is its own)") from None  # fmt: skip
 
 
 def default_checkpoint(root: str | Path = "lightning_logs") -> tuple[Path, str]:

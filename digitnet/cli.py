@@ -22,7 +22,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from digitnet.arguments import DigitnetParser, program_name, suggest, trainer_settings, with_net_paths
-from digitnet.checkpoints import announce_default_checkpoint, read_checkpoint
+from digitnet.checkpoints import announce_default_checkpoint, check_network, read_checkpoint
 from digitnet.data import MNISTDataModule
 from digitnet.divergence import StopOnNonFiniteLoss, TrainingDiverged
 from digitnet.errors import DigitnetError
@@ -173,7 +173,9 @@ class DigitnetCLI(LightningCLI):
                 "give the checkpoint file (lightning_logs/.../checkpoints/*.ckpt), or leave --ckpt_path out to use "
                 "the latest run's" if named_by_lightning(config.ckpt_path) else "no such checkpoint"))  # fmt: skip
         # The data as the network was trained on (Lightning restores the model's settings, not the data's).
-        trained = read_checkpoint(config.ckpt_path).get("datamodule_hyper_parameters") or {}
+        checkpoint = read_checkpoint(config.ckpt_path)
+        check_network(config.ckpt_path, checkpoint)
+        trained = checkpoint.get("datamodule_hyper_parameters") or {}
         for key in ("normalize", "val_size", "seed"):
             config.data[key] = trained.get(key, config.data[key])
 

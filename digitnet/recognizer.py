@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from digitnet.checkpoints import read_checkpoint
+from digitnet.checkpoints import check_network, read_checkpoint
 from digitnet.errors import DigitnetError, first_line
 from digitnet.images import picture_ink, preprocess, to_input
 from digitnet.model import DigitClassifier
@@ -50,13 +49,7 @@ class DigitRecognizer:
         """The network of a `DigitClassifier` checkpoint, with the data settings it was trained with.
         `weights_only=False` reads a checkpoint that holds Python objects: only for files you trust."""
         checkpoint = read_checkpoint(path, map_location, weights_only)
-        net = checkpoint.get("hyper_parameters", {}).get("net")
-        module, _, name = str(net.get("class_path") if isinstance(net, dict) else "digitnet.nets.MLP").rpartition(".")
-        try:  # as Lightning's instantiate_class finds it
-            getattr(importlib.import_module(module), name)
-        except (ImportError, AttributeError, ValueError) as err:  # a class of a script or notebook (__main__), ...
-            raise DigitnetError(f"{path}: its network, {module}.{name}, cannot be imported here ({first_line(err)}): "
-                                "import the module that defines it first (a script's or notebook's class is its own)")
+        check_network(path, checkpoint)
         try:
             model = DigitClassifier.load_from_checkpoint(path, map_location=map_location, weights_only=weights_only)
         except (RuntimeError, KeyError, TypeError, ValueError, ImportError, AttributeError) as err:
@@ -72,8 +65,9 @@ class DigitRecognizer:
         return self.net(x if parameter is None else x.to(parameter.device)).softmax(dim=1).float()
 
     def predict_many(self, images: list) -> list[Prediction]:
-        """Predictions for a list of images (see `predict`); raises ImageError on the first unusable one."""
-        if not images:
+        """Predictions for a list of images (see `predict`), or an (N, 28, 28) array or tensor of them; raises
+        ImageError on the first unusable one."""
+        if len(images) == 0:  # `not images` is ambiguous for an array of several
             return []
         return predictions(self._softmax(torch.stack([preprocess(image, self.normalize) for image in images])))
 

@@ -177,3 +177,10 @@ def test_two_config_files_of_one_name_are_refused_not_merged_into_one_row(tmp_pa
     assert compare.resolve_configs(f"{first},SGD") == {"adam": first, "SGD": compare.CONFIGS / "sgd.yaml"}
     with pytest.raises(DigitnetError, match=f"^{first} and {second} would both be labelled 'adam'"):
         compare.resolve_configs(f"{first},{second}")
+
+
+def test_without_the_clone_s_configs_a_name_says_to_give_yaml_paths(tmp_path, monkeypatch):
+    # Installed from a wheel, configs/optimizers/ is not beside the package: "use one of  or a YAML path".
+    monkeypatch.setattr(compare, "CONFIGS", tmp_path / "configs" / "optimizers")
+    with pytest.raises(DigitnetError, match=r"no config for 'SGD': .* does not exist .*; give YAML paths"):
+        compare.resolve_configs("SGD")

@@ -128,6 +128,10 @@ def test_a_reading_prints_in_a_line_and_no_pictures_are_no_predictions():
     assert reading.digits and all(d.pixels.shape == (28, 28) for d in reading.digits)
     assert "pixels" not in repr(reading) and len(repr(reading)) < 300 * len(reading.digits)
     assert recognizer.predict_many([]) == []
+    # An (N, 28, 28) array or tensor, as predict's own error for one says: `not images` was ambiguous for it.
+    batch = np.random.default_rng(0).integers(0, 256, (5, 28, 28), dtype=np.uint8)
+    expected = recognizer.predict_many(list(batch))
+    assert recognizer.predict_many(batch) == expected and recognizer.predict_many(torch.from_numpy(batch)) == expected
 
 
 def test_pool_first_pools_before_batch_norm_and_relu_and_older_convnet_checkpoints_keep_their_order(tmp_path):
@@ -184,7 +188,7 @@ def test_a_checkpoint_mapped_to_a_missing_gpu_blames_the_device_not_the_file(tmp
         DigitRecognizer.from_checkpoint(path, map_location="gpu")
 
 
-def test_a_checkpoint_whose_network_cannot_be_imported_says_so(tmp_path):
+def test_a_checkpoint_whose_network_cannot_be_imported_says_so(tmp_path, capsys):
     from digitnet import DigitRecognizer
 
     path = save(DigitClassifier(net=TinyNet()), tmp_path / "m.ckpt")
@@ -194,6 +198,13 @@ def test_a_checkpoint_whose_network_cannot_be_imported_says_so(tmp_path):
     reason = r"its network, __main__.TinyNet, cannot be imported here \(.*TinyNet.*\): import the module"
     with pytest.raises(DigitnetError, match=reason):
         DigitRecognizer.from_checkpoint(path)
+    # And the commands say so, not jsonargparse's "Does not validate against any of the Union subtypes".
+    from digitnet.cli import main
+
+    for command in ("test", "predict", "validate"):
+        with pytest.raises(SystemExit) as exit_:
+            main([command, f"--ckpt_path={path}"])
+        assert exit_.value.code == 2 and re.search(reason, capsys.readouterr().err)
 
 
 @pytest.mark.parametrize("x", [torch.zeros(1, 28, 28), torch.zeros(2, 784), torch.zeros(1, 3, 28, 28),

@@ -58,6 +58,10 @@ def resolve_configs(entries: str) -> dict[str, Path]:
             configs[path.stem] = path
         elif entry.lower() in available:
             configs[entry] = available[entry.lower()]
+        elif not available:  # digitnet installed from a wheel, not `pip install -e` in its clone
+            raise DigitnetError(f"no config for {entry!r}: {CONFIGS} does not exist (digitnet is not installed from "
+                                "its clone with pip install -e); give YAML paths, such as configs/optimizers/sgd.yaml "
+                                "in a clone")  # fmt: skip
         else:
             raise DigitnetError(f"no config for {entry!r} in {CONFIGS}; use one of {', '.join(available)} "
                                 "or a YAML path")  # fmt: skip
