@@ -6,6 +6,7 @@ import contextlib
 import functools
 import inspect
 import math
+import warnings
 
 import lightning as L
 import torch
@@ -43,9 +44,24 @@ def callable_config(value):
 
 def net_config(net: nn.Module) -> dict:
     """A network as the settings of the `__init__` arguments it keeps as same-named attributes; any other argument
-    reloads at its default."""
+    reloads at its default. Warns where they would not rebuild it: its checkpoints would not reload alone."""
     kept = {name: getattr(net, name) for name in inspect.signature(type(net)).parameters if hasattr(net, name)}
-    return callable_config(functools.partial(type(net), **kept))
+    config = callable_config(functools.partial(type(net), **kept))
+    plain = all(isinstance(value, (bool, int, float, str, list, tuple, dict, type(None))) for value in kept.values())
+    try:  # nn.Sequential(*layers) keeps no argument: its settings rebuild an empty one
+        same = plain and shapes(instantiate_class((), config)) == shapes(net)
+    except TypeError:  # an argument it needs is not kept
+        same = False
+    if not same:
+        warnings.warn(f"{type(net).__qualname__} is not rebuilt by the __init__ arguments it keeps as attributes "
+                      f"({', '.join(kept) or 'none'}): its checkpoints reload only with the network given, "
+                      "DigitClassifier.load_from_checkpoint(path, net=...). Keep each __init__ argument as an "
+                      "attribute of the same name, and nothing else under such a name", stacklevel=3)  # fmt: skip
+    return config
+
+
+def shapes(net: nn.Module) -> dict[str, tuple[int, ...]]:
+    return {name: tuple(tensor.shape) for name, tensor in net.state_dict().items()}
 
 
 def from_config(value):

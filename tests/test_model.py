@@ -1,5 +1,7 @@
+import copy
 import pickle
 import re
+import warnings
 from pathlib import Path
 
 import pytest
@@ -163,7 +165,9 @@ def test_python_built_model_reloads_from_its_checkpoint_alone(tmp_path, net):
 
     # The README's "train in your own code": a network object and a functools.partial optimizer. Both are
     # saved as plain settings, so torch.load's default weights_only=True reads the checkpoint.
-    model = DigitClassifier(net=net, optimizer=functools.partial(torch.optim.SGD, lr=0.1, momentum=0.5))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "not rebuilt by the __init__ arguments" for a network that is
+        model = DigitClassifier(net=net, optimizer=functools.partial(torch.optim.SGD, lr=0.1, momentum=0.5))
     reloaded = DigitClassifier.load_from_checkpoint(save(model, tmp_path / "m.ckpt"))
     assert type(reloaded.net) is type(net)
     assert {k: getattr(reloaded.net, k) for k in vars(net) if not k.startswith("_") and k != "training"} == {
@@ -174,6 +178,24 @@ def test_python_built_model_reloads_from_its_checkpoint_alone(tmp_path, net):
     optimizer = reloaded.make_optimizer(reloaded.parameters())
     assert type(optimizer) is torch.optim.SGD
     assert optimizer.defaults["lr"] == 0.1 and optimizer.defaults["momentum"] == 0.5
+
+
+class LayerNamedAsItsArgument(TinyNet):
+    def __init__(self, hidden: int = 8) -> None:
+        super().__init__(hidden)
+        self.hidden = nn.Identity()  # the argument's name reused for a layer: the settings would hold a module
+
+
+@pytest.mark.parametrize("net", [nn.Sequential(nn.Flatten(), nn.Linear(784, 10)), LayerNamedAsItsArgument()])
+def test_a_network_its_settings_do_not_rebuild_warns_and_reloads_when_given(tmp_path, net):
+    # Saved as an empty nn.Sequential, or with a module in its settings: the checkpoint did not reload, silently.
+    with pytest.warns(UserWarning, match=r"is not rebuilt by the __init__ arguments .*load_from_checkpoint\(path, net="):
+        model = DigitClassifier(net=net)
+    path = save(model, tmp_path / "m.ckpt")
+    with pytest.warns(UserWarning, match="is not rebuilt"):
+        reloaded = DigitClassifier.load_from_checkpoint(path, net=copy.deepcopy(net), weights_only=False)
+    x = torch.randn(3, 1, 28, 28)
+    assert torch.equal(model.eval()(x), reloaded.eval()(x))
 
 
 def test_a_checkpoint_mapped_to_a_missing_gpu_blames_the_device_not_the_file(tmp_path, monkeypatch):
