@@ -22,7 +22,7 @@ from digitnet.cli import main  # noqa: E402
 from digitnet.study import record, spaces, tune  # noqa: E402
 from digitnet.study.heartbeat import HEARTBEAT, WORKER  # noqa: E402
 from digitnet.study.storage import open_storage  # noqa: E402
-from helpers import unwritable_folder  # noqa: E402
+from helpers import unwritable_folder
 from postgres import postgres_server, server_binaries, why_not  # noqa: E402
 
 ROOT = Path(__file__).parents[1]
