@@ -200,6 +200,8 @@ class DigitnetCLI(LightningCLI):
         if int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0:
             self.datamodule.prepare_data()
             self.datamodule.setup(self.subcommand)  # stage names are the subcommand names
+            if self.subcommand == "fit":  # which tests at its end: a bad test file stops it before training
+                self.datamodule.setup("test")
 
     def before_fit(self) -> None:
         for name in ("max_epochs", "max_steps", "limit_train_batches"):

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from digitnet.errors import DigitnetError
-from digitnet.files import atomic_write
+from digitnet.files import atomic_write, check_folder
 
 TRAIN_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte")
 TEST_FILES = ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
@@ -107,10 +107,13 @@ def download(data_dir: str | Path, mirrors: list[str] | None = None, timeout: fl
             except (OSError, EOFError, ValueError) as err:  # URLError, timeouts, bad gzip are OSErrors
                 failures.append(f"{url} ({getattr(err, 'reason', err)})")
                 continue
+            check_folder("--data.data_dir", data_dir, "MNIST")  # a file: atomic_write's FileExistsError
             atomic_write(Path(data_dir) / f"{name}.gz", payload)
             break
         else:
             tried = f"Downloading failed: {'; '.join(failures)}.\n" if failures else ""
+            missing = [name for name in FILES if find_file(data_dir, name) is None]
             raise DigitnetError(f"MNIST was not found in {Path(data_dir).resolve()} (nor in its MNIST/raw/): "
-                                f"expected {', '.join(FILES)}, gzipped (.gz) or not.\n{tried}Put the four files in "
+                                f"{', '.join(missing)} missing of {', '.join(FILES)}, gzipped (.gz) or not.\n"
+                                f"{tried}Put the four files in "
                                 "a folder and pass --data.data_dir DIR, or set DIGITNET_DATA_DIR=DIR.")

@@ -166,6 +166,24 @@ def test_missing_data_message(tmp_path):
     assert not (tmp_path / "empty").exists()  # nothing written
 
 
+def test_the_missing_file_is_named(mnist_dir):
+    (mnist_dir / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(DigitnetError, match=r"\(nor in its MNIST/raw/\): t10k-labels-idx1-ubyte missing of "):
+        MNISTDataModule(data_dir=str(mnist_dir), download=False).prepare_data()
+
+
+def test_fit_stops_at_a_bad_test_file_before_training(mnist_dir, tmp_path, capsys):
+    # The test set was read only after training, when `fit` tests: a convnet's run spent, then "cannot read".
+    from digitnet.cli import main
+
+    path = mnist_dir / "t10k-images-idx3-ubyte.gz"
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+    with pytest.raises(SystemExit) as exit_:
+        main(["fit", f"--data.data_dir={mnist_dir}", "--data.val_size=20", f"--trainer.default_root_dir={tmp_path}"])
+    assert exit_.value.code == 2 and "t10k-images-idx3-ubyte.gz: cannot read" in capsys.readouterr().err
+    assert not (tmp_path / "lightning_logs").exists()
+
+
 @pytest.fixture
 def mirrors(tmp_path, monkeypatch):
     """Two local HTTP mirrors: the first serves corrupt bytes for every file, the second good ones."""
@@ -185,6 +203,12 @@ def mirrors(tmp_path, monkeypatch):
     yield [f"http://127.0.0.1:{s.server_address[1]}/" for s in servers]
     for server in servers:
         server.shutdown()
+
+
+def test_a_data_dir_that_is_a_file_is_one_line_when_a_mirror_answers(tmp_path, mirrors):
+    (tmp_path / "afile").write_text("not a folder")
+    with pytest.raises(DigitnetError, match="--data.data_dir .*afile: a file, not a folder"):
+        MNISTDataModule(data_dir=str(tmp_path / "afile"), mirrors=mirrors).prepare_data()
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
