@@ -60,6 +60,32 @@ def check_network(path: str | Path, checkpoint: dict) -> None:
                             "or notebook's class is its own)") from None  # fmt: skip
 
 
+def check_resumable(path: str | Path, net: dict, max_epochs: int | None) -> None:
+    """A one-line DigitnetError, before `fit` writes anything, where the checkpoint it resumes holds another network
+    than the command's (else a size-mismatch traceback, after the run's config.yaml was overwritten) or has passed
+    --trainer.max_epochs (else Lightning's MisconfigurationException)."""
+    checkpoint = read_checkpoint(path)
+    saved = checkpoint.get("hyper_parameters", {}).get("net")
+    if isinstance(saved, dict) and isinstance(net, dict):
+        name, other = (str(config.get("class_path")).rsplit(".", 1)[-1] for config in (saved, net))
+        kept, given = saved.get("init_args") or {}, net.get("init_args") or {}
+        if name != other or any(kept[key] != given[key] for key in kept.keys() & given.keys()):  # else at its default
+            raise DigitnetError(f"--ckpt_path: {path} holds a {settings_text(saved)}, not this command's "
+                                f"{settings_text(net)}: resume it with the settings it was trained with (--config "
+                                "its run's config.yaml), or train a new run without --ckpt_path")  # fmt: skip
+    epoch = checkpoint.get("epoch", 0)
+    if max_epochs is not None and max_epochs != -1 and epoch > max_epochs:  # as Lightning refuses it
+        raise DigitnetError(f"nothing to train: the checkpoint resumed, {path}, had reached epoch {epoch} (counted "
+                            f"from 0), past --trainer.max_epochs={max_epochs}; give a larger --trainer.max_epochs to "
+                            "train on, or test it with python -m digitnet test")  # fmt: skip
+
+
+def settings_text(config: dict) -> str:
+    """`ConvNet(width=16, dropout=0.2)` for {"class_path": "digitnet.nets.ConvNet", "init_args": {...}}."""
+    args = ", ".join(f"{key}={value}" for key, value in (config.get("init_args") or {}).items())
+    return f"{str(config.get('class_path')).rsplit('.', 1)[-1]}({args})"
+
+
 def default_checkpoint(root: str | Path = "lightning_logs") -> tuple[Path, str]:
     """The checkpoint commands other than `fit` use without --ckpt_path, and what it is: of the run under
     `root` whose checkpoints were written last, its best (`best-*.ckpt`), else its last.ckpt, else its newest.

@@ -22,7 +22,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from digitnet.arguments import DigitnetParser, program_name, suggest, trainer_settings, with_net_paths
-from digitnet.checkpoints import announce_default_checkpoint, check_network, read_checkpoint
+from digitnet.checkpoints import announce_default_checkpoint, check_network, check_resumable, read_checkpoint
 from digitnet.data import MNISTDataModule
 from digitnet.divergence import StopOnNonFiniteLoss, TrainingDiverged
 from digitnet.errors import DigitnetError
@@ -210,6 +210,12 @@ class DigitnetCLI(LightningCLI):
                                     "python -m digitnet test --ckpt_path PATH")  # fmt: skip
         self.load_data()
         self.check_val_check_interval()
+        ckpt_path = self.config[self.subcommand].ckpt_path
+        if ckpt_path == "last":  # the file Lightning will resume: the newest last*.ckpt where the run's checkpoints go
+            folder = self.trainer.checkpoint_callback.dirpath or os.path.join(self.trainer.log_dir, "checkpoints")
+            ckpt_path = max(Path(folder).glob("last*.ckpt"), key=lambda p: p.stat().st_mtime, default=None)
+        if ckpt_path and not named_by_lightning(str(ckpt_path)) and "://" not in str(ckpt_path):
+            check_resumable(ckpt_path, self.model.hparams.get("net"), self.trainer.max_epochs)
         # Build the optimizer now: bad arguments (lr <= 0, ...) stop with torch's message before any folder is written.
         try:
             lr = self.model.make_optimizer(self.model.parameters()).defaults.get("lr")

@@ -175,6 +175,26 @@ def test_ckpt_path_last_of_a_finished_run_says_nothing_was_trained(fit_args, tmp
     assert load(tmp_path / "lightning_logs" / "Adam" / "version_0" / "checkpoints" / "last.ckpt")["global_step"] == 40
 
 
+@pytest.mark.parametrize("other, message", [
+    (["--model.net.hidden_sizes=[32]"], "holds a MLP(hidden_sizes=[64], dropout=0.2), not this command's "
+                                        "MLP(hidden_sizes=[32], dropout=0.2): resume it with the settings"),
+    (["--trainer.max_epochs=1"], "had reached epoch 2 (counted from 0), past --trainer.max_epochs=1; give a larger"),
+])  # fmt: skip
+def test_ckpt_path_last_of_another_network_or_past_max_epochs_is_one_line_before_anything_is_written(
+        fit_args, tmp_path, capsys, other, message):  # fmt: skip
+    # Both presets log to ConvNet-Adam: resuming one's run with the other was a size-mismatch traceback, and a smaller
+    # --trainer.max_epochs Lightning's MisconfigurationException; each after the run's config.yaml was overwritten.
+    main(fit_args)
+    run = tmp_path / "lightning_logs" / "Adam" / "version_0"
+    config, files = (run / "config.yaml").read_text(), sorted(p.name for p in run.rglob("*"))
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        main(fit_args + other + ["--ckpt_path", "last"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and message in err and "Traceback" not in err
+    assert (run / "config.yaml").read_text() == config and sorted(p.name for p in run.rglob("*")) == files
+
+
 def test_ckpt_path_last_stopped_in_the_final_epoch_trains_its_rest(fit_args, tmp_path, capsys):
     # Resumed mid-epoch, Lightning calls no on_train_epoch_start: the run still trains, and is not "nothing to train".
     with pytest.raises(SystemExit) as exit_:
