@@ -113,7 +113,8 @@ def download(data_dir: str | Path, mirrors: list[str] | None = None, timeout: fl
         else:
             tried = f"Downloading failed: {'; '.join(failures)}.\n" if failures else ""
             missing = [name for name in FILES if find_file(data_dir, name) is None]
+            some = f"{', '.join(missing)} missing of " if len(missing) < len(FILES) else ""
             raise DigitnetError(f"MNIST was not found in {Path(data_dir).resolve()} (nor in its MNIST/raw/): "
-                                f"{', '.join(missing)} missing of {', '.join(FILES)}, gzipped (.gz) or not.\n"
+                                f"{some or 'expected '}{', '.join(FILES)}, gzipped (.gz) or not.\n"
                                 f"{tried}Put the four files in "
                                 "a folder and pass --data.data_dir DIR, or set DIGITNET_DATA_DIR=DIR.")

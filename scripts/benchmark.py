@@ -45,7 +45,7 @@ from torch import nn
 from digitnet.cli import build_cli
 from digitnet.data import reuse_data
 from digitnet.errors import DigitnetError
-from digitnet.files import check_output
+from digitnet.files import atomic_write, check_output
 from digitnet.model import DigitClassifier
 from digitnet.nets import Dropout
 from digitnet.optim import fused_if_available, half_cosine
@@ -240,7 +240,14 @@ def main(argv: list[str] | None = None) -> dict:
     # The Trainer's arguments go to build_cli while this script's own are in sys.argv, as intended here.
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended", category=UserWarning)
     with tempfile.TemporaryDirectory(prefix="digitnet-bench-") as out:  # the runs' logs and checkpoints: not kept
-        return measure(args, out)
+        try:
+            results = measure(args, out)
+        except DigitnetError as err:  # the data, the accelerator
+            sys.exit(f"{parser.prog}: error: {err}")
+    if args.json:  # --tweaks' figures too
+        atomic_write(args.json, json.dumps(results, indent=2))
+        print(f"wrote {args.json}")
+    return results
 
 
 def measure(args: argparse.Namespace, out: str) -> dict:
@@ -315,10 +322,6 @@ def measure(args: argparse.Namespace, out: str) -> dict:
     print(f"inference, batch 1000: LightningModule {results['infer_images_per_sec']:,.0f} images/s, "
           f"plain nn.Module {results['infer_plain_images_per_sec']:,.0f} images/s "
           f"(ratio {results['infer_ratio_module_to_plain']:.3f})")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
-        print(f"wrote {args.json}")
     return results
 
 
