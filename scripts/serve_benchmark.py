@@ -42,8 +42,8 @@ import psutil
 from PIL import Image
 
 from digitnet.errors import DigitnetError
-from digitnet.files import check_folder
-from digitnet.mnist import TEST_FILES, default_data_dir, load_split
+from digitnet.files import check_folder, check_output
+from digitnet.mnist import COUNTS, TEST_FILES, default_data_dir, load_split
 
 BAD = {  # name: the request's files= from a good PNG; each must be answered with a 4xx
     "not an image": lambda png: {"file": ("d.png", b"hello, world\n" * 10, "image/png")},
@@ -253,9 +253,14 @@ def main() -> None:
             parser.error(f"--{name} must be at least 1")
     if min(args.clients) < 1:
         parser.error("--clients must be at least 1")
+    if args.images * args.digits > COUNTS[TEST_FILES[0]]:
+        parser.error(f"--images {args.images} of --digits {args.digits} take {args.images * args.digits:,} test "
+                     f"digits; MNIST has {COUNTS[TEST_FILES[0]]:,}")  # fmt: skip
     try:
         if args.png_dir:
             check_folder("--png_dir", args.png_dir)
+        if args.answers:
+            check_output(args.answers, "--answers")
     except DigitnetError as err:
         parser.error(str(err))
 

@@ -31,6 +31,8 @@ ERROR = "error: "
     ("writer_adaptation.py", ["--ckpt", "C=missing.ckpt", "--seed", "-1", "--out", "out"], "--seed at least 0"),
     ("time_to_accuracy.py", ["--out", A_FILE], f"--out {A_FILE}: a file, not a folder"),
     ("serve_benchmark.py", ["--png_dir", A_FILE], f"--png_dir {A_FILE}: a file, not a folder"),
+    ("serve_benchmark.py", ["--answers", "nowhere/a.csv"], "--answers nowhere/a.csv: its folder does not exist"),
+    ("serve_benchmark.py", ["--images", "2600", "--digits", "4"], "take 10,400 test digits; MNIST has 10,000"),
     ("benchmark.py", ["--threads", "0"], "--threads must be at least 1"),
     ("benchmark.py", ["--json", "nowhere/bench.json"], "--json nowhere/bench.json: its folder does not exist"),
 ])  # fmt: skip
