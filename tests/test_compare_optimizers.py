@@ -184,3 +184,21 @@ def test_without_the_clone_s_configs_a_name_says_to_give_yaml_paths(tmp_path, mo
     monkeypatch.setattr(compare, "CONFIGS", tmp_path / "configs" / "optimizers")
     with pytest.raises(DigitnetError, match=r"no config for 'SGD': .* does not exist .*; give YAML paths"):
         compare.resolve_configs("SGD")
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--optimizers=,"], "--optimizers ',' names none"),
+    (["--out=afile"], "--out afile: a file, not a folder"),
+    (["--report_dir=afile"], "--report_dir afile: a file, not a folder"),
+])  # fmt: skip
+def test_bad_outputs_are_refused_before_any_run_and_leave_the_last_results(mnist_dir, tmp_path, monkeypatch, flags,
+                                                                           message):  # fmt: skip
+    # --optimizers "" emptied the last results.csv; a file for --out or --report_dir was a traceback, after the runs.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("a file")
+    (tmp_path / "cmp").mkdir()
+    (tmp_path / "cmp" / "results.csv").write_text("optimizer,seed\nSGD,0\n")
+    with pytest.raises(SystemExit, match=f"compare_optimizers: error: {message}"):
+        compare.main([f"--data_dir={mnist_dir}", "--optimizers=SGD", "--seeds=1", "--epochs=1", *flags])
+    assert (tmp_path / "cmp" / "results.csv").read_text() == "optimizer,seed\nSGD,0\n"
+    assert sorted(p.name for p in (tmp_path / "cmp").iterdir()) == ["results.csv"]

@@ -319,6 +319,16 @@ def test_a_storage_in_a_folder_that_cannot_be_written_is_one_line(mnist_dir):
             tune.main([f"--data_dir={mnist_dir}", f"--storage={storage}", "--optimizers=SGD", "--trials=1", *TINY])
 
 
+@pytest.mark.parametrize("flag", ["--report_dir", "--configs_dir", "--out"])
+def test_an_output_folder_that_is_a_file_is_refused_before_any_trial(mnist_dir, tmp_path, flag):
+    # --report_dir or --configs_dir: a FileExistsError traceback when the record was written, after every trial.
+    (tmp_path / "afile").write_text("a file")
+    args = [f"--data_dir={mnist_dir}", f"--out={tmp_path / 'study'}", "--optimizers=SGD", "--trials=1", *TINY]
+    with pytest.raises(SystemExit, match=rf"error: {flag} {tmp_path / 'afile'}: a file, not a folder"):
+        tune.main([*args, f"{flag}={tmp_path / 'afile'}"])
+    assert not (tmp_path / "study").exists()
+
+
 def test_unknown_optimizer_lists_the_search_spaces(capsys):
     with pytest.raises(SystemExit):
         tune.main(["--optimizers=RMSprop"])

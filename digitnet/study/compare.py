@@ -13,7 +13,7 @@ import pandas as pd
 from digitnet.cli import build_cli
 from digitnet.data import reuse_data
 from digitnet.errors import DigitnetError
-from digitnet.files import atomic_write
+from digitnet.files import atomic_write, check_folder
 from digitnet.study.runs import logged_run_args, quiet_lightning
 from digitnet.study.summary import plot_curves, read_curves, summarize
 
@@ -104,6 +104,11 @@ def main(argv: list[str] | None = None) -> None:
     start, rows, cache = time.perf_counter(), [], {}
     try:
         configs = resolve_configs(args.optimizers)
+        if not configs:  # else an empty results.csv over the last one's
+            raise DigitnetError(f"--optimizers {args.optimizers!r} names none: give {DEFAULT_OPTIMIZERS} or YAML paths")
+        check_folder("--out", out, "the runs and reports")
+        if args.report_dir:
+            check_folder("--report_dir", args.report_dir, "the reports")
         for label, config in configs.items():
             for seed in range(args.seeds):
                 run_start = time.perf_counter()

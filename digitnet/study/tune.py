@@ -21,6 +21,7 @@ from digitnet.data import reuse_data
 from digitnet.divergence import TrainingDiverged
 from digitnet.errors import DigitnetError, first_line
 from digitnet.faults import TrainingInterrupted
+from digitnet.files import check_folder
 from digitnet.study.heartbeat import Heartbeat, rerun_stale_trials
 from digitnet.study.record import completed, write_record
 from digitnet.study.runs import logged_run_args, quiet_lightning
@@ -200,6 +201,9 @@ def load_studies(args: argparse.Namespace, create: bool = True) -> dict[str, opt
 
 def check_inputs(args: argparse.Namespace, cache: dict) -> int:
     """Stop on bad arguments or missing data before any study exists; returns the number of validation images."""
+    for flag, folder in (("--out", args.out), ("--configs_dir", args.configs_dir), ("--report_dir", args.report_dir)):
+        if folder:  # else a traceback when the record is written, after every trial
+            check_folder(flag, folder, "the study's files")
     name = args.names[0]
     cli = build_cli(cli_args(args, name, "trial_check", SEARCH_SPACES[name].keras_defaults), run=False)
     reuse_data(cli.datamodule, cache, stages=("fit",))
