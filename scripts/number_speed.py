@@ -67,6 +67,8 @@ def main() -> None:
         parser.error("--repeats must be at least 1")
     if not all("=" in spec for spec in args.ckpt):
         parser.error("--ckpt takes NAME=PATH, e.g. --ckpt ConvNet=lightning_logs/.../last.ckpt")
+    if len({spec.split("=", 1)[0] for spec in args.ckpt}) < len(args.ckpt):
+        parser.error("--ckpt names a network twice: give each its own NAME")
     try:  # the checkpoints and the data, in one line each when bad
         recognizers = [(name, DigitRecognizer.from_checkpoint(ckpt))
                        for name, ckpt in (spec.split("=", 1) for spec in args.ckpt)]

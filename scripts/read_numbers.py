@@ -387,6 +387,8 @@ def main() -> None:
     if min(args.numbers, args.non_digits, args.singles) < 1 or args.seed < 0:
         parser.error("--numbers, --non_digits and --singles must be at least 1, --seed at least 0")
     nets = dict(args.ckpt)
+    if len(nets) < len(args.ckpt):  # else one would be dropped, silently
+        parser.error("--ckpt names a network twice: give each its own NAME")
     try:  # the checkpoints, then MNIST: a bad one stops in one line before anything is written
         check_folder("--out", args.out)
         recognizers = {name: DigitRecognizer.from_checkpoint(path) for name, path in nets.items()}

@@ -158,6 +158,8 @@ def main(argv: list[str] | None = None) -> None:
         columns = dict(item.split("=", 1) for item in args.ckpt)
     except ValueError:
         parser.error("--ckpt takes NAME=PATH, e.g. --ckpt ConvNet=lightning_logs/.../last.ckpt")
+    if len(columns) < len(args.ckpt):  # else one would be dropped, silently
+        parser.error("--ckpt names a network twice: give each its own NAME")
     try:
         check_folder("--out", args.out)
         recognizers = {name: DigitRecognizer.from_checkpoint(path) for name, path in columns.items()}

@@ -31,11 +31,11 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from digitnet import DigitRecognizer
-from digitnet.checkpoints import read_checkpoint
 from digitnet.cli import quiet_lightning
 from digitnet.errors import DigitnetError
 from digitnet.files import check_folder
 from digitnet.finetune import finetune
+from digitnet.mnist import FILES, default_data_dir, download, load_split
 
 # --- the writer's hand --------------------------------------------------------------------------------------------
 
@@ -232,12 +232,17 @@ def main(argv: list[str] | None = None) -> None:
         nets = dict(item.split("=", 1) for item in args.ckpt)
     except ValueError:
         parser.error("--ckpt takes NAME=PATH, e.g. --ckpt ConvNet=lightning_logs/.../last.ckpt")
+    if len(nets) < len(args.ckpt):  # else one would be dropped, silently
+        parser.error("--ckpt names a network twice: give each its own NAME")
     if args.test < 10 or min(args.k) < 1 or args.seed < 0:
         parser.error("--test needs at least 10 digits (one of each class), every --k at least 1, --seed at least 0")
-    try:  # before the writer's pictures are written
+    try:  # before the writer's pictures are written, or a first network's fine-tunes are lost to a later one's
         check_folder("--out", args.out)
         for checkpoint in nets.values():
-            read_checkpoint(checkpoint)
+            DigitRecognizer.from_checkpoint(checkpoint)
+        download(args.data_dir or default_data_dir())  # what finetune reads, fetched if missing, then read whole
+        for files in (FILES[:2], FILES[2:]):  # training, test
+            load_split(args.data_dir or default_data_dir(), files)
     except DigitnetError as err:
         parser.error(str(err))
     out = Path(args.out)

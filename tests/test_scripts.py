@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import tiny_run
 from helpers import digitnet_env
 
@@ -30,6 +31,9 @@ ERROR = "error: "
     ("writer_adaptation.py", ["--ckpt", "C=missing.ckpt", "--out", "out"], "missing.ckpt: no such checkpoint"),
     ("writer_adaptation.py", ["--ckpt", "C=missing.ckpt", "--seed", "-1", "--out", "out"], "--seed at least 0"),
     ("time_to_accuracy.py", ["--out", A_FILE], f"--out {A_FILE}: a file, not a folder"),
+    *[(script, ["--ckpt", "C=a.ckpt", "--ckpt", "C=b.ckpt", "--out", "out"], "--ckpt names a network twice")
+      for script in ("read_numbers.py", "robustness.py", "writer_adaptation.py")],
+    ("number_speed.py", ["--ckpt", "C=a.ckpt", "--ckpt", "C=b.ckpt"], "--ckpt names a network twice"),
     ("serve_benchmark.py", ["--png_dir", A_FILE], f"--png_dir {A_FILE}: a file, not a folder"),
     ("serve_benchmark.py", ["--answers", "nowhere/a.csv"], "--answers nowhere/a.csv: its folder does not exist"),
     ("serve_benchmark.py", ["--images", "2600", "--digits", "4"], "take 10,400 test digits; MNIST has 10,000"),
@@ -62,3 +66,18 @@ def test_robustness_s_table_counts_the_test_digits_it_had_not_those_asked_for(tm
                         "--out", str(tmp_path / "out")])  # fmt: skip
     table = (tmp_path / "out" / "robustness.md").read_text()
     assert table.startswith("| kind (40 MNIST test digits each) | C |")
+
+
+def test_writer_adaptation_reads_every_network_before_it_writes_or_trains_anything(tmp_path, capsys):
+    # A checkpoint torch reads but that is no DigitClassifier's stopped the script after the first network's
+    # fine-tunes, writing no table: their results were lost.
+    checkpoint, data = tiny_run(tmp_path / "run")
+    bad = torch.load(checkpoint, weights_only=True)
+    bad["hyper_parameters"]["net"] = {"class_path": "digitnet.nets.ConvNet", "init_args": {"width": 4}}
+    torch.save(bad, tmp_path / "bad.ckpt")
+    writer = runpy.run_path(str(SCRIPTS / "writer_adaptation.py"))
+    with pytest.raises(SystemExit) as exit_:
+        writer["main"](["--ckpt", f"C={checkpoint}", "--ckpt", f"B={tmp_path / 'bad.ckpt'}", "--data_dir", str(data),
+                        "--out", str(tmp_path / "out")])  # fmt: skip
+    assert exit_.value.code == 2 and "bad.ckpt: not a checkpoint of digitnet's DigitClassifier" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
