@@ -176,8 +176,8 @@ def test_ckpt_path_last_of_a_finished_run_says_nothing_was_trained(fit_args, tmp
 
 
 @pytest.mark.parametrize("other, message", [
-    (["--model.net.hidden_sizes=[32]"], "holds a MLP(hidden_sizes=[64], dropout=0.2), not this command's "
-                                        "MLP(hidden_sizes=[32], dropout=0.2): resume it with the settings"),
+    (["--model.net.hidden_sizes=[32]"], ("holds a MLP(hidden_sizes=[64], dropout=0.2), not this command's "
+                                         "MLP(hidden_sizes=[32], dropout=0.2): resume it with the settings")),
     (["--trainer.max_epochs=1"], "had reached epoch 2 (counted from 0), past --trainer.max_epochs=1; give a larger"),
 ])  # fmt: skip
 def test_ckpt_path_last_of_another_network_or_past_max_epochs_is_one_line_before_anything_is_written(
