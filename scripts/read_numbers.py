@@ -368,6 +368,11 @@ def name_and_path(spec: str) -> tuple[str, str]:
     return name, path
 
 
+def comma_floats(text: str) -> list[float]:
+    """--tune's values: 0.25,0.5 as [0.25, 0.5] (argparse names the function in its error: invalid comma_floats)."""
+    return [float(x) for x in text.split(",")]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data_dir", default=None, help="MNIST's folder; default: $DIGITNET_DATA_DIR, else ./data")
@@ -379,7 +384,7 @@ def main() -> None:
     parser.add_argument("--split", choices=["test", "val"], default="test")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="numbers", help="folder for numbers.csv")
-    parser.add_argument("--tune", type=lambda v: [float(x) for x in v.split(",")], nargs=4, default=None,
+    parser.add_argument("--tune", type=comma_floats, nargs=4, default=None,
                         metavar=("SPLIT_COSTS", "CUT_COSTS", "LINES", "WIDE_COSTS"),
                         help="also print the scores of each combination of these comma-separated settings of the "
                              "reader (SPLIT_COST, CUT_COST, UNSURE_BELOW, WIDE_COST), to choose them on --split val")

@@ -53,6 +53,7 @@ def test_one_optimizer_one_seed_one_epoch(mnist_dir, tmp_path, capsys):
     assert 0 <= row.test_acc <= 1 and 0 <= row.best_val_acc <= 1 and row.sec_per_epoch > 0
     summary = (out / "summary.md").read_text()
     assert "| SGD | SGD lr=" in summary and "test accuracy (%)" in summary
+    assert "| - (one seed) |" in summary and "nan" not in summary
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert list((out / "SGD" / "seed_0").glob("events.out.tfevents.*"))  # TensorBoard run folder
     lines = capsys.readouterr().out.splitlines()

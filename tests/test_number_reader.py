@@ -341,6 +341,8 @@ def test_a_blank_picture_is_still_refused():
     (["--ckpt", "last.ckpt"], "argument --ckpt: expected NAME=PATH, e.g. ConvNet=last.ckpt; got last.ckpt"),
     (["--ckpt", "ConvNet=missing.ckpt"], "missing.ckpt: no such checkpoint"),
     (["--ckpt", "ConvNet=missing.ckpt", "--tune", "0.25", "0.5", "0.4"], "argument --tune: expected 4 arguments"),
+    (["--ckpt", "ConvNet=missing.ckpt", "--tune", "0.25", "x", "0.4", "1"],
+     "argument --tune: invalid comma_floats value: 'x'"),
 ])  # fmt: skip
 def test_read_numbers_script_refuses_bad_arguments_in_one_line(args, message, tmp_path):
     script = Path(__file__).parents[1] / "scripts" / "read_numbers.py"

@@ -81,8 +81,9 @@ def summarize(results: pd.DataFrame, configs: dict[str, Path], test_images: int,
     ]
     for label, runs in groups.items():
         mean, low, high = (100 * v for v in mean_ci(runs["test_acc"]))
+        interval = "- (one seed)" if math.isnan(low) else f"{low:.2f}-{high:.2f}"
         lines.append(
-            f"| {label} | {own[label]} | {mean:.2f} | {low:.2f}-{high:.2f} | {mean_std(runs['test_loss'], 1, 4)} | "
+            f"| {label} | {own[label]} | {mean:.2f} | {interval} | {mean_std(runs['test_loss'], 1, 4)} | "
             f"{mean_std(runs['best_val_acc'], 100)} | {runs['sec_per_epoch'].mean():.1f} |"
         )
     lines.append("")
