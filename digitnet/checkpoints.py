@@ -60,19 +60,18 @@ def check_network(path: str | Path, checkpoint: dict) -> None:
                             "or notebook's class is its own)") from None  # fmt: skip
 
 
-def check_resumable(path: str | Path, net: dict, max_epochs: int | None) -> None:
-    """A one-line DigitnetError, before `fit` writes anything, where the checkpoint it resumes holds another network
-    than the command's (else a size-mismatch traceback, after the run's config.yaml was overwritten) or has passed
-    --trainer.max_epochs (else Lightning's MisconfigurationException)."""
+def check_resumable(path: str | Path, model: torch.nn.Module, max_epochs: int | None) -> None:
+    """A one-line DigitnetError, before `fit` writes anything, where the checkpoint it resumes holds weights that do
+    not fit the command's model (another network: else a size-mismatch traceback, after the run's config.yaml was
+    overwritten) or has passed --trainer.max_epochs (else Lightning's MisconfigurationException)."""
     checkpoint = read_checkpoint(path)
-    saved = checkpoint.get("hyper_parameters", {}).get("net")
-    if isinstance(saved, dict) and isinstance(net, dict):
-        name, other = (str(config.get("class_path")).rsplit(".", 1)[-1] for config in (saved, net))
-        kept, given = saved.get("init_args") or {}, net.get("init_args") or {}
-        if name != other or any(kept[key] != given[key] for key in kept.keys() & given.keys()):  # else at its default
-            raise DigitnetError(f"--ckpt_path: {path} holds a {settings_text(saved)}, not this command's "
-                                f"{settings_text(net)}: resume it with the settings it was trained with (--config "
-                                "its run's config.yaml), or train a new run without --ckpt_path")  # fmt: skip
+    saved = {name: tuple(tensor.shape) for name, tensor in checkpoint["state_dict"].items()}
+    if saved != {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}:
+        held = checkpoint.get("hyper_parameters", {}).get("net")
+        held = settings_text(held) if isinstance(held, dict) else "network"
+        raise DigitnetError(f"--ckpt_path: {path} holds a {held} whose weights do not fit this command's "
+                            f"{settings_text(model.hparams['net'])}: resume it with the settings it was trained with "
+                            "(--config its run's config.yaml), or train a new run without --ckpt_path")  # fmt: skip
     epoch = checkpoint.get("epoch", 0)
     if max_epochs is not None and max_epochs != -1 and epoch > max_epochs:  # as Lightning refuses it
         raise DigitnetError(f"nothing to train: the checkpoint resumed, {path}, had reached epoch {epoch} (counted "

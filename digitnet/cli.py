@@ -122,8 +122,8 @@ class DigitnetCLI(LightningCLI):
             raise DigitnetError(f"--seed_everything={config.seed_everything}: give a seed from 0 to {MAX_SEED}")
         for flag, folder, what in (("--trainer.default_root_dir", config.trainer.default_root_dir, "the runs"),
                                    ("--checkpoint.dirpath", config.checkpoint.dirpath, "the checkpoints")):
-            if folder:  # else a traceback when the first file is written into it
-                check_folder(flag, folder, what)
+            if folder:  # else a traceback when the first file is written into it; predict writes none there
+                check_folder(flag, folder, what, writable=command != "predict")
         # Here, before Lightning reads the model's settings from the checkpoint to build it.
         if command in ("validate", "test", "predict"):
             self._check_paths(config)
@@ -215,7 +215,7 @@ class DigitnetCLI(LightningCLI):
             folder = self.trainer.checkpoint_callback.dirpath or os.path.join(self.trainer.log_dir, "checkpoints")
             ckpt_path = max(Path(folder).glob("last*.ckpt"), key=lambda p: p.stat().st_mtime, default=None)
         if ckpt_path and not named_by_lightning(str(ckpt_path)) and "://" not in str(ckpt_path):
-            check_resumable(ckpt_path, self.model.hparams.get("net"), self.trainer.max_epochs)
+            check_resumable(ckpt_path, self.model, self.trainer.max_epochs)
         # Build the optimizer now: bad arguments (lr <= 0, ...) stop with torch's message before any folder is written.
         try:
             lr = self.model.make_optimizer(self.model.parameters()).defaults.get("lr")

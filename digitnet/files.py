@@ -62,14 +62,15 @@ def check_output(output: str, flag: str = "--output") -> None:
     if not path.parent.is_dir():
         raise DigitnetError(f"{flag} {output}: its folder does not exist; create {path.parent} first")
     if not path.exists() or path.is_file():  # else a pipe or /dev/stdout, written as it is
-        check_writable(flag, output, path.parent)
+        check_writable(flag, output, path.resolve().parent)  # where `replacing` writes: beside a link's target
 
 
-def check_folder(flag: str, folder: str | Path, what: str = "its files") -> None:
-    """A DigitnetError in one line, before any work, where the output folder `folder` is a file or cannot be written."""
+def check_folder(flag: str, folder: str | Path, what: str = "its files", writable: bool = True) -> None:
+    """A DigitnetError in one line, before any work, where the output folder `folder` is a file or (`writable`)
+    cannot be written."""
     if Path(folder).exists() and not Path(folder).is_dir():
         raise DigitnetError(f"{flag} {folder}: a file, not a folder: give the folder to write {what} into")
-    if "://" in str(folder):  # s3://...: fsspec's to check
+    if not writable or "://" in str(folder):  # s3://...: fsspec's to check
         return
     check_writable(flag, folder, Path(folder))
 

@@ -107,7 +107,7 @@ def download(data_dir: str | Path, mirrors: list[str] | None = None, timeout: fl
             except (OSError, EOFError, ValueError) as err:  # URLError, timeouts, bad gzip are OSErrors
                 failures.append(f"{url} ({getattr(err, 'reason', err)})")
                 continue
-            check_folder("--data.data_dir", data_dir, "MNIST")  # a file: atomic_write's FileExistsError
+            check_folder("MNIST's folder", data_dir, "MNIST")  # a file: atomic_write's FileExistsError
             atomic_write(Path(data_dir) / f"{name}.gz", payload)
             break
         else:

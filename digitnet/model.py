@@ -32,14 +32,30 @@ def callable_config(value):
     if isinstance(value, functools.partial) and value.args and isinstance(value.args[-1], type):
         # jsonargparse's callable, partial(call, ..., cls, **init_args), as a checkpoint reloaded through Lightning's
         # instantiator holds it: saved as such, the next checkpoint needed weights_only=False
-        # (tests/test_model.py::test_a_reloaded_cli_checkpoint_trained_on_saves_one_that_reloads).
-        cls = value.args[-1]
-        if set(value.keywords) <= set(inspect.signature(cls).parameters):
-            value = functools.partial(cls, **value.keywords)
+        # (tests/test_model.py::test_a_reloaded_cli_checkpoint_trained_on_saves_one_that_reloads). Taken as the class
+        # and its arguments only where those build the same optimizer or scheduler.
+        plain = functools.partial(value.args[-1], **value.keywords)
+        value = plain if builds_the_same(value, plain) else value
     if isinstance(value, functools.partial) and isinstance(value.func, type) and not value.args:
         cls, kwargs = value.func, {k: list(v) if isinstance(v, tuple) else v for k, v in value.keywords.items()}
         return {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": kwargs}
     return value
+
+
+def builds_the_same(make, other) -> bool:
+    """Whether two callables of the parameters (optimizers) or of an optimizer (schedulers) build the same thing."""
+    def build(maker):  # on one parameter of its own, or an optimizer of its own
+        parameter = nn.Parameter(torch.zeros(1))
+        try:
+            return maker([parameter])
+        except TypeError:  # a scheduler, which takes an optimizer
+            return maker(torch.optim.SGD([parameter], lr=1.0))
+
+    try:
+        made, made_other = build(make), build(other)
+        return type(made) is type(made_other) and made.state_dict() == made_other.state_dict()
+    except Exception:  # whatever a user's callable raises on these: not known to be the same
+        return False
 
 
 def net_config(net: nn.Module) -> dict:
@@ -48,11 +64,12 @@ def net_config(net: nn.Module) -> dict:
     kept = {name: getattr(net, name) for name in inspect.signature(type(net)).parameters if hasattr(net, name)}
     config = callable_config(functools.partial(type(net), **kept))
     plain = all(isinstance(value, (bool, int, float, str, list, tuple, dict, type(None))) for value in kept.values())
-    try:  # nn.Sequential(*layers) keeps no argument: its settings rebuild an empty one
-        same = plain and shapes(instantiate_class((), config)) == shapes(net)
-    except TypeError:  # an argument it needs is not kept
+    try:  # on the meta device: no memory taken, no random number drawn (a seeded run stays the same)
+        with torch.device("meta"):
+            same = plain and shapes(instantiate_class((), config)) == shapes(net)
+    except Exception:  # a class defined in a function, a lazy layer, ...: not known to rebuild
         same = False
-    if not same:
+    if not same:  # nn.Sequential(*layers) keeps no argument: its settings rebuild an empty one
         warnings.warn(f"{type(net).__qualname__} is not rebuilt by the __init__ arguments it keeps as attributes "
                       f"({', '.join(kept) or 'none'}): its checkpoints reload only with the network given, "
                       "DigitClassifier.load_from_checkpoint(path, net=...). Keep each __init__ argument as an "

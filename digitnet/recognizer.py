@@ -67,6 +67,7 @@ class DigitRecognizer:
     def predict_many(self, images: list) -> list[Prediction]:
         """Predictions for a list of images (see `predict`), or an (N, 28, 28) array or tensor of them; raises
         ImageError on the first unusable one."""
+        images = images if isinstance(images, (np.ndarray, torch.Tensor)) else list(images)  # a generator too
         if len(images) == 0:  # `not images` is ambiguous for an array of several
             return []
         return predictions(self._softmax(torch.stack([preprocess(image, self.normalize) for image in images])))

@@ -207,7 +207,7 @@ def mirrors(tmp_path, monkeypatch):
 
 def test_a_data_dir_that_is_a_file_is_one_line_when_a_mirror_answers(tmp_path, mirrors):
     (tmp_path / "afile").write_text("not a folder")
-    with pytest.raises(DigitnetError, match="--data.data_dir .*afile: a file, not a folder"):
+    with pytest.raises(DigitnetError, match="MNIST's folder .*afile: a file, not a folder"):
         MNISTDataModule(data_dir=str(tmp_path / "afile"), mirrors=mirrors).prepare_data()
 
 

@@ -176,8 +176,8 @@ def test_ckpt_path_last_of_a_finished_run_says_nothing_was_trained(fit_args, tmp
 
 
 @pytest.mark.parametrize("other, message", [
-    (["--model.net.hidden_sizes=[32]"], ("holds a MLP(hidden_sizes=[64], dropout=0.2), not this command's "
-                                         "MLP(hidden_sizes=[32], dropout=0.2): resume it with the settings")),
+    (["--model.net.hidden_sizes=[32]"], ("holds a MLP(hidden_sizes=[64], dropout=0.2) whose weights do not fit "
+                                         "this command's MLP(hidden_sizes=[32], dropout=0.2): resume it with")),
     (["--trainer.max_epochs=1"], "had reached epoch 2 (counted from 0), past --trainer.max_epochs=1; give a larger"),
 ])  # fmt: skip
 def test_ckpt_path_last_of_another_network_or_past_max_epochs_is_one_line_before_anything_is_written(
@@ -193,6 +193,12 @@ def test_ckpt_path_last_of_another_network_or_past_max_epochs_is_one_line_before
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and message in err and "Traceback" not in err
     assert (run / "config.yaml").read_text() == config and sorted(p.name for p in run.rglob("*")) == files
+
+
+def test_ckpt_path_last_with_other_settings_of_the_same_weights_trains_on(fit_args, tmp_path):
+    main(fit_args + ["--trainer.max_epochs=1"])
+    main(fit_args + ["--trainer.max_epochs=2", "--model.net.dropout=0.1", "--ckpt_path", "last"])  # dropout: no weight
+    assert load(tmp_path / "lightning_logs" / "Adam" / "version_0" / "checkpoints" / "last.ckpt")["global_step"] == 40
 
 
 def test_ckpt_path_last_stopped_in_the_final_epoch_trains_its_rest(fit_args, tmp_path, capsys):

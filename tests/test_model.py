@@ -134,6 +134,7 @@ def test_a_reading_prints_in_a_line_and_no_pictures_are_no_predictions():
     batch = np.random.default_rng(0).integers(0, 256, (5, 28, 28), dtype=np.uint8)
     expected = recognizer.predict_many(list(batch))
     assert recognizer.predict_many(batch) == expected and recognizer.predict_many(torch.from_numpy(batch)) == expected
+    assert recognizer.predict_many(image for image in batch) == expected
 
 
 def test_pool_first_pools_before_batch_norm_and_relu_and_older_convnet_checkpoints_keep_their_order(tmp_path):

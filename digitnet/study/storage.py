@@ -21,7 +21,7 @@ def open_storage(url: str) -> BaseStorage:
         Path(url).parent.mkdir(parents=True, exist_ok=True)
         lock = JournalFileOpenLock(url) if os.name == "nt" else None  # None: Optuna's symlink lock
         return JournalStorage(JournalFileBackend(url, lock_obj=lock))
-    if url.startswith("sqlite:///"):
+    if url.startswith("sqlite:///") and ":memory:" not in url:
         check_writable("--storage", url, Path(url.removeprefix("sqlite:///")).parent)
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     import sqlalchemy.exc
