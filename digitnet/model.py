@@ -54,7 +54,7 @@ def builds_the_same(make, other) -> bool:
     try:
         made, made_other = build(make), build(other)
         return type(made) is type(made_other) and made.state_dict() == made_other.state_dict()
-    except Exception:  # whatever a user's callable raises on these: not known to be the same
+    except Exception:  # noqa: BLE001  whatever a user's callable raises on these: not known to be the same
         return False
 
 
@@ -67,7 +67,7 @@ def net_config(net: nn.Module) -> dict:
     try:  # on the meta device: no memory taken, no random number drawn (a seeded run stays the same)
         with torch.device("meta"):
             same = plain and shapes(instantiate_class((), config)) == shapes(net)
-    except Exception:  # a class defined in a function, a lazy layer, ...: not known to rebuild
+    except Exception:  # noqa: BLE001  a class defined in a function, a lazy layer, ...: not known to rebuild
         same = False
     if not same:  # nn.Sequential(*layers) keeps no argument: its settings rebuild an empty one
         warnings.warn(f"{type(net).__qualname__} is not rebuilt by the __init__ arguments it keeps as attributes "
