@@ -95,7 +95,7 @@ class StopOnInterrupt(Checkpoint):
         path = os.path.join(folder or os.path.join(trainer.log_dir or trainer.default_root_dir, "checkpoints"),
                             ModelCheckpoint.CHECKPOINT_NAME_LAST + ModelCheckpoint.FILE_EXTENSION)  # fmt: skip
         self.interrupted_at_step = trainer.global_step
-        trainer.save_checkpoint(path)
+        trainer.save_checkpoint(path, weights_only=False)  # all of it, to resume from (and no Lightning notice)
         return path
 
     def stop_if_requested(self, trainer: L.Trainer, epoch_end: bool = False) -> None:

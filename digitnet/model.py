@@ -192,7 +192,7 @@ class DigitClassifier(L.LightningModule):
         self.train_acc.update(logits[: len(y)].detach(), y)
         # Logged only on the steps the logger writes: each self.log call costs time (docs/speed.md).
         every = self.trainer.log_every_n_steps
-        if every and self.global_step % every == 0:
+        if every and (self.global_step + 1) % every == 0:  # as Lightning counts them: else the value of a step 49 back
             self.log("train/loss", loss)
         return loss
 
@@ -217,9 +217,10 @@ class DigitClassifier(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         accuracy = self.test_acc.compute()  # over every process
+        data = self.trainer.datamodule.hparams if self.trainer.datamodule is not None else {}
         for logger in self.loggers:  # TensorBoard's HParams tab compares runs by hp_metric: the test accuracy
-            if isinstance(logger, TensorBoardLogger):
-                logger.log_hyperparams(self.hparams, {"hp_metric": accuracy})
+            if isinstance(logger, TensorBoardLogger):  # and by the data's settings too, as hparams.yaml holds them
+                logger.log_hyperparams({**data, **self.hparams}, {"hp_metric": accuracy})
 
     def predict_step(self, batch: tuple, batch_idx: int) -> torch.Tensor:
         return self(batch[0]).softmax(dim=1)  # every batch holds its (B, 1, 28, 28) images first -> (B, 10)

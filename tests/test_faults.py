@@ -79,6 +79,7 @@ def test_ctrl_c_saves_last_and_prints_the_resume_command(fit_args, tmp_path, cap
     stopped = run_digitnet(*fit_args, *probe(signal_at_step=13, signal_name=signal_name))
     assert stopped.returncode == status, stopped.stderr
     assert "Traceback" not in stopped.stderr + stopped.stdout
+    assert "weights_only" not in stopped.stderr + stopped.stdout  # Lightning's notice of its default, not the user's
     run = tmp_path / "lightning_logs" / "Adam" / "version_0"
     last = run / "checkpoints" / "last.ckpt"
     assert load(last)["global_step"] == 13  # saved at the step it stopped, not at the last periodic save (8)

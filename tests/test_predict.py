@@ -418,6 +418,34 @@ def test_test_subcommand_logs_the_figures_and_the_hparams_metric(trained, tmp_pa
     # hp_metric (TensorBoard's HParams tab) is the test accuracy alone: no -1 placeholder before it.
     hp_metric = [event.value for event in accumulator.Scalars("hp_metric")]
     assert hp_metric == [pytest.approx(accumulator.Scalars("test/acc")[0].value)]
+    # The tab compares runs by the data's settings too: runs that differed only in those looked the same.
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    contents = accumulator.PluginTagToContent("hparams").values()
+    settings = {key for content in contents
+                for key in plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info.hparams}
+    assert {"batch_size", "val_size", "normalize", "label_smoothing"} <= settings
+
+
+def test_train_loss_is_logged_at_the_step_it_is_of(tmp_path):
+    # Logged when global_step % N == 0, written by Lightning when (step + 1) % N == 0: each point was N - 1 steps old.
+    from tensorboard.backend.event_processing.event_accumulator import SCALARS, EventAccumulator
+
+    data = write_mnist(tmp_path / "mnist", n_train=420)
+    losses = {}
+    for every in (1, 5):
+        root = tmp_path / f"every{every}"
+        main(["fit", f"--data.data_dir={data}", "--data.val_size=20", "--data.batch_size=20", "--trainer.max_epochs=1",
+              f"--trainer.log_every_n_steps={every}", "--trainer.enable_progress_bar=false",
+              f"--trainer.default_root_dir={root}"])  # fmt: skip
+        losses[every] = {}
+        for events in root.glob("lightning_logs/Adam/version_0/events.out.tfevents.*"):  # fit's and the test's
+            accumulator = EventAccumulator(str(events), size_guidance={SCALARS: 0})
+            accumulator.Reload()
+            if "train/loss" in accumulator.Tags()[SCALARS]:
+                losses[every] |= {event.step: event.value for event in accumulator.Scalars("train/loss")}
+    assert sorted(losses[5]) == [4, 9, 14, 19]
+    assert all(losses[5][step] == pytest.approx(losses[1][step]) for step in losses[5])
 
 
 @pytest.mark.parametrize("preset", ["fast.yaml", "convnet.yaml"])
