@@ -401,6 +401,7 @@ def test_fit_writes_the_custom_scalars_layout_of_the_curves(trained):
 
 def test_test_subcommand_logs_the_figures_and_the_hparams_metric(trained, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import IMAGES, SCALARS, EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
 
     from digitnet.cli import build_cli
     from digitnet.figures import TestFigures
@@ -419,8 +420,6 @@ def test_test_subcommand_logs_the_figures_and_the_hparams_metric(trained, tmp_pa
     hp_metric = [event.value for event in accumulator.Scalars("hp_metric")]
     assert hp_metric == [pytest.approx(accumulator.Scalars("test/acc")[0].value)]
     # The tab compares runs by the data's settings too: runs that differed only in those looked the same.
-    from tensorboard.plugins.hparams import plugin_data_pb2
-
     contents = accumulator.PluginTagToContent("hparams").values()
     settings = {key for content in contents
                 for key in plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info.hparams}
