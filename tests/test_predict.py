@@ -13,15 +13,15 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import tiny_run, write_mnist
+from helpers import digitnet_env, run_digitnet, unwritable_folder
+from photos import KINDS, drawn_digits, save_photo, write_bad_files
 from PIL import Image
 
-from conftest import tiny_run, write_mnist
 from digitnet import DigitRecognizer, mnist_pixels, preprocess
-from digitnet.cli import main
 from digitnet.checkpoints import announce_default_checkpoint, default_checkpoint
+from digitnet.cli import main
 from digitnet.predict import COLUMNS
-from photos import KINDS, drawn_digits, save_photo, write_bad_files
-from helpers import digitnet_env, run_digitnet, unwritable_folder
 
 README = Path(__file__).parents[1] / "README.md"
 
@@ -352,7 +352,10 @@ def test_export_to_a_folder_or_a_missing_one_stops_before_any_work(trained, tmp_
 
 
 def test_fit_logs_confusion_matrix_and_mistakes_to_tensorboard(trained):
-    from tensorboard.backend.event_processing.event_accumulator import IMAGES, EventAccumulator
+    from tensorboard.backend.event_processing.event_accumulator import (
+        IMAGES,
+        EventAccumulator,
+    )
 
     run = trained[0].parents[1]
     tags = set()
@@ -384,7 +387,10 @@ def test_the_mistakes_grid_shows_each_digit_scaled_with_its_caption_above_it(n):
 
 
 def test_fit_writes_the_custom_scalars_layout_of_the_curves(trained):
-    from tensorboard.backend.event_processing.event_accumulator import TENSORS, EventAccumulator
+    from tensorboard.backend.event_processing.event_accumulator import (
+        TENSORS,
+        EventAccumulator,
+    )
     from tensorboard.plugins.custom_scalar import layout_pb2, metadata
 
     layouts = []
@@ -400,7 +406,11 @@ def test_fit_writes_the_custom_scalars_layout_of_the_curves(trained):
 
 
 def test_test_subcommand_logs_the_figures_and_the_hparams_metric(trained, tmp_path):
-    from tensorboard.backend.event_processing.event_accumulator import IMAGES, SCALARS, EventAccumulator
+    from tensorboard.backend.event_processing.event_accumulator import (
+        IMAGES,
+        SCALARS,
+        EventAccumulator,
+    )
     from tensorboard.plugins.hparams import plugin_data_pb2
 
     from digitnet.cli import build_cli
@@ -428,7 +438,10 @@ def test_test_subcommand_logs_the_figures_and_the_hparams_metric(trained, tmp_pa
 
 def test_train_loss_is_logged_at_the_step_it_is_of(tmp_path):
     # Logged when global_step % N == 0, written by Lightning when (step + 1) % N == 0: each point was N - 1 steps old.
-    from tensorboard.backend.event_processing.event_accumulator import SCALARS, EventAccumulator
+    from tensorboard.backend.event_processing.event_accumulator import (
+        SCALARS,
+        EventAccumulator,
+    )
 
     data = write_mnist(tmp_path / "mnist", n_train=420)
     losses = {}
