@@ -140,21 +140,22 @@ class DigitnetCLI(LightningCLI):
             # Predicting writes a CSV, not a run: no log folder or config.yaml to mistake for a training run.
             config.trainer.logger = False
             self.save_config_callback = None
-        if config.trainer.logger in (None, True):  # lightning_logs/<optimizer>/version_N
+        # lightning_logs/<optimizer>/version_N: the Trainer's logger (instantiate_trainer), not written into the run's
+        # config.yaml, whose rerun with another optimizer or network would else go into this run's folder.
+        self.own_logger = None
+        if config.trainer.logger in (None, True):
             name = config.model.optimizer.class_path.rsplit(".", 1)[-1] if config.model.optimizer else "Adam"
             net = config.model.net.class_path.rsplit(".", 1)[-1] if config.model.net else "MLP"
             if net != "MLP":  # the report's net keeps lightning_logs/<optimizer>; others are named first
                 name = f"{net}-{name}"
             root = config.trainer.default_root_dir or "."
-            config.trainer.logger = {
-                "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
-                "init_args": {"save_dir": os.path.join(root, "lightning_logs"), "name": name,
-                              "default_hp_metric": False},  # hp_metric is the test accuracy (DigitClassifier)
-            }  # fmt: skip
+            self.own_logger = {"save_dir": os.path.join(root, "lightning_logs"), "name": name,
+                               "default_hp_metric": False}  # hp_metric is the test accuracy (DigitClassifier)
         if self.subcommand == "fit" and config.ckpt_path == "last":
-            try:
-                if run := continue_last_run(config.trainer.logger, config.checkpoint.dirpath,
-                                            config.trainer.default_root_dir):
+            own = {"class_path": "lightning.pytorch.loggers.TensorBoardLogger", "init_args": self.own_logger}
+            try:  # sets the logger's version to the run resumed
+                if run := continue_last_run(own if self.own_logger else config.trainer.logger,
+                                            config.checkpoint.dirpath, config.trainer.default_root_dir):
                     rank_zero_only(print)(f"Resuming {run} from its last checkpoint")  # once, not by every DDP process
             except NothingToResume as nothing:
                 rank_zero_only(print)(nothing)
@@ -180,6 +181,8 @@ class DigitnetCLI(LightningCLI):
             config.data[key] = trained.get(key, config.data[key])
 
     def instantiate_trainer(self, **kwargs) -> Trainer:
+        if getattr(self, "own_logger", None) is not None:
+            kwargs["logger"] = TensorBoardLogger(**self.own_logger)
         with trainer_settings():
             trainer = super().instantiate_trainer(**kwargs)
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # unless the user chose another one

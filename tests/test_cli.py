@@ -27,6 +27,18 @@ def test_the_tensorboard_command_fit_prints_points_at_its_run_s_logs(mnist_dir, 
     assert shlex.split(logdir) == [str(tmp_path / "my runs" / "lightning_logs")]
 
 
+def test_a_run_s_config_rerun_with_another_optimizer_or_root_goes_into_its_own_folder(mnist_dir, tmp_path):
+    # config.yaml held the logger digitnet had named (lightning_logs/Adam): rerun with --model.optimizer=SGD or another
+    # --trainer.default_root_dir, it wrote into the first run's Adam/ folder.
+    main(["fit", f"--data.data_dir={mnist_dir}", "--data.val_size=20", "--trainer.max_epochs=1",
+          "--trainer.enable_progress_bar=false"])  # fmt: skip
+    config = tmp_path / "lightning_logs" / "Adam" / "version_0" / "config.yaml"
+    assert yaml.safe_load(config.read_text())["trainer"]["logger"] is None
+    main(["fit", f"--config={config}", "--model.optimizer=SGD", f"--trainer.default_root_dir={tmp_path / 'again'}"])
+    assert (tmp_path / "again" / "lightning_logs" / "SGD" / "version_0" / "config.yaml").is_file()
+    assert [p.name for p in (tmp_path / "lightning_logs" / "Adam").iterdir()] == ["version_0"]
+
+
 def test_fit_fast_dev_run(mnist_dir):
     main(["fit", f"--data.data_dir={mnist_dir}", "--data.val_size=20", "--trainer.fast_dev_run=true"])
 
