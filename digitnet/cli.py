@@ -213,6 +213,7 @@ class DigitnetCLI(LightningCLI):
                                     "python -m digitnet test --ckpt_path PATH")  # fmt: skip
         self.load_data()
         self.check_val_check_interval()
+        self.check_shares_of_batches()
         ckpt_path = self.config[self.subcommand].ckpt_path
         if ckpt_path == "last":  # the file Lightning will resume: the newest last*.ckpt where the run's checkpoints go
             folder = self.trainer.checkpoint_callback.dirpath or os.path.join(self.trainer.log_dir, "checkpoints")
@@ -244,6 +245,19 @@ class DigitnetCLI(LightningCLI):
             raise DigitnetError(f"--trainer.val_check_interval={interval}: an epoch has {batches} training batches; "
                                 "give at most that, a share of an epoch (0.5), or "
                                 "--trainer.check_val_every_n_epoch=null to count batches across epochs")  # fmt: skip
+
+    def check_shares_of_batches(self) -> None:
+        """Lightning's check that a share of the batches (--trainer.limit_val_batches=0.1) leaves at least one, made
+        before the run folder is written (tests/test_faults.py::test_a_share_of_batches_that_leaves_none_is_refused_
+        before_a_run_folder_is_written)."""
+        data = self.datamodule
+        for kind, limit, loader in (("train", self.trainer.limit_train_batches, data.train_dataloader),
+                                    ("val", self.trainer.limit_val_batches, data.val_dataloader)):
+            if isinstance(limit, float) and 0 < limit < 1 and data.train_set is not None:  # else none in this process
+                batches = len(loader())
+                if int(batches * limit) == 0:
+                    raise DigitnetError(f"--trainer.limit_{kind}_batches={limit} of {batches} {kind} batches is none: "
+                                        f"give at least {1 / batches:.2g}, or a number of batches (2)")  # fmt: skip
 
     before_validate = before_test = load_data
 

@@ -234,6 +234,19 @@ def test_a_val_check_interval_over_an_epoch_is_refused_before_a_run_folder_is_wr
     assert not (tmp_path / "lightning_logs").exists()
 
 
+@pytest.mark.parametrize("flag, batches", [("--trainer.limit_val_batches=0.5", 1), ("--trainer.limit_train_batches=0.01", 20)])
+def test_a_share_of_batches_that_leaves_none_is_refused_before_a_run_folder_is_written(fit_args, tmp_path, capsys,
+                                                                                        flag, batches):  # fmt: skip
+    # 20 validation images in one batch: half of it is none. Lightning's MisconfigurationException came with a
+    # traceback, after the run folder was written.
+    with pytest.raises(SystemExit) as exit_:
+        main(fit_args + [flag])
+    assert exit_.value.code == 2
+    assert f"{flag} of {batches} " in capsys.readouterr().err
+    assert not (tmp_path / "lightning_logs").exists()
+    main(fit_args + [flag.replace("0.5", "1.0").replace("0.01", "0.05"), "--trainer.max_epochs=1"])  # one batch: trains
+
+
 def test_a_val_check_interval_within_an_epoch_across_epochs_or_in_time_trains(fit_args, capsys):
     main(fit_args + ["--trainer.max_epochs=2", "--trainer.val_check_interval=20"])
     main(fit_args + ["--trainer.max_epochs=2", "--trainer.val_check_interval=30", "--trainer.check_val_every_n_epoch=null"])
