@@ -250,14 +250,17 @@ class DigitnetCLI(LightningCLI):
         """Lightning's check that a share of the batches (--trainer.limit_val_batches=0.1) leaves at least one, made
         before the run folder is written (tests/test_faults.py::test_a_share_of_batches_that_leaves_none_is_refused_
         before_a_run_folder_is_written)."""
-        data = self.datamodule
+        data, given = self.datamodule, self.config[self.subcommand].trainer
+        processes = self.trainer.world_size if given.use_distributed_sampler else 1  # each process's share, as Lightning
         for kind, limit, loader in (("train", self.trainer.limit_train_batches, data.train_dataloader),
                                     ("val", self.trainer.limit_val_batches, data.val_dataloader)):
             if isinstance(limit, float) and 0 < limit < 1 and data.train_set is not None:  # else none in this process
-                batches = len(loader())
+                batches = math.ceil(len(loader()) / processes)
                 if int(batches * limit) == 0:
+                    digits = 1 - math.floor(math.log10(1 / batches))  # two significant ones, rounded up: enough
+                    least = math.ceil(10**digits / batches) / 10**digits
                     raise DigitnetError(f"--trainer.limit_{kind}_batches={limit} of {batches} {kind} batches is none: "
-                                        f"give at least {1 / batches:.2g}, or a number of batches (2)")  # fmt: skip
+                                        f"give at least {least:g}, or a number of batches (2)")  # fmt: skip
 
     before_validate = before_test = load_data
 
