@@ -13,6 +13,7 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from digitnet.errors import DigitnetError, first_line
 from digitnet.faults import interrupted_at
+from digitnet.model import shapes
 
 FINETUNED = "finetuned.ckpt"  # what `finetune` writes
 
@@ -65,8 +66,7 @@ def check_resumable(path: str | Path, model: torch.nn.Module, max_epochs: int | 
     not fit the command's model (another network: else a size-mismatch traceback, after the run's config.yaml was
     overwritten) or has passed --trainer.max_epochs (else Lightning's MisconfigurationException)."""
     checkpoint = read_checkpoint(path)
-    saved = {name: tuple(tensor.shape) for name, tensor in checkpoint["state_dict"].items()}
-    if saved != {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}:
+    if shapes(checkpoint["state_dict"]) != shapes(model.state_dict()):
         held = checkpoint.get("hyper_parameters", {}).get("net")
         held = settings_text(held) if isinstance(held, dict) else "network"
         raise DigitnetError(f"--ckpt_path: {path} holds a {held} whose weights do not fit this command's "

@@ -27,7 +27,7 @@ from digitnet.data import MNISTDataModule
 from digitnet.divergence import StopOnNonFiniteLoss, TrainingDiverged
 from digitnet.errors import DigitnetError
 from digitnet.faults import (AtomicCheckpointIO, NothingToResume, StopOnInterrupt, TrainingInterrupted,
-                             continue_last_run, last_checkpoints, resume_command)
+                             checkpoint_folder, continue_last_run, last_checkpoints, resume_command)
 from digitnet.figures import CurvesLayout, TestFigures
 from digitnet.files import check_folder, check_output
 from digitnet.model import DigitClassifier
@@ -181,7 +181,7 @@ class DigitnetCLI(LightningCLI):
             config.data[key] = trained.get(key, config.data[key])
 
     def instantiate_trainer(self, **kwargs) -> Trainer:
-        if getattr(self, "own_logger", None) is not None:
+        if self.own_logger is not None:
             kwargs["logger"] = TensorBoardLogger(**self.own_logger)
         with trainer_settings():
             trainer = super().instantiate_trainer(**kwargs)
@@ -216,8 +216,8 @@ class DigitnetCLI(LightningCLI):
         self.check_shares_of_batches()
         ckpt_path = self.config[self.subcommand].ckpt_path
         if ckpt_path == "last":  # the file Lightning will resume: the newest last*.ckpt where the run's checkpoints go
-            folder = self.trainer.checkpoint_callback.dirpath or os.path.join(self.trainer.log_dir, "checkpoints")
-            ckpt_path = max(Path(folder).glob("last*.ckpt"), key=lambda p: p.stat().st_mtime, default=None)
+            lasts = Path(checkpoint_folder(self.trainer)).glob("last*.ckpt")
+            ckpt_path = max(lasts, key=lambda p: p.stat().st_mtime, default=None)
         if ckpt_path and not named_by_lightning(str(ckpt_path)) and "://" not in str(ckpt_path):
             check_resumable(ckpt_path, self.model, self.trainer.max_epochs)
         # Build the optimizer now: bad arguments (lr <= 0, ...) stop with torch's message before any folder is written.
@@ -237,8 +237,7 @@ class DigitnetCLI(LightningCLI):
         interval = given.val_check_interval
         if type(interval) is not int or self.datamodule.train_set is None or trainer.check_val_every_n_epoch is None:
             return  # a share of an epoch, a time, no data in this process (another DDP rank's), or across epochs
-        processes = trainer.world_size if given.use_distributed_sampler else 1  # each process's share of an epoch
-        batches = math.ceil(len(self.datamodule.train_dataloader()) / processes)
+        batches = self.batches_per_process(self.datamodule.train_dataloader())
         limit = trainer.limit_train_batches
         batches = min(batches, limit) if isinstance(limit, int) else int(batches * limit)
         if 0 < batches < interval and trainer.limit_val_batches:  # 0: Lightning's own message says what to give
@@ -246,16 +245,20 @@ class DigitnetCLI(LightningCLI):
                                 "give at most that, a share of an epoch (0.5), or "
                                 "--trainer.check_val_every_n_epoch=null to count batches across epochs")  # fmt: skip
 
+    def batches_per_process(self, loader) -> int:
+        """A loader's batches in each process, as Lightning counts them: DDP gives each a share of the data."""
+        distributed = self.config[self.subcommand].trainer.use_distributed_sampler
+        return math.ceil(len(loader) / (self.trainer.world_size if distributed else 1))
+
     def check_shares_of_batches(self) -> None:
         """Lightning's check that a share of the batches (--trainer.limit_val_batches=0.1) leaves at least one, made
         before the run folder is written (tests/test_faults.py::test_a_share_of_batches_that_leaves_none_is_refused_
         before_a_run_folder_is_written)."""
-        data, given = self.datamodule, self.config[self.subcommand].trainer
-        processes = self.trainer.world_size if given.use_distributed_sampler else 1  # each process's share, as Lightning
+        data = self.datamodule
         for kind, limit, loader in (("train", self.trainer.limit_train_batches, data.train_dataloader),
                                     ("val", self.trainer.limit_val_batches, data.val_dataloader)):
             if isinstance(limit, float) and 0 < limit < 1 and data.train_set is not None:  # else none in this process
-                batches = math.ceil(len(loader()) / processes)
+                batches = self.batches_per_process(loader())
                 if int(batches * limit) == 0:
                     digits = 1 - math.floor(math.log10(1 / batches))  # two significant ones, rounded up: enough
                     least = math.ceil(10**digits / batches) / 10**digits

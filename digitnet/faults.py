@@ -91,9 +91,8 @@ class StopOnInterrupt(Checkpoint):
     def save(self, trainer: L.Trainer) -> str | None:
         if trainer.fast_dev_run or trainer.sanity_checking:
             return None
-        folder = getattr(trainer.checkpoint_callback, "dirpath", None)
-        path = os.path.join(folder or os.path.join(trainer.log_dir or trainer.default_root_dir, "checkpoints"),
-                            ModelCheckpoint.CHECKPOINT_NAME_LAST + ModelCheckpoint.FILE_EXTENSION)  # fmt: skip
+        name = ModelCheckpoint.CHECKPOINT_NAME_LAST + ModelCheckpoint.FILE_EXTENSION
+        path = os.path.join(checkpoint_folder(trainer), name)
         self.interrupted_at_step = trainer.global_step
         trainer.save_checkpoint(path, weights_only=False)  # all of it, to resume from (and no Lightning notice)
         return path
@@ -120,6 +119,12 @@ class StopOnInterrupt(Checkpoint):
         self.restore()
         if isinstance(exception, SIGTERMException) and trainer.world_size == 1:
             self.save(trainer)
+
+
+def checkpoint_folder(trainer: L.Trainer) -> str:
+    """Where a run's checkpoints go: the ModelCheckpoint's dirpath, else checkpoints/ in the run's log folder."""
+    folder = getattr(trainer.checkpoint_callback, "dirpath", None)
+    return folder or os.path.join(trainer.log_dir or trainer.default_root_dir, "checkpoints")
 
 
 def interrupted_at(checkpoint: dict) -> int | None:

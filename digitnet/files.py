@@ -77,7 +77,8 @@ def check_folder(flag: str, folder: str | Path, what: str = "its files", writabl
 
 def check_writable(flag: str, given: str | Path, folder: Path) -> None:
     """A DigitnetError in one line where no file can be made in `folder`, or in the folder that would hold it."""
-    folder = next(p for p in (folder.resolve(), *folder.resolve().parents) if p.exists())
+    folder = folder.resolve()
+    folder = next(p for p in (folder, *folder.parents) if p.exists())
     # Tried with a file: os.access says yes to root where the filesystem or its driver refuses (a read-only mount).
     try:
         tempfile.TemporaryFile(dir=folder).close()

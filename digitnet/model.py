@@ -66,7 +66,7 @@ def net_config(net: nn.Module) -> dict:
     plain = all(isinstance(value, (bool, int, float, str, list, tuple, dict, type(None))) for value in kept.values())
     try:  # on the meta device: no memory taken, no random number drawn (a seeded run stays the same)
         with torch.device("meta"):
-            same = plain and shapes(instantiate_class((), config)) == shapes(net)
+            same = plain and shapes(instantiate_class((), config).state_dict()) == shapes(net.state_dict())
     except Exception:  # noqa: BLE001  a class defined in a function, a lazy layer, ...: not known to rebuild
         same = False
     if not same:  # nn.Sequential(*layers) keeps no argument: its settings rebuild an empty one
@@ -77,8 +77,9 @@ def net_config(net: nn.Module) -> dict:
     return config
 
 
-def shapes(net: nn.Module) -> dict[str, tuple[int, ...]]:
-    return {name: tuple(tensor.shape) for name, tensor in net.state_dict().items()}
+def shapes(state_dict: dict[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:
+    """The shape of each tensor of a state_dict (a network's, a checkpoint's), by name."""
+    return {name: tuple(tensor.shape) for name, tensor in state_dict.items()}
 
 
 def from_config(value):
