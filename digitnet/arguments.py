@@ -202,14 +202,16 @@ def trainer_settings() -> typing.Iterator[None]:
 
 
 def with_net_paths(argv: list[str]) -> list[str]:
-    """`argv` with `--model.net=MLP` (or `ConvNet`) spelled `--model.net=digitnet.nets.MLP`: jsonargparse finds
-    a bare class name among every imported subclass of nn.Module, and torchvision.ops has an MLP too."""
+    """`argv` with `--model.net=MLP` (or `ConvNet`, and `--model.number_net=NumberNet`) spelled
+    `--model.net=digitnet.nets.MLP`: jsonargparse finds a bare class name among every imported subclass of
+    nn.Module, and torchvision.ops has an MLP too."""
     argv = list(argv)
-    for i, arg in enumerate(argv):
-        if arg.startswith("--model.net=") and arg.partition("=")[2] in NETS:
-            argv[i] = f"--model.net=digitnet.nets.{arg.partition('=')[2]}"
-        elif arg == "--model.net" and i + 1 < len(argv) and argv[i + 1] in NETS:
-            argv[i + 1] = f"digitnet.nets.{argv[i + 1]}"
+    for flag, names in (("--model.net", NETS), ("--model.number_net", ("NumberNet",))):
+        for i, arg in enumerate(argv):
+            if arg.startswith(flag + "=") and arg.partition("=")[2] in names:
+                argv[i] = f"{flag}=digitnet.nets.{arg.partition('=')[2]}"
+            elif arg == flag and i + 1 < len(argv) and argv[i + 1] in names:
+                argv[i + 1] = f"digitnet.nets.{argv[i + 1]}"
     return argv
 
 

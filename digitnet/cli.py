@@ -211,6 +211,10 @@ class DigitnetCLI(LightningCLI):
             if getattr(self.trainer, name) == 0:
                 raise DigitnetError(f"--trainer.{name}=0 trains nothing: give more; to test a trained network, "
                                     "python -m digitnet test --ckpt_path PATH")  # fmt: skip
+        if bool(self.datamodule.hparams.strings) != (self.model.number_net is not None):
+            raise DigitnetError("--model.number_net and --data.strings go together: the number net trains on the "
+                                "strings of digits the data makes, e.g. --model.number_net=NumberNet "
+                                "--data.strings=0.25 (configs/numbers.yaml)")  # fmt: skip
         self.load_data()
         self.check_val_check_interval()
         self.check_shares_of_batches()

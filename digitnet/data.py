@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from digitnet.augment import cut_from_neighbours, random_affine, random_shift, random_strokes
 from digitnet.negatives import non_digits
+from digitnet.strings import batch_of, make_strings
 from digitnet.own_digits import hold_out, read_digit_folder
 from digitnet.errors import DigitnetError
 from digitnet.predict import collate_images, list_files
@@ -67,6 +68,9 @@ class MNISTDataModule(L.LightningDataModule):
             a batch of 128), made from its digits and random strokes (`digitnet.negatives`), for the model to give no
             digit a high probability on (`--model.non_digit_weight`): the number reader then marks a letter, a scribble
             or a piece of a digit `?`. 0 (the default) adds none.
+        strings: Strings of digits (a whole number each, `digitnet.strings`) made from each training batch's digits,
+            as a share of them (0.25: 32 with a batch of 128), to train the model's `number_net`, the reader of
+            whole numbers. 0 (the default) makes none.
     """
 
     def __init__(
@@ -90,6 +94,7 @@ class MNISTDataModule(L.LightningDataModule):
         extra_share: float = 0.5,
         extra_hold_out: float = 0.2,
         non_digits: float = 0.0,
+        strings: float = 0.0,
     ) -> None:
         super().__init__()
         for name, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size), ("val_size", val_size)):
@@ -101,7 +106,7 @@ class MNISTDataModule(L.LightningDataModule):
             if not 0 <= value < top:
                 raise DigitnetError(f"--data.{name} must be at least 0 (off) and below {top}, got {value}")
         shares = (("strokes", strokes), ("neighbours", neighbours), ("extra_share", extra_share),
-                  ("extra_hold_out", extra_hold_out))
+                  ("extra_hold_out", extra_hold_out), ("strings", strings))
         for name, value in shares:
             if not 0 <= value <= 1:
                 raise DigitnetError(f"--data.{name} must be between 0 and 1, got {value}")
@@ -159,7 +164,7 @@ class MNISTDataModule(L.LightningDataModule):
         if self.trainer is None or not self.trainer.training or torch.is_tensor(batch):
             return batch
         if not (hp.rotate or hp.scale or hp.shear or hp.shift or hp.strokes or hp.neighbours or hp.non_digits
-                or self.extra_set):  # fmt: skip
+                or hp.strings or self.extra_set):  # fmt: skip
             return batch
         x, y = batch  # (B, 1, 28, 28) float32 on the device, (B,) int64
         if self.extra_set is not None and len(self.extra_set):  # the first extra_share of the batch: your digits
@@ -175,10 +180,18 @@ class MNISTDataModule(L.LightningDataModule):
             x = self.from_ink(random_strokes(self.to_ink(x), hp.strokes))
         if hp.neighbours:
             x = self.from_ink(cut_from_neighbours(self.to_ink(x)[:, 0], hp.neighbours)[:, None])
-        if not hp.non_digits:
-            return x, y
-        # (M, 1, 28, 28) non-digits, made from the batch's digits.
-        return x, y, self.from_ink(non_digits(self.to_ink(x)[:, 0], y, max(1, round(hp.non_digits * len(x)))))[:, None]
+        extra = []
+        if hp.non_digits:  # (M, 1, 28, 28) non-digits, made from the batch's digits
+            made = non_digits(self.to_ink(x)[:, 0], y, max(1, round(hp.non_digits * len(x))))
+            extra.append(self.from_ink(made)[:, None])
+        if hp.strings:  # whole numbers of the batch's digits, with a mark that is no digit now and then
+            ink = self.to_ink(x)[:, 0]
+            count = max(1, round(hp.strings * len(x)))
+            marks = non_digits(ink, y, max(1, count // 2), kinds=STRING_MARKS)
+            made = make_strings(ink, y, count, marks, seed=int(torch.randint(2**31, ())))  # seed_everything's
+            numbers = batch_of(*made)
+            extra.append(numbers._replace(images=self.from_ink(numbers.images).to(x.device)))
+        return (x, y, *extra)
 
     def to_ink(self, x: torch.Tensor) -> torch.Tensor:
         """Model input -> ink in [0, 1], white on black."""
@@ -212,7 +225,9 @@ class MNISTDataModule(L.LightningDataModule):
 
 # What acts on batches, not on the stored tensors (digitnet.augment moves each batch on the device).
 BATCH_SETTINGS = ("batch_size", "eval_batch_size", "shift", "rotate", "scale", "shear", "strokes", "neighbours",
-                  "non_digits")
+                  "non_digits", "strings")
+# The marks that stand for "?" in a string: no pair, which in a string is two digits.
+STRING_MARKS = ("piece", "strokes", "blot", "mirror", "crossed")
 
 
 def reuse_data(datamodule: MNISTDataModule, cache: dict, stages: tuple[str, ...] = ("fit", "test")) -> None:

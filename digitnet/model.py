@@ -22,6 +22,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from digitnet.errors import DigitnetError
 from digitnet.nets import MLP
 from digitnet.optim import fused_if_available, half_cosine
+from digitnet.strings import BLANK, Strings
 
 
 def callable_config(value):
@@ -123,6 +124,10 @@ class DigitClassifier(L.LightningModule):
         non_digit_weight: The weight of the loss on the non-digits a training batch brings (`--data.non_digits`):
             the cross-entropy of their predictions with the uniform distribution, less its minimum, log 10 (outlier
             exposure, docs/numbers.md).
+        number_net: A reader of whole numbers trained beside `net`, such as `NumberNet`
+            (`--model.number_net=NumberNet`), on the strings of digits each training batch brings (`--data.strings`),
+            with CTC; the number reader then reads with both (docs/numbers.md). None: `net` alone.
+        number_weight: The weight of number_net's CTC loss.
 
     `net`, `optimizer` and `lr_scheduler` may also be the `{"class_path": ..., "init_args": {...}}` settings checkpoints
     store; a model built in Python is saved that way, so any checkpoint reloads with `load_from_checkpoint(path)` alone.
@@ -138,13 +143,16 @@ class DigitClassifier(L.LightningModule):
         label_smoothing: float = 0.0,
         compile: bool = False,
         non_digit_weight: float = 0.5,
+        number_net: nn.Module | None = None,
+        number_weight: float = 1.0,
     ) -> None:
         super().__init__()
         for name, value in (("label_smoothing", label_smoothing), ("warmup", warmup)):
             if not 0 <= value < 1:
                 raise DigitnetError(f"--model.{name} must be in [0, 1), got {value}")
-        if non_digit_weight < 0:
-            raise DigitnetError(f"--model.non_digit_weight must be 0 or more, got {non_digit_weight}")
+        for name, value in (("non_digit_weight", non_digit_weight), ("number_weight", number_weight)):
+            if value < 0:
+                raise DigitnetError(f"--model.{name} must be 0 or more, got {value}")
         for name, value, taking, example in (
             ("optimizer", optimizer, "the model's parameters", "torch.optim.SGD, lr=0.1"),
             ("lr_scheduler", lr_scheduler, "the optimizer", "torch.optim.lr_scheduler.StepLR, step_size=2"),
@@ -154,12 +162,16 @@ class DigitClassifier(L.LightningModule):
             if not (value is None or callable(value) or settings):
                 raise DigitnetError(f"{name}={value!r}: give a class, or a callable taking {taking}, such as "
                                     f"functools.partial({example})")  # fmt: skip
-        self.save_hyperparameters(ignore=["net"])
+        self.save_hyperparameters(ignore=["net", "number_net"])
         if isinstance(net, dict):
             net = instantiate_class((), net)
+        if isinstance(number_net, dict):
+            number_net = instantiate_class((), number_net)
         self.net = MLP() if net is None else net
+        self.number_net = number_net
         # Plain settings instead of the objects, which torch.load(weights_only=True) refuses to unpickle.
         self.hparams["net"] = net_config(self.net)
+        self.hparams["number_net"] = None if number_net is None else net_config(number_net)
         for name in ("optimizer", "lr_scheduler"):
             self.hparams[name] = callable_config(self.hparams[name])
         self.make_optimizer = from_config(optimizer) or torch.optim.Adam
@@ -184,12 +196,19 @@ class DigitClassifier(L.LightningModule):
         return self.net(x)  # (B, 1, 28, 28) normalized -> (B, 10) logits
 
     def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
-        x, y, *non_digits = batch  # non-digits (M, 1, 28, 28) when the data brings them (--data.non_digits)
+        x, y, *extra = batch  # non-digits (M, 1, 28, 28) and Strings when the data brings them (--data.*)
+        non_digits = [e for e in extra if torch.is_tensor(e)]
+        numbers = next((e for e in extra if isinstance(e, Strings)), None)
         logits = self(torch.cat([x, *non_digits]) if non_digits else x)  # (B + M, 10)
         loss = F.cross_entropy(logits[: len(y)], y, label_smoothing=self.hparams.label_smoothing)
         if non_digits:  # their target is the uniform distribution: cross-entropy with it, less its minimum log 10
             uniform = -logits[len(y) :].log_softmax(dim=1).mean(dim=1) - math.log(10)
             loss = loss + self.hparams.non_digit_weight * uniform.mean()
+        if numbers is not None and self.number_net is not None:
+            log_probs = self.number_net(numbers.images).log_softmax(-1).transpose(0, 1)  # (T, S, 12), as CTC takes it
+            ctc = F.ctc_loss(log_probs.float(), numbers.targets, numbers.frames, numbers.lengths, blank=BLANK,
+                             zero_infinity=True)  # fmt: skip
+            loss = loss + self.hparams.number_weight * ctc
         self.train_acc.update(logits[: len(y)].detach(), y)
         # Logged only on the steps the logger writes: each self.log call costs time (docs/speed.md).
         every = self.trainer.log_every_n_steps

@@ -176,14 +176,14 @@ def crossed(ink: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
     return mnist_geometry(torch.maximum(ink, other))
 
 
-def non_digits(ink: torch.Tensor, labels: torch.Tensor, n: int) -> torch.Tensor:
-    """n non-digit pictures (n, 28, 28) in [0, 1], in equal shares of the six `KINDS` (strokes for a kind the batch
-    has no digit for), made from `ink`, a batch of (B, 28, 28) digits (white on black, 0-1) on the device the
-    pictures are made on, and their (B,) labels."""
+def non_digits(ink: torch.Tensor, labels: torch.Tensor, n: int, kinds: tuple[str, ...] = KINDS) -> torch.Tensor:
+    """n non-digit pictures (n, 28, 28) in [0, 1], in equal shares of `kinds` (strokes for a kind the batch has no
+    digit for), made from `ink`, a batch of (B, 28, 28) digits (white on black, 0-1) on the device the pictures are
+    made on, and their (B,) labels."""
     if n == 0:
         return ink.new_zeros(0, SIZE, SIZE)
     labels = labels.to(ink.device)
-    shares = [n // len(KINDS) + (k < n % len(KINDS)) for k in range(len(KINDS))]
+    shares = [n // len(kinds) + (k < n % len(kinds)) for k in range(len(kinds))]
     order = torch.randperm(len(ink), device=ink.device)
     top, bottom, left, right = ink_boxes(ink)
     wide = order[(right - left + 1)[order] >= 0.5 * (bottom - top + 1)[order]]  # a piece of a 1 is still a 1
@@ -193,14 +193,15 @@ def non_digits(ink: torch.Tensor, labels: torch.Tensor, n: int) -> torch.Tensor:
     second = first.roll(1)
     differ = labels[first] != labels[second]
     first, second = first[differ], second[differ]
-    makers = (
-        lambda k: pieces(ink[cycle(wide if len(wide) else order, k)]),
-        lambda k: pairs(ink[cycle(order, k)]),
-        lambda k: strokes(k, ink.device),
-        lambda k: blots(k, ink.device),
+    makers = {
+        "piece": lambda k: pieces(ink[cycle(wide if len(wide) else order, k)]),
+        "pair": lambda k: pairs(ink[cycle(order, k)]),
+        "strokes": lambda k: strokes(k, ink.device),
+        "blot": lambda k: blots(k, ink.device),
         # A batch with no digit to mirror or to cross (a small last batch) makes strokes instead.
-        lambda k: mirrored(ink[cycle(mirror, k)]) if len(mirror) else strokes(k, ink.device),
-        lambda k: crossed(ink[cycle(first, k)], ink[cycle(second, k)]) if len(first) else strokes(k, ink.device),
-    )
-    made = [make(k) for make, k in zip(makers, shares) if k]  # a small last batch has no picture of some kinds
+        "mirror": lambda k: mirrored(ink[cycle(mirror, k)]) if len(mirror) else strokes(k, ink.device),
+        "crossed": lambda k: (crossed(ink[cycle(first, k)], ink[cycle(second, k)]) if len(first)
+                              else strokes(k, ink.device)),
+    }
+    made = [makers[kind](k) for kind, k in zip(kinds, shares) if k]  # a small last batch has no picture of some kinds
     return torch.cat(made).to(ink.dtype)[torch.randperm(n, device=ink.device)]  # strokes and blots are float32

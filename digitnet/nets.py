@@ -104,4 +104,35 @@ class ConvNet(Layers):
         return super().forward(x.contiguous(memory_format=torch.channels_last))
 
 
+class NumberNet(nn.Module):
+    """A reader of whole numbers (a CRNN: convolutions, then a bidirectional GRU along the strip), trained with CTC.
+
+    (B, 1, 28, W) normalized strips (`digitnet.strings.strip`, W a multiple of 4) -> conv w @28 -> pool -> conv 2w,
+    conv 2w @14 -> pool -> conv 4w @7 -> (B, W/4, 28w) columns -> linear, ReLU -> GRU both ways -> (B, W/4, 12)
+    logits: the ten digits, "?" (a mark that is no digit) and CTC's blank.
+
+    Args:
+        width: Channels of the first convolution; the next ones have 2x and 4x as many.
+        hidden: Units of the GRU in each direction.
+    """
+
+    def __init__(self, width: int = 32, hidden: int = 128) -> None:
+        super().__init__()
+        if width < 1 or hidden < 1:
+            raise DigitnetError(f"NumberNet's width and hidden must be at least 1, got {width} and {hidden}")
+        self.width, self.hidden = width, hidden
+        w = width
+        self.features = nn.Sequential(*conv_block(1, w, pool=True), *conv_block(w, 2 * w),
+                                      *conv_block(2 * w, 2 * w, pool=True), *conv_block(2 * w, 4 * w))  # fmt: skip
+        self.columns = nn.Linear(4 * w * 7, 2 * hidden)
+        self.gru = nn.GRU(2 * hidden, hidden, batch_first=True, bidirectional=True)
+        self.classes = nn.Linear(2 * hidden, 12)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.features(x)  # (B, 4w, 7, W/4)
+        b, c, h, t = f.shape
+        f = torch.relu(self.columns(f.permute(0, 3, 1, 2).reshape(b, t, c * h)))  # (B, W/4, 2 * hidden)
+        return self.classes(self.gru(f)[0])  # (B, W/4, 12)
+
+
 NETS = ("MLP", "ConvNet")  # digitnet's own, named on the command line by these bare names

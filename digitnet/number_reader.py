@@ -21,6 +21,7 @@ measured: docs/numbers.md.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from scipy import ndimage
 
 from digitnet.errors import ImageError
 from digitnet.images import SPECK, digit_pixels, without_stray_specks
+from digitnet.strings import MARGIN, NOT_A_DIGIT, STRIDE, Symbol, strip_columns
 
 # A digit read with a lower probability is shown as "?" (docs/numbers.md: how it was chosen).
 UNSURE_BELOW = 0.4
@@ -53,6 +55,7 @@ JOIN_GAP = 0.2  # marks further apart than this share of a digit's height are ne
 STROKE = 0.3  # ... unless one is under this share of the tallest mark's height: a digit's detached stroke or tick
 BLOT = 0.55  # a mark whose ink is thicker than this share of its height is a blot, never cut into digits
 MIN_PIECE = 0.12  # pieces of a cut mark are at least this share of a digit's height wide (a 1 is about a quarter)
+NET_SURE = 0.9  # a NumberNet's reading is taken over the cuts' only with every digit this sure (docs/numbers.md)
 
 
 @dataclass(frozen=True)
@@ -302,8 +305,48 @@ def best_reading(found: Candidates, probabilities: np.ndarray, scale: float = 1.
     return NumberReading("".join(d.text for d in digits), tuple(digits))
 
 
-def read_number(ink: np.ndarray, probabilities: Callable[[np.ndarray], np.ndarray], scale: float = 1.0) -> NumberReading:
+def net_reading(ink: np.ndarray, symbols: list[Symbol], scale: float = 1.0) -> NumberReading:
+    """The number a NumberNet read in a picture's ink (H, W), its symbols (`digitnet.strings.read_symbols`) as digits:
+    a "?" for a mark it read as no digit, each box the ink between the middles of its neighbours' columns."""
+    left, per_column = strip_columns(ink)
+    middles = [(s.columns[0] + s.columns[1] + 1) / 2 * STRIDE for s in symbols]  # in the strip's columns
+    edges = [-math.inf, *((a + b) / 2 for a, b in itertools.pairwise(middles)), math.inf]
+    digits = []
+    for symbol, (start, stop) in zip(symbols, itertools.pairwise(edges)):
+        c0 = max(0, round(left + (start - MARGIN) * per_column)) if start > -math.inf else 0
+        c1 = min(ink.shape[1], round(left + (stop - MARGIN) * per_column)) if stop < math.inf else ink.shape[1]
+        piece = ink[:, c0:max(c1, c0 + 1)]
+        rows, cols = np.flatnonzero((piece > 0.1).any(1)), np.flatnonzero((piece > 0.1).any(0))
+        if len(rows) == 0:  # its columns hold no ink: a symbol read in a blank margin
+            continue
+        r0, r1, k0, k1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+        box = tuple(round(float(v) * scale) for v in (c0 + k0, r0, c0 + k1, r1))
+        # "?": its likeliest digit, at a probability under UNSURE_BELOW however few the other digits share.
+        digit, probability = symbol.symbol, symbol.probability
+        if digit == NOT_A_DIGIT:
+            digit, probability = symbol.top3[0][0], min(symbol.top3[0][1], UNSURE_BELOW / 2)
+        digits.append(ReadDigit(digit, probability, symbol.top3, box, digit_pixels(piece[r0:r1, k0:k1])))
+    return NumberReading("".join(d.text for d in digits), tuple(digits))
+
+
+def choose(cut: NumberReading, net: NumberReading) -> NumberReading:
+    """The reading of the cuts (`best_reading`) or of the NumberNet: the net's where it reads more digits, each
+    at NET_SURE or more, and the cuts' reading has no "?" or more than one digit: two touching digits that the cuts
+    read as one (docs/numbers.md, "The number net")."""
+    sure = net.digits and all(d.probability >= NET_SURE for d in net.digits)
+    more = len(net.digits) > len(cut.digits) and ("?" not in cut.number or len(cut.digits) > 1)
+    return net if sure and more else cut
+
+
+def read_number(ink: np.ndarray, probabilities: Callable[[np.ndarray], np.ndarray], scale: float = 1.0,
+                symbols: Callable[[np.ndarray], list[Symbol]] | None = None) -> NumberReading:  # fmt: skip
     """The number in a picture's ink, (H, W) in [0, 1]; `probabilities` maps (K, 28, 28) uint8 MNIST pictures to
-    the network's (K, 10) probabilities."""
+    the network's (K, 10) probabilities; `symbols`, if given, the ink to what a NumberNet reads in it."""
     found = candidates(ink)
-    return best_reading(found, probabilities(found.pixels), scale)
+    return with_number_net(best_reading(found, probabilities(found.pixels), scale), ink, scale, symbols)
+
+
+def with_number_net(reading: NumberReading, ink: np.ndarray, scale: float,
+                    symbols: Callable[[np.ndarray], list[Symbol]] | None) -> NumberReading:  # fmt: skip
+    """The cuts' `reading` of a picture's ink, or a NumberNet's (`choose`) where `symbols` runs one."""
+    return reading if symbols is None else choose(reading, net_reading(ink, symbols(ink), scale))

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import glob
 import os
 import shlex
@@ -17,20 +18,29 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from digitnet.errors import DigitnetError
 from digitnet.files import replacing
 from digitnet.images import SIZE, ImageError, picture_ink, to_input
-from digitnet.number_reader import Candidates, NumberReading, best_reading, candidates
+from digitnet.number_reader import (
+    Candidates,
+    NumberReading,
+    best_reading,
+    candidates,
+    with_number_net,
+)
 from digitnet.recognizer import predictions
+from digitnet.strings import read_ink
 
 COLUMNS = ["file", "number", "number_probabilities", "digit", "probability", "top1", "top1_probability", "top2",
            "top2_probability", "top3", "top3_probability", "error"]  # fmt: skip
 
 
 class Picture(NamedTuple):
-    """A picture's candidate digits and scale (its pixels per ink-map pixel), or None and why it cannot be read."""
+    """A picture's candidate digits, scale (its pixels per ink-map pixel) and ink map, or None and why it cannot be
+    read."""
 
     candidates: Candidates | None
     scale: float
     file: str
     error: str
+    ink: np.ndarray | None = None
 
 
 class ImageBatch(NamedTuple):
@@ -67,7 +77,7 @@ def collate_images(files: list[Path], normalize: bool = True) -> ImageBatch:
     for path in files:
         try:
             ink, scale = picture_ink(path)
-            pictures.append(Picture(candidates(ink), scale, str(path), ""))
+            pictures.append(Picture(candidates(ink), scale, str(path), "", ink))
         except ImageError as err:
             pictures.append(Picture(None, 1.0, str(path), err.reason))
     found = [p.candidates.pixels for p in pictures if p.candidates is not None]
@@ -103,6 +113,8 @@ class PredictionWriter(BasePredictionWriter):
             for i, p in zip(batch[2].tolist(), predictions(prediction)):
                 self.rows.append(self.row(f"MNIST test image {i}", p, str(p.digit), f"{p.probability:.4f}"))
             return
+        normalize = trainer.datamodule.hparams.normalize if trainer.datamodule is not None else True
+        symbols = functools.partial(read_ink, pl_module.number_net, normalize=normalize)  # the number net's reading
         start = 0  # each picture's candidates, in order; the first is the whole picture
         for picture in batch.pictures:
             if picture.candidates is None:
@@ -111,6 +123,8 @@ class PredictionWriter(BasePredictionWriter):
             probabilities = prediction[start : start + len(picture.candidates.spans)]
             start += len(probabilities)
             reading = best_reading(picture.candidates, probabilities.numpy(), picture.scale)
+            if pl_module.number_net is not None:
+                reading = with_number_net(reading, picture.ink, picture.scale, symbols)
             shown = (f"{reading.digits[0].probability:.4f}" if len(reading.digits) == 1 and reading.digits[0].sure
                      else digit_list(reading))  # fmt: skip
             row = self.row(picture.file, predictions(probabilities[:1])[0], reading.number, shown)

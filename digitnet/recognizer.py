@@ -15,6 +15,7 @@ from digitnet.errors import DigitnetError, first_line
 from digitnet.images import picture_ink, preprocess, to_input
 from digitnet.model import DigitClassifier
 from digitnet.number_reader import NumberReading, read_number
+from digitnet.strings import Symbol, read_ink
 
 
 @dataclass(frozen=True)
@@ -38,10 +39,13 @@ class DigitRecognizer:
     Args:
         net: Any module mapping normalized (N, 1, 28, 28) images to (N, 10) logits, such as `MLP`.
         normalize: Whether the net was trained on standardized pixels (`--data.normalize=true`) or on pixels / 255.
+        number_net: A reader of whole numbers trained beside `net` (`NumberNet`), which `read_number` reads with too;
+            None: `net` alone.
     """
 
-    def __init__(self, net: nn.Module, normalize: bool = True) -> None:
+    def __init__(self, net: nn.Module, normalize: bool = True, number_net: nn.Module | None = None) -> None:
         self.net, self.normalize = net.eval(), normalize
+        self.number_net = None if number_net is None else number_net.eval()
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, map_location: str | torch.device = "cpu",
@@ -56,7 +60,8 @@ class DigitRecognizer:
             raise DigitnetError(f"{path}: not a checkpoint of digitnet's DigitClassifier "
                                 f"({type(err).__name__}: {first_line(err)})") from None
         data = checkpoint.get("datamodule_hyper_parameters", {})
-        return cls(model.net.to(map_location), normalize=data.get("normalize", True))
+        number_net = None if model.number_net is None else model.number_net.to(map_location)
+        return cls(model.net.to(map_location), normalize=data.get("normalize", True), number_net=number_net)
 
     @torch.no_grad()
     def _softmax(self, x: torch.Tensor) -> torch.Tensor:
@@ -76,11 +81,15 @@ class DigitRecognizer:
         """(K, 28, 28) uint8 MNIST pixels -> (K, 10) float32 probabilities of the ten digits."""
         return self._softmax(to_input(pixels, self.normalize)).cpu().numpy()
 
+    def symbols(self, ink: np.ndarray) -> list[Symbol]:
+        """What the number net reads in a picture's ink (H, W) in [0, 1], left to right."""
+        return read_ink(self.number_net, ink, self.normalize)
+
     def read_number(self, image: str | Path | Image.Image | np.ndarray) -> NumberReading:
         """The number in a picture (a file path, a PIL image or an (H, W) array of grey levels, any size), read left
         to right, `?` for each piece the network does not believe is a digit. Raises ImageError when unusable."""
         ink, scale = picture_ink(image)
-        return read_number(ink, self.probabilities, scale)
+        return read_number(ink, self.probabilities, scale, self.symbols if self.number_net is not None else None)
 
     def predict(self, image: str | Path | Image.Image | np.ndarray | torch.Tensor) -> Prediction:
         """The digit in one image (a file path, a PIL image or an array), as `digitnet.images.preprocess` takes it."""

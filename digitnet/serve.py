@@ -22,7 +22,7 @@ from digitnet.errors import DigitnetError
 from digitnet.images import ImageError, picture_ink, open_image
 from digitnet.checkpoints import announce_default_checkpoint
 from digitnet.corrections import Corrections
-from digitnet.number_reader import Candidates, best_reading, candidates
+from digitnet.number_reader import Candidates, best_reading, candidates, with_number_net
 from digitnet.recognizer import DigitRecognizer, predictions
 
 try:
@@ -54,7 +54,7 @@ class DigitAPI(ls.LitAPI):
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         self.recognizer = DigitRecognizer.from_checkpoint(self.ckpt_path, map_location=device)
 
-    def decode_request(self, request) -> tuple[Candidates, float] | Refusal:
+    def decode_request(self, request) -> tuple[Candidates, float, np.ndarray] | Refusal:
         upload = request.get("file") if hasattr(request, "get") else None
         if upload is None:
             return Refusal(400, f"no 'file' field: {USAGE}")
@@ -65,7 +65,7 @@ class DigitAPI(ls.LitAPI):
             return Refusal(400, "empty file (0 bytes)")
         try:
             ink, scale = picture_ink(open_image(io.BytesIO(data)))  # over images.MAX_PIXELS: refused before decoding
-            return candidates(ink), scale
+            return candidates(ink), scale, ink
         except ImageError as err:  # not an image, truncated, over the pixel limit, blank, a page of marks
             return Refusal(422, str(err))
 
@@ -73,8 +73,8 @@ class DigitAPI(ls.LitAPI):
         items = x if isinstance(x, list) else [x]  # batching: LitServe's `batch` passes the list as it is
         pictures = [item for item in items if not isinstance(item, Refusal)]
         if pictures:  # every candidate digit of every picture, in one batch: (K, 28, 28) MNIST pixels
-            probabilities = self.recognizer.probabilities(np.concatenate([found.pixels for found, _ in pictures]))
-            sizes = np.cumsum([len(found.spans) for found, _ in pictures])[:-1]
+            probabilities = self.recognizer.probabilities(np.concatenate([found.pixels for found, *_ in pictures]))
+            sizes = np.cumsum([len(found.spans) for found, *_ in pictures])[:-1]
             per_picture = iter(np.split(probabilities, sizes))
         outputs = [item if isinstance(item, Refusal) else (*item, next(per_picture)) for item in items]
         return outputs if isinstance(x, list) else outputs[0]
@@ -82,9 +82,10 @@ class DigitAPI(ls.LitAPI):
     def encode_response(self, output) -> Response:
         if isinstance(output, Refusal):
             return JSONResponse({"error": output.reason}, status_code=output.status)
-        found, scale, probabilities = output
+        found, scale, ink, probabilities = output
         (whole,) = predictions(torch.from_numpy(probabilities[:1]))
-        reading = best_reading(found, probabilities, scale)
+        symbols = self.recognizer.symbols if self.recognizer.number_net is not None else None
+        reading = with_number_net(best_reading(found, probabilities, scale), ink, scale, symbols)
         return JSONResponse({
             "number": reading.number,
             "digits": [{"digit": d.digit, "text": d.text, "probability": d.probability, "sure": d.sure,

@@ -15,6 +15,7 @@ import torch
 import yaml
 from conftest import tiny_run, write_mnist
 from helpers import digitnet_env, run_digitnet, unwritable_folder
+from number_stand_in import with_number_stand_in
 from photos import KINDS, drawn_digits, save_photo, write_bad_files
 from PIL import Image
 
@@ -460,7 +461,7 @@ def test_train_loss_is_logged_at_the_step_it_is_of(tmp_path):
     assert all(losses[5][step] == pytest.approx(losses[1][step]) for step in losses[5])
 
 
-@pytest.mark.parametrize("preset", ["fast.yaml", "convnet.yaml"])
+@pytest.mark.parametrize("preset", ["fast.yaml", "convnet.yaml", "numbers.yaml"])
 def test_each_preset_s_checkpoint_reads_a_number_in_predict_python_and_onnx(preset, tmp_path):
     # A tiny run of the preset as it is (its network, precision, augmentation, non-digits), cut to one epoch of
     # the synthetic digits; serve reads the ConvNet preset's checkpoint in tests/test_serve.py.
@@ -485,3 +486,18 @@ def test_each_preset_s_checkpoint_reads_a_number_in_predict_python_and_onnx(pres
     assert reading.number == row["number"] and len(reading.digits) == 2
     export = run_digitnet("export", "--output=model.onnx", cwd=tmp_path)
     assert export.returncode == 0 and (tmp_path / "model.onnx").stat().st_size > 0, export.stderr[-3000:]
+
+
+def test_predict_reads_a_number_as_the_checkpoint_s_number_net_reads_it_where_the_reader_takes_its_reading(tmp_path):
+    # A stand-in number net that reads 123, sure of each digit, in any picture: more digits than the cuts find in
+    # the picture of 71, so the reader takes its reading (digitnet.number_reader.choose), in predict as in Python.
+    checkpoint = with_number_stand_in(tiny_run(tmp_path)[0], tmp_path, "123")
+    save_seventy_one(tmp_path / "number.png")
+    predict = run_digitnet("predict", f"--ckpt_path={checkpoint}", "--data.predict_path=number.png",
+                           "--output=numbers.csv", cwd=tmp_path)  # fmt: skip
+    assert predict.returncode == 0, predict.stderr[-3000:]
+    with open(tmp_path / "numbers.csv") as f:
+        (row,) = list(csv.DictReader(f))
+    reading = DigitRecognizer.from_checkpoint(checkpoint).read_number(tmp_path / "number.png")
+    assert row["number"] == reading.number == "123"
+    assert row["number_probabilities"].split() == [f"{d.probability:.4f}" for d in reading.digits]

@@ -35,6 +35,7 @@ from digitnet.checkpoints import default_checkpoint
 from digitnet.number_reader import UNSURE_BELOW
 from digitnet.recognizer import DigitRecognizer
 from helpers import digitnet_env
+from number_stand_in import with_number_stand_in
 from photos import huge_png
 from serve_helpers import (ServerProcess, free_port, have_real_mnist, inference_workers, mnist_test_set, processes,
                            running, trained_run)  # fmt: skip
@@ -199,6 +200,22 @@ def test_a_picture_of_a_number_is_answered_with_its_digits_boxes_and_images(serv
         strips = [number_png(list(range(k, k + 3))) for k in range(0, 30, 3)]
         right = sum(post(server.url, data).json()["number"] == number for data, _, number in strips)
         assert right >= 7, f"{right} of 10 numbers of three MNIST test digits read right"
+
+
+def test_a_number_net_s_reading_is_answered_as_digit_recognizer_reads_it(one_checkpoint, tmp_path):
+    # A stand-in number net that reads 1234, sure of each digit: more digits than the cuts find in 3 digits.
+    checkpoint = with_number_stand_in(one_checkpoint, tmp_path, "1234")
+    server = ServerProcess(f"--ckpt_path={checkpoint}", cwd=tmp_path)
+    try:
+        data, _, _ = number_png([0, 1, 2])
+        answer = post(server.url, data).json()
+        (tmp_path / "number.png").write_bytes(data)
+        reading = DigitRecognizer.from_checkpoint(checkpoint).read_number(tmp_path / "number.png")
+        assert answer["number"] == reading.number == "1234"
+        assert [d["box"] for d in answer["digits"]] == [list(d.box) for d in reading.digits]
+        assert [d["probability"] for d in answer["digits"]] == pytest.approx([d.probability for d in reading.digits])
+    finally:
+        assert server.stop() == 0, server.output()
 
 
 def blank_png() -> bytes:

@@ -1,0 +1,174 @@
+"""The number net: strings of digits made for training, CTC's reading read back, and where the reader takes it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import tiny_run
+from torch import nn
+
+from digitnet import DigitRecognizer
+from digitnet.model import DigitClassifier
+from digitnet.nets import NumberNet
+from digitnet.number_reader import (
+    NET_SURE,
+    UNSURE_BELOW,
+    NumberReading,
+    ReadDigit,
+    choose,
+    net_reading,
+)
+from digitnet.strings import (
+    BLANK,
+    NOT_A_DIGIT,
+    STRIDE,
+    batch_of,
+    compose,
+    make_strings,
+    read_symbols,
+    strip,
+)
+
+
+def bars(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(n, 28, 28) ink in [0, 1]: upright bars 4 pixels wide, 20 high, labelled 0-9 in turn."""
+    ink = torch.zeros(n, 28, 28)
+    ink[:, 4:24, 12:16] = 1.0
+    return ink, torch.arange(n) % 10
+
+
+def test_strings_hold_one_to_eight_of_the_batch_s_digits_as_strips_28_high_read_every_four_columns():
+    ink, labels = bars(16)
+    strips, texts = make_strings(ink, labels, 40, marks=ink[:2], seed=0)
+    assert len(strips) == len(texts) == 40
+    assert {len(t) for t in texts} <= set(range(1, 9)) and max(map(len, texts)) > 1
+    assert all(s.shape[0] == 28 and s.shape[1] % STRIDE == 0 for s in strips)
+    assert all(0 <= c <= NOT_A_DIGIT for t in texts for c in t) and any(NOT_A_DIGIT in t for t in texts)
+    numbers = batch_of(strips, texts)
+    assert numbers.images.shape[:3] == (40, 1, 28) and numbers.lengths.tolist() == [len(t) for t in texts]
+    assert numbers.targets.tolist() == [c for t in texts for c in t]
+    assert (numbers.frames * STRIDE).tolist() == [s.shape[1] for s in strips]
+    again = make_strings(ink, labels, 40, marks=ink[:2], seed=0)  # the same seed, the same strings
+    assert again[1] == texts and all(torch.equal(a, b) for a, b in zip(again[0], strips))
+
+
+def test_touching_neighbours_meet_with_no_paper_between_them(monkeypatch):
+    monkeypatch.setattr("digitnet.strings.TOUCHING", 1.0)
+    bar = np.ones((20, 4), np.float32)
+    for seed in range(20):
+        canvas = compose([bar, bar], np.random.default_rng(seed))
+        inked = (canvas > 0.3).any(0)
+        first, last = np.flatnonzero(inked)[[0, -1]]
+        assert inked[first : last + 1].all()  # one run of inked columns: no gap between the two bars
+
+
+def test_strip_scales_the_ink_to_20_rows_and_keeps_its_shape():
+    ink = np.zeros((100, 300), np.float32)
+    ink[20:80, 50:230] = 1.0  # 60 high, 180 wide: 20 high, 60 wide in the strip
+    s = strip(ink)
+    rows, cols = np.flatnonzero((s > 0.5).any(1)), np.flatnonzero((s > 0.5).any(0))
+    assert s.shape[0] == 28 and rows[0] == 4 and rows[-1] == 23 and len(cols) == 60
+
+
+def logits_reading(*columns: int) -> torch.Tensor:
+    """(T, 12) logits whose every column is sure of one class."""
+    logits = torch.full((len(columns), 12), -10.0)
+    logits[torch.arange(len(columns)), torch.tensor(columns)] = 10.0
+    return logits
+
+
+def test_ctc_s_best_path_merges_repeats_drops_blanks_and_reads_a_mark_as_not_a_digit():
+    symbols = read_symbols(logits_reading(BLANK, 4, 4, BLANK, 4, NOT_A_DIGIT, BLANK, 7))
+    assert [s.symbol for s in symbols] == [4, 4, NOT_A_DIGIT, 7]
+    assert [s.columns for s in symbols] == [(1, 2), (4, 4), (5, 5), (7, 7)]
+    assert symbols[0].probability > 0.99 and all(d != NOT_A_DIGIT for s in symbols for d, _ in s.top3)
+
+
+def test_a_net_s_reading_boxes_each_digit_where_it_was_read_and_writes_a_mark_as_a_question_mark():
+    ink = np.zeros((40, 100), np.float32)
+    ink[10:30, 10:16] = 1.0
+    ink[10:30, 60:90] = 1.0  # the ink: columns 10-89, 80 wide and 20 high: the strip is 4 + 80 + 4 columns
+    # Read at strip columns 4-19 (network columns 1-4) and 64-83 (16-20): the ink's columns 10-15 and 70-89.
+    logits = torch.full((22, 12), -10.0)
+    logits[:, BLANK] = 10.0
+    logits[1:5, BLANK], logits[1:5, 1] = -10.0, 10.0
+    logits[16:21, BLANK], logits[16:21, NOT_A_DIGIT] = -10.0, 10.0
+    reading = net_reading(ink, read_symbols(logits), scale=2.0)
+    assert reading.number == "1?"
+    one, mark = reading.digits
+    assert one.digit == 1 and one.sure and one.box == (20, 20, 32, 60)  # in the picture's pixels: scale 2
+    assert not mark.sure and mark.probability < UNSURE_BELOW and mark.box == (120, 20, 180, 60)
+    assert one.pixels.shape == mark.pixels.shape == (28, 28)
+
+
+def digits(text: str, probability: float = 0.99) -> NumberReading:
+    found = [ReadDigit(int(c) if c != "?" else 0, probability if c != "?" else 0.1, ((0, 0.5),), (0, 0, 1, 1),
+                       np.zeros((28, 28), np.uint8)) for c in text]  # fmt: skip
+    return NumberReading("".join(d.text for d in found), tuple(found))
+
+
+@pytest.mark.parametrize(("cut", "net", "chosen"), [
+    ("7", "12", "12"),  # two touching digits the cuts read as one
+    ("1?4", "1234", "1234"),  # a piece the cuts doubted, read as two digits
+    ("?", "12", "?"),  # one mark the cuts doubt: a letter or a scribble, not two digits
+    ("123", "123", "123"),
+    ("1234", "123", "1234"),  # the net reads fewer: the cuts'
+])
+def test_the_net_s_reading_is_taken_where_it_reads_more_digits_all_sure(cut, net, chosen):
+    assert choose(digits(cut), digits(net)).number == chosen
+    assert choose(digits(cut), digits(net, NET_SURE - 0.01)).number == cut  # one digit less sure: the cuts'
+
+
+class ReadsTwelve(nn.Module):
+    """A stand-in NumberNet that reads "12" in any strip: a 1 in its first columns, a 2 in its last."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = x.shape[3] // STRIDE
+        columns = [BLANK] * t
+        columns[1], columns[t - 2] = 1, 2
+        return logits_reading(*columns)[None].expand(len(x), -1, -1).clone()
+
+
+class SureOfSeven(nn.Module):
+    """A stand-in classifier that reads a 7 at 0.99 in any picture."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.eye(10)[7].expand(len(x), 10) * 10
+
+
+def test_read_number_takes_the_number_net_s_reading_of_two_touching_digits():
+    ink = np.zeros((60, 120), np.float32)
+    ink[10:50, 20:100] = 1.0  # one wide blot, never cut: the cuts read one 7, the number net "12"
+    recognizer = DigitRecognizer(SureOfSeven(), number_net=ReadsTwelve())
+    picture = (255 - 255 * ink).astype(np.uint8)
+    assert DigitRecognizer(SureOfSeven()).read_number(picture).number == "7"
+    reading = recognizer.read_number(picture)
+    assert reading.number == "12" and [d.digit for d in reading.digits] == [1, 2]
+    (l1, _, r1, _), (l2, _, r2, _) = (d.box for d in reading.digits)
+    assert l1 < r1 <= l2 < r2  # side by side, left to right
+
+
+def test_number_net_maps_strips_of_any_width_to_a_column_of_twelve_logits_every_four_pixels():
+    assert NumberNet(width=4, hidden=8)(torch.zeros(3, 1, 28, 40)).shape == (3, 10, 12)
+
+
+def test_fit_trains_a_number_net_beside_the_classifier_and_its_checkpoint_reloads_with_it(tmp_path):
+    ckpt, _ = tiny_run(tmp_path, "--model.number_net=NumberNet", "--model.number_net.width=4",
+                       "--model.number_net.hidden=8", "--data.strings=0.25")  # fmt: skip
+    model = DigitClassifier.load_from_checkpoint(ckpt)  # alone: the settings are in the checkpoint
+    assert isinstance(model.number_net, NumberNet) and model.number_net.width == 4
+    untrained = NumberNet(width=4, hidden=8)
+    trained = dict(model.number_net.named_parameters())
+    assert any(not torch.equal(p, trained[name]) for name, p in untrained.named_parameters())
+    assert isinstance(DigitRecognizer.from_checkpoint(ckpt).number_net, NumberNet)
+
+
+@pytest.mark.parametrize("args", [["--data.strings=0.25"], ["--model.number_net=NumberNet"]])
+def test_a_number_net_without_strings_or_strings_without_one_is_refused_in_one_line(tmp_path, capsys, args):
+    with pytest.raises(SystemExit) as stopped:
+        tiny_run(tmp_path, *args)
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "--model.number_net and --data.strings go together" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "lightning_logs").exists()
