@@ -55,7 +55,7 @@ JOIN_GAP = 0.2  # marks further apart than this share of a digit's height are ne
 STROKE = 0.3  # ... unless one is under this share of the tallest mark's height: a digit's detached stroke or tick
 BLOT = 0.55  # a mark whose ink is thicker than this share of its height is a blot, never cut into digits
 MIN_PIECE = 0.12  # pieces of a cut mark are at least this share of a digit's height wide (a 1 is about a quarter)
-NET_SURE = 0.9  # a NumberNet's reading is taken over the cuts' only with every digit this sure (docs/numbers.md)
+NET_SURE = 0.95  # a NumberNet's reading is taken over the cuts' only with every digit this sure (docs/numbers.md)
 
 
 @dataclass(frozen=True)
@@ -349,4 +349,11 @@ def read_number(ink: np.ndarray, probabilities: Callable[[np.ndarray], np.ndarra
 def with_number_net(reading: NumberReading, ink: np.ndarray, scale: float,
                     symbols: Callable[[np.ndarray], list[Symbol]] | None) -> NumberReading:  # fmt: skip
     """The cuts' `reading` of a picture's ink, or a NumberNet's (`choose`) where `symbols` runs one."""
-    return reading if symbols is None else choose(reading, net_reading(ink, symbols(ink), scale))
+    return reading if symbols is None else choose(reading, read_with_net(ink, scale, symbols))
+
+
+def read_with_net(ink: np.ndarray, scale: float, symbols: Callable[[np.ndarray], list[Symbol]]) -> NumberReading:
+    """The number a NumberNet reads in a picture's ink, less specks apart from it (as the whole picture is read as
+    one digit): one would stretch the strip the net reads and shrink the digits in it."""
+    ink = without_stray_specks(ink)
+    return net_reading(ink, symbols(ink), scale)

@@ -36,7 +36,7 @@ from digitnet.files import check_folder
 from digitnet.mnist import TEST_FILES, TRAIN_FILES, default_data_dir, load_split
 from digitnet.images import picture_ink
 from digitnet.number_reader import (CUT_COST, SPLIT_COST, UNSURE_BELOW, WIDE_COST, Candidates, NumberReading,
-                                    best_reading, candidates)
+                                    best_reading, candidates, choose, read_with_net)
 
 UP = 3  # an MNIST pixel is UP x UP pixels of the pictures: digits about 60 pixels high
 
@@ -289,13 +289,14 @@ def edit_distance(a: str, b: str) -> int:
 
 def look(recognizer: DigitRecognizer, path: Path):
     """What the reader sees in a file, as `DigitRecognizer.read_number` does: (candidates, their probabilities,
-    scale), or the reason it cannot be read."""
+    scale, the number net's reading or None without one), or the reason it cannot be read."""
     try:
         ink, scale = picture_ink(path)
         found = candidates(ink)
     except DigitnetError as err:
         return str(getattr(err, "reason", err))
-    return found, recognizer.probabilities(found.pixels), scale
+    net = None if recognizer.number_net is None else read_with_net(ink, scale, recognizer.symbols)
+    return found, recognizer.probabilities(found.pixels), scale, net
 
 
 def split_found(found: Candidates, probabilities: np.ndarray, want: str) -> bool:
@@ -324,10 +325,14 @@ def text_of(reading: NumberReading | None, line: float) -> str:
 
 
 def read_all(seen: dict, split_cost: float, cut_cost: float, wide_cost: float) -> dict[str, list]:
-    """Each picture's NumberReading with these costs (None for a picture that could not be read), by kind."""
-    return {kind: [None if isinstance(x, str) else
-                   best_reading(*x, split_cost=split_cost, cut_cost=cut_cost, wide_cost=wide_cost) for x in items]
-            for kind, items in seen.items()}  # fmt: skip
+    """Each picture's NumberReading with these costs (None for a picture that could not be read), by kind: the number
+    net's where the reader would take it (`choose`)."""
+    def read(found, probabilities, scale, net):
+        reading = best_reading(found, probabilities, scale, split_cost=split_cost, cut_cost=cut_cost,
+                               wide_cost=wide_cost)  # fmt: skip
+        return reading if net is None else choose(reading, net)
+
+    return {kind: [None if isinstance(x, str) else read(*x) for x in items] for kind, items in seen.items()}
 
 
 def scores(seen: dict, read: dict, truth: dict, line: float) -> list[dict]:
