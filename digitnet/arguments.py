@@ -93,6 +93,9 @@ class DigitnetParser(LightningArgumentParser):
                             f"{', '.join(SCHEDULERS)} (torch.optim.lr_scheduler), or an import path")  # fmt: skip
             elif key == "config" and value.endswith((".yaml", ".yml", ".json")) and not Path(value).is_file():
                 return f"--config {value}: no such file"
+            elif key == "model.number_net" and value != "NumberNet" and "." not in value:
+                return (f"unknown number net {value!r}{suggest(value, ['NumberNet'])}; use NumberNet (digitnet.nets), "
+                        "or the import path of an nn.Module such as my_package.MyReader")  # fmt: skip
             elif key == "model.net" and value not in NETS and "." not in value:
                 return (f"unknown network {value!r}{suggest(value, NETS)}; use one of {', '.join(NETS)} "
                         "(digitnet.nets), or the import path of an nn.Module such as my_package.MyNet")  # fmt: skip

@@ -51,14 +51,18 @@ def check_network(path: str | Path, checkpoint: dict) -> None:
     """A one-line DigitnetError where the class of the checkpoint's network cannot be imported, as Lightning's
     instantiate_class would import it (else, in `test` or `predict`, jsonargparse's 'Does not validate against any of
     the Union subtypes')."""
-    net = checkpoint.get("hyper_parameters", {}).get("net")
-    module, _, name = str(net.get("class_path") if isinstance(net, dict) else "digitnet.nets.MLP").rpartition(".")
-    try:
-        getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError, ValueError) as err:  # a class of a script or notebook (__main__), ...
-        raise DigitnetError(f"{path}: its network, {module}.{name}, cannot be imported here ({first_line(err)}): "
-                            "import the module that defines it first, or put its folder on PYTHONPATH (a script's "
-                            "or notebook's class is its own)") from None  # fmt: skip
+    hparams = checkpoint.get("hyper_parameters", {})
+    for key, default in (("net", "digitnet.nets.MLP"), ("number_net", None)):  # the number net: configs/numbers.yaml
+        net = hparams.get(key)
+        module, _, name = str(net.get("class_path") if isinstance(net, dict) else default).rpartition(".")
+        if not name or name == "None":
+            continue
+        try:
+            getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError, ValueError) as err:  # a class of a script or notebook (__main__), ...
+            raise DigitnetError(f"{path}: its network, {module}.{name}, cannot be imported here ({first_line(err)}): "
+                                "import the module that defines it first, or put its folder on PYTHONPATH (a "
+                                "script's or notebook's class is its own)") from None  # fmt: skip
 
 
 def check_resumable(path: str | Path, model: torch.nn.Module, max_epochs: int | None) -> None:

@@ -189,8 +189,9 @@ class MNISTDataModule(L.LightningDataModule):
             count = max(1, round(hp.strings * len(x)))
             marks = non_digits(ink, y, max(1, count // 2), kinds=STRING_MARKS)
             made = make_strings(ink, y, count, marks, seed=int(torch.randint(2**31, ())))  # seed_everything's
-            numbers = batch_of(*made)
-            extra.append(numbers._replace(images=self.from_ink(numbers.images).to(x.device)))
+            if made[0]:
+                numbers = batch_of(*made)
+                extra.append(numbers._replace(images=self.from_ink(numbers.images).to(x.device)))
         return (x, y, *extra)
 
     def to_ink(self, x: torch.Tensor) -> torch.Tensor:

@@ -29,7 +29,8 @@ from digitnet.files import check_folder
 from digitnet.model import DigitClassifier, share_read_right
 
 # The data settings a fine-tune keeps from the checkpoint's run: how its pictures were scaled and augmented.
-KEPT = ("normalize", "val_size", "seed", "batch_size", "rotate", "scale", "shift", "shear", "strokes", "non_digits")
+KEPT = ("normalize", "val_size", "seed", "batch_size", "rotate", "scale", "shift", "shear", "strokes", "non_digits",
+        "strings")
 
 
 def percent(value: float | None, digits: int = 1) -> str:
@@ -87,7 +88,8 @@ def finetune(
     L.seed_everything(seed_everything, verbose=False)
     model = DigitClassifier(net=start.net, optimizer=functools.partial(torch.optim.Adam, lr=lr),
                             label_smoothing=start.hparams.label_smoothing,
-                            non_digit_weight=start.hparams.non_digit_weight)  # fmt: skip
+                            non_digit_weight=start.hparams.non_digit_weight, number_net=start.number_net,
+                            number_weight=start.hparams.get("number_weight", 1.0))  # fmt: skip
     net_name = type(start.net).__name__
     scored = {"extra": data.extra_held_out, "mnist": data.test_set}  # your held-out digits, MNIST's test digits
     before = {name: share_read_right(model.net, digits) for name, digits in scored.items()}

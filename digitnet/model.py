@@ -205,8 +205,9 @@ class DigitClassifier(L.LightningModule):
             uniform = -logits[len(y) :].log_softmax(dim=1).mean(dim=1) - math.log(10)
             loss = loss + self.hparams.non_digit_weight * uniform.mean()
         if numbers is not None and self.number_net is not None:
-            log_probs = self.number_net(numbers.images).log_softmax(-1).transpose(0, 1)  # (T, S, 12), as CTC takes it
-            ctc = F.ctc_loss(log_probs.float(), numbers.targets, numbers.frames, numbers.lengths, blank=BLANK,
+            # (T, S, 12), as CTC takes it; in float32 under mixed precision, as its sums over paths need.
+            log_probs = self.number_net(numbers.images).float().log_softmax(-1).transpose(0, 1)
+            ctc = F.ctc_loss(log_probs, numbers.targets, numbers.frames, numbers.lengths, blank=BLANK,
                              zero_infinity=True)  # fmt: skip
             loss = loss + self.hparams.number_weight * ctc
         self.train_acc.update(logits[: len(y)].detach(), y)

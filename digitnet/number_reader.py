@@ -317,8 +317,8 @@ def net_reading(ink: np.ndarray, symbols: list[Symbol], scale: float = 1.0) -> N
         c1 = min(ink.shape[1], round(left + (stop - MARGIN) * per_column)) if stop < math.inf else ink.shape[1]
         piece = ink[:, c0:max(c1, c0 + 1)]
         rows, cols = np.flatnonzero((piece > 0.1).any(1)), np.flatnonzero((piece > 0.1).any(0))
-        if len(rows) == 0:  # its columns hold no ink: a symbol read in a blank margin
-            continue
+        if len(rows) == 0:  # a symbol read where no ink is: no reading to take over the cuts' (choose)
+            return NumberReading("", ())
         r0, r1, k0, k1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
         box = tuple(round(float(v) * scale) for v in (c0 + k0, r0, c0 + k1, r1))
         # "?": its likeliest digit, at a probability under UNSURE_BELOW however few the other digits share.

@@ -82,7 +82,8 @@ def compose(pieces: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
         h, w = max(1, round(piece.shape[0] * size)), max(1, round(piece.shape[1] * size))
         piece = F.interpolate(torch.from_numpy(np.ascontiguousarray(piece))[None, None], size=(h, w),
                               mode="bilinear", align_corners=False)[0, 0].numpy()  # fmt: skip
-        top = int(np.clip(round(canvas.shape[0] - 20 - h - rng.uniform(-2, 2) - slope * 20 * k), 0, canvas.shape[0] - h))
+        top = round(canvas.shape[0] - 20 - h - rng.uniform(-2, 2) - slope * 20 * k)
+        top = int(np.clip(top, 0, canvas.shape[0] - h))
         x = right + round(rng.uniform(1, 7))
         if k and rng.random() < TOUCHING:
             # Per row: the rightmost ink so far, the leftmost of the piece; where both have ink, the piece's is
@@ -108,7 +109,7 @@ def two_strokes(piece: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def make_strings(digits: torch.Tensor, labels: torch.Tensor, count: int, marks: torch.Tensor | None = None,
                  seed: int | None = None) -> tuple[list[torch.Tensor], list[list[int]]]:  # fmt: skip
-    """`count` strings of 1 to MAX_DIGITS of these (B, 28, 28) digits' ink in [0, 1] (a fifth of them single digits),
+    """`count` strings of 1 to MAX_DIGITS of these (B, 28, 28) digits' ink in [0, 1] (three in ten single digits),
     a tenth of the digits in two strokes, and 8% of the places taken by one of `marks`, (M, 28, 28) ink of non-digits
     (`digitnet.negatives`), labelled NOT_A_DIGIT. Returns each string's strip (`strip`) and its labels."""
     rng = np.random.default_rng(seed)
@@ -118,7 +119,7 @@ def make_strings(digits: torch.Tensor, labels: torch.Tensor, count: int, marks: 
     others = [c for c in (ink_crop(m) for m in marks.detach().float().cpu().numpy())] if marks is not None else []
     others = [c for c in others if c.size]
     strips, texts = [], []
-    for _ in range(count):
+    for _ in range(count if usable else 0):  # a batch with no ink at all makes none
         n = 1 if rng.random() < 0.2 else int(rng.integers(1, MAX_DIGITS + 1))
         pieces, text = [], []
         for _ in range(n):
@@ -184,7 +185,8 @@ def top3(p: torch.Tensor) -> tuple[tuple[int, float], ...]:
 
 
 def strip_input(strips: torch.Tensor, normalize: bool = True) -> torch.Tensor:
-    """(28, W) or (S, 28, W) strips of ink in [0, 1] -> (S, 1, 28, W) model input, scaled as `to_input` scales pixels."""
+    """(28, W) or (S, 28, W) strips of ink in [0, 1] -> (S, 1, 28, W) model input, scaled as `to_input` scales
+    pixels."""
     x = strips.reshape(-1, 1, *strips.shape[-2:]).float()
     return (x - MEAN) / STD if normalize else x
 
@@ -194,4 +196,5 @@ def read_ink(number_net: torch.nn.Module, ink: np.ndarray, normalize: bool = Tru
     """What a NumberNet reads in a picture's ink (H, W) in [0, 1], left to right, on the device of its weights."""
     x = strip_input(strip(ink), normalize)
     parameter = next(number_net.parameters(), None)
-    return read_symbols(number_net(x if parameter is None else x.to(parameter.device))[0])
+    # On the weights' device and in their type: `predict --trainer.precision=bf16-true` casts the nets, not this strip.
+    return read_symbols(number_net(x if parameter is None else x.to(parameter.device, parameter.dtype))[0])

@@ -154,14 +154,29 @@ def test_number_net_maps_strips_of_any_width_to_a_column_of_twelve_logits_every_
 
 
 def test_fit_trains_a_number_net_beside_the_classifier_and_its_checkpoint_reloads_with_it(tmp_path):
-    ckpt, _ = tiny_run(tmp_path, "--model.number_net=NumberNet", "--model.number_net.width=4",
-                       "--model.number_net.hidden=8", "--data.strings=0.25")  # fmt: skip
-    model = DigitClassifier.load_from_checkpoint(ckpt)  # alone: the settings are in the checkpoint
-    assert isinstance(model.number_net, NumberNet) and model.number_net.width == 4
-    untrained = NumberNet(width=4, hidden=8)
-    trained = dict(model.number_net.named_parameters())
-    assert any(not torch.equal(p, trained[name]) for name, p in untrained.named_parameters())
+    nets = {}
+    for weight in (0, 1):  # the same seed: the same first weights, which a weight of 0 leaves as they are
+        ckpt, _ = tiny_run(tmp_path / str(weight), "--model.number_net=NumberNet", "--model.number_net.width=4",
+                           "--model.number_net.hidden=8", "--data.strings=0.25", f"--model.number_weight={weight}")
+        model = DigitClassifier.load_from_checkpoint(ckpt)  # alone: the settings are in the checkpoint
+        assert isinstance(model.number_net, NumberNet) and model.number_net.width == 4
+        nets[weight] = dict(model.number_net.named_parameters())
+    assert any(not torch.equal(p, nets[1][name]) for name, p in nets[0].items())  # CTC's loss moved them
     assert isinstance(DigitRecognizer.from_checkpoint(ckpt).number_net, NumberNet)
+
+
+def test_a_symbol_read_where_no_ink_is_gives_no_reading_to_take():
+    ink = np.zeros((40, 60), np.float32)
+    ink[10:30, 10:15] = 1.0
+    logits = torch.full((8, 12), -10.0)  # a 3 read over the bar, a 5 in the strip's right margin
+    logits[:, BLANK] = 10.0
+    logits[1, BLANK], logits[1, 3], logits[7, BLANK], logits[7, 5] = -10.0, 10.0, -10.0, 10.0
+    assert net_reading(ink, read_symbols(logits)).digits == ()
+    assert choose(digits("7"), net_reading(ink, read_symbols(logits))).number == "7"
+
+
+def test_a_batch_with_no_ink_makes_no_strings():
+    assert make_strings(torch.zeros(4, 28, 28), torch.arange(4), 3, seed=0) == ([], [])
 
 
 @pytest.mark.parametrize("args", [["--data.strings=0.25"], ["--model.number_net=NumberNet"]])
