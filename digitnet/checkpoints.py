@@ -52,11 +52,11 @@ def check_network(path: str | Path, checkpoint: dict) -> None:
     instantiate_class would import it (else, in `test` or `predict`, jsonargparse's 'Does not validate against any of
     the Union subtypes')."""
     hparams = checkpoint.get("hyper_parameters", {})
-    for key, default in (("net", "digitnet.nets.MLP"), ("number_net", None)):  # the number net: configs/numbers.yaml
-        net = hparams.get(key)
-        module, _, name = str(net.get("class_path") if isinstance(net, dict) else default).rpartition(".")
-        if not name or name == "None":
-            continue
+    net, number_net = hparams.get("net"), hparams.get("number_net")  # the number net: configs/numbers.yaml
+    paths = [net.get("class_path") if isinstance(net, dict) else "digitnet.nets.MLP"]
+    paths += [number_net.get("class_path")] if isinstance(number_net, dict) else []
+    for class_path in paths:
+        module, _, name = str(class_path).rpartition(".")
         try:
             getattr(importlib.import_module(module), name)
         except (ImportError, AttributeError, ValueError) as err:  # a class of a script or notebook (__main__), ...

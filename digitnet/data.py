@@ -181,11 +181,11 @@ class MNISTDataModule(L.LightningDataModule):
         if hp.neighbours:
             x = self.from_ink(cut_from_neighbours(self.to_ink(x)[:, 0], hp.neighbours)[:, None])
         extra = []
+        ink = self.to_ink(x)[:, 0] if hp.non_digits or hp.strings else None  # (B, 28, 28) in [0, 1]
         if hp.non_digits:  # (M, 1, 28, 28) non-digits, made from the batch's digits
-            made = non_digits(self.to_ink(x)[:, 0], y, max(1, round(hp.non_digits * len(x))))
+            made = non_digits(ink, y, max(1, round(hp.non_digits * len(x))))
             extra.append(self.from_ink(made)[:, None])
         if hp.strings:  # whole numbers of the batch's digits, with a mark that is no digit now and then
-            ink = self.to_ink(x)[:, 0]
             count = max(1, round(hp.strings * len(x)))
             marks = non_digits(ink, y, max(1, count // 2), kinds=STRING_MARKS)
             made = make_strings(ink, y, count, marks, seed=int(torch.randint(2**31, ())))  # seed_everything's
@@ -220,7 +220,9 @@ class MNISTDataModule(L.LightningDataModule):
             indexed = TensorBatches(images, labels, torch.arange(len(labels), device=labels.device))
             return self._loader(indexed, self.hparams.eval_batch_size)
         # Decoding a photo takes far longer than the network: batch_size files a batch, so the bar moves.
-        collate = functools.partial(collate_images, normalize=self.hparams.normalize)
+        model = self.trainer.lightning_module if self.trainer is not None else None
+        keep_ink = getattr(model, "number_net", None) is not None  # for the number net to read (digitnet.predict)
+        collate = functools.partial(collate_images, normalize=self.hparams.normalize, keep_ink=keep_ink)
         return DataLoader(self.predict_set, batch_size=self.hparams.batch_size, collate_fn=collate)
 
 

@@ -70,14 +70,15 @@ def list_files(path: str | Path) -> list[Path]:
     return files
 
 
-def collate_images(files: list[Path], normalize: bool = True) -> ImageBatch:
+def collate_images(files: list[Path], normalize: bool = True, keep_ink: bool = False) -> ImageBatch:
     """A batch of `predict`'s data (image file paths: any list is a Dataset) read into one ImageBatch, the candidates
-    scaled as in training. A file that cannot be used does not stop a folder: its Picture says why."""
+    scaled as in training. A file that cannot be used does not stop a folder: its Picture says why. `keep_ink`: each
+    Picture holds its ink map, for a number net to read (a photo's is megabytes: only then)."""
     pictures = []
     for path in files:
         try:
             ink, scale = picture_ink(path)
-            pictures.append(Picture(candidates(ink), scale, str(path), "", ink))
+            pictures.append(Picture(candidates(ink), scale, str(path), "", ink if keep_ink else None))
         except ImageError as err:
             pictures.append(Picture(None, 1.0, str(path), err.reason))
     found = [p.candidates.pixels for p in pictures if p.candidates is not None]

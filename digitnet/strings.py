@@ -44,24 +44,27 @@ def ink_crop(ink: np.ndarray, level: float = 0.1) -> np.ndarray:
     return ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
 
 
-def strip_columns(ink: np.ndarray, widest: int = 400) -> tuple[int, float]:
+def strip_width(h: int, w: int, widest: int = 400) -> int:
+    """The columns `strip` scales an ink box of h rows and w columns to: 20 rows high, at most `widest` wide."""
+    return min(widest, max(STRIDE, round(w * INK_HEIGHT / h)))
+
+
+def strip_columns(ink: np.ndarray) -> tuple[int, float]:
     """Where `strip` takes a picture's ink from: its first column of ink, and the ink's columns per strip column."""
     cols = np.flatnonzero((ink > 0.1).any(0))
-    rows = np.flatnonzero((ink > 0.1).any(1))
     if len(cols) == 0:
         return 0, 1.0
-    h, w = rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1
-    return int(cols[0]), w / min(widest, max(STRIDE, round(w * INK_HEIGHT / h)))
+    h, w = ink_crop(ink).shape
+    return int(cols[0]), w / strip_width(h, w)
 
 
-def strip(ink: np.ndarray, widest: int = 400) -> torch.Tensor:
-    """(H, W) ink in [0, 1] -> (28, W') float32: its ink box scaled to 20 rows (at most `widest` columns), centred
+def strip(ink: np.ndarray) -> torch.Tensor:
+    """(H, W) ink in [0, 1] -> (28, W') float32: its ink box scaled to 20 rows (`strip_width` columns), centred
     between 4 empty rows above and below, 4 empty columns each side, W' a multiple of STRIDE."""
     ink = ink_crop(np.asarray(ink, np.float32))
     if ink.size == 0:
         return torch.zeros(HEIGHT, 2 * MARGIN)
-    h, w = ink.shape
-    width = min(widest, max(STRIDE, round(w * INK_HEIGHT / h)))
+    width = strip_width(*ink.shape)
     scaled = F.interpolate(torch.from_numpy(np.ascontiguousarray(ink))[None, None], size=(INK_HEIGHT, width),
                            mode="bilinear", antialias=True, align_corners=False)[0, 0].clamp(0, 1)  # fmt: skip
     out = torch.zeros(HEIGHT, math.ceil((width + 2 * MARGIN) / STRIDE) * STRIDE)

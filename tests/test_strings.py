@@ -6,9 +6,12 @@ import numpy as np
 import pytest
 import torch
 from conftest import tiny_run
+from PIL import Image
 from torch import nn
 
 from digitnet import DigitRecognizer
+from digitnet.checkpoints import check_network
+from digitnet.errors import DigitnetError
 from digitnet.model import DigitClassifier
 from digitnet.nets import NumberNet
 from digitnet.number_reader import (
@@ -19,6 +22,7 @@ from digitnet.number_reader import (
     choose,
     net_reading,
 )
+from digitnet.predict import collate_images
 from digitnet.strings import (
     BLANK,
     NOT_A_DIGIT,
@@ -187,3 +191,19 @@ def test_a_number_net_without_strings_or_strings_without_one_is_refused_in_one_l
     err = capsys.readouterr().err.strip()
     assert "--model.number_net and --data.strings go together" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "lightning_logs").exists()
+
+
+def test_predict_s_batches_keep_each_picture_s_ink_only_for_a_number_net_to_read(tmp_path):
+    picture = np.full((40, 60), 255, np.uint8)
+    picture[10:30, 20:26] = 0
+    Image.fromarray(picture).save(tmp_path / "one.png")
+    assert collate_images([tmp_path / "one.png"]).pictures[0].ink is None  # a photo's ink map is megabytes
+    assert collate_images([tmp_path / "one.png"], keep_ink=True).pictures[0].ink.shape[0] > 0
+
+
+def test_a_number_net_that_cannot_be_imported_is_named_with_the_checkpoint_s_file():
+    checkpoint = {"hyper_parameters": {"net": {"class_path": "digitnet.nets.MLP"},
+                                       "number_net": {"class_path": "my_nets.MyReader"}}}  # fmt: skip
+    with pytest.raises(DigitnetError) as refused:
+        check_network("runs/numbers.ckpt", checkpoint)
+    assert str(refused.value).startswith("runs/numbers.ckpt: its network, my_nets.MyReader, cannot be imported")
