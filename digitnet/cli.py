@@ -214,7 +214,7 @@ class DigitnetCLI(LightningCLI):
         if bool(self.datamodule.hparams.strings) != (self.model.number_net is not None):
             raise DigitnetError("--model.number_net and --data.strings go together: the number net trains on the "
                                 "strings of digits the data makes, e.g. --model.number_net=NumberNet "
-                                "--data.strings=0.25 (configs/numbers.yaml)")  # fmt: skip
+                                "--data.strings=0.5 (configs/numbers.yaml)")  # fmt: skip
         self.load_data()
         self.check_val_check_interval()
         self.check_shares_of_batches()

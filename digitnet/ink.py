@@ -276,8 +276,14 @@ def ink_map(gray: np.ndarray) -> np.ndarray:
     marks &= ~ruled_lines(marks)
     if not marks.any():
         raise ImageError("blank: no ink found (only printed lines)")
-    full = float(np.percentile(ink[marks], 90))  # the strokes' core: MNIST's saturated pixels
+    return stroke_levels(ink, marks)
+
+
+def stroke_levels(ink: np.ndarray, marks: np.ndarray) -> np.ndarray:
+    """Ink (H, W), brighter than the paper, as `ink_map` gives it, in [0, 1]: the marks (H, W) bool and their blurred
+    edges, scaled so that their strokes' core (the 90th percentile, MNIST's saturated pixels) is 1, and softly
+    thresholded: paper texture and noise below 30% of the stroke contrast vanish, the core saturates."""
+    full = float(np.percentile(ink[marks], 90))
     near = ndimage.maximum_filter(marks, size=3)  # the marks and their blurred edges only
     level = np.clip(np.where(near, ink, 0) / full, 0, 1)
-    # Soft threshold: paper texture and noise below 30% of the stroke contrast vanish, the core saturates.
     return np.clip((level - 0.3) / 0.4, 0, 1).astype(np.float32)

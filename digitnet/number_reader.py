@@ -55,7 +55,9 @@ JOIN_GAP = 0.2  # marks further apart than this share of a digit's height are ne
 STROKE = 0.3  # ... unless one is under this share of the tallest mark's height: a digit's detached stroke or tick
 BLOT = 0.55  # a mark whose ink is thicker than this share of its height is a blot, never cut into digits
 MIN_PIECE = 0.12  # pieces of a cut mark are at least this share of a digit's height wide (a 1 is about a quarter)
-NET_SURE = 0.95  # a NumberNet's reading is taken over the cuts' only with every digit this sure (docs/numbers.md)
+# A NumberNet's reading is taken over the cuts' only with every digit this sure; over one digit the cuts read, only
+# with every digit NET_SURE_ONE sure (docs/numbers.md, "The number net": how both were chosen).
+NET_SURE, NET_SURE_ONE = 0.5, 0.95
 
 
 @dataclass(frozen=True)
@@ -330,12 +332,20 @@ def net_reading(ink: np.ndarray, symbols: list[Symbol], scale: float = 1.0) -> N
 
 
 def choose(cut: NumberReading, net: NumberReading) -> NumberReading:
-    """The reading of the cuts (`best_reading`) or of the NumberNet: the net's where it reads more digits, each
-    at NET_SURE or more, and the cuts' reading has no "?" or more than one digit: two touching digits that the cuts
-    read as one (docs/numbers.md, "The number net")."""
-    sure = net.digits and all(d.probability >= NET_SURE for d in net.digits)
-    more = len(net.digits) > len(cut.digits) and ("?" not in cut.number or len(cut.digits) > 1)
-    return net if sure and more else cut
+    """The reading of the cuts (`best_reading`) or of the NumberNet. Where the cuts read several digits: the net's
+    where it reads another number, every digit at NET_SURE or more. Where they read one digit: the net's only where
+    it reads more, every one at NET_SURE_ONE (two touching digits the cuts read as one), and never over one mark the
+    cuts doubt (a letter, a scribble: the net was never shown those). docs/numbers.md, "The number net"."""
+    if len(cut.digits) > 1:
+        take = net.number != cut.number and sure(net, NET_SURE)
+    else:
+        take = len(net.digits) > len(cut.digits) and "?" not in cut.number and sure(net, NET_SURE_ONE)
+    return net if take else cut
+
+
+def sure(reading: NumberReading, probability: float) -> bool:
+    """Whether a reading has digits, every one read at `probability` or more ("?" never is)."""
+    return bool(reading.digits) and all(d.probability >= probability for d in reading.digits)
 
 
 def read_number(ink: np.ndarray, probabilities: Callable[[np.ndarray], np.ndarray], scale: float = 1.0,
