@@ -333,18 +333,20 @@ def net_reading(ink: np.ndarray, symbols: list[Symbol], scale: float = 1.0) -> N
 
 def choose(cut: NumberReading, net: NumberReading) -> NumberReading:
     """The reading of the cuts (`best_reading`) or of the NumberNet. Where the cuts read several digits: the net's
-    where it reads another number, every digit at NET_SURE or more. Where they read one digit: the net's only where
-    it reads more, every one at NET_SURE_ONE (two touching digits the cuts read as one), and never over one mark the
-    cuts doubt (a letter, a scribble: the net was never shown those). docs/numbers.md, "The number net"."""
+    where it reads another number of as many digits or more, every digit at NET_SURE or more (CTC's best path reads
+    a digit written twice with no gap between as one: "11" may come back as "1"). Where they read one digit or
+    none: the net's only where it reads more, every one at NET_SURE_ONE (two touching digits the cuts read as one),
+    and never over a single mark the cuts doubt (a letter, a scribble: the net was never shown those).
+    docs/numbers.md, "The number net"."""
     if len(cut.digits) > 1:
-        take = net.number != cut.number and sure(net, NET_SURE)
+        take = net.number != cut.number and len(net.digits) >= len(cut.digits) and every_digit_sure(net, NET_SURE)
     else:
-        take = len(net.digits) > len(cut.digits) and "?" not in cut.number and sure(net, NET_SURE_ONE)
+        take = len(net.digits) > len(cut.digits) and "?" not in cut.number and every_digit_sure(net, NET_SURE_ONE)
     return net if take else cut
 
 
-def sure(reading: NumberReading, probability: float) -> bool:
-    """Whether a reading has digits, every one read at `probability` or more ("?" never is)."""
+def every_digit_sure(reading: NumberReading, probability: float) -> bool:
+    """Whether a reading has digits, every one read at `probability` or more (a NumberNet's "?" never is)."""
     return bool(reading.digits) and all(d.probability >= probability for d in reading.digits)
 
 

@@ -489,8 +489,9 @@ def test_each_preset_s_checkpoint_reads_a_number_in_predict_python_and_onnx(pres
 
 
 def test_predict_reads_a_number_as_the_checkpoint_s_number_net_reads_it_where_the_reader_takes_its_reading(tmp_path):
-    # A stand-in number net that reads 123, sure of each digit, in any picture: more digits than the cuts find in
-    # the picture of 71, so the reader takes its reading (digitnet.number_reader.choose), in predict as in Python.
+    # A stand-in number net that reads 123, sure of each digit, in any picture: another number, of more digits than
+    # the cuts find in the picture of 71, so the reader takes its reading (digitnet.number_reader.choose), in
+    # predict as in Python.
     checkpoint = with_number_stand_in(tiny_run(tmp_path)[0], tmp_path, "123")
     save_seventy_one(tmp_path / "number.png")
     predict = run_digitnet("predict", f"--ckpt_path={checkpoint}", "--data.predict_path=number.png",

@@ -203,7 +203,8 @@ def test_a_picture_of_a_number_is_answered_with_its_digits_boxes_and_images(serv
 
 
 def test_a_number_net_s_reading_is_answered_as_digit_recognizer_reads_it(one_checkpoint, tmp_path):
-    # A stand-in number net that reads 1234, sure of each digit: more digits than the cuts find in 3 digits.
+    # A stand-in number net that reads 1234, sure of each digit: another number, of more digits than the cuts find
+    # in 3 digits, so the reader takes its reading (digitnet.number_reader.choose).
     checkpoint = with_number_stand_in(one_checkpoint, tmp_path, "1234")
     server = ServerProcess(f"--ckpt_path={checkpoint}", cwd=tmp_path)
     try:
