@@ -177,7 +177,7 @@ class DigitnetCLI(LightningCLI):
         checkpoint = read_checkpoint(config.ckpt_path)
         check_network(config.ckpt_path, checkpoint)
         trained = checkpoint.get("datamodule_hyper_parameters") or {}
-        for key in ("normalize", "val_size", "seed"):
+        for key in ("normalize", "val_size", "seed", "strings"):  # strings: `validate` reads the number net's too
             config.data[key] = trained.get(key, config.data[key])
 
     def instantiate_trainer(self, **kwargs) -> Trainer:

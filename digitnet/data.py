@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import zlib
 
 import lightning as L
 import torch
@@ -11,7 +12,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from digitnet.augment import cut_from_neighbours, random_affine, random_shift, random_strokes
 from digitnet.negatives import non_digits
-from digitnet.strings import batch_of, make_strings
+from digitnet.strings import Strings, batch_of, make_strings
 from digitnet.own_digits import hold_out, read_digit_folder
 from digitnet.errors import DigitnetError
 from digitnet.predict import collate_images, list_files
@@ -70,7 +71,8 @@ class MNISTDataModule(L.LightningDataModule):
             or a piece of a digit `?`. 0 (the default) adds none.
         strings: Strings of digits (a whole number each, `digitnet.strings`) made from each training batch's digits,
             as a share of them (0.25: 32 with a batch of 128), to train the model's `number_net`, the reader of
-            whole numbers. 0 (the default) makes none.
+            whole numbers; and from each validation batch's, the same ones every epoch, to validate it
+            (val/number_acc: the share read exactly). 0 (the default) makes none.
     """
 
     def __init__(
@@ -161,7 +163,13 @@ class MNISTDataModule(L.LightningDataModule):
         # Training batches only: `trainer.training` is False in validation (fit's too), sanity checks, test and
         # predict; the model summary's example input comes through here as a bare tensor.
         hp = self.hparams
-        if self.trainer is None or not self.trainer.training or torch.is_tensor(batch):
+        if self.trainer is None or torch.is_tensor(batch):
+            return batch
+        number_net = getattr(self.trainer.lightning_module, "number_net", None)
+        if self.trainer.validating and hp.strings and number_net is not None:  # strings of the batch's own digits
+            numbers = self.validation_strings(*batch)
+            return batch if numbers is None else (*batch, numbers)
+        if not self.trainer.training:
             return batch
         if not (hp.rotate or hp.scale or hp.shear or hp.shift or hp.strokes or hp.neighbours or hp.non_digits
                 or hp.strings or self.extra_set):  # fmt: skip
@@ -185,14 +193,28 @@ class MNISTDataModule(L.LightningDataModule):
         if hp.non_digits:  # (M, 1, 28, 28) non-digits, made from the batch's digits
             made = non_digits(ink, y, max(1, round(hp.non_digits * len(x))))
             extra.append(self.from_ink(made)[:, None])
-        if hp.strings:  # whole numbers of the batch's digits, with a mark that is no digit now and then
-            count = max(1, round(hp.strings * len(x)))
-            marks = non_digits(ink, y, max(1, count // 2), kinds=STRING_MARKS)
-            made = make_strings(ink, y, count, marks, seed=int(torch.randint(2**31, ())))  # seed_everything's
-            if made[0]:
-                numbers = batch_of(*made)
-                extra.append(numbers._replace(images=self.from_ink(numbers.images).to(x.device)))
+        if hp.strings and (numbers := self.strings_of(ink, y)) is not None:
+            extra.append(numbers)
         return (x, y, *extra)
+
+    def strings_of(self, ink: torch.Tensor, y: torch.Tensor, seed: int | None = None) -> Strings | None:
+        """Whole numbers of these (B, 28, 28) digits, with a mark that is no digit now and then, as model input; None
+        if the digits have no ink. Random from torch's generator (seed_everything's), and from `seed` if given."""
+        count = max(1, round(self.hparams.strings * len(y)))
+        marks = non_digits(ink, y, max(1, count // 2), kinds=STRING_MARKS)
+        strips, texts = make_strings(ink, y, count, marks, seed=int(torch.randint(2**31, ())) if seed is None else seed)
+        if not strips:
+            return None
+        numbers = batch_of(strips, texts)
+        return numbers._replace(images=self.from_ink(numbers.images).to(ink.device))
+
+    def validation_strings(self, x: torch.Tensor, y: torch.Tensor) -> Strings | None:
+        """`strings_of` a validation batch, the same strings every epoch: seeded by the batch's labels, from a fork of
+        torch's generator, so that validating leaves the training's random numbers as they were."""
+        seed = zlib.crc32(y.cpu().numpy().tobytes())
+        with torch.random.fork_rng(devices=[] if x.device.type == "cpu" else None, device_type=x.device.type):
+            torch.manual_seed(seed)
+            return self.strings_of(self.to_ink(x)[:, 0], y, seed)
 
     def to_ink(self, x: torch.Tensor) -> torch.Tensor:
         """Model input -> ink in [0, 1], white on black."""

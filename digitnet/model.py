@@ -22,7 +22,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from digitnet.errors import DigitnetError
 from digitnet.nets import MLP
 from digitnet.optim import fused_if_available, half_cosine
-from digitnet.strings import BLANK, Strings
+from digitnet.strings import Strings, ctc_loss, read_right
 
 
 def callable_config(value):
@@ -180,6 +180,7 @@ class DigitClassifier(L.LightningModule):
         accuracy = functools.partial(MulticlassAccuracy, num_classes=10, average="micro")
         self.train_acc, self.val_acc, self.test_acc = accuracy(), accuracy(), accuracy()
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
+        self.val_number_loss, self.val_number_acc = MeanMetric(), MeanMetric()
 
     def configure_model(self) -> None:
         if self.hparams.compile:
@@ -204,24 +205,30 @@ class DigitClassifier(L.LightningModule):
         if non_digits:  # their target is the uniform distribution: cross-entropy with it, less its minimum log 10
             uniform = -logits[len(y) :].log_softmax(dim=1).mean(dim=1) - math.log(10)
             loss = loss + self.hparams.non_digit_weight * uniform.mean()
+        ctc = None
         if numbers is not None and self.number_net is not None:
-            # (T, S, 12), as CTC takes it; in float32 under mixed precision, as its sums over paths need.
-            log_probs = self.number_net(numbers.images).float().log_softmax(-1).transpose(0, 1)
-            ctc = F.ctc_loss(log_probs, numbers.targets, numbers.frames, numbers.lengths, blank=BLANK,
-                             zero_infinity=True)  # fmt: skip
+            ctc = ctc_loss(self.number_net(numbers.images), numbers)
             loss = loss + self.hparams.number_weight * ctc
         self.train_acc.update(logits[: len(y)].detach(), y)
         # Logged only on the steps the logger writes: each self.log call costs time (docs/speed.md).
         every = self.trainer.log_every_n_steps
         if every and (self.global_step + 1) % every == 0:  # as Lightning counts them: else the value of a step 49 back
             self.log("train/loss", loss)
+            if ctc is not None:
+                self.log("train/number_loss", ctc)  # also in train/loss, times --model.number_weight
         return loss
 
     def on_train_epoch_end(self) -> None:
         self.log("train/acc", self.train_acc)  # computed over every process, then reset, by Lightning
 
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        return self.evaluate(batch, "val")
+    def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
+        x, y, *numbers = batch  # and Strings of the batch's digits when the number net trains (--data.strings)
+        if numbers and self.number_net is not None:
+            logits = self.number_net(numbers[0].images)  # (S, T, 12)
+            self.val_number_loss.update(ctc_loss(logits, numbers[0]), weight=len(numbers[0].lengths))
+            self.val_number_acc.update(read_right(logits, numbers[0]))  # the whole string read exactly
+            self.log_dict({"val/number_loss": self.val_number_loss, "val/number_acc": self.val_number_acc})
+        return self.evaluate((x, y), "val")
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         return self.evaluate(batch, "test")  # the logits go on to TestFigures

@@ -156,6 +156,21 @@ def batch_of(strips: list[torch.Tensor], texts: list[list[int]], fill: float = 0
                    torch.tensor([len(t) for t in texts]), torch.tensor([s.shape[1] // STRIDE for s in strips]))
 
 
+def ctc_loss(logits: torch.Tensor, numbers: Strings) -> torch.Tensor:
+    """CTC's loss of a NumberNet's (S, T, 12) logits of these strings, in float32: under mixed precision too, as its
+    sums over paths need."""
+    log_probs = logits.float().log_softmax(-1).transpose(0, 1)  # (T, S, 12), as CTC takes it
+    return F.ctc_loss(log_probs, numbers.targets, numbers.frames, numbers.lengths, blank=BLANK, zero_infinity=True)
+
+
+def read_right(logits: torch.Tensor, numbers: Strings) -> torch.Tensor:
+    """(S,) float, on the logits' device: 1 where the best path of a strip's logits reads its string exactly."""
+    texts = numbers.targets.split(numbers.lengths.tolist())
+    right = [[s.symbol for s in read_symbols(row[:frames])] == text.tolist()
+             for row, frames, text in zip(logits, numbers.frames.tolist(), texts)]  # fmt: skip
+    return torch.tensor(right, dtype=torch.float, device=logits.device)
+
+
 class Symbol(NamedTuple):
     """One symbol a NumberNet read: a digit (0-9) or NOT_A_DIGIT, its probability, the three likeliest digits with
     theirs (among the ten digits alone, as the classifier gives them), and the strip's columns it was read in."""

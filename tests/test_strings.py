@@ -6,11 +6,14 @@ import numpy as np
 import pytest
 import torch
 from conftest import tiny_run
+from lightning.pytorch import Trainer
 from PIL import Image
 from torch import nn
 
 from digitnet import DigitRecognizer
 from digitnet.checkpoints import check_network
+from digitnet.cli import main
+from digitnet.data import MNISTDataModule
 from digitnet.errors import DigitnetError
 from digitnet.images import picture_ink
 from digitnet.model import DigitClassifier
@@ -33,6 +36,7 @@ from digitnet.strings import (
     compose,
     ink_crop,
     make_strings,
+    read_right,
     read_symbols,
     strip,
 )
@@ -104,6 +108,41 @@ def test_ctc_s_best_path_merges_repeats_drops_blanks_and_reads_a_mark_as_not_a_d
     assert [s.symbol for s in symbols] == [4, 4, NOT_A_DIGIT, 7]
     assert [s.columns for s in symbols] == [(1, 2), (4, 4), (5, 5), (7, 7)]
     assert symbols[0].probability > 0.99 and all(d != NOT_A_DIGIT for s in symbols for d, _ in s.top3)
+
+
+def test_a_string_is_read_right_only_when_the_best_path_within_its_own_columns_reads_it_all():
+    logits = torch.stack([logits_reading(1, BLANK, 2, BLANK, 5), logits_reading(1, BLANK, 2, BLANK, 5),
+                          logits_reading(7, 7, BLANK, BLANK, BLANK)])  # (3, 5, 12); the first two differ in frames
+    numbers = batch_of([torch.zeros(28, 20), torch.zeros(28, 12), torch.zeros(28, 20)], [[1, 2], [1, 2], [7, 7]])
+    # Strip 1 reads 1 2 5 over its 5 columns (its 5 is wrong); strip 2 has 3 columns, 1 2; 7 7 with no blank is one 7.
+    assert read_right(logits, numbers).tolist() == [0.0, 1.0, 0.0]
+
+
+def test_a_number_net_is_validated_on_the_same_strings_every_epoch_without_drawing_training_s_random_numbers(
+        tmp_path, capsys, monkeypatch):  # fmt: skip
+    ckpt, data = tiny_run(tmp_path, "--model.number_net=NumberNet", "--model.number_net.width=4",
+                          "--model.number_net.hidden=8", "--data.strings=0.5")  # fmt: skip
+    model = DigitClassifier.load_from_checkpoint(ckpt)
+    trainer = Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
+    results, states = [], []
+    for strings in (0.5, 0.5, 0.0):  # each from the same state of torch's generator
+        torch.manual_seed(5)
+        datamodule = MNISTDataModule(data_dir=str(data), val_size=20, strings=strings)
+        results.append(trainer.validate(model, datamodule, verbose=False)[0])
+        states.append(torch.get_rng_state())
+    first, second, without = results
+    assert {"val/number_loss", "val/number_acc", "val/acc"} <= set(first) and first == second
+    assert "val/number_acc" not in without and without["val/acc"] == first["val/acc"]
+    # The DataLoader draws its seed from torch's generator; the strings draw nothing more from it.
+    assert torch.equal(states[0], states[2])
+    assert 0 <= first["val/number_acc"] <= 1 and first["val/number_loss"] > 0
+    # The command too: `validate` takes --data.strings from the checkpoint, as it takes the data's other settings.
+    main(["validate", f"--ckpt_path={ckpt}", f"--data.data_dir={data}", "--trainer.enable_progress_bar=false"])
+    assert "val/number_acc" in capsys.readouterr().out
+    # A model without a number net is validated on its digits alone: no strings are made for it.
+    monkeypatch.setattr("digitnet.data.make_strings", lambda *args, **kwargs: pytest.fail("strings made"))
+    datamodule = MNISTDataModule(data_dir=str(data), val_size=20, strings=0.5)
+    assert "val/number_acc" not in trainer.validate(DigitClassifier(), datamodule, verbose=False)[0]
 
 
 def test_a_net_s_reading_boxes_each_digit_where_it_was_read_and_writes_a_mark_as_a_question_mark():
