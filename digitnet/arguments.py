@@ -69,6 +69,7 @@ class DigitnetParser(LightningArgumentParser):
         config_given = any(arg in ("-c", "--config") or arg.startswith("--config=") for arg in self.argv)
         optimizer_named = scheduler_named = config_given
         optimizer = scheduler = None  # the classes named by --model.optimizer and --model.lr_scheduler
+        nets = {"model.net": ..., "model.number_net": ...}  # and by --model.net, --model.number_net (...: none)
         given = set()  # the scheduler's arguments on the command line (T_max of --model.lr_scheduler.T_max=20)
         for i, arg in enumerate(self.argv):
             if not arg.startswith("--"):
@@ -93,12 +94,29 @@ class DigitnetParser(LightningArgumentParser):
                             f"{', '.join(SCHEDULERS)} (torch.optim.lr_scheduler), or an import path")  # fmt: skip
             elif key == "config" and value.endswith((".yaml", ".yml", ".json")) and not Path(value).is_file():
                 return f"--config {value}: no such file"
-            elif key == "model.number_net" and value != "NumberNet" and "." not in value:
+            elif key == "model.number_net" and value not in ("NumberNet", "null", "none", "None") and "." not in value:
                 return (f"unknown number net {value!r}{suggest(value, ['NumberNet'])}; use NumberNet (digitnet.nets), "
                         "or the import path of an nn.Module such as my_package.MyReader")  # fmt: skip
             elif key == "model.net" and value not in NETS and "." not in value:
                 return (f"unknown network {value!r}{suggest(value, NETS)}; use one of {', '.join(NETS)} "
                         "(digitnet.nets), or the import path of an nn.Module such as my_package.MyNet")  # fmt: skip
+            if key in nets and value.lower() not in ("null", "none"):
+                nets[key] = locate(value if "." in value else f"digitnet.nets.{value}")
+                if nets[key] is None:  # else jsonargparse's "Expected a path but ... either not accessible or invalid"
+                    example = "my_package.MyNet" if key == "model.net" else "my_package.MyReader"
+                    return (f"--{key}={value}: cannot import it; give the import path of an nn.Module, such as "
+                            f"{example}, with its folder on PYTHONPATH")  # fmt: skip
+            elif (net := group.removesuffix(".init_args")) in nets and name not in ("init_args", "class_path"):
+                # --model.net.width: of the net named before it; else of the default MLP, or with a config, of
+                # whichever of digitnet's nets has the option.
+                default = None if config_given or net != "model.net" else locate("digitnet.nets.MLP")
+                named = default if nets[net] is ... else nets[net]  # None: a class that cannot be imported
+                if unknown := not_an_option(named, key, first=0):
+                    return unknown + ("; name the network before it, e.g. --model.net=ConvNet"
+                                      if nets[net] is ... and default else "")  # fmt: skip
+                classes = [named] if named else [locate(f"digitnet.nets.{n}") for n in (*NETS, "NumberNet")]
+                if expected := agreed_value(classes, name, value):
+                    return f"--{key}: expected {expected}, got {value!r}"
             elif key.startswith("model.optimizer.") and not optimizer_named:
                 return ("name the optimizer before its arguments, e.g. --model.optimizer=Adam --model.optimizer.lr=0.01"
                         " (the default, Adam, is not spelled out)")  # fmt: skip
@@ -112,7 +130,7 @@ class DigitnetParser(LightningArgumentParser):
                     given.add(name)
                 if unknown := not_an_option(optimizer if of_optimizer else scheduler, key):
                     return unknown
-                expected = (optimizer_value(optimizer, name, value) if of_optimizer
+                expected = (agreed_value(optimizer_classes(optimizer), name, value) if of_optimizer
                             else expected_value(parameter_type(scheduler, name), value))
                 if expected:
                     return f"--{key}: expected {expected}, got {value!r}"
@@ -163,10 +181,14 @@ def expected_value(annotation: object, value: str) -> str | None:
     return "a number" if float in kinds else "an integer" if int in kinds else "true or false"
 
 
-def optimizer_value(optimizer: object, name: str, value: str) -> str | None:
-    """expected_value for an optimizer's argument: of the class named by --model.optimizer, or, when a config file
-    names it, of every torch.optim optimizer with that argument if they agree (lr is a number in all of them)."""
-    classes = [optimizer] if isinstance(optimizer, type) else [getattr(torch.optim, o) for o in OPTIMIZERS]
+def optimizer_classes(optimizer: object) -> list[type]:
+    """The class named by --model.optimizer, or, when a config file may name it, every torch.optim optimizer."""
+    return [optimizer] if isinstance(optimizer, type) else [getattr(torch.optim, o) for o in OPTIMIZERS]
+
+
+def agreed_value(classes: list, name: str, value: str) -> str | None:
+    """expected_value for argument `name` of these classes, where those that have it agree (lr is a number in every
+    optimizer of torch.optim, width an integer in every net of digitnet.nets)."""
     answers = {expected_value(hint, value) for cls in classes if (hint := parameter_type(cls, name)) is not None}
     return answers.pop() if len(answers) == 1 else None
 
@@ -178,20 +200,22 @@ def locate(path: str) -> object:
     return None
 
 
-def own_arguments(cls: type) -> list[inspect.Parameter]:
-    """An optimizer's or scheduler's parameters but the first, which Lightning passes (params, the optimizer)."""
-    return list(inspect.signature(cls).parameters.values())[1:]
+def own_arguments(cls: type, first: int = 1) -> list[inspect.Parameter]:
+    """A class's parameters from the `first`: an optimizer's or scheduler's but the first, which Lightning passes
+    (params, the optimizer); a network's all."""
+    return list(inspect.signature(cls).parameters.values())[first:]
 
 
-def not_an_option(cls: object, key: str) -> str | None:
-    """'Adam has no option momentum; ...' for `--model.optimizer.momentum` (or a scheduler's) where Adam has none."""
+def not_an_option(cls: object, key: str, first: int = 1) -> str | None:
+    """'Adam has no option momentum; ...' for `--model.optimizer.momentum` (or a scheduler's, or a net's: `first` as
+    in own_arguments) where Adam has none."""
     name = key.rpartition(".")[2]
     if not isinstance(cls, type) or name in ("init_args", "class_path"):
         return None
     parameters = inspect.signature(cls).parameters
     if name in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
         return None
-    options = [p.name for p in own_arguments(cls)]
+    options = [p.name for p in own_arguments(cls, first)]
     return f"--{key}: {cls.__name__} has no option {name}{suggest(name, options)}; its options are {', '.join(options)}"
 
 

@@ -248,7 +248,17 @@ def run_quietly(*args: str) -> subprocess.CompletedProcess:
         (["--config=no/such.yaml"], "--config no/such.yaml: no such file"),
         (["--trainer.max_epohcs=3"], "did you mean --trainer.max_epochs?"),
         (["--model.net=ConvNett"], "unknown network 'ConvNett' (did you mean ConvNet?)"),
-        (["--model.net=nosuch.Net"], "nosuch.Net either not accessible or invalid"),
+        (["--model.net=nosuch.Net"], "--model.net=nosuch.Net: cannot import it; give the import path of an nn.Module"),
+        (["--model.net=ConvNet", "--model.net.widht=8"],
+         "--model.net.widht: ConvNet has no option widht (did you mean width?); its options are width, dropout, "),
+        (["--model.net.width=8"],
+         "MLP has no option width; its options are hidden_sizes, dropout; name the network before it, e.g. --model."),
+        (["--model.net=ConvNet", "--model.net.width=abc"], "--model.net.width: expected an integer, got 'abc'"),
+        (["--model.number_net=null", "--model.net=ConvNet", "--model.net.width=x"], "--model.net.width: expected an "),
+        ([f"--config={ROOT / 'configs' / 'fast.yaml'}", "--model.net.pool_first=maybe"],
+         "--model.net.pool_first: expected true or false, got 'maybe'"),
+        (["--model.number_net=NumberNet", "--data.strings=0.5", "--model.number_net.hidden=x"],
+         "--model.number_net.hidden: expected an integer, got 'x'"),
     ],
 )
 @pytest.mark.slow  # a subprocess
