@@ -25,6 +25,8 @@ OPTIMIZERS = [name for name, cls in inspect.getmembers(torch.optim, inspect.iscl
 SCHEDULERS = [name for name, cls in inspect.getmembers(torch.optim.lr_scheduler, inspect.isclass)
               if issubclass(cls, LRScheduler) and cls is not LRScheduler and not name.startswith("_")]  # fmt: skip
 ACTIONS = {"help", "config", "print_config"}  # flags of the parser itself, not configuration keys
+NULLS = ("null", "none", "~")  # YAML's spellings of None, in lower case
+NOT_OPTIONS = {"init_args", "class_path"} | ACTIONS  # the last part of a key that names no option of a class
 
 
 def program_name() -> str:
@@ -94,21 +96,24 @@ class DigitnetParser(LightningArgumentParser):
                             f"{', '.join(SCHEDULERS)} (torch.optim.lr_scheduler), or an import path")  # fmt: skip
             elif key == "config" and value.endswith((".yaml", ".yml", ".json")) and not Path(value).is_file():
                 return f"--config {value}: no such file"
-            elif key == "model.number_net" and value not in ("NumberNet", "null", "none", "None") and "." not in value:
+            elif key == "model.number_net" and value != "NumberNet" and value.lower() not in NULLS and "." not in value:
                 return (f"unknown number net {value!r}{suggest(value, ['NumberNet'])}; use NumberNet (digitnet.nets), "
                         "or the import path of an nn.Module such as my_package.MyReader")  # fmt: skip
             elif key == "model.net" and value not in NETS and "." not in value:
                 return (f"unknown network {value!r}{suggest(value, NETS)}; use one of {', '.join(NETS)} "
                         "(digitnet.nets), or the import path of an nn.Module such as my_package.MyNet")  # fmt: skip
-            if key in nets and value.lower() not in ("null", "none"):
+            # A class's path (not null, nor a JSON dict of class_path and init_args)
+            if key in nets and value.lower() not in NULLS and all(p.isidentifier() for p in value.split(".")):
                 nets[key] = locate(value if "." in value else f"digitnet.nets.{value}")
                 if nets[key] is None:  # else jsonargparse's "Expected a path but ... either not accessible or invalid"
                     example = "my_package.MyNet" if key == "model.net" else "my_package.MyReader"
                     return (f"--{key}={value}: cannot import it; give the import path of an nn.Module, such as "
                             f"{example}, with its folder on PYTHONPATH")  # fmt: skip
-            elif (net := group.removesuffix(".init_args")) in nets and name not in ("init_args", "class_path"):
+            elif (net := group.removesuffix(".init_args")) in nets and name not in NOT_OPTIONS:
                 # --model.net.width: of the net named before it; else of the default MLP, or with a config, of
                 # whichever of digitnet's nets has the option.
+                if net == "model.number_net" and nets[net] is ... and not config_given:  # the default is none
+                    return f"--{key}: name the number net before its options, e.g. --model.number_net=NumberNet"
                 default = None if config_given or net != "model.net" else locate("digitnet.nets.MLP")
                 named = default if nets[net] is ... else nets[net]  # None: a class that cannot be imported
                 if unknown := not_an_option(named, key, first=0):

@@ -160,8 +160,8 @@ class MNISTDataModule(L.LightningDataModule):
                 setattr(self, name, TensorBatches(*(t.to(device) for t in dataset.tensors)))
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
-        # Training batches only: `trainer.training` is False in validation (fit's too), sanity checks, test and
-        # predict; the model summary's example input comes through here as a bare tensor.
+        # Training batches, and validation batches for a number net; `trainer.training` is False in validation (fit's
+        # too), sanity checks, test and predict. The model summary's example input comes through as a bare tensor.
         hp = self.hparams
         if self.trainer is None or torch.is_tensor(batch):
             return batch
@@ -212,7 +212,7 @@ class MNISTDataModule(L.LightningDataModule):
         """`strings_of` a validation batch, the same strings every epoch: seeded by the batch's labels, from a fork of
         torch's generator, so that validating leaves the training's random numbers as they were."""
         seed = zlib.crc32(y.cpu().numpy().tobytes())
-        with torch.random.fork_rng(devices=[] if x.device.type == "cpu" else None, device_type=x.device.type):
+        with torch.random.fork_rng(devices=[] if x.device.type == "cpu" else [x.device], device_type=x.device.type):
             torch.manual_seed(seed)
             return self.strings_of(self.to_ink(x)[:, 0], y, seed)
 
