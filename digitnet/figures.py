@@ -19,13 +19,18 @@ from digitnet.errors import DigitnetError
 # Series tab sorts them after `epoch` and `hp_metric`); http://localhost:6006/#custom_scalars opens straight on them.
 LAYOUT = {"digitnet": {"accuracy (train/acc, val/acc)": ["Multiline", ["train/acc", "val/acc"]],
                        "loss (train/loss, val/loss)": ["Multiline", ["train/loss", "val/loss"]]}}  # fmt: skip
+# And for a model with a number net (--model.number_net), its curves.
+NUMBER_CHARTS = {"number net: strings read exactly (val/number_acc)": ["Multiline", ["val/number_acc"]],
+                 "number net: loss (train/number_loss, val/number_loss)":
+                     ["Multiline", ["train/number_loss", "val/number_loss"]]}  # fmt: skip
 
 
 class CurvesLayout(Callback):
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        charts = {**LAYOUT["digitnet"], **(NUMBER_CHARTS if getattr(pl_module, "number_net", None) else {})}
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger) and trainer.is_global_zero:
-                logger.experiment.add_custom_scalars(LAYOUT)
+                logger.experiment.add_custom_scalars({"digitnet": charts})
 
 
 class TestFigures(Callback):

@@ -54,6 +54,25 @@ def tiny_run(root: Path, *args: str) -> tuple[Path, Path]:
     return default_checkpoint(root / "lightning_logs")[0], data
 
 
+def custom_scalar_charts(run: Path) -> dict[str, list[str]]:
+    """The charts of the Custom Scalars layout written into a run's folder: each one's title and tags."""
+    from tensorboard.backend.event_processing.event_accumulator import (
+        TENSORS,
+        EventAccumulator,
+    )
+    from tensorboard.plugins.custom_scalar import layout_pb2, metadata
+
+    layouts = []
+    for events in run.glob("events.out.tfevents.*"):
+        accumulator = EventAccumulator(str(events), size_guidance={TENSORS: 0})
+        accumulator.Reload()
+        if metadata.CONFIG_SUMMARY_TAG in accumulator.Tags()[TENSORS]:
+            (event,) = accumulator.Tensors(metadata.CONFIG_SUMMARY_TAG)
+            layouts.append(layout_pb2.Layout.FromString(event.tensor_proto.string_val[0]))
+    (layout,) = layouts
+    return {chart.title: list(chart.multiline.tag) for category in layout.category for chart in category.chart}
+
+
 @pytest.fixture
 def mnist_dir(tmp_path: Path) -> Path:
     """A folder with the four files of a tiny synthetic MNIST (120 training, 40 test images), gzipped."""

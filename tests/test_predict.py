@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import tiny_run, write_mnist
+from conftest import custom_scalar_charts, tiny_run, write_mnist
 from helpers import digitnet_env, run_digitnet, unwritable_folder
 from number_stand_in import with_number_stand_in
 from photos import KINDS, drawn_digits, save_photo, write_bad_files
@@ -388,21 +388,7 @@ def test_the_mistakes_grid_shows_each_digit_scaled_with_its_caption_above_it(n):
 
 
 def test_fit_writes_the_custom_scalars_layout_of_the_curves(trained):
-    from tensorboard.backend.event_processing.event_accumulator import (
-        TENSORS,
-        EventAccumulator,
-    )
-    from tensorboard.plugins.custom_scalar import layout_pb2, metadata
-
-    layouts = []
-    for events in trained[0].parents[1].glob("events.out.tfevents.*"):
-        accumulator = EventAccumulator(str(events), size_guidance={TENSORS: 0})
-        accumulator.Reload()
-        if metadata.CONFIG_SUMMARY_TAG in accumulator.Tags()[TENSORS]:
-            (event,) = accumulator.Tensors(metadata.CONFIG_SUMMARY_TAG)
-            layouts.append(layout_pb2.Layout.FromString(event.tensor_proto.string_val[0]))
-    (layout,) = layouts
-    charts = {chart.title: list(chart.multiline.tag) for category in layout.category for chart in category.chart}
+    charts = custom_scalar_charts(trained[0].parents[1])
     assert sorted(tag for tags in charts.values() for tag in tags) == ["train/acc", "train/loss", "val/acc", "val/loss"]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_run
+from conftest import custom_scalar_charts, tiny_run
 from lightning.pytorch import Trainer
 from PIL import Image
 from torch import nn
@@ -139,6 +139,9 @@ def test_a_number_net_is_validated_on_the_same_strings_every_epoch_without_drawi
     # The command too: `validate` takes --data.strings from the checkpoint, as it takes the data's other settings.
     main(["validate", f"--ckpt_path={ckpt}", f"--data.data_dir={data}", "--trainer.enable_progress_bar=false"])
     assert "val/number_acc" in capsys.readouterr().out
+    # TensorBoard's Custom Scalars tab, where fit sends the user, has the number net's curves beside the others.
+    tags = [tag for tags in custom_scalar_charts(ckpt.parents[1]).values() for tag in tags]
+    assert {"val/number_acc", "val/number_loss", "train/number_loss", "val/acc"} <= set(tags)
     # A model without a number net is validated on its digits alone: no strings are made for it.
     monkeypatch.setattr("digitnet.data.make_strings", lambda *args, **kwargs: pytest.fail("strings made"))
     datamodule = MNISTDataModule(data_dir=str(data), val_size=20, strings=0.5)
