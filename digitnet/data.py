@@ -165,9 +165,8 @@ class MNISTDataModule(L.LightningDataModule):
         hp = self.hparams
         if self.trainer is None or torch.is_tensor(batch):
             return batch
-        number_net = getattr(self.trainer.lightning_module, "number_net", None)
-        if self.trainer.validating and hp.strings and number_net is not None:  # strings of the batch's own digits
-            numbers = self.validation_strings(*batch)
+        if self.trainer.validating and hp.strings and self.models_number_net() is not None:
+            numbers = self.validation_strings(*batch)  # strings of the batch's own digits, for the number net
             return batch if numbers is None else (*batch, numbers)
         if not self.trainer.training:
             return batch
@@ -216,6 +215,11 @@ class MNISTDataModule(L.LightningDataModule):
             torch.manual_seed(seed)
             return self.strings_of(self.to_ink(x)[:, 0], y, seed)
 
+    def models_number_net(self) -> torch.nn.Module | None:
+        """The number net of the model the Trainer runs, if any."""
+        model = self.trainer.lightning_module if self.trainer is not None else None
+        return getattr(model, "number_net", None)
+
     def to_ink(self, x: torch.Tensor) -> torch.Tensor:
         """Model input -> ink in [0, 1], white on black."""
         return ((x - self.background) / (self.foreground - self.background)).clamp(0, 1)
@@ -242,8 +246,7 @@ class MNISTDataModule(L.LightningDataModule):
             indexed = TensorBatches(images, labels, torch.arange(len(labels), device=labels.device))
             return self._loader(indexed, self.hparams.eval_batch_size)
         # Decoding a photo takes far longer than the network: batch_size files a batch, so the bar moves.
-        model = self.trainer.lightning_module if self.trainer is not None else None
-        keep_ink = getattr(model, "number_net", None) is not None  # for the number net to read (digitnet.predict)
+        keep_ink = self.models_number_net() is not None  # for the number net to read (digitnet.predict)
         collate = functools.partial(collate_images, normalize=self.hparams.normalize, keep_ink=keep_ink)
         return DataLoader(self.predict_set, batch_size=self.hparams.batch_size, collate_fn=collate)
 

@@ -222,11 +222,12 @@ class DigitClassifier(L.LightningModule):
         self.log("train/acc", self.train_acc)  # computed over every process, then reset, by Lightning
 
     def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
-        x, y, *numbers = batch  # and Strings of the batch's digits when the number net trains (--data.strings)
-        if numbers and self.number_net is not None:
-            logits = self.number_net(numbers[0].images)  # (S, T, 12)
-            self.val_number_loss.update(ctc_loss(logits, numbers[0]), weight=len(numbers[0].lengths))
-            self.val_number_acc.update(read_right(logits, numbers[0]))  # the whole string read exactly
+        x, y, *extra = batch  # and Strings of the batch's digits when the number net trains (--data.strings)
+        numbers = next((e for e in extra if isinstance(e, Strings)), None)
+        if numbers is not None and self.number_net is not None:
+            logits = self.number_net(numbers.images)  # (S, T, 12)
+            self.val_number_loss.update(ctc_loss(logits, numbers), weight=len(numbers.lengths))
+            self.val_number_acc.update(read_right(logits, numbers))  # the whole string read exactly
             self.log_dict({"val/number_loss": self.val_number_loss, "val/number_acc": self.val_number_acc})
         return self.evaluate((x, y), "val")
 

@@ -138,10 +138,10 @@ def make_strings(digits: torch.Tensor, labels: torch.Tensor, count: int, marks: 
         # As the reader's ink map draws a clean picture of it: MNIST's soft edges cut, the rest stretched to full.
         # A net that saw only MNIST's soft edges reads such ink far worse (docs/numbers.md, "The number net").
         canvas = compose(pieces, rng)
-        marks = canvas > 0.1
-        if not marks.any():  # faint ink scaled smaller: nothing left at the level of a stroke
+        inked = canvas > 0.1
+        if not inked.any():  # faint ink scaled smaller: nothing left at the level of a stroke
             continue
-        strips.append(strip(stroke_levels(canvas, marks)))
+        strips.append(strip(stroke_levels(canvas, inked)))
         texts.append(text)
     return strips, texts
 
