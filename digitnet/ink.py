@@ -17,6 +17,9 @@ MIN_MARK = 8
 # Two tones this far apart (the medians of Otsu's classes) are ink and paper even without a valley between them
 # in the histogram: thick, blurred strokes spread their greys over the whole range between the two.
 FAR_APART = 64.0
+# A light rectangle in a dark frame is a sheet of paper on a desk if it covers this share of the picture or more,
+# or SMALL_SHEET with marks well inside it: a light-on-dark 1 is a light bar in a dark frame too, but bare.
+SHEET, SMALL_SHEET = 0.4, 0.05
 
 
 def histogram(values: np.ndarray) -> tuple[np.ndarray, int]:
@@ -148,11 +151,15 @@ def sheet_region(gray: np.ndarray, size: int = 256) -> np.ndarray | None:
     outside = touching_border(dark)
     # The opening cuts thin parts off the frame: strokes that run into the sheet's edge stay cut off, the
     # frame's own narrow stretches (where a turned sheet nears the image's edge) go back to it.
-    frame = touching_border(ndimage.grey_opening(dark, size=2 * max(1, round(0.03 * max(small.shape))) + 1))
+    margin = max(1, round(0.03 * max(small.shape)))
+    frame = touching_border(ndimage.grey_opening(dark, size=2 * margin + 1))
     frame |= touching_border(outside & ~frame)
     inside = ~frame
     marks = int((dark & inside).sum())
-    if border_pixels(outside).mean() < 0.4 or inside.mean() < 0.4 or marks > 0.2 * inside.sum():
+    if border_pixels(outside).mean() < 0.4 or inside.mean() < SMALL_SHEET or marks > 0.2 * inside.sum():
+        return None
+    well_inside = int((dark & ndimage.binary_erosion(inside, iterations=margin)).sum())
+    if inside.mean() < SHEET and well_inside <= 0.002 * inside.sum():
         return None
     # bimodal: a shadow darkens the paper gradually; a desk is a tone of its own.
     if not bimodal(small.ravel(), t) or not is_sheet(inside, marked=marks > 0.002 * inside.sum()):
