@@ -278,7 +278,8 @@ def ink_map(gray: np.ndarray) -> np.ndarray:
     ink = np.where(valid, -deviation if dark_ink else deviation, 0)  # ink is now brighter than the paper
     labels = components(ink > threshold)
     if labels.max() == 0 or np.bincount(labels.ravel())[1:].max() < MIN_MARK:
-        raise ImageError(f"blank: no ink found (the {'image' if sheet is None else 'sheet'} is one flat tone)")
+        where = "image" if sheet is None else "sheet"
+        raise ImageError(f"blank: no ink found (nothing on the {where} stands out from its tone: no ink, or too faint)")
     marks = (labels > 0) & ~border_junk(labels)
     marks &= ~ruled_lines(marks)
     if not marks.any():

@@ -180,7 +180,8 @@ class DigitClassifier(L.LightningModule):
         accuracy = functools.partial(MulticlassAccuracy, num_classes=10, average="micro")
         self.train_acc, self.val_acc, self.test_acc = accuracy(), accuracy(), accuracy()
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
-        self.val_number_loss, self.val_number_acc = MeanMetric(), MeanMetric()
+        if number_net is not None:  # else no rows of them in the model summary
+            self.val_number_loss, self.val_number_acc = MeanMetric(), MeanMetric()
 
     def configure_model(self) -> None:
         if self.hparams.compile:
