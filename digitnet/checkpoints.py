@@ -18,10 +18,15 @@ from digitnet.model import shapes
 FINETUNED = "finetuned.ckpt"  # what `finetune` writes
 
 
+def missing(path: str | Path) -> str:
+    """Why no checkpoint is read from `path`: it is a folder, or nothing."""
+    return "a folder, not a checkpoint: give a .ckpt file in it" if Path(path).is_dir() else "no such checkpoint"
+
+
 def read_checkpoint(path: str | Path, map_location: Any = "cpu", weights_only: bool | None = None) -> dict:
     """The checkpoint file as torch.load gives it, or a one-line DigitnetError saying why it cannot be read."""
     if not Path(path).is_file():
-        raise DigitnetError(f"{path}: no such checkpoint")
+        raise DigitnetError(f"{path}: {missing(path)}")
     with open(path, "rb") as f:  # torch.save writes a zip archive, or in its legacy format a pickle (b"\x80")
         if f.read(1) != b"\x80" and not zipfile.is_zipfile(f):  # is_zipfile leaves f at its end: read first
             raise DigitnetError(f"{path}: not a checkpoint (not a file that torch.save writes)")

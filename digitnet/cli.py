@@ -21,8 +21,9 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
+import digitnet
 from digitnet.arguments import DigitnetParser, program_name, suggest, trainer_settings, with_net_paths
-from digitnet.checkpoints import announce_default_checkpoint, check_network, check_resumable, read_checkpoint
+from digitnet.checkpoints import announce_default_checkpoint, check_network, check_resumable, missing, read_checkpoint
 from digitnet.data import MNISTDataModule
 from digitnet.divergence import StopOnNonFiniteLoss, TrainingDiverged
 from digitnet.errors import DigitnetError
@@ -35,7 +36,7 @@ from digitnet.predict import PredictionWriter
 
 # One line each for `python -m digitnet --help`; the Trainer's docstrings describe Lightning, not digitnet.
 COMMANDS = {
-    "fit": "train a model, then test its best checkpoint on the 10,000 test images",
+    "fit": "train a model, then test it on the 10,000 test images (its best checkpoint, or a preset's final one)",
     "validate": "evaluate a checkpoint (default: the latest run's) on the validation split",
     "test": "evaluate a checkpoint (default: the latest run's) on MNIST's 10,000 test images",
     "predict": "read the digits in image files (or MNIST's test set) with a checkpoint, optionally into a CSV",
@@ -131,7 +132,7 @@ class DigitnetCLI(LightningCLI):
         ckpt_path = config.ckpt_path if command == "fit" else None
         if ckpt_path and not named_by_lightning(ckpt_path) and "://" not in ckpt_path:  # s3://... is fsspec's
             if not Path(ckpt_path).is_file():
-                raise DigitnetError(f"--ckpt_path {ckpt_path}: no such checkpoint")
+                raise DigitnetError(f"--ckpt_path {ckpt_path}: {missing(ckpt_path)}")
             read_checkpoint(ckpt_path)
 
     def before_instantiate_classes(self) -> None:
@@ -172,7 +173,7 @@ class DigitnetCLI(LightningCLI):
             # The CLI rebuilds the network from a checkpoint's settings only when given its file.
             raise DigitnetError(f"--ckpt_path {config.ckpt_path}: " + (
                 "give the checkpoint file (lightning_logs/.../checkpoints/*.ckpt), or leave --ckpt_path out to use "
-                "the latest run's" if named_by_lightning(config.ckpt_path) else "no such checkpoint"))  # fmt: skip
+                "the latest run's" if named_by_lightning(config.ckpt_path) else missing(config.ckpt_path)))  # fmt: skip
         # The data as the network was trained on (Lightning restores the model's settings, not the data's).
         checkpoint = read_checkpoint(config.ckpt_path)
         check_network(config.ckpt_path, checkpoint)
@@ -353,6 +354,8 @@ def main(args: ArgsType = None) -> None:
         command = argv[0] if argv else "--help"
         if command in ("-h", "--help"):
             print(top_level_help(program))
+        elif command == "--version":
+            print(f"digitnet {digitnet.__version__}")
         elif command in OWN_PARSERS:
             importlib.import_module(OWN_PARSERS[command]).main(argv[1:])
         elif command in COMMANDS or command.startswith("-"):  # --version, --print_config, ...
@@ -402,7 +405,8 @@ def top_level_help(program: str) -> str:
     lines = [f"usage: {program} COMMAND [options]", "",
              "Train, compare and use handwritten-digit classifiers (MNIST) with PyTorch Lightning.", "", "commands:"]
     lines += [f"  {name:<{width}}  {text}" for name, text in COMMANDS.items()]
-    lines += ["", f"Each command's options: {program} COMMAND --help   (e.g. {program} fit --help)"]
+    lines += ["", f"Each command's options: {program} COMMAND --help   (e.g. {program} fit --help)",
+              f"digitnet's version: {program} --version"]
     return "\n".join(lines)
 
 

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 
+import digitnet
 from digitnet import MLP, DigitClassifier
 from digitnet.cli import main
 from helpers import digitnet_env, run_digitnet, run_python
@@ -337,6 +338,8 @@ def test_help_lists_every_command_and_fit_help_starts_with_digitnet_s_options():
     assert result.returncode == 0
     for command in ("fit", "validate", "test", "predict", "export", "serve"):
         assert f"\n  {command} " in result.stdout
+    version = run_quietly("--version")
+    assert (version.returncode, version.stdout) == (0, f"digitnet {digitnet.__version__}\n")
     fit = run_quietly("fit", "--help").stdout
     assert fit.startswith("usage: python -m digitnet fit [--config FILE]") and fit.index("\n\n") < 200  # one line
     order = ["\n  --model.optimizer ", "\n  --data.data_dir ", "\n  --checkpoint.dirpath ", "\n  --trainer.accelerator "]

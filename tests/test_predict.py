@@ -110,6 +110,7 @@ def test_predict_fails_only_when_no_image_is_readable(trained, tmp_path):
         (["--data.predict_path=nowhere/*.png"], "nowhere/*.png: no files found"),
         (["--data.predict_path=missing.jpg"], "missing.jpg: no such file or folder"),
         (["--data.predict_path=.", "--ckpt_path=missing.ckpt"], "missing.ckpt: no such checkpoint"),
+        (["--data.predict_path=.", "--ckpt_path=."], "--ckpt_path .: a folder, not a checkpoint: give a .ckpt file"),
         (["--data.predict_path=.", "--output=no/such/dir/out.csv"], "its folder does not exist"),
         (["--data.predict_path=.", "--output=."], "--output .: is a folder; name a file in it"),
         (["--data.predict_path=.", "--ckpt_path=best"], "--ckpt_path best: give the checkpoint file"),
