@@ -20,7 +20,8 @@ FINETUNED = "finetuned.ckpt"  # what `finetune` writes
 
 def missing(path: str | Path) -> str:
     """Why no checkpoint is read from `path`: it is a folder, or nothing."""
-    return "a folder, not a checkpoint: give a .ckpt file in it" if Path(path).is_dir() else "no such checkpoint"
+    folder = "a folder, not a checkpoint: give a .ckpt file (a run's are in its checkpoints/ folder)"
+    return folder if Path(path).is_dir() else "no such checkpoint"
 
 
 def read_checkpoint(path: str | Path, map_location: Any = "cpu", weights_only: bool | None = None) -> dict:

@@ -358,7 +358,7 @@ def main(args: ArgsType = None) -> None:
             print(f"digitnet {digitnet.__version__}")
         elif command in OWN_PARSERS:
             importlib.import_module(OWN_PARSERS[command]).main(argv[1:])
-        elif command in COMMANDS or command.startswith("-"):  # --version, --print_config, ...
+        elif command in COMMANDS or command.startswith("-"):  # --print_config, ...
             build_cli(args)  # None: LightningCLI reads sys.argv itself
         else:
             raise DigitnetError(f"unknown command {command!r}{suggest(command, COMMANDS)}; the commands are "

@@ -3,6 +3,8 @@ Uneven light, a desk around the sheet, a digit cropped to its ink, junk at the e
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -18,7 +20,7 @@ MIN_MARK = 8
 # in the histogram: thick, blurred strokes spread their greys over the whole range between the two.
 FAR_APART = 64.0
 # A light rectangle in a dark frame is a sheet of paper on a desk if it covers this share of the picture or more,
-# or SMALL_SHEET with marks well inside it: a light-on-dark 1 is a light bar in a dark frame too, but bare.
+# or SMALL_SHEET with writing on it (`written_on`): a light-on-dark 1 is a light bar in a dark frame too.
 SHEET, SMALL_SHEET = 0.4, 0.05
 
 
@@ -117,11 +119,11 @@ def touching_border(mask: np.ndarray) -> np.ndarray:
     return np.isin(labels, edge[edge > 0])
 
 
-def is_sheet(region: np.ndarray, marked: bool) -> bool:
-    """Whether a region looks like a sheet of paper: it fills 90% of a rectangle turned by up to 15 degrees.
+def is_sheet(region: np.ndarray, longest: float) -> bool:
+    """Whether a region looks like a sheet of paper: it fills 90% of a rectangle turned by up to 15 degrees, less
+    than `longest` times as long as wide.
 
-    No digit does (a filled 0 fills 79% of its box). An unmarked light bar, which could be a thick 1, must also
-    be less than 2.2 times as long as wide."""
+    No digit fills its box so (a filled 0 fills 79% of it), but a light bar, which could be a thick 1, may."""
     rows = np.nonzero(region.any(1))[0]
     left = region.argmax(1)[rows]
     right = region.shape[1] - 1 - region[:, ::-1].argmax(1)[rows]
@@ -131,7 +133,23 @@ def is_sheet(region: np.ndarray, marked: bool) -> bool:
         u, v = x * np.cos(angle) + y * np.sin(angle), y * np.cos(angle) - x * np.sin(angle)
         boxes.append((np.ptp(u) + 1, np.ptp(v) + 1))
     long, short = max(min(boxes, key=np.prod)), min(min(boxes, key=np.prod))
-    return region.sum() / (long * short) >= 0.9 and (marked or long < 2.2 * short)
+    return region.sum() / (long * short) >= 0.9 and long < longest * short
+
+
+def written_on(gray: np.ndarray, small: np.ndarray, inside: np.ndarray, margin: int) -> bool:
+    """Whether a light region (`inside`, on `small`, the copy of `gray` that sheet_region works on) has writing on it
+    away from its edges: a dark mark at least a fifth of the region's shorter side long. A light-on-dark 1 with
+    specks where the pen skipped has none. Dark, on a copy that keeps each cell's darkest pixel (a fine pen's line
+    averages away into the paper on `small`): a quarter of the way from the region's tone to the frame's, and
+    6 noise sigmas from the region's tone."""
+    darkest = -F.adaptive_max_pool2d(-torch.from_numpy(gray)[None, None], small.shape)[0, 0].numpy()
+    paper, frame = float(np.median(darkest[inside])), float(np.median(small[~inside]))
+    sigma = 1.4826 * float(np.median(np.abs(darkest[inside] - paper)))
+    ink = ndimage.binary_erosion(inside, iterations=margin) & (darkest < paper - max(0.25 * (paper - frame), 6 * sigma))
+    rows, cols = np.nonzero(inside.any(1))[0], np.nonzero(inside.any(0))[0]
+    shorter = min(rows[-1] - rows[0], cols[-1] - cols[0]) + 1
+    boxes = ndimage.find_objects(components(ink))
+    return any(max(b[0].stop - b[0].start, b[1].stop - b[1].start) >= 0.2 * shorter for b in boxes)
 
 
 def sheet_region(gray: np.ndarray, size: int = 256) -> np.ndarray | None:
@@ -158,11 +176,12 @@ def sheet_region(gray: np.ndarray, size: int = 256) -> np.ndarray | None:
     marks = int((dark & inside).sum())
     if border_pixels(outside).mean() < 0.4 or inside.mean() < SMALL_SHEET or marks > 0.2 * inside.sum():
         return None
-    well_inside = int((dark & ndimage.binary_erosion(inside, iterations=margin)).sum())
-    if inside.mean() < SHEET and well_inside <= 0.002 * inside.sum():
+    if inside.mean() < SHEET and not written_on(gray, small, inside, margin):
         return None
     # bimodal: a shadow darkens the paper gradually; a desk is a tone of its own.
-    if not bimodal(small.ravel(), t) or not is_sheet(inside, marked=marks > 0.002 * inside.sum()):
+    # A sheet may be long when written on; an unmarked one, or one under SHEET of the picture, is not a 1's stroke.
+    longest = 3.5 if inside.mean() < SHEET else math.inf if marks > 0.002 * inside.sum() else 2.2
+    if not bimodal(small.ravel(), t) or not is_sheet(inside, longest):
         return None
     full = F.interpolate(torch.from_numpy(frame.astype(np.float32))[None, None], size=(h, w))[0, 0].numpy() > 0
     # The sheet's edge is blurred (focus, rotation, JPEG): a margin along it goes with the frame.
@@ -279,7 +298,8 @@ def ink_map(gray: np.ndarray) -> np.ndarray:
     labels = components(ink > threshold)
     if labels.max() == 0 or np.bincount(labels.ravel())[1:].max() < MIN_MARK:
         where = "image" if sheet is None else "sheet"
-        raise ImageError(f"blank: no ink found (nothing on the {where} stands out from its tone: no ink, or too faint)")
+        raise ImageError(f"blank: no ink found (nothing on the {where} stands out from its tone: empty, or the ink "
+                         "too faint)")
     marks = (labels > 0) & ~border_junk(labels)
     marks &= ~ruled_lines(marks)
     if not marks.any():

@@ -117,7 +117,7 @@ def test_fit_from_a_missing_or_foreign_checkpoint_file_is_one_line_and_writes_no
     (tmp_path / "junk.ckpt").write_text("not a checkpoint")
     junk = "{}: not a checkpoint (not a file that torch.save writes)"
     missing = "--ckpt_path {}: no such checkpoint"
-    folder = "--ckpt_path {}: a folder, not a checkpoint: give a .ckpt file in it"
+    folder = "--ckpt_path {}: a folder, not a checkpoint: give a .ckpt file"
     for path, reason in ((tmp_path / "missing.ckpt", missing), (tmp_path / "junk.ckpt", junk), (tmp_path, folder)):
         with pytest.raises(SystemExit) as exit_:
             main(fit_args + ["--ckpt_path", str(path)])

@@ -11,7 +11,7 @@ from PIL import ExifTags, Image
 
 from digitnet.errors import DigitnetError
 from digitnet.images import MEAN, STD, ImageError, mnist_pixels, open_image, picture_ink, preprocess, stroke_width
-from digitnet.ink import components
+from digitnet.ink import components, sheet_region
 from digitnet.predict import collate_images, list_files
 from photos import (KINDS, cropped_to_ink, draw_digit, drawn_digits, huge_png, on_desk, on_paper, photo,
                     save_photo, write_bad_files)
@@ -223,6 +223,23 @@ def test_a_sheet_on_a_dark_desk_is_read(name, angle, frame):
     sheet = on_paper(np.pad(drawing, ((40, 40), (20, 20))), np.random.default_rng(9), paper=150)  # 240 x 200
     turned = np.asarray(Image.fromarray(drawing).rotate(angle, Image.Resampling.BICUBIC, expand=True))
     assert_reads_as(mnist_pixels(on_desk(sheet, frame, angle)), mnist_pixels(turned))
+
+
+def test_a_small_sheet_written_in_a_fine_pen_is_a_sheet_and_a_light_bar_with_specks_is_not():
+    # A sheet a twelfth of the picture, a 7 on it in a 2-pixel pen (half a pixel on sheet_region's 256-pixel copy).
+    photo_ = np.full((768, 1024), 20, np.uint8)
+    photo_[250:480, 350:650] = 170
+    photo_[300:304, 440:560], photo_[300:430, 540:543] = 60, 60
+    assert sheet_region(photo_.astype(np.float32)) is not None
+    # A light-on-dark 1 as a plain bar, with dark specks where a chalk or marker skipped: no sheet, read as the bar.
+    bar = np.full((300, 300), 10, np.uint8)
+    bar[60:241, 128:173] = 235
+    specked = bar.copy()
+    rng = np.random.default_rng(2)
+    for y, x in zip(rng.integers(70, 230, 15), rng.integers(134, 166, 15)):
+        specked[y : y + 3, x : x + 3] = 40
+    assert sheet_region(specked.astype(np.float32)) is None
+    assert_reads_as(mnist_pixels(specked), mnist_pixels(bar), bound=25)
 
 
 @pytest.mark.parametrize("name", ["zero", "seven"])
