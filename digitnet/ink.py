@@ -173,14 +173,14 @@ def sheet_region(gray: np.ndarray, size: int = 256) -> np.ndarray | None:
     frame = touching_border(ndimage.grey_opening(dark, size=2 * margin + 1))
     frame |= touching_border(outside & ~frame)
     inside = ~frame
-    marks = int((dark & inside).sum())
-    if border_pixels(outside).mean() < 0.4 or inside.mean() < SMALL_SHEET or marks > 0.2 * inside.sum():
+    marks, share = int((dark & inside).sum()), float(inside.mean())
+    if border_pixels(outside).mean() < 0.4 or share < SMALL_SHEET or marks > 0.2 * inside.sum():
         return None
-    if inside.mean() < SHEET and not written_on(gray, small, inside, margin):
+    if share < SHEET and not written_on(gray, small, inside, margin):
         return None
     # bimodal: a shadow darkens the paper gradually; a desk is a tone of its own.
     # A sheet may be long when written on; an unmarked one, or one under SHEET of the picture, is not a 1's stroke.
-    longest = 3.5 if inside.mean() < SHEET else math.inf if marks > 0.002 * inside.sum() else 2.2
+    longest = 3.5 if share < SHEET else math.inf if marks > 0.002 * inside.sum() else 2.2
     if not bimodal(small.ravel(), t) or not is_sheet(inside, longest):
         return None
     full = F.interpolate(torch.from_numpy(frame.astype(np.float32))[None, None], size=(h, w))[0, 0].numpy() > 0
