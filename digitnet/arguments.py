@@ -56,6 +56,17 @@ class DigitnetParser(LightningArgumentParser):
         super().__init__(*args, allow_abbrev=False, **kwargs)
         self.command = command
 
+    def add_method_arguments(self, theclass, themethod, *args, skip=None, **kwargs) -> list[str]:
+        # validate, test and predict read the latest run's checkpoint when given none (DigitnetCLI._check_paths),
+        # not what Lightning's docstring of ckpt_path says a Trainer method does.
+        if themethod not in ("validate", "test", "predict"):
+            return super().add_method_arguments(theclass, themethod, *args, skip=skip, **kwargs)
+        added = super().add_method_arguments(theclass, themethod, *args, skip={*(skip or ()), "ckpt_path"}, **kwargs)
+        self.add_argument("--ckpt_path", type=str | None, default=None,
+                          help="The checkpoint file (lightning_logs/.../checkpoints/*.ckpt); default: the best (else "
+                               "the newest) checkpoint of the latest run under lightning_logs/")  # fmt: skip
+        return [*added, "ckpt_path"]
+
     def error(self, message: str, ex: Exception | None = None):
         command = self.argv[0] if self.argv and not self.argv[0].startswith("-") else self.command
         where = f"{program_name()} {command}" if command else program_name()

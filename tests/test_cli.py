@@ -345,6 +345,10 @@ def test_help_lists_every_command_and_fit_help_starts_with_digitnet_s_options():
     order = ["\n  --model.optimizer ", "\n  --data.data_dir ", "\n  --checkpoint.dirpath ", "\n  --trainer.accelerator "]
     assert [fit.index(option) for option in order] == sorted(fit.index(option) for option in order)
     assert "jsonargparse#" not in fit and "do not save anything" not in fit and "Every logged metrics" not in fit
+    # Without --ckpt_path these read the latest run's checkpoint, not what Lightning's Trainer methods would.
+    predict = run_quietly("predict", "--help").stdout
+    assert "default: the best (else the newest) checkpoint of the latest run" in " ".join(predict.split())
+    assert '``"hpc"``' not in predict
 
 
 @pytest.mark.slow  # a subprocess
