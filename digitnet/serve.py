@@ -55,9 +55,12 @@ class DigitAPI(ls.LitAPI):
         self.recognizer = DigitRecognizer.from_checkpoint(self.ckpt_path, map_location=device)
 
     def decode_request(self, request) -> tuple[Candidates, float, np.ndarray] | Refusal:
-        upload = request.get("file") if hasattr(request, "get") else None
-        if upload is None:
+        uploads = request.getlist("file") if hasattr(request, "getlist") else []  # a form (FormData)
+        if not uploads:
             return Refusal(400, f"no 'file' field: {USAGE}")
+        if len(uploads) > 1:  # else the last would be read, the others not a word
+            return Refusal(400, f"{len(uploads)} 'file' fields: send one image per request")
+        upload = uploads[0]
         if not isinstance(upload, UploadFile):  # a text field: never taken as a path to read
             return Refusal(400, f"the 'file' field is text, not a file: {USAGE}")
         data = upload.file.read()
@@ -144,7 +147,7 @@ def build_server(ckpt_path: str, max_batch_size: int = 1, batch_timeout: float =
 
 def add_corrections(app, corrections: Corrections, ckpt_path: str) -> None:
     """GET /corrections: their count and the command that fine-tunes on them; POST /corrections: a form with
-    `digit` (0-9), `pixels` (the 28x28 PNG the model read) and `original` (the piece of the picture)."""
+    `digit` (0-9), `pixels` (the 28x28 PNG the model read) and, optionally, `original` (the piece of the picture)."""
     command = shlex.join(["python", "-m", "digitnet", "finetune", "--ckpt_path", ckpt_path, "--data.extra_dir",
                           str(corrections.folder)])  # fmt: skip
 
@@ -155,9 +158,9 @@ def add_corrections(app, corrections: Corrections, ckpt_path: str) -> None:
         form = await request.form()
         digit, pixels, original = form.get("digit"), form.get("pixels"), form.get("original")
         if digit not in tuple("0123456789") or not isinstance(pixels, UploadFile):  # "²".isdigit(), and int fails
-            return JSONResponse({"error": "send a form with 'digit' (0 to 9), the file 'pixels' (the 28x28 image the "
-                                          "model read) and the file 'original' (the piece of the picture)"},
-                                status_code=400)  # fmt: skip
+            return JSONResponse({"error": "send a form with 'digit' (0 to 9) and the file 'pixels' (the 28x28 image "
+                                          "the model read), and if you have it the file 'original' (the piece of "
+                                          "the picture)"}, status_code=400)  # fmt: skip
         crop = await original.read() if isinstance(original, UploadFile) else None
         try:
             path = corrections.save(int(digit), await pixels.read(), crop)

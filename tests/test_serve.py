@@ -245,6 +245,8 @@ BAD_REQUESTS = {
     "a path in a text field": (dict(data={"file": "/etc/passwd"}, files={"other": ("x", b"x")}), 400,
                                "text, not a file"),  # fmt: skip
     "no file field": (dict(files={"image": ("d.png", DIGIT)}), 400, "no 'file' field"),
+    # Two: the last was read, the first not a word.
+    "two files": (dict(files=[("file", ("a.png", DIGIT)), ("file", ("b.png", DIGIT))]), 400, "2 'file' fields"),
     "empty file": (dict(files={"file": ("d.png", b"")}), 400, "empty file"),
     "not an image": (dict(files={"file": ("d.png", b"hello, world\n" * 10)}), 422, "not an image"),
     "truncated image": (dict(files={"file": ("d.png", DIGIT[: len(DIGIT) // 2])}), 422, "truncated"),
@@ -589,5 +591,7 @@ def test_corrections_sent_as_people_s_own_programs_send_them(quick_server):
     assert Image.open(folder / ".originals" / "3" / saved.name).mode == "RGB"
     response = httpx.post(url, data={"digit": "²"}, files={"pixels": pixels}, timeout=30)
     assert response.status_code == 400 and "'digit' (0 to 9)" in response.json()["error"]
+    assert "if you have it the file 'original'" in response.json()["error"]  # not named as needed: it is not
+    assert httpx.post(url, data={"digit": "5"}, files={"pixels": pixels}, timeout=30).status_code == 201
     info = httpx.get(url, timeout=30).json()
-    assert info["count"] == 1 and shlex.split(info["command"])[-1] == "my fixes"
+    assert info["count"] == 2 and shlex.split(info["command"])[-1] == "my fixes"
