@@ -188,7 +188,7 @@ def serve(
     Args:
         ckpt_path: The DigitClassifier checkpoint; default: the best (else the newest) checkpoint of the latest
             run under lightning_logs/.
-        host: The address to listen on: 127.0.0.1 (this machine only), 0.0.0.0 or :: (every network
+        host: The address to listen on: 127.0.0.1 or localhost (this machine only), 0.0.0.0 or :: (every network
             interface: anyone who can reach this machine can use the page and the API).
         port: The TCP port, 1024-65535.
         max_batch_size: Requests the network reads together (LitServe's batching); 1 answers each at once.
@@ -200,6 +200,7 @@ def serve(
         corrections: A folder to save the page's corrections in (`DIR/7/<id>.png`, what `finetune
             --data.extra_dir DIR` reads); without it the page offers no saving.
     """
+    host = "127.0.0.1" if host == "localhost" else host  # the name people type, which LitServe does not take
     if host not in HOSTS:
         raise DigitnetError(f"--host {host}: use one of {', '.join(HOSTS)} (LitServe listens on these only)")
     if not 1024 <= port <= 65535:

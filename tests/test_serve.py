@@ -316,6 +316,8 @@ def test_bad_settings_are_errors_that_say_what_to_do(checkpoint):
         with pytest.raises(DigitnetError, match=f"cannot listen on 127.0.0.1:{port}.*choose another port"):
             main([f"--ckpt_path={checkpoint}", f"--port={port}", "--corrections=fixes"])
         assert not Path("fixes").exists()  # refused before the corrections folder is made
+        with pytest.raises(DigitnetError, match=f"cannot listen on 127.0.0.1:{port}"):  # localhost is 127.0.0.1
+            main([f"--ckpt_path={checkpoint}", f"--port={port}", "--host=localhost"])
     with pytest.MonkeyPatch.context() as patch:  # LitServe would start, then fail blaming the checkpoint or nothing
         patch.setattr(torch.cuda, "is_available", lambda: False)
         patch.setattr(torch.backends.mps, "is_available", lambda: False)
