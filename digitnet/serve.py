@@ -140,6 +140,7 @@ def build_server(ckpt_path: str, max_batch_size: int = 1, batch_timeout: float =
         return JSONResponse({"error": reason}, status_code=exc.status_code, headers=exc.headers)
 
     server.app.add_exception_handler(HTTPException, error_json)
+    logging.getLogger(ls.server.__name__).addFilter(ClientError())  # inherited by the API server LitServe forks
     if corrections is not None:
         add_corrections(server.app, Corrections(corrections), ckpt_path)
     return server
@@ -269,6 +270,16 @@ class ManagerGone(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not (record.exc_info and isinstance(record.exc_info[1], (ConnectionError, EOFError)))
+
+
+class ClientError(logging.Filter):
+    """Drops LitServe's ERROR record, with its traceback, of a client's mistake it did not expect: Starlette's 400
+    for a form it cannot parse, which error_json answers as a 400
+    (tests/test_serve.py::test_a_form_that_cannot_be_parsed_gets_a_400_that_says_how_to_send_one)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not (isinstance(error, HTTPException) and error.status_code < 500)
 
 
 def check_port_free(host: str, port: int) -> None:

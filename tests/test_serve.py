@@ -411,11 +411,13 @@ def test_an_upload_of_which_no_more_comes_gets_a_408_in_as_long_as_an_answer_may
 
 
 def test_a_form_that_cannot_be_parsed_gets_a_400_that_says_how_to_send_one(quick_server):
-    # Its boundary not in the body: Starlette's 400 became LitServe's 500, "send the request again" (LitServe logs
-    # its traceback, hence a server of its own).
+    # Its boundary not in the body: Starlette's 400 became LitServe's 500, "send the request again", and LitServe
+    # logged it at ERROR with three chained tracebacks.
+    logged = len(quick_server.output())
     response = httpx.post(f"{quick_server.url}/predict", content=form(DIGIT, "x"), timeout=30,
                           headers={"content-type": "multipart/form-data; boundary=y"})  # fmt: skip
     assert response.status_code == 400 and set(response.json()) == {"error"}
+    assert "Traceback" not in quick_server.output()[logged:], quick_server.output()[logged:]
     assert re.fullmatch(r"the form could not be read \(.+\): send the image as a multipart form field named 'file', .*",
                         response.json()["error"])  # fmt: skip
     assert post(quick_server.url, DIGIT).status_code == 200
