@@ -56,13 +56,14 @@ class DigitnetParser(LightningArgumentParser):
         super().__init__(*args, allow_abbrev=False, **kwargs)
         self.command = command
 
-    def add_method_arguments(self, theclass, themethod, *args, skip=None, **kwargs) -> list[str]:
+    def add_method_arguments(self, class_type, method_name, nested_key=None, *args, skip=None, **kwargs) -> list[str]:
         # validate, test and predict read the latest run's checkpoint when given none (DigitnetCLI._check_paths),
         # not what Lightning's docstring of ckpt_path says a Trainer method does.
-        if themethod not in ("validate", "test", "predict"):
-            return super().add_method_arguments(theclass, themethod, *args, skip=skip, **kwargs)
-        added = super().add_method_arguments(theclass, themethod, *args, skip={*(skip or ()), "ckpt_path"}, **kwargs)
-        self.add_argument("--ckpt_path", type=str | None, default=None,
+        if nested_key is not None or method_name not in ("validate", "test", "predict"):
+            return super().add_method_arguments(class_type, method_name, nested_key, *args, skip=skip, **kwargs)
+        added = super().add_method_arguments(class_type, method_name, None, *args, skip={*(skip or ()), "ckpt_path"},
+                                             **kwargs)  # fmt: skip
+        self.add_argument("--ckpt_path", type=str | Path | None, default=None,
                           help="The checkpoint file (lightning_logs/.../checkpoints/*.ckpt); default: the best (else "
                                "the newest) checkpoint of the latest run under lightning_logs/")  # fmt: skip
         return [*added, "ckpt_path"]

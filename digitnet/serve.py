@@ -201,9 +201,9 @@ def serve(
         corrections: A folder to save the page's corrections in (`DIR/7/<id>.png`, what `finetune
             --data.extra_dir DIR` reads); without it the page offers no saving.
     """
-    host = "127.0.0.1" if host == "localhost" else host  # the name people type, which LitServe does not take
+    host = "127.0.0.1" if host.lower() == "localhost" else host  # the name people type; LitServe takes addresses
     if host not in HOSTS:
-        raise DigitnetError(f"--host {host}: use one of {', '.join(HOSTS)} (LitServe listens on these only)")
+        raise DigitnetError(f"--host {host}: use one of localhost, {', '.join(HOSTS)} (LitServe listens on these only)")
     if not 1024 <= port <= 65535:
         raise DigitnetError(f"--port {port}: use a port from 1024 to 65535")
     if max_batch_size < 1 or workers_per_device < 1 or batch_timeout < 0:

@@ -307,7 +307,7 @@ def test_bad_settings_are_errors_that_say_what_to_do(checkpoint):
         main([])  # cwd is an empty tmp_path: no lightning_logs
     with pytest.raises(DigitnetError, match="missing.ckpt: no such checkpoint"):
         main(["--ckpt_path=missing.ckpt", f"--port={free_port()}"])
-    with pytest.raises(DigitnetError, match="use one of 127.0.0.1, 0.0.0.0, ::"):
+    with pytest.raises(DigitnetError, match="use one of localhost, 127.0.0.1, 0.0.0.0, ::"):
         main([f"--ckpt_path={checkpoint}", "--host=example.com"])
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -317,7 +317,7 @@ def test_bad_settings_are_errors_that_say_what_to_do(checkpoint):
             main([f"--ckpt_path={checkpoint}", f"--port={port}", "--corrections=fixes"])
         assert not Path("fixes").exists()  # refused before the corrections folder is made
         with pytest.raises(DigitnetError, match=f"cannot listen on 127.0.0.1:{port}"):  # localhost is 127.0.0.1
-            main([f"--ckpt_path={checkpoint}", f"--port={port}", "--host=localhost"])
+            main([f"--ckpt_path={checkpoint}", f"--port={port}", "--host=LocalHost"])
     with pytest.MonkeyPatch.context() as patch:  # LitServe would start, then fail blaming the checkpoint or nothing
         patch.setattr(torch.cuda, "is_available", lambda: False)
         patch.setattr(torch.backends.mps, "is_available", lambda: False)
