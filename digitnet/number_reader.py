@@ -186,7 +186,7 @@ def cut_lines(mask: np.ndarray, step: int) -> list[np.ndarray]:
 def candidates(ink: np.ndarray) -> Candidates:
     """The candidate digits of a picture's ink (see the module's docstring, steps 1-3).
 
-    Raises ImageError when the picture holds more marks than a number of MAX_DIGITS digits."""
+    Raises ImageError when the picture holds more marks than a number of MAX_DIGITS digits, or lines of writing."""
     labels, boxes = marks(ink)
     groups = strokes_of_digits(boxes)
     if len(groups) > MAX_DIGITS:
@@ -197,6 +197,12 @@ def candidates(ink: np.ndarray) -> Candidates:
                  slice(min(boxes[k - 1][1].start for k in g), max(boxes[k - 1][1].stop for k in g))) for g in groups]
     heights = [rows.stop - rows.start for rows, _ in spans_of]
     line, tallest = float(np.median(heights)), max(heights)
+    # Lines of writing: a page of digits joins into columns, each of strokes stacked higher than 2.5 of the tallest
+    # mark. Only when most are: one such column alone is a digit in pieces (a skipping pen), or half a 3.
+    tallest_mark = max(b[0].stop - b[0].start for b in boxes if b is not None)
+    stacked = sum(h > 2.5 * tallest_mark for h in heights)
+    if len(groups) > 1 and 2 * stacked > len(groups):
+        raise ImageError("writing on several lines, not one number: crop the picture to the number")
     # Primitives, left to right: (rows, columns, mask) of their ink, in their group's box.
     primitives: list[tuple[slice, slice, np.ndarray]] = []
     cuts: set[int] = set()

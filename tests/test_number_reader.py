@@ -296,6 +296,24 @@ def test_a_page_of_marks_asks_to_crop_to_the_number():
         candidates(picture_ink(255 - page)[0])
 
 
+def test_a_page_of_digits_in_rows_asks_to_crop_to_the_number():
+    # Its digits stand in columns as well as in rows: each column joined into one "digit" of stacked strokes, and
+    # the page was read as a confident number.
+    row, boxes = compose(["seven", "four", "one", "zero", "seven", "four"], [30] * 5)
+    rows, _ = np.nonzero(row)
+    line = row[rows.min() - 20 : rows.max() + 20]
+    for lines in (3, 8):
+        with pytest.raises(ImageError, match=r"^writing on several lines, not one number: crop the picture"):
+            candidates(picture_ink(255 - np.concatenate([line] * lines))[0])
+    assert len(candidates(picture_ink(255 - line)[0]).spans) > 1  # one line of them is a number
+    # A 1 alone, broken into stacked pieces (a skipping pen), is no page: its pieces are all there is to measure by.
+    left, _, right, _ = boxes[2]
+    broken = np.pad(line[:, left:right], 20)
+    broken[(np.arange(len(broken)) % 20) < 6] = 0
+    assert ndimage.label(broken > 0)[1] >= 5
+    candidates(picture_ink(255 - broken)[0])
+
+
 def thick_blurred_crop(digit: np.ndarray, thickness: int, blur: float) -> np.ndarray:
     """A digit (white on black) drawn with a marker and blurred, dark on white, cropped to its ink."""
     image = Image.fromarray(digit).resize((112, 112), Image.Resampling.BICUBIC)
