@@ -140,7 +140,7 @@ def build_server(ckpt_path: str, max_batch_size: int = 1, batch_timeout: float =
         return JSONResponse({"error": reason}, status_code=exc.status_code, headers=exc.headers)
 
     server.app.add_exception_handler(HTTPException, error_json)
-    logging.getLogger(ls.server.__name__).addFilter(ClientError())  # inherited by the API server LitServe forks
+    logging.getLogger(ls.server.__name__).addFilter(CLIENT_ERRORS)  # inherited by the API server LitServe forks
     if corrections is not None:
         add_corrections(server.app, Corrections(corrections), ckpt_path)
     return server
@@ -280,6 +280,9 @@ class ClientError(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
         return not (isinstance(error, HTTPException) and error.status_code < 500)
+
+
+CLIENT_ERRORS = ClientError()  # one instance: addFilter adds it once however many servers a process builds
 
 
 def check_port_free(host: str, port: int) -> None:
